@@ -3,9 +3,10 @@
  * repository (never copied in); `GROUNDUP_SHARED_FIXTURES` overrides that location.
  * Small data the project makes itself lives in `tests/fixtures/`.
  */
-import { fromFileUrl, join } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-export const REPO_ROOT = fromFileUrl(new URL("../", import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 export const SHARED_FIXTURES = Deno.env.get("GROUNDUP_SHARED_FIXTURES") ??
   join(REPO_ROOT, "..", "shared", "fixtures");
