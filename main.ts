@@ -1,0 +1,103 @@
+/**
+ * groundup's command line: run a YAML pipeline.
+ *
+ *   deno task run pipelines/workshop.yaml [--plan] [--from S] [--until S] [--force S|all]
+ *        [--config FILE]... [--set stage.key=value]... [--backend B] [--cache-dir DIR] [--mirror DIR]
+ */
+import { parseArgs } from "node:util";
+import { PipelineError } from "./runner/errors.ts";
+import { loadPipeline } from "./runner/pipeline.ts";
+import { formatSummary, runPipeline } from "./runner/run.ts";
+import { builtinStages } from "./stages/mod.ts";
+
+const USAGE = `usage: deno task run <pipeline.yaml> [options]
+
+  --plan              show what would run and what is cached, run nothing
+  --from STAGE        re-run STAGE and everything downstream of it
+  --until STAGE       run only STAGE and what it needs
+  --force STAGE|all   re-run STAGE even if cached (repeatable)
+  --config FILE       deep-merge a YAML overlay into the pipeline (repeatable);
+                      a model config file (configs/models/*.yaml) replaces the model
+  --set KEY=VALUE     set one value, e.g. --set dataloader.batch_size=4 (repeatable)
+  --backend NAME      auto | webgpu | cpu | wasm (same as --set backend=NAME)
+  --cache-dir DIR     artifact cache folder (default .groundup, or GROUNDUP_CACHE_DIR)
+  --mirror DIR        local folder consulted before any download (or GROUNDUP_MIRROR)
+  -h, --help          this text
+`;
+
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        plan: { type: "boolean", default: false },
+        from: { type: "string" },
+        until: { type: "string" },
+        force: { type: "string", multiple: true },
+        config: { type: "string", multiple: true },
+        set: { type: "string", multiple: true },
+        backend: { type: "string" },
+        "cache-dir": { type: "string" },
+        mirror: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    console.error(`error: expected one pipeline file, got ${positionals.length}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.mirror) Deno.env.set("GROUNDUP_MIRROR", values.mirror);
+  const sets = [...(values.set ?? [])];
+  if (values.backend) sets.push(`backend=${values.backend}`);
+  const cacheDir = values["cache-dir"] ?? Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
+
+  const abort = new AbortController();
+  const onInterrupt = () => {
+    if (abort.signal.aborted) Deno.exit(130);
+    console.error("\ninterrupted: stopping after cleanup (Ctrl-C again to quit at once)");
+    abort.abort(new Error("interrupted by Ctrl-C"));
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    const pipeline = await loadPipeline(positionals[0], builtinStages(), {
+      overlays: values.config,
+      sets,
+    });
+    const force = values.force?.includes("all") ? "all" : values.force;
+    const report = await runPipeline(pipeline, {
+      cacheDir,
+      planOnly: values.plan,
+      from: values.from,
+      until: values.until,
+      force,
+      signal: abort.signal,
+    });
+    if (!values.plan) console.error("\n" + formatSummary(report));
+    if (report.error) {
+      console.error(`\nerror: ${report.error.message}`);
+      return 1;
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof PipelineError) {
+      console.error(`error in pipeline:\n${error.message}`);
+      return 2;
+    }
+    throw error;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,54 @@
+/**
+ * groundup's public API, for running pipelines from code and writing stages of your own.
+ *
+ * ```ts
+ * import { builtinStages, defineStage, loadPipeline, runPipeline } from "./mod.ts";
+ * import { z } from "zod";
+ *
+ * const registry = builtinStages().register(defineStage({
+ *   type: "count-words", version: "1", description: "Count words",
+ *   params: z.strictObject({}), requires: ["tokenize"],
+ *   async run(ctx) { return { metrics: { words: 42 } }; },
+ * }));
+ * const pipeline = await loadPipeline("pipelines/smoke.yaml", registry);
+ * const report = await runPipeline(pipeline, { cacheDir: ".groundup" });
+ * ```
+ */
+
+// The runner
+export { loadPipeline } from "./runner/pipeline.ts";
+export type { LoadOptions, ResolvedPipeline, StageInstance } from "./runner/pipeline.ts";
+export { orderStages, planPipeline } from "./runner/plan.ts";
+export type { PlannedStep, Selection } from "./runner/plan.ts";
+export { formatPlan, formatSummary, runPipeline } from "./runner/run.ts";
+export type { RunOptions, RunReport, StepReport } from "./runner/run.ts";
+export { ArtifactCache, writeFileAtomic } from "./runner/cache.ts";
+export { PipelineError, StageFailedError } from "./runner/errors.ts";
+export { createLogger, createProgress } from "./runner/progress.ts";
+export type { Logger, ProgressReporter } from "./runner/progress.ts";
+
+// The stage API
+export { defineStage, StageRegistry } from "./runner/stage.ts";
+export type {
+  Artifact,
+  Manifest,
+  PipelineSettings,
+  StageContext,
+  StageDefinition,
+  StageResult,
+} from "./runner/stage.ts";
+export { builtinStages, dataloaderStage, tokenizeStage } from "./stages/mod.ts";
+export { openDataloaderArtifact } from "./stages/dataloader.ts";
+export { openTokenizeArtifact } from "./stages/tokenize.ts";
+
+// Data
+export { fetchFile } from "./datasets/download.ts";
+export type { RemoteFile } from "./datasets/download.ts";
+export { DATASETS } from "./datasets/catalog.ts";
+
+// The from-scratch library
+export { createTokenizer, Gpt2Tokenizer, SimpleTokenizer } from "./llm/tokenizer/mod.ts";
+export type { Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
+export { slidingWindows, WindowLoader } from "./llm/data/windows.ts";
+export type { Batch, Windows } from "./llm/data/windows.ts";
+export { SeededRandom } from "./llm/random.ts";

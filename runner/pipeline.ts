@@ -1,0 +1,439 @@
+/**
+ * Reading a pipeline: YAML file + overlays (`--config`) + single values (`--set`), merged,
+ * then validated against each stage's schema. Every problem is reported with the place it
+ * came from (file:line:column or the flag), and nothing runs while any problem remains.
+ */
+import { isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument } from "yaml";
+import type { Node as YamlNode } from "yaml";
+import { z } from "zod";
+import { PipelineError, type PipelineProblem, type SourceLocation } from "./errors.ts";
+import { knownKeysAt, schemaAt } from "./schema_paths.ts";
+import type { PipelineSettings, StageDefinition, StageRegistry } from "./stage.ts";
+import { didYouMean } from "./suggest.ts";
+
+type Path = (string | number)[];
+type Json = Record<string, unknown>;
+
+/** Where each key path of the merged pipeline was written (the last writer wins). */
+export class SourceMap {
+  #locations = new Map<string, SourceLocation>();
+
+  set(path: Path, location: SourceLocation) {
+    this.#locations.set(JSON.stringify(path.map(String)), location);
+  }
+
+  /** The location of the path or of its nearest ancestor. */
+  find(path: Path): SourceLocation | undefined {
+    for (let n = path.length; n >= 0; n--) {
+      const found = this.#locations.get(JSON.stringify(path.slice(0, n).map(String)));
+      if (found) return found;
+    }
+    return undefined;
+  }
+}
+
+export const BACKENDS = ["auto", "webgpu", "cpu", "wasm"] as const;
+
+const PipelineFileSchema = z.strictObject({
+  name: z.string().min(1),
+  description: z.string().optional(),
+  seed: z.number().int().min(0).default(123),
+  backend: z.enum(BACKENDS).default("auto"),
+  mirror: z.string().optional(),
+  model: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+  stages: z.record(z.string(), z.union([z.record(z.string(), z.unknown()), z.null()])),
+});
+
+/** Keys of a stage entry that belong to the runner, not to the stage's parameters. */
+const RUNNER_KEYS = ["uses", "needs"];
+
+export interface StageInstance {
+  name: string;
+  type: string;
+  definition: StageDefinition<unknown>;
+  needs: string[];
+  params: unknown;
+}
+
+export interface ResolvedPipeline {
+  file: string;
+  settings: Omit<PipelineSettings, "cacheDir">;
+  /** The model configuration after loading a `model:` file, if the pipeline names one. */
+  model?: Json;
+  /** Stage instances in the order the file lists them (the planner orders them). */
+  stages: StageInstance[];
+  sources: SourceMap;
+}
+
+export interface LoadOptions {
+  /** YAML overlays deep-merged over the pipeline, in order (`--config`). */
+  overlays?: string[];
+  /** `stage.key=value` assignments (`--set`), applied last. */
+  sets?: string[];
+  /** Folder relative paths resolve against (default: the working folder). */
+  baseDir?: string;
+}
+
+const TOP_LEVEL_KEYS = Object.keys(PipelineFileSchema.shape);
+
+function isPlainObject(value: unknown): value is Json {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** Objects merge key by key; anything else (scalars, lists) is replaced by the overlay. */
+export function deepMerge(base: unknown, overlay: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(overlay)) return structuredClone(overlay);
+  const out: Json = { ...base };
+  for (const [key, value] of Object.entries(overlay)) {
+    out[key] = key in base ? deepMerge(base[key], value) : structuredClone(value);
+  }
+  return out;
+}
+
+/** Parse one YAML file, recording where every key was written. */
+async function readYamlFile(
+  file: string,
+  sources: SourceMap,
+  problems: PipelineProblem[],
+  pathPrefix: Path = [],
+): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    problems.push({
+      location: { source: file },
+      message: `cannot read the file: ${error instanceof Error ? error.message : error}`,
+    });
+    return undefined;
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    for (const error of doc.errors) {
+      const pos = lineCounter.linePos(error.pos[0]);
+      problems.push({
+        location: { source: file, line: pos.line, column: pos.col },
+        message: `invalid YAML: ${error.message.split("\n")[0]}`,
+      });
+    }
+    return undefined;
+  }
+  const at = (offset: number | undefined): SourceLocation => {
+    if (offset === undefined) return { source: file };
+    const pos = lineCounter.linePos(offset);
+    return { source: file, line: pos.line, column: pos.col };
+  };
+  const walk = (node: unknown, path: Path) => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        const keyNode = pair.key as YamlNode | null;
+        sources.set([...path, key], at(keyNode?.range?.[0]));
+        walk(pair.value, [...path, key]);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => {
+        sources.set([...path, i], at((item as YamlNode | null)?.range?.[0]));
+        walk(item, [...path, i]);
+      });
+    }
+  };
+  sources.set(pathPrefix, at(0));
+  walk(doc.contents, pathPrefix);
+  return doc.toJS();
+}
+
+/** A model configuration file has the model's keys at its top level. */
+function looksLikeModelConfig(value: unknown): boolean {
+  return isPlainObject(value) && ("emb_dim" in value || "n_layers" in value);
+}
+
+function resolvePath(baseDir: string, path: string): string {
+  return path.startsWith("/") ? path : `${baseDir}/${path}`;
+}
+
+/** `--set a.b.c=value`: the key path inside the pipeline (top-level keys, or a stage's). */
+function setPath(dotted: string, stageNames: string[]): Path {
+  const parts = dotted.split(".");
+  if (TOP_LEVEL_KEYS.includes(parts[0]) && !stageNames.includes(parts[0])) return parts;
+  return ["stages", ...parts];
+}
+
+function setIn(target: Json, path: Path, value: unknown) {
+  let node: Json = target;
+  for (const key of path.slice(0, -1)) {
+    if (!isPlainObject(node[key as string])) node[key as string] = {};
+    node = node[key as string] as Json;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+export async function loadPipeline(
+  file: string,
+  registry: StageRegistry,
+  options: LoadOptions = {},
+): Promise<ResolvedPipeline> {
+  const baseDir = options.baseDir ?? Deno.cwd();
+  const sources = new SourceMap();
+  const problems: PipelineProblem[] = [];
+  const fail = () => {
+    if (problems.length > 0) throw new PipelineError(problems);
+  };
+
+  let merged = await readYamlFile(file, sources, problems);
+  fail();
+  if (!isPlainObject(merged)) {
+    throw new PipelineError([{
+      location: { source: file, line: 1, column: 1 },
+      message: "expected a mapping with `name` and `stages`",
+    }]);
+  }
+
+  for (const overlayFile of options.overlays ?? []) {
+    const overlay = await readYamlFile(overlayFile, sources, problems);
+    fail();
+    if (looksLikeModelConfig(overlay)) {
+      // A model configuration given to --config replaces the pipeline's model.
+      merged = { ...(merged as Json), model: overlay };
+      sources.set(["model"], { source: overlayFile, line: 1, column: 1 });
+    } else if (isPlainObject(overlay)) {
+      merged = deepMerge(merged, overlay);
+    } else {
+      problems.push({ location: { source: overlayFile }, message: "expected a YAML mapping" });
+    }
+  }
+  fail();
+
+  // Parse the top level first so --set can tell stage names from pipeline keys.
+  const stageNamesBefore = isPlainObject((merged as Json).stages)
+    ? Object.keys((merged as Json).stages as Json)
+    : [];
+  for (const assignment of options.sets ?? []) {
+    const eq = assignment.indexOf("=");
+    const location = { source: `--set ${assignment}` };
+    if (eq <= 0) {
+      problems.push({ location, message: "expected stage.key=value" });
+      continue;
+    }
+    const dotted = assignment.slice(0, eq);
+    const raw = assignment.slice(eq + 1);
+    const path = setPath(dotted, stageNamesBefore);
+    if (path[0] === "stages" && !stageNamesBefore.includes(String(path[1]))) {
+      problems.push({
+        location,
+        message: `no stage named "${path[1]}" in this pipeline${
+          didYouMean(String(path[1]), [...stageNamesBefore, ...TOP_LEVEL_KEYS])
+        }`,
+      });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = parseYaml(raw);
+    } catch {
+      value = raw;
+    }
+    value = coerceForSchema(merged as Json, path, value, raw, registry);
+    setIn(merged as Json, path, value);
+    sources.set(path, location);
+  }
+  fail();
+
+  const top = PipelineFileSchema.safeParse(merged);
+  let pipeline: z.infer<typeof PipelineFileSchema>;
+  if (top.success) pipeline = top.data;
+  else {
+    for (const issue of top.error.issues) {
+      problems.push(...issueProblems(issue, [], undefined, sources, PipelineFileSchema));
+    }
+    // Keep going with what can be read, so stage problems are reported in the same pass.
+    const raw = merged as Json;
+    const stagesRaw = isPlainObject(raw.stages) ? raw.stages : {};
+    pipeline = {
+      name: String(raw.name ?? ""),
+      seed: typeof raw.seed === "number" ? raw.seed : 123,
+      backend: "auto",
+      model: typeof raw.model === "string" || isPlainObject(raw.model) ? raw.model : undefined,
+      stages: Object.fromEntries(
+        Object.entries(stagesRaw).map(([k, v]) => [k, isPlainObject(v) ? v : {}]),
+      ),
+    };
+  }
+
+  let model: Json | undefined;
+  if (typeof pipeline.model === "string") {
+    const modelFile = resolvePath(baseDir, pipeline.model);
+    const loaded = await readYamlFile(modelFile, sources, problems, ["model"]);
+    fail();
+    if (!isPlainObject(loaded)) {
+      problems.push({
+        location: sources.find(["model"]),
+        key: "model",
+        message: `${modelFile} is not a YAML mapping`,
+      });
+      fail();
+    }
+    model = loaded as Json;
+  } else {
+    model = pipeline.model as Json | undefined;
+  }
+
+  const globals: Json = {
+    seed: pipeline.seed,
+    backend: pipeline.backend,
+    ...(model ? { model } : {}),
+  };
+
+  const stageNames = Object.keys(pipeline.stages);
+  const stages: StageInstance[] = [];
+  for (const name of stageNames) {
+    const entry = (pipeline.stages[name] ?? {}) as Json;
+    const base: Path = ["stages", name];
+    const type = typeof entry.uses === "string" ? entry.uses : name;
+    const definition = registry.get(type);
+    if (!definition) {
+      problems.push({
+        location: sources.find(entry.uses ? [...base, "uses"] : base),
+        stage: name,
+        message: `unknown stage type "${type}"${didYouMean(type, registry.types())}; known types: ${
+          registry.types().join(", ")
+        }`,
+      });
+      continue;
+    }
+    const needsRaw = entry.needs ?? [];
+    const needs = Array.isArray(needsRaw) ? needsRaw.map(String) : [String(needsRaw)];
+    for (const need of needs) {
+      if (!stageNames.includes(need)) {
+        problems.push({
+          location: sources.find([...base, "needs"]),
+          stage: name,
+          key: "needs",
+          message: `"${need}" is not a stage of this pipeline${didYouMean(need, stageNames)}`,
+        });
+      } else if (need === name) {
+        problems.push({
+          location: sources.find([...base, "needs"]),
+          stage: name,
+          key: "needs",
+          message: "a stage cannot need itself",
+        });
+      }
+    }
+    const needsKnown = needs.every((need) => stageNames.includes(need));
+    for (const required of needsKnown ? definition.requires ?? [] : []) {
+      const satisfied = needs.some((need) => {
+        const upstream = (pipeline.stages[need] ?? {}) as Json;
+        return (typeof upstream.uses === "string" ? upstream.uses : need) === required;
+      });
+      if (!satisfied) {
+        problems.push({
+          location: sources.find(entry.needs !== undefined ? [...base, "needs"] : base),
+          stage: name,
+          key: "needs",
+          message: `a ${type} stage needs a stage of type "${required}" (add it to \`needs\`)`,
+        });
+      }
+    }
+    const own: Json = {};
+    for (const [key, value] of Object.entries(entry)) {
+      if (!RUNNER_KEYS.includes(key)) own[key] = value;
+    }
+    const params: Json = {};
+    for (const key of definition.inherits ?? []) {
+      if (key in globals) params[key] = structuredClone(globals[key]);
+    }
+    const withOwn = deepMerge(params, own) as Json;
+    const parsed = definition.params.safeParse(withOwn);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        problems.push(
+          ...issueProblems(issue, base, name, sources, definition.params, own, withOwn),
+        );
+      }
+      continue;
+    }
+    stages.push({ name, type, definition, needs, params: parsed.data });
+  }
+  fail();
+
+  return {
+    file,
+    settings: {
+      name: pipeline.name,
+      baseDir,
+      seed: pipeline.seed,
+      backend: pipeline.backend,
+      mirror: Deno.env.get("GROUNDUP_MIRROR") ??
+        (pipeline.mirror ? resolvePath(baseDir, pipeline.mirror) : undefined),
+    },
+    model,
+    stages,
+    sources,
+  };
+}
+
+/** Turn a `--set` string into what the schema at that path accepts (e.g. keep "123" a string). */
+function coerceForSchema(
+  merged: Json,
+  path: Path,
+  value: unknown,
+  raw: string,
+  registry: StageRegistry,
+): unknown {
+  let schema: z.ZodType | undefined;
+  if (path[0] === "stages") {
+    const stages = (merged.stages ?? {}) as Json;
+    const entry = (stages[String(path[1])] ?? {}) as Json;
+    const type = typeof entry.uses === "string" ? entry.uses : String(path[1]);
+    const definition = registry.get(type);
+    schema = definition ? schemaAt(definition.params, path.slice(2)) : undefined;
+  } else {
+    schema = schemaAt(PipelineFileSchema, path);
+  }
+  if (!schema) return value;
+  if (schema.safeParse(value).success) return value;
+  if (schema.safeParse(raw).success) return raw;
+  return value;
+}
+
+function issueProblems(
+  issue: z.core.$ZodIssue,
+  base: Path,
+  stage: string | undefined,
+  sources: SourceMap,
+  schema: z.ZodType,
+  own?: Json,
+  value?: unknown,
+): PipelineProblem[] {
+  const path = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p)) as Path;
+  if (issue.code === "unrecognized_keys") {
+    const known = knownKeysAt(schema, path);
+    return issue.keys.map((key) => ({
+      location: sources.find([...base, ...path, key]),
+      stage,
+      key: [...path, key].join("."),
+      message: `unknown key "${key}"${didYouMean(key, known)}; expected one of: ${
+        known.join(", ")
+      }`,
+    }));
+  }
+  // An inherited value that is wrong is reported where the pipeline-level key was written.
+  const inherited = own !== undefined && path.length > 0 && !(String(path[0]) in own);
+  const location = inherited ? sources.find(path) : sources.find([...base, ...path]);
+  let message = issue.message;
+  if (issue.code === "invalid_type" && value !== undefined && valueAt(value, path) === undefined) {
+    message = `required key is missing (expected ${issue.expected})`;
+  }
+  return [{ location, stage, key: path.join(".") || undefined, message }];
+}
+
+function valueAt(value: unknown, path: Path): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}

@@ -1,0 +1,162 @@
+/**
+ * Planning: order the stages by `needs`, compute each one's cache key and decide what runs.
+ *
+ * A key is the hash of everything that determines a stage's output: its type and
+ * implementation version, its parameters in canonical form, the keys of the artifacts it
+ * reads and the content of any local file it reads. Change any of these and the stage, and
+ * through the input keys everything downstream of it, runs again.
+ */
+import { PipelineError, type PipelineProblem } from "./errors.ts";
+import { canonicalJson, sha256File, sha256Hex } from "./hash.ts";
+import type { ResolvedPipeline, StageInstance } from "./pipeline.ts";
+import type { ArtifactCache } from "./cache.ts";
+import type { Artifact, PipelineSettings } from "./stage.ts";
+import { didYouMean } from "./suggest.ts";
+
+export type StepStatus = "cached" | "run" | "skip";
+
+export interface PlannedStep {
+  stage: StageInstance;
+  key: string;
+  /** Content hashes of the local files the stage reads. */
+  files: Record<string, string>;
+  status: StepStatus;
+  /** Why it runs: "not cached", "forced", "--from x". */
+  reason?: string;
+  cached?: Artifact;
+}
+
+export interface Selection {
+  from?: string;
+  until?: string;
+  /** Stage names to re-run even if cached, or "all". */
+  force?: string[] | "all";
+}
+
+/** Topological order; ties keep the order of the file. Cycles are an error naming the cycle. */
+export function orderStages(pipeline: ResolvedPipeline): StageInstance[] {
+  const byName = new Map(pipeline.stages.map((s) => [s.name, s]));
+  const ordered: StageInstance[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (stage: StageInstance, trail: string[]) => {
+    const seen = state.get(stage.name);
+    if (seen === "done") return;
+    if (seen === "visiting") {
+      const cycle = [...trail.slice(trail.indexOf(stage.name)), stage.name];
+      throw new PipelineError([{
+        location: pipeline.sources.find(["stages", stage.name, "needs"]),
+        stage: stage.name,
+        key: "needs",
+        message: `the stages need each other in a cycle: ${cycle.join(" → ")}`,
+      }]);
+    }
+    state.set(stage.name, "visiting");
+    for (const need of stage.needs) visit(byName.get(need)!, [...trail, stage.name]);
+    state.set(stage.name, "done");
+    ordered.push(stage);
+  };
+  for (const stage of pipeline.stages) visit(stage, []);
+  return ordered;
+}
+
+/** Every stage that depends, directly or not, on `name` (not including it). */
+function descendants(stages: StageInstance[], name: string): Set<string> {
+  const out = new Set<string>();
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const s of stages) {
+      if (!out.has(s.name) && s.needs.some((n) => n === name || out.has(n))) {
+        out.add(s.name);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+function ancestorsAndSelf(stages: StageInstance[], name: string): Set<string> {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const out = new Set<string>();
+  const visit = (n: string) => {
+    if (out.has(n)) return;
+    out.add(n);
+    for (const need of byName.get(n)!.needs) visit(need);
+  };
+  visit(name);
+  return out;
+}
+
+export async function planPipeline(
+  pipeline: ResolvedPipeline,
+  cache: ArtifactCache,
+  settings: PipelineSettings,
+  selection: Selection = {},
+): Promise<PlannedStep[]> {
+  const ordered = orderStages(pipeline);
+  const names = ordered.map((s) => s.name);
+  const problems: PipelineProblem[] = [];
+  const checkName = (flag: string, name: string) => {
+    if (!names.includes(name)) {
+      problems.push({
+        location: { source: `${flag} ${name}` },
+        message: `no stage named "${name}"${didYouMean(name, names)}; stages: ${names.join(", ")}`,
+      });
+    }
+  };
+  if (selection.from) checkName("--from", selection.from);
+  if (selection.until) checkName("--until", selection.until);
+  if (Array.isArray(selection.force)) { for (const f of selection.force) checkName("--force", f); }
+  if (problems.length) throw new PipelineError(problems);
+
+  const inScope = selection.until ? ancestorsAndSelf(ordered, selection.until) : new Set(names);
+  const fromSet = selection.from
+    ? new Set([selection.from, ...descendants(ordered, selection.from)])
+    : new Set<string>();
+  const forced = (name: string) =>
+    selection.force === "all" || (Array.isArray(selection.force) && selection.force.includes(name));
+
+  const keys = new Map<string, string>();
+  const steps: PlannedStep[] = [];
+  for (const stage of ordered) {
+    const files: Record<string, string> = {};
+    for (const path of stage.definition.localFiles?.(stage.params, settings) ?? []) {
+      try {
+        files[path] = await sha256File(path);
+      } catch (error) {
+        problems.push({
+          location: pipeline.sources.find(["stages", stage.name]),
+          stage: stage.name,
+          message: `cannot read local file ${path}: ${
+            error instanceof Error ? error.message : error
+          }`,
+        });
+      }
+    }
+    const inputs: Record<string, { type: string; key: string }> = {};
+    for (const need of stage.needs) {
+      const upstream = ordered.find((s) => s.name === need)!;
+      inputs[need] = { type: upstream.type, key: keys.get(need)! };
+    }
+    const key = sha256Hex(canonicalJson({
+      type: stage.type,
+      version: stage.definition.version,
+      params: stage.params,
+      inputs,
+      files,
+    }));
+    keys.set(stage.name, key);
+
+    const cached = await cache.lookup(stage.name, key);
+    let status: StepStatus;
+    let reason: string | undefined;
+    if (!inScope.has(stage.name)) status = "skip", reason = `after --until ${selection.until}`;
+    else if (fromSet.has(stage.name)) status = "run", reason = `--from ${selection.from}`;
+    else if (forced(stage.name)) status = "run", reason = "--force";
+    else if (cached) status = "cached";
+    else status = "run", reason = "not cached";
+    steps.push({ stage, key, files, status, reason, cached });
+  }
+  if (problems.length) throw new PipelineError(problems);
+  return steps;
+}

@@ -1,0 +1,118 @@
+/**
+ * The stage API. A stage is a typed, versioned unit of work: the runner validates its
+ * parameters against `params`, hands it the artifacts of the stages it needs, an empty
+ * output folder and a progress folder that survives a crash, and records what it returns.
+ */
+import type { z } from "zod";
+import type { Logger, ProgressReporter } from "./progress.ts";
+
+/** A finished stage's output as downstream stages see it. */
+export interface Artifact {
+  /** The stage instance name in the pipeline (e.g. "tokenize"). */
+  stage: string;
+  /** The stage type (e.g. "tokenize"). */
+  type: string;
+  key: string;
+  dir: string;
+  manifest: Manifest;
+}
+
+export interface Manifest {
+  format: 1;
+  stage: string;
+  type: string;
+  version: string;
+  key: string;
+  params: unknown;
+  inputs: Record<string, { type: string; key: string }>;
+  files: Record<string, string>;
+  versions: Record<string, string>;
+  environment: Record<string, unknown>;
+  metrics: Record<string, number | string>;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+}
+
+/** Settings that belong to the whole pipeline rather than one stage. */
+export interface PipelineSettings {
+  name: string;
+  /** Folder of the pipeline file; relative paths in parameters resolve against it. */
+  baseDir: string;
+  seed: number;
+  backend: string;
+  /** Local folder consulted before any download (GROUNDUP_MIRROR or the pipeline's `mirror`). */
+  mirror?: string;
+  cacheDir: string;
+}
+
+export interface StageContext<P> {
+  /** The stage instance name. */
+  name: string;
+  params: P;
+  /** Upstream artifacts by stage instance name (every stage listed in `needs`). */
+  inputs: Record<string, Artifact>;
+  /** Empty folder that becomes the artifact when `run` returns. */
+  outDir: string;
+  /** Folder that survives a crash (checkpoints); removed once the stage finishes. */
+  progressDir: string;
+  pipeline: PipelineSettings;
+  progress: ProgressReporter;
+  log: Logger;
+  signal: AbortSignal;
+  /** Record facts about where the work ran (backend, BLAS library...) in the manifest. */
+  recordEnvironment(facts: Record<string, unknown>): void;
+}
+
+export interface StageResult {
+  /** Headline numbers shown in the summary and stored in the manifest. */
+  metrics?: Record<string, number | string>;
+}
+
+export interface StageDefinition<P = unknown> {
+  type: string;
+  /** Bump when the stage's output for the same inputs changes: it invalidates cached artifacts. */
+  version: string;
+  description: string;
+  /** Zod schema of the parameters (strict objects, so unknown keys are rejected). */
+  params: z.ZodType<P>;
+  /**
+   * Pipeline-level keys this stage inherits when it does not set them itself (e.g. "seed",
+   * "model"). Objects are deep-merged, the stage's own values winning.
+   */
+  inherits?: string[];
+  /** Stage types that must be among this stage's `needs` (checked before anything runs). */
+  requires?: string[];
+  /** Local files this stage reads; their content hashes become part of the cache key. */
+  localFiles?(params: P, pipeline: PipelineSettings): string[];
+  /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
+  headline?: string[];
+  run(ctx: StageContext<P>): Promise<StageResult | void>;
+}
+
+/** Identity helper that keeps the parameter type flowing from the schema to `run`. */
+export function defineStage<S extends z.ZodType>(
+  definition: StageDefinition<z.infer<S>> & { params: S },
+): StageDefinition<z.infer<S>> {
+  return definition;
+}
+
+export class StageRegistry {
+  #stages = new Map<string, StageDefinition<unknown>>();
+
+  register<P>(stage: StageDefinition<P>): this {
+    if (this.#stages.has(stage.type)) {
+      throw new Error(`a stage of type "${stage.type}" is already registered`);
+    }
+    this.#stages.set(stage.type, stage as StageDefinition<unknown>);
+    return this;
+  }
+
+  get(type: string): StageDefinition<unknown> | undefined {
+    return this.#stages.get(type);
+  }
+
+  types(): string[] {
+    return [...this.#stages.keys()];
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Stage `dataloader`: split the tokenized corpus into training and validation text by
+ * characters (as the workshop does: the first `train_ratio` of the characters train), encode
+ * each part, cut sliding windows and group them into batches.
+ *
+ * Artifact: train.bin / val.bin (token streams) and loader.json (window and batch
+ * settings). `openDataloaderArtifact` rebuilds the exact batches, in the exact order, that
+ * downstream stages must read.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { defineStage } from "../runner/stage.ts";
+import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
+import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
+import { inputOfType } from "./common.ts";
+import { openTokenizeArtifact } from "./tokenize.ts";
+
+export const DataloaderParams = z.strictObject({
+  train_ratio: z.number().gt(0).lt(1).default(0.9),
+  batch_size: z.number().int().min(1).default(2),
+  max_length: z.number().int().min(1).default(256),
+  /** Defaults to max_length (no overlap), as in the workshop's pretraining. */
+  stride: z.number().int().min(1).optional(),
+  /** Shuffle the training batches (validation is never shuffled). */
+  shuffle: z.boolean().default(true),
+  /** Drop an incomplete last training batch (validation keeps it). */
+  drop_last: z.boolean().default(true),
+  seed: z.number().int().min(0).default(123),
+});
+export type DataloaderParams = z.infer<typeof DataloaderParams>;
+
+interface SplitInfo {
+  file: string;
+  characters: number;
+  tokens: number;
+  windows: number;
+  batches: number;
+  /** Tokens inside the batches one epoch visits. */
+  batch_tokens: number;
+  shuffle: boolean;
+  drop_last: boolean;
+}
+
+export interface LoaderManifest {
+  batch_size: number;
+  max_length: number;
+  stride: number;
+  seed: number;
+  train: SplitInfo;
+  val: SplitInfo;
+}
+
+export const dataloaderStage = defineStage({
+  type: "dataloader",
+  version: "1",
+  description: "Split by characters, cut sliding windows, batch (seeded shuffle)",
+  params: DataloaderParams,
+  inherits: ["seed"],
+  requires: ["tokenize"],
+  headline: ["train_tokens", "val_tokens", "train_batches", "val_batches"],
+  async run(ctx) {
+    const p = ctx.params;
+    const stride = p.stride ?? p.max_length;
+    const { text, tokenizer } = await openTokenizeArtifact(inputOfType(ctx, "tokenize").dir);
+    const splitAt = Math.floor(p.train_ratio * text.length);
+    const parts = { train: text.slice(0, splitAt), val: text.slice(splitAt) };
+    const info: Partial<Record<"train" | "val", SplitInfo>> = {};
+    for (const split of ["train", "val"] as const) {
+      const ids = tokenizer.encode(parts[split]);
+      const windows = slidingWindows(ids, p.max_length, stride);
+      if (windows.count === 0) {
+        throw new Error(
+          `the ${split} split has ${ids.length} tokens (${parts[split].length} characters), ` +
+            `but a window needs max_length + 1 = ${
+              p.max_length + 1
+            }: lower max_length or change train_ratio`,
+        );
+      }
+      const isTrain = split === "train";
+      const loader = new WindowLoader(windows, {
+        batchSize: p.batch_size,
+        shuffle: isTrain && p.shuffle,
+        dropLast: isTrain && p.drop_last,
+        seed: p.seed,
+      });
+      if (loader.numBatches === 0) {
+        throw new Error(
+          `the ${split} split has ${windows.count} windows, fewer than batch_size ${p.batch_size} with drop_last: no batch remains`,
+        );
+      }
+      const file = `${split}.bin`;
+      await writeTokenFile(join(ctx.outDir, file), ids, tokenizer.vocabSize);
+      info[split] = {
+        file,
+        characters: parts[split].length,
+        tokens: ids.length,
+        windows: windows.count,
+        batches: loader.numBatches,
+        batch_tokens: loader.tokensPerEpoch,
+        shuffle: loader.options.shuffle,
+        drop_last: loader.options.dropLast,
+      };
+    }
+    const manifest: LoaderManifest = {
+      batch_size: p.batch_size,
+      max_length: p.max_length,
+      stride,
+      seed: p.seed,
+      train: info.train!,
+      val: info.val!,
+    };
+    await Deno.writeTextFile(
+      join(ctx.outDir, "loader.json"),
+      JSON.stringify(manifest, null, 2) + "\n",
+    );
+    ctx.log.info(
+      `train ${manifest.train.batch_tokens} tokens in ${manifest.train.batches} batches, ` +
+        `validation ${manifest.val.batch_tokens} tokens in ${manifest.val.batches} batches`,
+    );
+    return {
+      metrics: {
+        train_tokens: manifest.train.batch_tokens,
+        val_tokens: manifest.val.batch_tokens,
+        train_windows: manifest.train.windows,
+        val_windows: manifest.val.windows,
+        train_batches: manifest.train.batches,
+        val_batches: manifest.val.batches,
+      },
+    };
+  },
+});
+
+export interface DataloaderArtifact {
+  manifest: LoaderManifest;
+  train: WindowLoader;
+  val: WindowLoader;
+}
+
+/** Rebuild the loaders a dataloader stage described: same windows, same batches, same order. */
+export async function openDataloaderArtifact(dir: string): Promise<DataloaderArtifact> {
+  const manifest = JSON.parse(await Deno.readTextFile(join(dir, "loader.json"))) as LoaderManifest;
+  const open = async (split: "train" | "val") => {
+    const info = manifest[split];
+    const ids = await readTokenFile(join(dir, info.file));
+    return new WindowLoader(slidingWindows(ids, manifest.max_length, manifest.stride), {
+      batchSize: manifest.batch_size,
+      shuffle: info.shuffle,
+      dropLast: info.drop_last,
+      seed: manifest.seed,
+    });
+  };
+  return { manifest, train: await open("train"), val: await open("val") };
+}
