@@ -1,0 +1,237 @@
+/**
+ * Choosing and starting the TensorFlow.js backend the model runs on.
+ *
+ * - `webgpu`: tfjs-backend-webgpu on whatever adapter `navigator.gpu` gives, software ones too
+ *   (CI runs parity tests on Mesa's lavapipe).
+ * - `cpu`: tfjs's `cpu` backend with native kernels registered over the slow pure-JS ones:
+ *   the matmul family through BLAS (see cpu_kernels.ts). Without a BLAS library or without
+ *   `--allow-ffi`, plain tfjs with a one-line notice.
+ * - `wasm`: tfjs-backend-wasm, its .wasm binaries loaded from node_modules.
+ * - `auto`: `webgpu` on a hardware adapter, else `cpu`: on a software adapter WebGPU is far slower
+ *   than the CPU path (lavapipe ≈ 6.5 GFLOP/s vs OpenBLAS ≈ 200).
+ *
+ * The wasm and webgpu packages are imported lazily, on purpose: importing them registers
+ * backends with a higher priority than `cpu`, and tfjs would then silently pick them for anyone
+ * who calls `tf.ready()` without naming a backend.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import { loadBlas } from "./blas.ts";
+import { registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
+
+export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
+export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
+
+export interface EngineInfo {
+  /** The tfjs backend in use. */
+  backend: "webgpu" | "cpu" | "wasm";
+  /** The WebGPU adapter, when backend is webgpu, e.g. "NVIDIA GeForce RTX 4090 (nvidia)". */
+  adapter?: string;
+  /** The BLAS library behind the cpu matmul kernels, when there is one. */
+  blas?: string;
+  /** Why this backend, and anything degraded (no BLAS, software adapter, ...). */
+  notes: string[];
+}
+
+export interface EngineOptions {
+  backend?: BackendChoice;
+  /** BLAS library to use (else GROUNDUP_BLAS, else the platform's usual names). */
+  blasPath?: string;
+  /** Threads for OpenBLAS (default: its own choice, the core count). */
+  blasThreads?: number;
+  /** false: plain tfjs cpu kernels even where BLAS exists (benchmarks' baseline). */
+  nativeKernels?: boolean;
+  /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
+  log?: (line: string) => void;
+}
+
+/** What `navigator.gpu` offers, read before any device exists (see `startWebGpu`). */
+export interface WebGpuProbe {
+  adapter?: GPUAdapter;
+  /** Human-readable adapter name. */
+  description?: string;
+  /** A CPU/software implementation (lavapipe, llvmpipe, SwiftShader, WARP, ...). */
+  software?: boolean;
+  /** Why there is no adapter, when there is none. */
+  unavailable?: string;
+}
+
+/** Start the backend `options.backend` asks for and say what was chosen (also logged). */
+export async function initEngine(options: EngineOptions = {}): Promise<EngineInfo> {
+  const choice = options.backend ?? "auto";
+  if (!BACKEND_CHOICES.includes(choice)) {
+    throw new Error(`unknown backend '${choice}': expected one of ${BACKEND_CHOICES.join(", ")}`);
+  }
+  const log = options.log ?? ((line: string) => console.error(line));
+  let info: EngineInfo;
+  if (choice === "cpu") {
+    info = await startCpu(options, []);
+  } else if (choice === "wasm") {
+    info = await startWasm();
+  } else {
+    const probe = await probeWebGpu();
+    if (choice === "webgpu") {
+      if (!probe.adapter) throw new Error(`backend 'webgpu' unavailable: ${probe.unavailable}`);
+      info = await startWebGpu(probe);
+      if (probe.software) info.notes.push("software adapter: expect CPU-like speed or worse");
+    } else if (probe.adapter && !probe.software) {
+      info = await startWebGpu(probe);
+      info.notes.unshift("auto: hardware WebGPU adapter found");
+    } else {
+      const why = probe.adapter
+        ? `WebGPU adapter '${probe.description}' is a software renderer`
+        : `no WebGPU (${probe.unavailable})`;
+      info = await startCpu(options, [`auto: ${why}; using the CPU path`]);
+    }
+  }
+  log(describeEngine(info));
+  return info;
+}
+
+/** One line: backend, adapter or BLAS, and the most important note. */
+export function describeEngine(info: EngineInfo): string {
+  const parts = [`engine: ${info.backend}`];
+  if (info.adapter) parts.push(`adapter ${info.adapter}`);
+  if (info.blas) parts.push(`BLAS ${info.blas}`);
+  const line = parts.join(", ");
+  return info.notes.length ? `${line} (${info.notes.join("; ")})` : line;
+}
+
+async function startCpu(options: EngineOptions, notes: string[]): Promise<EngineInfo> {
+  await switchTo("cpu");
+  // The cpu backend greets its first tensor under Node-like runtimes with advice to install
+  // tfjs-node, which does not apply here (Deno; native kernels are ours): skip the greeting.
+  const cpu = tf.backend() as { firstUse?: boolean };
+  if ("firstUse" in cpu) cpu.firstUse = false;
+  if (options.nativeKernels === false) {
+    unregisterBlasKernels();
+    return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
+  }
+  const loaded = loadBlas({ path: options.blasPath, threads: options.blasThreads });
+  if (!loaded.ok) {
+    unregisterBlasKernels();
+    return {
+      backend: "cpu",
+      notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`],
+    };
+  }
+  registerBlasKernels(loaded.blas);
+  const threads = loaded.blas.threads();
+  const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
+  return { backend: "cpu", blas, notes };
+}
+
+async function startWasm(): Promise<EngineInfo> {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  // The package's .wasm binaries sit beside its entry point in node_modules; in Deno its
+  // default lookup (relative to the page or the script) finds nothing.
+  const entry = createRequire(import.meta.url).resolve("@tensorflow/tfjs-backend-wasm");
+  wasm.setWasmPaths(`${dirname(entry)}/`);
+  await switchTo("wasm");
+  const threads = wasm.getThreadsCount();
+  return { backend: "wasm", notes: [`${threads} thread${threads === 1 ? "" : "s"}`] };
+}
+
+/** Ask `navigator.gpu` for an adapter without creating a device (which would spend it). */
+export async function probeWebGpu(timeoutMs = 10_000): Promise<WebGpuProbe> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) {
+    return { unavailable: "navigator.gpu is missing; run deno with --unstable-webgpu" };
+  }
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await withTimeout(
+      gpu.requestAdapter({ powerPreference: "high-performance" }),
+      timeoutMs,
+      "requestAdapter",
+    );
+  } catch (error) {
+    return { unavailable: `requestAdapter failed: ${(error as Error).message}` };
+  }
+  if (!adapter) return { unavailable: "navigator.gpu.requestAdapter() returned no adapter" };
+  const info = adapter.info;
+  const description = [info.description || info.device, info.vendor && `(${info.vendor})`]
+    .filter(Boolean).join(" ") || "unnamed adapter";
+  return { adapter, description, software: isSoftwareAdapter(adapter) };
+}
+
+/** lavapipe/llvmpipe, SwiftShader, WARP and friends run WebGPU on the CPU. */
+export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const legacy = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  if (info.isFallbackAdapter || legacy) return true;
+  const text = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  return /llvmpipe|lavapipe|softpipe|swiftshader|software|microsoft basic render|\bwarp\b/i
+    .test(text);
+}
+
+let webgpuAdapter: string | undefined;
+
+/**
+ * Register our own 'webgpu' backend factory instead of the package's, working around tfjs
+ * issue 8518: the stock factory reads `adapter.info` after `requestDevice`, which Deno refuses
+ * ("the adapter cannot be reused"), and passes one required feature as a nested array. Here the
+ * adapter info is copied before the device exists and features are plain strings.
+ */
+async function startWebGpu(probe: WebGpuProbe): Promise<EngineInfo> {
+  const adapter = probe.adapter!;
+  const description = probe.description!;
+  if (webgpuAdapter !== undefined && tf.findBackend("webgpu")) {
+    // Already running on a device from an earlier call: keep it (its tensors live there).
+    await switchTo("webgpu");
+    return { backend: "webgpu", adapter: webgpuAdapter, notes: [] };
+  }
+  const { WebGPUBackend } = await import("@tensorflow/tfjs-backend-webgpu");
+  const info = adapter.info;
+  const adapterInfo = {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+  };
+  const requiredFeatures = (["timestamp-query", "bgra8unorm-storage"] as GPUFeatureName[])
+    .filter((feature) => adapter.features.has(feature));
+  const limits = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+  tf.removeBackend("webgpu");
+  tf.registerBackend(
+    "webgpu",
+    // deno-lint-ignore no-explicit-any
+    () => new WebGPUBackend(device, adapterInfo as any),
+    3,
+  );
+  await switchTo("webgpu");
+  webgpuAdapter = description;
+  const maxBinding = limits.maxStorageBufferBindingSize;
+  return {
+    backend: "webgpu",
+    adapter: description,
+    notes: [`maxStorageBufferBindingSize ${Math.round(maxBinding / 2 ** 20)} MiB`],
+  };
+}
+
+async function switchTo(name: "cpu" | "wasm" | "webgpu"): Promise<void> {
+  if (!(await tf.setBackend(name))) {
+    throw new Error(`tfjs could not start its '${name}' backend (see the warning above)`);
+  }
+  await tf.ready();
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} gave no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
