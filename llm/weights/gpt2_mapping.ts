@@ -345,97 +345,53 @@ function inferConfig(
   };
 }
 
+const copy = (source: string, shape: number[], to: string): Rule => ({
+  source,
+  shape,
+  conversion: { kind: "copy", to },
+});
+const transpose = (source: string, shape: number[], to: string): Rule => ({
+  source,
+  shape,
+  conversion: { kind: "transpose", to },
+});
+
+/** The checkpoint tensors a GPT-2 of this config needs, in the order they are converted. */
 function buildRules(names: LayoutNames, config: GPTConfig): Rule[] {
   const d = config.emb_dim;
   const hidden = 4 * d; // GPT-2's feed-forward width, as in the book's FeedForward
   const rules: Rule[] = [
-    {
-      source: names.wte,
-      shape: [config.vocab_size, d],
-      conversion: { kind: "copy", to: "tok_emb.weight" },
-    },
-    {
-      source: names.wpe,
-      shape: [config.context_length, d],
-      conversion: { kind: "copy", to: "pos_emb.weight" },
-    },
+    copy(names.wte, [config.vocab_size, d], "tok_emb.weight"),
+    copy(names.wpe, [config.context_length, d], "pos_emb.weight"),
   ];
   for (let i = 0; i < config.n_layers; i++) {
     const at = `trf_blocks.${i}`;
     const src = (id: keyof typeof BLOCK_TENSORS) => names.block(i, id);
-    const qkv = ["W_query", "W_key", "W_value"] as const;
+    type Three = [string, string, string];
+    const qkv = (suffix: string) =>
+      ["W_query", "W_key", "W_value"].map((p) => `${at}.att.${p}.${suffix}`) as Three;
     rules.push(
       {
         source: src("qkvWeight"),
         shape: names.matrix(d, 3 * d),
-        conversion: {
-          kind: "split3-transpose",
-          to: qkv.map((p) => `${at}.att.${p}.weight`) as [string, string, string],
-        },
+        conversion: { kind: "split3-transpose", to: qkv("weight") },
       },
-      {
-        source: src("qkvBias"),
-        shape: [3 * d],
-        conversion: {
-          kind: "split3",
-          to: qkv.map((p) => `${at}.att.${p}.bias`) as [string, string, string],
-        },
-      },
-      {
-        source: src("projWeight"),
-        shape: names.matrix(d, d),
-        conversion: { kind: "transpose", to: `${at}.att.out_proj.weight` },
-      },
-      {
-        source: src("projBias"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.att.out_proj.bias` },
-      },
-      {
-        source: src("fcWeight"),
-        shape: names.matrix(d, hidden),
-        conversion: { kind: "transpose", to: `${at}.ff.layers.0.weight` },
-      },
-      {
-        source: src("fcBias"),
-        shape: [hidden],
-        conversion: { kind: "copy", to: `${at}.ff.layers.0.bias` },
-      },
-      {
-        source: src("fcProjWeight"),
-        shape: names.matrix(hidden, d),
-        conversion: { kind: "transpose", to: `${at}.ff.layers.2.weight` },
-      },
-      {
-        source: src("fcProjBias"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.ff.layers.2.bias` },
-      },
-      {
-        source: src("ln1Scale"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.norm1.scale` },
-      },
-      {
-        source: src("ln1Shift"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.norm1.shift` },
-      },
-      {
-        source: src("ln2Scale"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.norm2.scale` },
-      },
-      {
-        source: src("ln2Shift"),
-        shape: [d],
-        conversion: { kind: "copy", to: `${at}.norm2.shift` },
-      },
+      { source: src("qkvBias"), shape: [3 * d], conversion: { kind: "split3", to: qkv("bias") } },
+      transpose(src("projWeight"), names.matrix(d, d), `${at}.att.out_proj.weight`),
+      copy(src("projBias"), [d], `${at}.att.out_proj.bias`),
+      transpose(src("fcWeight"), names.matrix(d, hidden), `${at}.ff.layers.0.weight`),
+      copy(src("fcBias"), [hidden], `${at}.ff.layers.0.bias`),
+      transpose(src("fcProjWeight"), names.matrix(hidden, d), `${at}.ff.layers.2.weight`),
+      copy(src("fcProjBias"), [d], `${at}.ff.layers.2.bias`),
+      copy(src("ln1Scale"), [d], `${at}.norm1.scale`),
+      copy(src("ln1Shift"), [d], `${at}.norm1.shift`),
+      copy(src("ln2Scale"), [d], `${at}.norm2.scale`),
+      copy(src("ln2Shift"), [d], `${at}.norm2.shift`),
     );
   }
   rules.push(
-    { source: names.lnfScale, shape: [d], conversion: { kind: "copy", to: "final_norm.scale" } },
-    { source: names.lnfShift, shape: [d], conversion: { kind: "copy", to: "final_norm.shift" } },
+    copy(names.lnfScale, [d], "final_norm.scale"),
+    copy(names.lnfShift, [d], "final_norm.shift"),
   );
   return rules;
 }
