@@ -1,0 +1,177 @@
+/**
+ * Text generation (book ch04/ch05): greedy decoding (`generate_text_simple`) and sampling with
+ * temperature, top-k and top-p, a stop token, a seeded RNG and a streaming callback. A key/value
+ * cache is used by default, so each new token costs one position's work instead of the whole
+ * window's.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { SeededRandom } from "../random.ts";
+import type { GPTModel } from "./gpt.ts";
+
+export interface SamplingOptions {
+  /** 0 or omitted: greedy (argmax). Otherwise logits are divided by it before sampling. */
+  temperature?: number;
+  /** Keep only the k largest logits (ties with the k-th are kept, as the book's code does). */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p (nucleus sampling). */
+  topP?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Stop (without emitting it) when this token is produced, e.g. 50256 `<|endoftext|>`. */
+  eosId?: number;
+  /** Sampling RNG; its state advances, so a caller can save and resume it. */
+  rng?: SeededRandom;
+  /** Seed for a fresh RNG when `rng` is not given. Default 123. */
+  seed?: number;
+  /** Use the key/value cache (default true); false recomputes the whole window every step. */
+  useCache?: boolean;
+  /** Window size; default and maximum: the model's context_length. */
+  contextSize?: number;
+  /** Called with each new token as soon as it is chosen (for streaming output). */
+  onToken?: (token: number, index: number) => void | Promise<void>;
+}
+
+/** Index of the largest value (the first one on ties, as torch.argmax). */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+/** Picks the next token from one row of logits according to `options`. */
+export function sampleNextToken(
+  logits: Float32Array,
+  options: SamplingOptions,
+  rng: SeededRandom,
+): number {
+  const { temperature = 0, topK, topP } = options;
+  if (!(temperature > 0)) return argmax(logits); // top-k never changes the argmax
+
+  // Candidates: every token, or those at least as large as the k-th largest logit.
+  let candidates: number[] = [];
+  if (topK !== undefined && topK > 0 && topK < logits.length) {
+    const kthLargest = Float32Array.from(logits).sort()[logits.length - topK];
+    for (let i = 0; i < logits.length; i++) if (logits[i] >= kthLargest) candidates.push(i);
+  } else {
+    candidates = Array.from({ length: logits.length }, (_, i) => i);
+  }
+
+  // Softmax of logits / temperature over the candidates, stably around the maximum.
+  let maxLogit = -Infinity;
+  for (const i of candidates) maxLogit = Math.max(maxLogit, logits[i]);
+  let weights = candidates.map((i) => Math.exp((logits[i] - maxLogit) / temperature));
+
+  if (topP !== undefined && topP > 0 && topP < 1) {
+    const total = weights.reduce((a, b) => a + b, 0);
+    const order = candidates.map((_, j) => j).sort((a, b) => weights[b] - weights[a]);
+    const keep: number[] = [];
+    let cumulative = 0;
+    for (const j of order) {
+      keep.push(j);
+      cumulative += weights[j] / total;
+      if (cumulative >= topP) break;
+    }
+    candidates = keep.map((j) => candidates[j]);
+    weights = keep.map((j) => weights[j]);
+  }
+
+  const total = weights.reduce((a, b) => a + b, 0);
+  let threshold = rng.next() * total;
+  for (let j = 0; j < candidates.length; j++) {
+    threshold -= weights[j];
+    if (threshold < 0) return candidates[j];
+  }
+  return candidates[candidates.length - 1]; // rounding left a sliver at the end
+}
+
+/** Logits of the last position for `ids` (one sequence), optionally extending `cache`. */
+async function lastLogits(
+  model: GPTModel,
+  ids: number[],
+  cache: ReturnType<GPTModel["newCache"]> | undefined,
+): Promise<Float32Array> {
+  const input = tf.tensor2d(ids, [1, ids.length], "int32");
+  try {
+    const logits = model.forward(input, { cache, lastTokenOnly: true });
+    // data(), not dataSync(): WebGPU under Deno cannot read synchronously.
+    const values = (await logits.data()) as Float32Array;
+    logits.dispose();
+    return values;
+  } finally {
+    input.dispose();
+  }
+}
+
+/**
+ * Generates up to `maxNewTokens` tokens after `prompt` (token ids of one sequence) and returns
+ * the new tokens (the stop token excluded). The context is cropped to the last `contextSize`
+ * tokens. With the cache, the positions already seen are not recomputed; once the window
+ * slides past `contextSize` every position shifts, so the cache is rebuilt from the window
+ * (the same result as without a cache, at no-cache cost).
+ */
+export async function generate(
+  model: GPTModel,
+  prompt: readonly number[],
+  options: GenerateOptions,
+): Promise<number[]> {
+  const contextSize = Math.min(
+    options.contextSize ?? model.config.context_length,
+    model.config.context_length,
+  );
+  if (prompt.length === 0) throw new Error("generate: the prompt must contain at least one token");
+  const rng = options.rng ?? new SeededRandom(options.seed ?? 123);
+  const tokens = [...prompt];
+  const generated: number[] = [];
+  const cache = options.useCache === false ? undefined : model.newCache();
+  let cacheStart = 0; // index in `tokens` of the first cached position
+
+  try {
+    for (let index = 0; index < options.maxNewTokens; index++) {
+      const windowStart = Math.max(0, tokens.length - contextSize);
+      let feed: number[];
+      if (!cache) {
+        feed = tokens.slice(windowStart);
+      } else if (cache.length > 0 && cacheStart === windowStart) {
+        feed = tokens.slice(cacheStart + cache.length);
+      } else {
+        cache.reset();
+        cacheStart = windowStart;
+        feed = tokens.slice(windowStart);
+      }
+      const logits = await lastLogits(model, feed, cache);
+      const next = sampleNextToken(logits, options, rng);
+      if (next === options.eosId) break;
+      tokens.push(next);
+      generated.push(next);
+      await options.onToken?.(next, index);
+    }
+  } finally {
+    cache?.dispose();
+  }
+  return generated;
+}
+
+/**
+ * The book's `generate_text_simple`: greedy decoding for a batch of equally long sequences,
+ * recomputing the cropped window every step; returns each sequence with its new tokens appended.
+ */
+export async function generateTextSimple(
+  model: GPTModel,
+  idx: readonly (readonly number[])[],
+  maxNewTokens: number,
+  contextSize: number,
+): Promise<number[][]> {
+  const sequences = idx.map((row) => [...row]);
+  const vocab = model.config.vocab_size;
+  for (let step = 0; step < maxNewTokens; step++) {
+    const windows = sequences.map((row) => row.slice(-contextSize));
+    const input = tf.tensor2d(windows, undefined, "int32");
+    const logits = model.forward(input, { lastTokenOnly: true });
+    const values = (await logits.data()) as Float32Array;
+    tf.dispose([input, logits]);
+    sequences.forEach((row, b) => row.push(argmax(values.subarray(b * vocab, (b + 1) * vocab))));
+  }
+  return sequences;
+}

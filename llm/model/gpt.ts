@@ -1,0 +1,244 @@
+/**
+ * The book's GPTModel (rasbt/LLMs-from-scratch ch04): token + positional embeddings, a stack of
+ * pre-LayerNorm transformer blocks, a final LayerNorm and a bias-free output head.
+ *
+ * Parameter names are those of the PyTorch state_dict (`tok_emb.weight`,
+ * `trf_blocks.0.att.W_query.weight`, ..., `final_norm.scale`, `out_head.weight`).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { deriveSeed, SeededRandom } from "../random.ts";
+import { KVCache, MultiHeadAttention } from "./attention.ts";
+import type { GPTConfig } from "./config.ts";
+import { countParameters } from "./config.ts";
+import type { InitMode, ParameterInit } from "./init.ts";
+import {
+  dropout,
+  Embedding,
+  FeedForward,
+  type ForwardContext,
+  LayerNorm,
+  Linear,
+  type LinearLayer,
+  type Module,
+  type NamedParameter,
+  prefixed,
+} from "./layers.ts";
+
+export class TransformerBlock implements Module {
+  readonly att: MultiHeadAttention;
+  readonly ff: FeedForward;
+  readonly norm1: LayerNorm;
+  readonly norm2: LayerNorm;
+
+  constructor(readonly config: GPTConfig, init: ParameterInit) {
+    this.att = new MultiHeadAttention(
+      config.emb_dim,
+      config.n_heads,
+      config.drop_rate,
+      config.qkv_bias,
+      init,
+    );
+    this.ff = new FeedForward(config.emb_dim, init);
+    this.norm1 = new LayerNorm(config.emb_dim);
+    this.norm2 = new LayerNorm(config.emb_dim);
+  }
+
+  apply(x: tf.Tensor, context: ForwardContext, cache?: KVCache, layerIndex = 0): tf.Tensor {
+    const rate = this.config.drop_rate;
+    // Attention sub-block with a residual connection (pre-LN, drop_shortcut before the add).
+    const attended = this.att.apply(
+      this.norm1.apply(x),
+      context,
+      cache?.layers[layerIndex],
+      cache?.length ?? 0,
+    );
+    x = tf.add(dropout(attended, rate, context), x);
+    // Feed-forward sub-block with a residual connection.
+    const fed = this.ff.apply(this.norm2.apply(x));
+    return tf.add(dropout(fed, rate, context), x);
+  }
+
+  namedParameters(prefix: string): NamedParameter[] {
+    // The book's registration order: att, ff, norm1, norm2.
+    return [
+      ...this.att.namedParameters(prefixed(prefix, "att")),
+      ...this.ff.namedParameters(prefixed(prefix, "ff")),
+      ...this.norm1.namedParameters(prefixed(prefix, "norm1")),
+      ...this.norm2.namedParameters(prefixed(prefix, "norm2")),
+    ];
+  }
+}
+
+export interface GPTModelOptions {
+  /** Seed for the initial weights; the dropout RNG is derived from it. Default 123 (the book's). */
+  seed?: number;
+  /** "zeros" skips the random init, for a model whose weights are about to be loaded. */
+  init?: InitMode;
+  /** Share the token embedding with the output head, as OpenAI's GPT-2 does. Default false. */
+  tiedHead?: boolean;
+}
+
+export interface ForwardOptions {
+  /** Dropout on (PyTorch's `model.train()`). Default false. */
+  training?: boolean;
+  /**
+   * Generation's key/value cache: `ids` are the tokens following the cached ones; their positions
+   * start at `cache.length`, and the cache grows by `ids.shape[1]`.
+   */
+  cache?: KVCache;
+  /** Compute logits only for the last position ([batch, 1, vocab]): all generation needs. */
+  lastTokenOnly?: boolean;
+}
+
+export class GPTModel implements Module {
+  readonly config: GPTConfig;
+  readonly tiedHead: boolean;
+  readonly tok_emb: Embedding;
+  readonly pos_emb: Embedding;
+  readonly trf_blocks: TransformerBlock[];
+  readonly final_norm: LayerNorm;
+  out_head: LinearLayer;
+  /** Draws the dropout masks; its state belongs in a training checkpoint. */
+  readonly dropoutRng: SeededRandom;
+
+  constructor(config: GPTConfig, options: GPTModelOptions = {}) {
+    const seed = options.seed ?? 123;
+    this.config = { ...config };
+    this.tiedHead = options.tiedHead ?? false;
+    const init: ParameterInit = { mode: options.init ?? "random", rng: new SeededRandom(seed) };
+    this.dropoutRng = new SeededRandom(deriveSeed(seed, "dropout"));
+
+    this.tok_emb = new Embedding(config.vocab_size, config.emb_dim, init);
+    this.pos_emb = new Embedding(config.context_length, config.emb_dim, init);
+    this.trf_blocks = Array.from(
+      { length: config.n_layers },
+      () => new TransformerBlock(this.config, init),
+    );
+    this.final_norm = new LayerNorm(config.emb_dim);
+    this.out_head = new Linear(config.emb_dim, config.vocab_size, {
+      bias: false,
+      init,
+      sharedWeight: this.tiedHead ? this.tok_emb.weight : undefined,
+    });
+  }
+
+  /**
+   * ids: int32 [batch, tokens] → logits [batch, tokens, vocab] (or [batch, 1, vocab] with
+   * `lastTokenOnly`). Intermediate tensors are freed; only the logits (and cache entries) stay.
+   */
+  forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    const { training = false, cache, lastTokenOnly = false } = options;
+    const [batch, tokens] = ids.shape;
+    const start = cache?.length ?? 0;
+    if (start + tokens > this.config.context_length) {
+      throw new Error(
+        `GPTModel.forward: positions ${start}..${start + tokens - 1} exceed context_length ` +
+          `${this.config.context_length}; crop the input to the last ${this.config.context_length} tokens`,
+      );
+    }
+    if (ids.dtype !== "int32") {
+      throw new Error(`GPTModel.forward: ids must be int32, got ${ids.dtype}`);
+    }
+    const context: ForwardContext = { training, rng: this.dropoutRng };
+
+    const logits = tf.tidy(() => {
+      const positions = tf.range(start, start + tokens, 1, "int32");
+      const embedded = tf.add(this.tok_emb.apply(ids), this.pos_emb.apply(positions));
+      let x = dropout(embedded, this.config.drop_rate, context);
+      this.trf_blocks.forEach((block, i) => {
+        x = block.apply(x, context, cache, i);
+      });
+      if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, this.config.emb_dim]);
+      return this.out_head.apply(this.final_norm.apply(x)) as tf.Tensor3D;
+    });
+    if (cache) cache.length += tokens;
+    return logits;
+  }
+
+  /** A fresh, empty key/value cache for this model. */
+  newCache(): KVCache {
+    return new KVCache(this.config.n_layers);
+  }
+
+  /**
+   * (name, variable) pairs in the book's state_dict order. With a tied head both
+   * `tok_emb.weight` and `out_head.weight` are listed (as PyTorch's state_dict does), holding
+   * the same variable.
+   */
+  namedParameters(prefix = ""): NamedParameter[] {
+    return [
+      ...this.tok_emb.namedParameters(prefixed(prefix, "tok_emb")),
+      ...this.pos_emb.namedParameters(prefixed(prefix, "pos_emb")),
+      ...this.trf_blocks.flatMap((block, i) =>
+        block.namedParameters(prefixed(prefix, `trf_blocks.${i}`))
+      ),
+      ...this.final_norm.namedParameters(prefixed(prefix, "final_norm")),
+      ...this.out_head.namedParameters(prefixed(prefix, "out_head")),
+    ];
+  }
+
+  /** Each distinct parameter once (a tied head is listed under its first name, `tok_emb.weight`). */
+  uniqueParameters(): NamedParameter[] {
+    const seen = new Set<tf.Variable>();
+    return this.namedParameters().filter(([, variable]) => {
+      if (seen.has(variable)) return false;
+      seen.add(variable);
+      return true;
+    });
+  }
+
+  /** The distinct parameters an optimizer should update (those not frozen). */
+  trainableParameters(): NamedParameter[] {
+    return this.uniqueParameters().filter(([, variable]) => variable.trainable);
+  }
+
+  /** Number of distinct scalars, optionally only the trainable ones. */
+  numParameters(options: { trainableOnly?: boolean } = {}): number {
+    const params = options.trainableOnly ? this.trainableParameters() : this.uniqueParameters();
+    return params.reduce((sum, [, v]) => sum + v.size, 0);
+  }
+
+  /** The count `countParameters` predicts for this model's config (a consistency check). */
+  expectedNumParameters(): number {
+    return countParameters(this.config, { tiedHead: this.tiedHead });
+  }
+
+  /** Freezes the parameters whose name matches (all when no filter is given). */
+  freeze(filter: (name: string) => boolean = () => true): void {
+    for (const [name, variable] of this.namedParameters()) {
+      if (filter(name)) variable.trainable = false;
+    }
+  }
+
+  /** Unfreezes the parameters whose name matches (all when no filter is given). */
+  unfreeze(filter: (name: string) => boolean = () => true): void {
+    for (const [name, variable] of this.namedParameters()) {
+      if (filter(name)) variable.trainable = true;
+    }
+  }
+
+  /**
+   * Calls `replace` for every linear layer (q/k/v, out_proj, both feed-forward layers, the output
+   * head) with its state_dict prefix, and puts whatever it returns in the layer's place: the hook
+   * LoRA uses to wrap layers.
+   */
+  replaceLinears(replace: (name: string, layer: LinearLayer) => LinearLayer): void {
+    this.trf_blocks.forEach((block, i) => {
+      const att = block.att;
+      const at = `trf_blocks.${i}.att`;
+      att.W_query = replace(`${at}.W_query`, att.W_query);
+      att.W_key = replace(`${at}.W_key`, att.W_key);
+      att.W_value = replace(`${at}.W_value`, att.W_value);
+      att.out_proj = replace(`${at}.out_proj`, att.out_proj);
+      const layers = block.ff.layers;
+      layers[0] = replace(`trf_blocks.${i}.ff.layers.0`, layers[0]);
+      layers[2] = replace(`trf_blocks.${i}.ff.layers.2`, layers[2]);
+    });
+    this.out_head = replace("out_head", this.out_head);
+  }
+
+  /** Frees every parameter. */
+  dispose(): void {
+    for (const [, variable] of this.uniqueParameters()) variable.dispose();
+  }
+}
