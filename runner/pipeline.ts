@@ -238,7 +238,6 @@ export async function loadPipeline(
     setIn(merged as Json, path, value);
     sources.set(path, location);
   }
-  fail();
 
   const top = PipelineFileSchema.safeParse(merged);
   let pipeline: z.infer<typeof PipelineFileSchema>;
@@ -341,15 +340,21 @@ export async function loadPipeline(
       if (!RUNNER_KEYS.includes(key)) own[key] = value;
     }
     const params: Json = {};
-    for (const key of definition.inherits ?? []) {
-      if (key in globals) params[key] = structuredClone(globals[key]);
-    }
+    const accepted = knownKeysAt(definition.params, []);
+    const inherited = (definition.inherits ?? []).filter((k) =>
+      k in globals && accepted.includes(k)
+    );
+    for (const key of inherited) params[key] = structuredClone(globals[key]);
     const withOwn = deepMerge(params, own) as Json;
     const parsed = definition.params.safeParse(withOwn);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         problems.push(
-          ...issueProblems(issue, base, name, sources, definition.params, own, withOwn),
+          ...issueProblems(issue, base, name, sources, definition.params, {
+            own,
+            inherited,
+            value: withOwn,
+          }),
         );
       }
       continue;
@@ -404,8 +409,7 @@ function issueProblems(
   stage: string | undefined,
   sources: SourceMap,
   schema: z.ZodType,
-  own?: Json,
-  value?: unknown,
+  context?: { own: Json; inherited: string[]; value: unknown },
 ): PipelineProblem[] {
   const path = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p)) as Path;
   if (issue.code === "unrecognized_keys") {
@@ -420,11 +424,14 @@ function issueProblems(
     }));
   }
   // An inherited value that is wrong is reported where the pipeline-level key was written.
-  const inherited = own !== undefined && path.length > 0 && !(String(path[0]) in own);
+  const inherited = context !== undefined && path.length > 0 && !(String(path[0]) in context.own) &&
+    context.inherited.includes(String(path[0]));
   const location = inherited ? sources.find(path) : sources.find([...base, ...path]);
   let message = issue.message;
-  if (issue.code === "invalid_type" && value !== undefined && valueAt(value, path) === undefined) {
-    message = `required key is missing (expected ${issue.expected})`;
+  if (context && path.length > 0 && valueAt(context.value, path) === undefined) {
+    message = issue.code === "invalid_type"
+      ? `required key is missing (expected ${issue.expected})`
+      : "required key is missing";
   }
   return [{ location, stage, key: path.join(".") || undefined, message }];
 }
