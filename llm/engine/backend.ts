@@ -17,8 +17,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
-import { loadBlas } from "./blas.ts";
-import { registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
+import { type BlasLoadResult, loadBlas } from "./blas.ts";
+import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
+import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
 
 export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
@@ -42,6 +43,8 @@ export interface EngineOptions {
   blasThreads?: number;
   /** false: plain tfjs cpu kernels even where BLAS exists (benchmarks' baseline). */
   nativeKernels?: boolean;
+  /** false: keep tfjs's stock elementwise cpu kernels (default: our tight loops). */
+  fastKernels?: boolean;
   /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
   log?: (line: string) => void;
 }
@@ -104,22 +107,34 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   // tfjs-node, which does not apply here (Deno; native kernels are ours): skip the greeting.
   const cpu = tf.backend() as { firstUse?: boolean };
   if ("firstUse" in cpu) cpu.firstUse = false;
+
   if (options.nativeKernels === false) {
+    unregisterFastKernels();
     unregisterBlasKernels();
     return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
   }
-  const loaded = loadBlas({ path: options.blasPath, threads: options.blasThreads });
+  if (options.fastKernels === false) unregisterFastKernels();
+  else notes.push(`${registerFastKernels().length} tight-loop elementwise kernels`);
+
+  const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {
     unregisterBlasKernels();
-    return {
-      backend: "cpu",
-      notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`],
-    };
+    return { backend: "cpu", notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`] };
   }
   registerBlasKernels(loaded.blas);
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
   return { backend: "cpu", blas, notes };
+}
+
+/** The library already registered, unless another one is asked for: dlopen once per process. */
+function reuseOrLoadBlas(options: EngineOptions): BlasLoadResult {
+  const current = blasInUse();
+  if (current && (!options.blasPath || options.blasPath === current.path)) {
+    if (options.blasThreads !== undefined) current.setThreads(options.blasThreads);
+    return { ok: true, blas: current };
+  }
+  return loadBlas({ path: options.blasPath, threads: options.blasThreads });
 }
 
 async function startWasm(): Promise<EngineInfo> {

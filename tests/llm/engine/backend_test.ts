@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { initEngine, isSoftwareAdapter, probeWebGpu } from "../../../llm/engine/backend.ts";
 import { loadBlas } from "../../../llm/engine/blas.ts";
 import { blasInUse, unregisterBlasKernels } from "../../../llm/engine/cpu_kernels.ts";
+import { replacedCpuKernels } from "../../../llm/engine/kernel_registry.ts";
 import { randn, relativeError, withStockKernels } from "./compare.ts";
 
 const blasAvailable = loadBlas().ok;
@@ -16,6 +17,7 @@ Deno.test("initEngine cpu registers the BLAS matmul kernels and says which libra
   assert.equal(tf.getBackend(), "cpu");
   assert.equal(lines.length, 1, "one log line");
   assert.match(lines[0], /^engine: cpu/);
+  assert.ok(replacedCpuKernels().includes("Softmax"), "tight-loop kernels registered");
   if (blasAvailable) {
     assert.ok(info.blas, "EngineInfo.blas is set when a library exists");
     assert.ok(blasInUse());
@@ -36,10 +38,18 @@ Deno.test("initEngine cpu registers the BLAS matmul kernels and says which libra
   unregisterBlasKernels();
 });
 
-Deno.test("nativeKernels: false gives plain tfjs kernels", async () => {
-  const info = await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
-  assert.equal(info.blas, undefined);
+Deno.test("nativeKernels: false gives plain tfjs kernels; fastKernels: false keeps BLAS only", async () => {
+  const plain = await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
+  assert.equal(plain.blas, undefined);
   assert.equal(blasInUse(), undefined);
+  assert.deepEqual(replacedCpuKernels(), []);
+  const blasOnly = await initEngine({ backend: "cpu", fastKernels: false, ...quiet });
+  assert.deepEqual(
+    replacedCpuKernels().sort(),
+    blasAvailable ? ["BatchMatMul", "_FusedMatMul"] : [],
+  );
+  assert.equal(!!blasOnly.blas, blasAvailable);
+  await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
 });
 
 Deno.test("auto picks webgpu only for a hardware adapter, otherwise the CPU path", async () => {
