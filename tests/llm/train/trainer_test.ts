@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { getEncoding } from "js-tiktoken";
 import { sharedFixture, withTempDir } from "../../fixtures.ts";
 import type { GPTConfig } from "../../../llm/model/config.ts";
 import { GPTModel } from "../../../llm/model/gpt.ts";
 import { getStateDict, loadModel, saveModel } from "../../../llm/model/weights_io.ts";
 import { AdamW } from "../../../llm/train/adamw.ts";
+import { loadAdamWState, saveAdamWState } from "../../../llm/train/optimizer_io.ts";
 import {
   type Batch,
   calcLossBatch,
@@ -113,7 +115,7 @@ Deno.test("calcLossLoader averages the first numBatches batches, from sync or as
   model.dispose();
 });
 
-Deno.test("training resumed from saved weights, optimizer and RNG state ends bit-identical", async () => {
+Deno.test("training resumed from saved weights, optimizer state file and RNG state ends bit-identical", async () => {
   const { batches, vocabSize } = await verdictBatches();
   const config = configFor(vocabSize); // drop_rate 0.1: the dropout RNG state matters
   const straight = new GPTModel(config, { seed: 7 });
@@ -132,14 +134,17 @@ Deno.test("training resumed from saved weights, optimizer and RNG state ends bit
       await trainStep(first, firstOptimizer, batch, { maxGradNorm: 1 });
     }
     await saveModel(dir, first);
-    const optimizerState = firstOptimizer.getState();
+    const optimizerPath = join(dir, "optimizer.safetensors");
+    const shapes = new Map(first.namedParameters().map(([name, v]) => [name, v.shape]));
+    await saveAdamWState(optimizerPath, firstOptimizer.getState(), shapes);
     const rngState = first.dropoutRng.state;
     first.dispose();
 
     const resumed = await loadModel(dir);
     resumed.dropoutRng.state = rngState;
     const optimizer = new AdamW(resumed.trainableParameters(), { lr: 1e-3, weightDecay: 0.1 });
-    optimizer.setState(optimizerState);
+    optimizer.setState(await loadAdamWState(optimizerPath), optimizerPath);
+    assert.equal(optimizer.step, 2);
     for (const batch of batches.slice(2)) {
       await trainStep(resumed, optimizer, batch, { maxGradNorm: 1 });
     }
