@@ -3,8 +3,8 @@
  * characters (as the workshop does: the first `train_ratio` of the characters train), encode
  * each part, cut sliding windows and group them into batches.
  *
- * Artifact: train.bin / val.bin (token streams) and loader.json (window and batch
- * settings). `openDataloaderArtifact` rebuilds the exact batches, in the exact order, that
+ * Artifact: train.bin / val.bin (token streams), loader.json (window and batch
+ * settings) and the tokenizer's description (tokenizer.json, vocab.json). `openDataloaderArtifact` rebuilds the exact batches, in the exact order, that
  * downstream stages must read.
  */
 import { join } from "node:path";
@@ -12,8 +12,9 @@ import { z } from "zod";
 import { defineStage } from "../runner/stage.ts";
 import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
+import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { inputOfType } from "./common.ts";
-import { openTokenizeArtifact } from "./tokenize.ts";
+import { openTokenizeArtifact, readTokenizer, TOKENIZER_FILES } from "./tokenize.ts";
 
 export const DataloaderParams = z.strictObject({
   train_ratio: z.number().gt(0).lt(1).default(0.9),
@@ -52,7 +53,7 @@ export interface LoaderManifest {
 
 export const dataloaderStage = defineStage({
   type: "dataloader",
-  version: "1",
+  version: "2",
   description: "Split by characters, cut sliding windows, batch (seeded shuffle)",
   params: DataloaderParams,
   inherits: ["seed"],
@@ -61,7 +62,14 @@ export const dataloaderStage = defineStage({
   async run(ctx) {
     const p = ctx.params;
     const stride = p.stride ?? p.max_length;
-    const { text, tokenizer } = await openTokenizeArtifact(inputOfType(ctx, "tokenize").dir);
+    const tokenizeDir = inputOfType(ctx, "tokenize").dir;
+    const { text, tokenizer } = await openTokenizeArtifact(tokenizeDir);
+    // Downstream stages decode samples with the same tokenizer: carry its description along.
+    for (const file of TOKENIZER_FILES) {
+      await Deno.copyFile(join(tokenizeDir, file), join(ctx.outDir, file)).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    }
     const splitAt = Math.floor(p.train_ratio * text.length);
     const parts = { train: text.slice(0, splitAt), val: text.slice(splitAt) };
     const info: Partial<Record<"train" | "val", SplitInfo>> = {};
@@ -132,6 +140,7 @@ export const dataloaderStage = defineStage({
 
 export interface DataloaderArtifact {
   manifest: LoaderManifest;
+  tokenizer: Tokenizer;
   train: WindowLoader;
   val: WindowLoader;
 }
@@ -149,5 +158,6 @@ export async function openDataloaderArtifact(dir: string): Promise<DataloaderArt
       seed: manifest.seed,
     });
   };
-  return { manifest, train: await open("train"), val: await open("val") };
+  const { tokenizer } = await readTokenizer(dir);
+  return { manifest, tokenizer, train: await open("train"), val: await open("val") };
 }

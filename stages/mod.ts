@@ -1,12 +1,18 @@
 /** The built-in stages, registered in pipeline order. */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
+import { generateStage } from "./generate.ts";
+import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
+import { pretrainStage } from "./pretrain.ts";
 import { tokenizeStage } from "./tokenize.ts";
 
 export function builtinStages(): StageRegistry {
   return new StageRegistry()
     .register(tokenizeStage)
-    .register(dataloaderStage);
+    .register(dataloaderStage)
+    .register(pretrainStage)
+    .register(loadOpenaiWeightsStage)
+    .register(generateStage);
 }
 
-export { dataloaderStage, tokenizeStage };
+export { dataloaderStage, pretrainStage, tokenizeStage };

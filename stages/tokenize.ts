@@ -116,15 +116,22 @@ export const tokenizeStage = defineStage({
   },
 });
 
-/** Read back what a tokenize stage wrote. */
-export async function openTokenizeArtifact(dir: string) {
+/** The tokenizer a tokenize stage used (also copied into dataloader artifacts). */
+export async function readTokenizer(dir: string) {
   const spec = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json"))) as TokenizerSpec;
   if (spec.kind === "simple") {
     spec.vocabulary = JSON.parse(await Deno.readTextFile(join(dir, "vocab.json")));
   }
+  return { spec, tokenizer: createTokenizer(spec) };
+}
+
+/** Files that describe the tokenizer, for stages that pass it on. */
+export const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
+
+/** Read back what a tokenize stage wrote. */
+export async function openTokenizeArtifact(dir: string) {
   return {
-    spec,
-    tokenizer: createTokenizer(spec),
+    ...(await readTokenizer(dir)),
     text: await Deno.readTextFile(join(dir, "corpus.txt")),
   };
 }
