@@ -73,6 +73,7 @@ export class AdamW {
     }
     this.step += 1;
     const { lr, beta1, beta2, eps, weightDecay } = this;
+    // PyTorch's step_size and bias_correction2_sqrt.
     const stepSize = lr / (1 - beta1 ** this.step);
     const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** this.step);
     const decay = 1 - lr * weightDecay;
@@ -88,16 +89,15 @@ export class AdamW {
       const g = (await grad.data()) as Float32Array;
       // On the cpu backend data() hands out the tensor's own buffer: read it, never write it.
       const current = (await variable.data()) as Float32Array;
-      const m = this.#m.get(name)!;
-      const v = this.#v.get(name)!;
       const next = new Float32Array(current.length);
-      for (let i = 0; i < next.length; i++) {
-        const gi = g[i];
-        m[i] = beta1 * m[i] + (1 - beta1) * gi;
-        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
-        const denominator = Math.sqrt(v[i]) / biasCorrection2Sqrt + eps;
-        next[i] = current[i] * decay - stepSize * (m[i] / denominator);
-      }
+      adamwUpdate(current, g, this.#m.get(name)!, this.#v.get(name)!, next, {
+        beta1,
+        beta2,
+        eps,
+        decay,
+        stepSize,
+        biasCorrection2Sqrt,
+      });
       const updated = tf.tensor(next, variable.shape, "float32");
       variable.assign(updated);
       updated.dispose();
@@ -133,6 +133,44 @@ export class AdamW {
     for (const [name, buffer] of this.#m) buffer.set(state.m.get(name)!);
     for (const [name, buffer] of this.#v) buffer.set(state.v.get(name)!);
     this.step = state.step;
+  }
+}
+
+interface UpdateConstants {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 − lr·weight_decay. */
+  decay: number;
+  /** lr / (1 − β1ᵗ). */
+  stepSize: number;
+  /** √(1 − β2ᵗ). */
+  biasCorrection2Sqrt: number;
+}
+
+/**
+ * The element loop, kept in a small plain function so V8 optimises it once for every parameter
+ * (inside the async method it would run as on-stack-replaced code).
+ */
+function adamwUpdate(
+  param: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  out: Float32Array,
+  c: UpdateConstants,
+): void {
+  const { beta1, beta2, eps, decay, stepSize, biasCorrection2Sqrt } = c;
+  const oneMinusBeta1 = 1 - beta1;
+  const oneMinusBeta2 = 1 - beta2;
+  for (let i = 0; i < out.length; i++) {
+    const g = grad[i];
+    // Rounded to float32 as PyTorch's stored exp_avg / exp_avg_sq are before they are used.
+    const mi = Math.fround(beta1 * m[i] + oneMinusBeta1 * g);
+    const vi = Math.fround(beta2 * v[i] + oneMinusBeta2 * g * g);
+    m[i] = mi;
+    v[i] = vi;
+    out[i] = param[i] * decay - stepSize * (mi / (Math.sqrt(vi) / biasCorrection2Sqrt + eps));
   }
 }
 
