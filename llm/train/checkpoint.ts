@@ -9,12 +9,8 @@
 import { join } from "node:path";
 import type { GPTModel } from "../model/gpt.ts";
 import { loadModel, saveModel } from "../model/weights_io.ts";
-import {
-  type NamedTensor,
-  readSafetensorsFile,
-  writeSafetensorsFile,
-} from "../weights/safetensors.ts";
 import type { AdamW } from "./adamw.ts";
+import { loadAdamWState, saveAdamWState } from "./optimizer_io.ts";
 
 export interface TrainingPosition {
   /** 0-based epoch the next step belongs to. */
@@ -47,17 +43,8 @@ export async function saveCheckpoint<Extra>(
   const temp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
     await saveModel(temp, model);
-    const optimizerState = optimizer.getState();
-    const tensors = new Map<string, NamedTensor>();
-    for (const [name, m] of optimizerState.m) {
-      tensors.set(`m.${name}`, { shape: [m.length], data: m });
-    }
-    for (const [name, v] of optimizerState.v) {
-      tensors.set(`v.${name}`, { shape: [v.length], data: v });
-    }
-    await writeSafetensorsFile(join(temp, OPTIMIZER_FILE), tensors, {
-      step: String(optimizerState.step),
-    });
+    const shapes = new Map(model.namedParameters().map(([name, v]) => [name, v.shape]));
+    await saveAdamWState(join(temp, OPTIMIZER_FILE), optimizer.getState(), shapes);
     const full: CheckpointState<Extra> = {
       format: 1,
       ...state,
@@ -117,13 +104,6 @@ export async function loadCheckpoint<Extra>(
   model.dropoutRng.state = state.dropoutRngState;
   const optimizer = makeOptimizer(model);
   const path = join(dir, OPTIMIZER_FILE);
-  const { tensors, metadata } = await readSafetensorsFile(path);
-  const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
-  for (const [name, tensor] of tensors) {
-    if (name.startsWith("m.")) m.set(name.slice(2), tensor.data);
-    else if (name.startsWith("v.")) v.set(name.slice(2), tensor.data);
-    else throw new Error(`${path}: unexpected tensor "${name}" (expected m.<param> or v.<param>)`);
-  }
-  optimizer.setState({ step: Number(metadata.step), m, v }, path);
+  optimizer.setState(await loadAdamWState(path), path);
   return { model, optimizer, state };
 }
