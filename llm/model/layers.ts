@@ -119,7 +119,8 @@ const embeddingLookup = tf.customGrad(
         const rows = tf.reshape(savedIds, [-1, 1]);
         const updates = tf.reshape(dy, [-1, dim]);
         // scatterND sums the updates of repeated ids, which is exactly the embedding gradient.
-        return [tf.scatterND(rows, updates, [vocabSize, dim]), tf.zerosLike(savedIds)];
+        // Ids get a zero gradient (tfjs requires float32 gradients even for int inputs).
+        return [tf.scatterND(rows, updates, [vocabSize, dim]), tf.zeros(savedIds.shape)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0],

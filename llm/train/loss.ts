@@ -39,7 +39,8 @@ const crossEntropyRows = tf.customGrad(
         const probabilities = tf.exp(tf.sub(savedLogits, savedLogSumExp));
         const weighted = tf.mul(probabilities, tf.reshape(savedWeights, [rows, 1]));
         const targetTerm = tf.scatterND(savedPositions, savedWeights, [rows, vocab]);
-        return [tf.mul(tf.sub(weighted, targetTerm), dy), tf.zeros([rows], "int32")];
+        // Targets get a zero gradient (tfjs requires float32 gradients even for int inputs).
+        return [tf.mul(tf.sub(weighted, targetTerm), dy), tf.zeros([rows])];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0],
