@@ -177,7 +177,7 @@ def write_variant(out_dir, cfg):
     # Generation runs on the weights after the two AdamW steps (expected.safetensors'
     # after_step2.*), not on weights.safetensors.
     generate = {"description": "the book's generate_text_simple (greedy), model in eval mode",
-                "weights": "after_step2", "cases": greedy_cases(model, cfg)}
+                "weights": "after_step2.", "cases": greedy_cases(model, cfg)}
 
     write_json(os.path.join(out_dir, "config.json"), cfg)
     write_json(os.path.join(out_dir, "inputs.json"), {
