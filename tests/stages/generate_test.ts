@@ -18,20 +18,18 @@ import {
 import { loadOpenaiWeightsStage } from "../../stages/load_openai_weights.ts";
 import { loadModelConfig } from "../../llm/model/config.ts";
 import { GPTModel } from "../../llm/model/gpt.ts";
-import { loadStateDict, saveModel } from "../../llm/model/weights_io.ts";
+import { saveModel } from "../../llm/model/weights_io.ts";
 import { createTokenizer } from "../../llm/tokenizer/mod.ts";
-import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { localFixture, SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
 import { writePipeline } from "../runner/helpers.ts";
-import { hparamsFor, readParity, toOpenaiLayout, writeOpenaiFolder } from "./parity_checkpoints.ts";
-
-/** Words for the parity model's 97 ids: t00..t94, then the simple tokenizer's two specials. */
-const PARITY_VOCABULARY = [
-  ...Array.from({ length: 95 }, (_, i) => `t${String(i).padStart(2, "0")}`),
-  "<|endoftext|>",
-  "<|unk|>",
-];
-const words = (ids: number[]) => ids.map((id) => PARITY_VOCABULARY[id]).join(" ");
+import {
+  hparamsFor,
+  parityWords,
+  readParity,
+  toOpenaiLayout,
+  writeOpenaiFolder,
+  writeParityModelFolder,
+} from "./parity_checkpoints.ts";
 
 /** A model-producing stage for tests: the PyTorch parity model, or a random tiny GPT-2. */
 const testModelStage = defineStage({
@@ -46,27 +44,7 @@ const testModelStage = defineStage({
   async run(ctx) {
     await useEngine(ctx);
     if (ctx.params.kind === "parity") {
-      // generate.json was produced after the reference's two AdamW steps (its `weights` key).
-      const parity = await readParity();
-      const generateJson = JSON.parse(
-        await Deno.readTextFile(localFixture("parity", "qkv_bias", "generate.json")),
-      );
-      const prefix = `${(generateJson.weights ?? "after_step2").replace(/\.$/, "")}.`;
-      const expected = (await readSafetensorsFile(
-        localFixture("parity", "qkv_bias", "expected.safetensors"),
-      )).tensors;
-      const weights = new Map(
-        [...parity.weights.keys()].map((name) => [name, expected.get(prefix + name)!]),
-      );
-      const model = new GPTModel(parity.config, { init: "zeros" });
-      loadStateDict(model, weights, `expected.safetensors (${prefix}*)`);
-      await saveModel(ctx.outDir, model);
-      model.dispose();
-      await Deno.writeTextFile(
-        join(ctx.outDir, "tokenizer.json"),
-        JSON.stringify({ kind: "simple" }),
-      );
-      await Deno.writeTextFile(join(ctx.outDir, "vocab.json"), JSON.stringify(PARITY_VOCABULARY));
+      await writeParityModelFolder(ctx.outDir);
     } else {
       const model = new GPTModel(await loadModelConfig("tiny"), { seed: 7 });
       await saveModel(ctx.outDir, model);
@@ -120,7 +98,7 @@ Deno.test("generate: greedy continuations through the stage equal PyTorch's (inc
     const cases =
       JSON.parse(await Deno.readTextFile(localFixture("parity", "qkv_bias", "generate.json")))
         .cases;
-    const prompts = cases.map((c: { prompt: number[] }) => words(c.prompt));
+    const prompts = cases.map((c: { prompt: number[] }) => parityWords(c.prompt));
     const { report, generations, logged } = await runYaml(
       dir,
       pipeline(
@@ -132,7 +110,7 @@ Deno.test("generate: greedy continuations through the stage equal PyTorch's (inc
     assert.equal(generations.length, 2);
     for (const [i, c] of cases.entries()) {
       assert.equal(generations[i].prompt, prompts[i]);
-      assert.equal(generations[i].response, " " + words(c.expected_new_tokens));
+      assert.equal(generations[i].response, " " + parityWords(c.expected_new_tokens));
       assert.equal(generations[i].tokens, 8);
       assert.equal(generations[i].stopped, "max_new_tokens");
       assert.equal(generations[i].settings.temperature, 0);
@@ -141,7 +119,7 @@ Deno.test("generate: greedy continuations through the stage equal PyTorch's (inc
     assert.equal(report.artifacts.generate.manifest.metrics.tokens, 16);
     if (!Deno.stderr.isTerminal()) {
       // Off a terminal the text streams through the stage log, a line at a time.
-      assert.match(logged, new RegExp(`\\| +${words(cases[0].expected_new_tokens)}`));
+      assert.match(logged, new RegExp(`\\| +${parityWords(cases[0].expected_new_tokens)}`));
     }
   });
 });

@@ -7,6 +7,8 @@
  */
 import { join } from "node:path";
 import { validateConfig } from "../../llm/model/config.ts";
+import { GPTModel } from "../../llm/model/gpt.ts";
+import { loadStateDict, saveModel } from "../../llm/model/weights_io.ts";
 import {
   type NamedTensor,
   readSafetensorsFile,
@@ -167,4 +169,42 @@ export async function writeHfFolder(
   await Deno.mkdir(dir, { recursive: true });
   await writeSafetensorsFile(join(dir, "model.safetensors"), tensors, { format: "pt" });
   await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
+}
+
+/** Words for the parity model's 97 ids: t00..t94, then the simple tokenizer's two specials. */
+export const PARITY_VOCABULARY = [
+  ...Array.from({ length: 95 }, (_, i) => `t${String(i).padStart(2, "0")}`),
+  "<|endoftext|>",
+  "<|unk|>",
+];
+
+/** Token ids as the parity vocabulary's words, e.g. [58, 0] → "t58 t00". */
+export const parityWords = (ids: number[]) => ids.map((id) => PARITY_VOCABULARY[id]).join(" ");
+
+/**
+ * The greedy cases of the parity fixture's generate.json, and a model folder (saveModel +
+ * a simple tokenizer over {@link PARITY_VOCABULARY}) holding the weights they were made with
+ * (named by the file's `weights` key: the reference generates after its two AdamW steps).
+ * Needs a tfjs backend.
+ */
+export async function writeParityModelFolder(dir: string): Promise<
+  { cases: { prompt: number[]; max_new_tokens: number; expected_new_tokens: number[] }[] }
+> {
+  const generateJson = JSON.parse(await Deno.readTextFile(join(PARITY_DIR, "generate.json")));
+  const prefix = `${(generateJson.weights ?? "after_step2").replace(/\.$/, "")}.`;
+  const parity = await readParity();
+  const expected = (await readSafetensorsFile(join(PARITY_DIR, "expected.safetensors"))).tensors;
+  const weights = new Map(
+    [...parity.weights.keys()].map((name) => [name, expected.get(prefix + name)!]),
+  );
+  const model = new GPTModel(parity.config, { init: "zeros" });
+  try {
+    loadStateDict(model, weights, `expected.safetensors (${prefix}*)`);
+    await saveModel(dir, model);
+  } finally {
+    model.dispose();
+  }
+  await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify({ kind: "simple" }));
+  await Deno.writeTextFile(join(dir, "vocab.json"), JSON.stringify(PARITY_VOCABULARY));
+  return { cases: generateJson.cases };
 }

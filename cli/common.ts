@@ -1,0 +1,218 @@
+/**
+ * What `deno task generate` and `deno task chat` share: turning `--model` into a model folder
+ * (a GPT-2 size runs the load-openai-weights stage through the runner, so the download and the
+ * conversion are cached exactly as a pipeline caches them), loading it, and the sampling flags.
+ */
+import { SourceMap } from "../runner/pipeline.ts";
+import type { ResolvedPipeline } from "../runner/pipeline.ts";
+import { runPipeline } from "../runner/run.ts";
+import type { StageDefinition } from "../runner/stage.ts";
+import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
+import type { GPTModel } from "../llm/model/gpt.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import type { Tokenizer } from "../llm/tokenizer/mod.ts";
+import { GPT2_SIZES, isGpt2Size } from "../datasets/gpt2.ts";
+import {
+  isInstructionTuned,
+  isModelFolder,
+  readModelTokenizer,
+  type SamplingSettings,
+} from "../stages/generate.ts";
+import { LoadOpenaiWeightsParams, loadOpenaiWeightsStage } from "../stages/load_openai_weights.ts";
+
+/** A mistake in the command line: printed with the usage, exit status 2. */
+export class UsageError extends Error {}
+
+export const MODEL_USAGE =
+  `  --model M            a model folder (model.safetensors + config.json, e.g. a stage's
+                       artifact under .groundup/) or a GPT-2 size: ${GPT2_SIZES.join(", ")}
+                       (downloaded and converted on first use, then cached)
+  --source S           where a size comes from: openai (default) | hf
+  --template T         auto (default: Alpaca when the model was instruction-tuned) | none | alpaca
+  --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
+  --cache-dir DIR      artifact cache (default .groundup, or GROUNDUP_CACHE_DIR)
+  --mirror DIR         local folder consulted before any download (or GROUNDUP_MIRROR)`;
+
+export const SAMPLING_USAGE = `  --max-new-tokens N   tokens to generate at most
+  --temperature T      0 = greedy; higher = more random
+  --top-k K            sample only among the K most likely tokens
+  --top-p P            sample only among the most likely tokens whose probability sums to P
+  --seed N             sampling seed (default 123)
+  --stop-token ID      stop at this token id (default: end of text, 50256), or "none"`;
+
+/** parseArgs options for the flags above. */
+export const COMMON_OPTIONS = {
+  model: { type: "string" },
+  source: { type: "string", default: "openai" },
+  template: { type: "string", default: "auto" },
+  backend: { type: "string", default: "auto" },
+  "cache-dir": { type: "string" },
+  mirror: { type: "string" },
+  "max-new-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  seed: { type: "string", default: "123" },
+  "stop-token": { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+type FlagValues = Partial<Record<keyof typeof COMMON_OPTIONS, string | boolean>>;
+
+function numberFlag(
+  values: FlagValues,
+  name: keyof typeof COMMON_OPTIONS,
+  check: { integer?: boolean; min?: number; max?: number; above?: number } = {},
+): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  const ok = typeof raw === "string" && raw.trim() !== "" && Number.isFinite(value) &&
+    (!check.integer || Number.isInteger(value)) &&
+    (check.min === undefined || value >= check.min) &&
+    (check.max === undefined || value <= check.max) &&
+    (check.above === undefined || value > check.above);
+  if (!ok) {
+    const wanted = [
+      check.integer ? "an integer" : "a number",
+      check.min !== undefined ? `≥ ${check.min}` : "",
+      check.above !== undefined ? `> ${check.above}` : "",
+      check.max !== undefined ? `≤ ${check.max}` : "",
+    ].filter(Boolean).join(" ");
+    throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected ${wanted}`);
+  }
+  return value;
+}
+
+/** Sampling settings as the flags give them; `stop_token` undefined: the tokenizer's end of text. */
+export type SamplingFlags = Omit<SamplingSettings, "stop_token"> & {
+  stop_token: number | null | undefined;
+};
+
+/**
+ * Reads and checks the sampling flags (before any model is loaded, so a typo fails at once);
+ * `defaults` are the command's own defaults.
+ */
+export function samplingFromFlags(
+  values: FlagValues,
+  defaults: { max_new_tokens: number; temperature: number; top_k?: number },
+): SamplingFlags {
+  const topK = numberFlag(values, "top-k", { integer: true, min: 1 }) ?? defaults.top_k;
+  const topP = numberFlag(values, "top-p", { above: 0, max: 1 });
+  return {
+    max_new_tokens: numberFlag(values, "max-new-tokens", { integer: true, min: 1 }) ??
+      defaults.max_new_tokens,
+    temperature: numberFlag(values, "temperature", { min: 0 }) ?? defaults.temperature,
+    ...(topK !== undefined ? { top_k: topK } : {}),
+    ...(topP !== undefined ? { top_p: topP } : {}),
+    stop_token: values["stop-token"] === "none"
+      ? null
+      : numberFlag(values, "stop-token", { integer: true, min: 0 }),
+    seed: numberFlag(values, "seed", { integer: true, min: 0 })!,
+  };
+}
+
+/** Fills in the default stop token: the tokenizer's end of text. */
+export function withStopToken(flags: SamplingFlags, tokenizer: Tokenizer): SamplingSettings {
+  return {
+    ...flags,
+    stop_token: flags.stop_token === undefined ? tokenizer.endOfTextId ?? null : flags.stop_token,
+  };
+}
+
+/** Checks the flags that need no model, before anything slow happens. */
+export function checkCommonFlags(values: FlagValues): void {
+  if (!values.model) throw new UsageError("--model is required");
+  if (!["openai", "hf"].includes(String(values.source))) {
+    throw new UsageError(`--source ${values.source}: expected openai or hf`);
+  }
+  if (!["auto", "none", "alpaca"].includes(String(values.template))) {
+    throw new UsageError(`--template ${values.template}: expected auto, none or alpaca`);
+  }
+  if (!(BACKEND_CHOICES as readonly string[]).includes(String(values.backend))) {
+    throw new UsageError(`--backend ${values.backend}: expected ${BACKEND_CHOICES.join(", ")}`);
+  }
+}
+
+/**
+ * The folder of the model `--model` names. A GPT-2 size runs the `load-openai-weights` stage
+ * with the same parameters a pipeline would give it, so `pipelines/gpt2.yaml` and this command
+ * share one cached artifact.
+ */
+export async function resolveModelFolder(values: FlagValues): Promise<string> {
+  const spec = String(values.model);
+  if (!isGpt2Size(spec)) {
+    if (isModelFolder(spec)) return spec;
+    throw new Error(
+      `--model ${spec}: not a model folder (model.safetensors + config.json) nor a GPT-2 size ` +
+        `(${GPT2_SIZES.join(", ")})`,
+    );
+  }
+  const stage = loadOpenaiWeightsStage as StageDefinition<unknown>;
+  const pipeline: ResolvedPipeline = {
+    file: "(command line)",
+    settings: {
+      name: `gpt2-${spec}`,
+      baseDir: Deno.cwd(),
+      seed: 123,
+      backend: String(values.backend),
+      mirror: (values.mirror as string | undefined) ?? Deno.env.get("GROUNDUP_MIRROR"),
+    },
+    stages: [{
+      name: stage.type,
+      type: stage.type,
+      definition: stage,
+      needs: [],
+      params: LoadOpenaiWeightsParams.parse({ source: values.source, size: spec }),
+    }],
+    sources: new SourceMap(),
+  };
+  const cacheDir = (values["cache-dir"] as string | undefined) ??
+    Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
+  const report = await runPipeline(pipeline, { cacheDir });
+  if (!report.ok) throw report.error;
+  const dir = report.artifacts[stage.type].dir;
+  if (report.steps[0].outcome === "cached") console.error(`GPT-2 ${spec}: cached at ${dir}`);
+  return dir;
+}
+
+export interface OpenedModel {
+  dir: string;
+  model: GPTModel;
+  tokenizer: Tokenizer;
+  /** The Alpaca template applies (by `--template`, or because the model was instruction-tuned). */
+  alpaca: boolean;
+}
+
+/** Starts the engine and loads the model `--model` names. */
+export async function openModel(values: FlagValues): Promise<OpenedModel> {
+  const dir = await resolveModelFolder(values);
+  await initEngine({ backend: values.backend as BackendChoice });
+  const tokenizer = await readModelTokenizer(dir);
+  const model = await loadModel(dir);
+  const alpaca = values.template === "auto"
+    ? await isInstructionTuned(dir)
+    : values.template === "alpaca";
+  return { dir, model, tokenizer, alpaca };
+}
+
+const encoder = new TextEncoder();
+/** Writes text to stdout at once (streamed output must not wait for a buffer to fill). */
+export function writeOut(text: string): void {
+  Deno.stdout.writeSync(encoder.encode(text));
+}
+
+/** Runs a command's main: usage errors exit 2 with the usage, other errors exit 1. */
+export async function runCommand(usage: string, main: () => Promise<void>): Promise<number> {
+  try {
+    await main();
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message}\n\n${usage}`);
+      return 2;
+    }
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
