@@ -71,6 +71,12 @@ const ParamsInput = z.strictObject({
   model: InheritedModel.optional(),
 });
 
+/** The GPT-2 size the inherited model has, if it is one. */
+function sizeOfModel(model: z.infer<typeof InheritedModel> | undefined): Gpt2Size | undefined {
+  if (model?.emb_dim === undefined || model.n_layers === undefined) return undefined;
+  return gpt2SizeFor({ emb_dim: model.emb_dim, n_layers: model.n_layers });
+}
+
 function describeDims(model: z.infer<typeof InheritedModel>): string {
   return `emb_dim ${model.emb_dim}, n_layers ${model.n_layers}`;
 }
@@ -99,9 +105,7 @@ export const LoadOpenaiWeightsParams = ParamsInput.superRefine((p, issues) => {
       message: `\`path\` is only read with source: local (source is ${p.source})`,
     });
   }
-  const fromModel = p.model?.emb_dim !== undefined && p.model?.n_layers !== undefined
-    ? gpt2SizeFor({ emb_dim: p.model.emb_dim, n_layers: p.model.n_layers })
-    : undefined;
+  const fromModel = sizeOfModel(p.model);
   if (p.model?.emb_dim !== undefined && !fromModel && !p.size) {
     issues.addIssue({
       code: "custom",
@@ -123,9 +127,7 @@ export const LoadOpenaiWeightsParams = ParamsInput.superRefine((p, issues) => {
   }
 }).transform((p) => {
   if (p.source === "local") return { source: p.source, path: p.path!, drop_rate: p.drop_rate };
-  const fromModel = p.model?.emb_dim !== undefined && p.model?.n_layers !== undefined
-    ? gpt2SizeFor({ emb_dim: p.model.emb_dim, n_layers: p.model.n_layers })
-    : undefined;
+  const fromModel = sizeOfModel(p.model);
   return { source: p.source, size: p.size ?? fromModel ?? "124M", drop_rate: p.drop_rate };
 });
 export type LoadOpenaiWeightsParams = z.infer<typeof LoadOpenaiWeightsParams>;
@@ -236,6 +238,8 @@ async function fetchOpenai(
   ctx: StageContext<LoadOpenaiWeightsParams>,
   size: Gpt2Size,
 ): Promise<CheckpointFiles> {
+  // All seven release files, as the book's download script fetches them, so a cached or
+  // mirrored copy is the complete release; `checkpoint` and `model.ckpt.meta` are not read.
   const remote = openaiGpt2Files(size);
   const paths: Record<string, string> = {};
   for (const [name, file] of Object.entries(remote)) paths[name] = await fetchForStage(ctx, file);

@@ -246,6 +246,25 @@ Deno.test("load-openai-weights: a checkpoint that is not the requested size name
       report.error!.message,
       /model\.ckpt\.index: this checkpoint is not GPT-2 355M: vocab_size 97 \(expected 50257\), context_length 16 \(expected 1024\), emb_dim 32 \(expected 1024\), n_layers 2 \(expected 24\), n_heads 4 \(expected 16\)/,
     );
+
+    // The Hugging Face copy is looked up as hf/openai-community/<repo>/ in the mirror.
+    const hfFolder = join(mirror, "hf", "openai-community", "gpt2-large");
+    await writeHfFolder(hfFolder, toHfLayout(toOpenaiLayout(parity.weights, 2)), {
+      vocab_size: 97,
+      n_positions: 16,
+      n_embd: 32,
+      n_head: 4,
+      n_layer: 2,
+    });
+    const hf = await runYaml(
+      dir,
+      `name: t\nstages:\n  load-openai-weights: {source: hf, size: 774M}\n`,
+      { mirror },
+    );
+    assert.match(
+      hf.error!.message,
+      /gpt2-large[/\\]model\.safetensors: this checkpoint is not GPT-2 774M: vocab_size 97/,
+    );
   });
 });
 
