@@ -37,7 +37,15 @@ export type {
   StageDefinition,
   StageResult,
 } from "./runner/stage.ts";
-export { builtinStages, dataloaderStage, tokenizeStage } from "./stages/mod.ts";
+export {
+  builtinStages,
+  dataloaderStage,
+  generateStage,
+  loadOpenaiWeightsStage,
+  pretrainStage,
+  tokenizeStage,
+} from "./stages/mod.ts";
+export { complete, readModelTokenizer } from "./stages/generate.ts";
 export { openDataloaderArtifact } from "./stages/dataloader.ts";
 export { openTokenizeArtifact } from "./stages/tokenize.ts";
 
@@ -45,6 +53,7 @@ export { openTokenizeArtifact } from "./stages/tokenize.ts";
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";
 export { DATASETS } from "./datasets/catalog.ts";
+export { GPT2_SIZES, hfGpt2Files, openaiGpt2Files } from "./datasets/gpt2.ts";
 
 // The from-scratch library
 export { createTokenizer, Gpt2Tokenizer, SimpleTokenizer } from "./llm/tokenizer/mod.ts";
@@ -52,3 +61,24 @@ export type { Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
 export { slidingWindows, WindowLoader } from "./llm/data/windows.ts";
 export type { Batch, Windows } from "./llm/data/windows.ts";
 export { SeededRandom } from "./llm/random.ts";
+export { OpenAiBpe } from "./llm/tokenizer/bpe.ts";
+export {
+  extractResponse,
+  formatInstructionPrompt,
+  readInstructionData,
+  splitInstructionData,
+} from "./llm/data/instructions.ts";
+
+// The model, training and weights
+export { countParameters, loadModelConfig } from "./llm/model/config.ts";
+export type { GPTConfig } from "./llm/model/config.ts";
+export { GPTModel } from "./llm/model/gpt.ts";
+export { generate, generateTextSimple } from "./llm/model/generate.ts";
+export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
+export { AdamW } from "./llm/train/adamw.ts";
+export { crossEntropy } from "./llm/train/loss.ts";
+export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/train/trainer.ts";
+export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
+export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
+export { convertGpt2Weights } from "./llm/weights/gpt2_mapping.ts";
+export { initEngine } from "./llm/engine/backend.ts";

@@ -428,7 +428,9 @@ function issueProblems(
     context.inherited.includes(String(path[0]));
   const location = inherited ? sources.find(path) : sources.find([...base, ...path]);
   let message = issue.message;
-  if (context && path.length > 0 && valueAt(context.value, path) === undefined) {
+  // zod says "Invalid input" for an absent key; a stage's own (custom) message is kept.
+  const absent = context && path.length > 0 && valueAt(context.value, path) === undefined;
+  if (absent && issue.code !== "custom") {
     message = issue.code === "invalid_type"
       ? `required key is missing (expected ${issue.expected})`
       : "required key is missing";

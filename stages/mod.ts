@@ -15,4 +15,4 @@ export function builtinStages(): StageRegistry {
     .register(generateStage);
 }
 
-export { dataloaderStage, pretrainStage, tokenizeStage };
+export { dataloaderStage, generateStage, loadOpenaiWeightsStage, pretrainStage, tokenizeStage };
