@@ -49,9 +49,9 @@ const x0 = tf.randomNormal([B, T, E], 0, 1, "float32", 7);
 const targets = tf.randomUniform([B * T], 0, V, "int32", 8);
 
 /** nn.Linear with PyTorch's [out, in] weight: x[B*T, in] · Wᵀ + b. */
-const linear = (x: tf.Tensor2D, w: tf.Variable, b?: tf.Variable) => {
+const linear = (x: tf.Tensor2D, w: tf.Variable, b?: tf.Variable): tf.Tensor2D => {
   const y = tf.matMul(x, w, false, true);
-  return b ? tf.add(y, b) : y;
+  return b ? tf.add(y, b) : y as tf.Tensor2D;
 };
 const layerNorm = (x: tf.Tensor, p: { scale: tf.Variable; shift: tf.Variable }) => {
   const mean = tf.mean(x, -1, true);

@@ -1,7 +1,7 @@
 /**
  * GEMM throughput per tfjs backend: one JSON line per (backend, shape) on stdout.
  *
- *   deno run -A --unstable-webgpu bench/gemm.ts [--backends cpu,cpu+blas,wasm,webgpu]
+ *   deno run -A --unstable-webgpu bench/gemm.ts [--backends blas-raw,cpu,cpu+blas,wasm,webgpu]
  *     [--budget 20] [--threads N]
  *
  * Shapes are those of GPT-2 124M at batch 2 × 256 tokens (M = 512 rows): the attention and
@@ -13,6 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendChoice, type EngineInfo, initEngine } from "../llm/engine/backend.ts";
+import { blasInUse } from "../llm/engine/cpu_kernels.ts";
 
 interface Shape {
   m: number;
@@ -26,6 +27,8 @@ const SHAPES: Shape[] = [768, 3072, 50257].flatMap((n) =>
 
 /** A benchmark target: which engine to start, and under what name to report it. */
 const TARGETS: Record<string, { backend: BackendChoice; nativeKernels?: boolean }> = {
+  // cblas_sgemm on plain Float32Arrays, no tfjs: the ceiling for cpu+blas.
+  "blas-raw": { backend: "cpu" },
   "cpu": { backend: "cpu", nativeKernels: false },
   "cpu+blas": { backend: "cpu" },
   "wasm": { backend: "wasm" },
@@ -37,7 +40,7 @@ function flag(name: string): string | undefined {
   return at >= 0 ? Deno.args[at + 1] : undefined;
 }
 
-const targets = (flag("backends") ?? Object.keys(TARGETS).join(",")).split(",");
+const targets = (flag("backends") ?? "cpu,cpu+blas,wasm,webgpu").split(",");
 const budgetSeconds = Number(flag("budget") ?? 20);
 const threads = flag("threads") ? Number(flag("threads")) : undefined;
 
@@ -46,12 +49,21 @@ function emit(record: Record<string, unknown>): void {
 }
 
 /** Seconds for one product: median of repetitions after a warm-up, within the budget. */
-async function timeProduct(a: tf.Tensor, b: tf.Tensor, transposeB: boolean) {
+async function timeProduct(a: tf.Tensor, b: tf.Tensor, transposeB: boolean, raw: boolean) {
+  const [m, k] = a.shape as [number, number];
+  const n = (transposeB ? b.shape[0] : b.shape[1]) as number;
+  const [aValues, bValues] = raw ? [a.dataSync(), b.dataSync()] as Float32Array[] : [];
+  const blas = blasInUse();
   const once = async () => {
     const start = performance.now();
-    const c = tf.matMul(a, b, false, transposeB);
-    await c.data(); // waits for the GPU too
-    c.dispose();
+    if (raw && blas) {
+      const c = new Float32Array(m * n);
+      blas.sgemm(false, transposeB, m, n, k, 1, aValues, k, bValues, transposeB ? k : n, 0, c, n);
+    } else {
+      const c = tf.matMul(a, b, false, transposeB);
+      await c.data(); // waits for the GPU too
+      c.dispose();
+    }
     return (performance.now() - start) / 1000;
   };
   const warmup = await once(); // compiles shaders / touches pages
@@ -81,7 +93,7 @@ for (const target of targets) {
     emit({ backend: target, error: (error as Error).message });
     continue;
   }
-  if (target === "cpu+blas" && !engine.blas) {
+  if ((target === "cpu+blas" || target === "blas-raw") && !engine.blas) {
     emit({ backend: target, error: engine.notes.join("; ") });
     continue;
   }
@@ -106,7 +118,8 @@ for (const target of targets) {
     const a = tf.randomNormal([m, k], 0, 1, "float32", 1);
     const b = tf.randomNormal(transposeB ? [n, k] : [k, n], 0, 1, "float32", 2);
     try {
-      const { seconds, best, reps } = await timeProduct(a, b, transposeB);
+      const raw = target === "blas-raw";
+      const { seconds, best, reps } = await timeProduct(a, b, transposeB, raw);
       const gflops = flops / seconds / 1e9;
       slowest = Math.min(slowest ?? Infinity, gflops);
       emit({

@@ -29,6 +29,7 @@ const CASES: [string, () => tf.Tensor[], (...x: tf.Tensor[]) => tf.Tensor][] = [
   ["Exp [512,50257]", () => [r([B * T, V], 1)], tf.exp],
   ["Tanh GELU [512,3072]", () => [r([B * T, 4 * E], 1)], tf.tanh],
   ["Pow x^3 [512,3072]", () => [r([B * T, 4 * E], 1), tf.scalar(3)], tf.pow],
+  ["Floor dropout mask [2,12,256,256]", () => [r([B, H, T, T], 1)], tf.floor],
   ["Softmax attention [2,12,256,256]", () => [r([B, H, T, T], 1)], (x) => tf.softmax(x)],
   [
     "Transpose heads [2,256,12,64] perm [0,2,1,3]",

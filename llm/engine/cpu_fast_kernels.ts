@@ -214,10 +214,30 @@ function binaryKernel(op: BinaryOp): FastKernel {
     const aValues = float32Values(backend, a);
     const bValues = float32Values(backend, b);
     if (!aValues || !bValues) return undefined;
+    if (op === BinaryOp.Pow && b.shape.length === 0) {
+      const power = smallIntegerPower(aValues, bValues[0]);
+      if (power) return backend.makeTensorInfo(a.shape, "float32", power);
+    }
     const result = broadcastBinary(op, a.shape, aValues, b.shape, bValues);
     if (!result) return undefined; // stock raises tfjs's shape error
     return backend.makeTensorInfo(result.shape, "float32", result.values);
   };
+}
+
+/**
+ * x² and x³ by multiplication (GELU's x³ and its gradient's x²): Math.pow is several times
+ * slower. For float32 x, x·x is exact in double and x·x·x is rounded once, like pow, so the
+ * float32 results agree with stock except possibly in a last bit on rare double-rounding ties.
+ */
+function smallIntegerPower(x: Float32Array, exponent: number): Float32Array | undefined {
+  if (exponent !== 2 && exponent !== 3) return undefined;
+  const out = new Float32Array(x.length);
+  if (exponent === 2) {
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * x[i];
+  } else {
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * x[i] * x[i];
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,6 +266,20 @@ const tanh = unaryKernel((x, out) => {
 const sqrt = unaryKernel((x, out) => {
   for (let i = 0; i < x.length; i++) out[i] = Math.sqrt(x[i]);
 });
+const floor = unaryKernel((x, out) => { // dropout masks: floor(keep + uniform)
+  for (let i = 0; i < x.length; i++) out[i] = Math.floor(x[i]);
+});
+
+/** bool → bool (a causal mask's `equal(0)` / `logicalNot`). */
+const logicalNot: FastKernel = ({ inputs, backend }) => {
+  const x = inputs.x;
+  if (!x || x.dtype !== "bool") return undefined;
+  const values = backend.data.get(x.dataId)?.values;
+  if (!(values instanceof Uint8Array)) return undefined;
+  const out = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i] ? 0 : 1;
+  return backend.makeTensorInfo(x.shape, "bool", out);
+};
 
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last axis (the only axis tfjs's cpu Softmax supports)
@@ -508,6 +542,8 @@ const FAST_KERNELS: Record<string, FastKernel> = {
   Log: log,
   Tanh: tanh,
   Sqrt: sqrt,
+  Floor: floor,
+  LogicalNot: logicalNot,
   Softmax: softmax,
   Transpose: transpose,
   Tile: tile,

@@ -76,12 +76,21 @@ Deno.test("int32 arithmetic is left to the stock kernels and stays int32", () =>
   compare("int32 add", () => tf.add(tf.tensor1d([1, 2, 3], "int32"), tf.scalar(4, "int32")));
 });
 
-Deno.test("unary exp, log, tanh, sqrt match stock", () => {
+Deno.test("unary exp, log, tanh, sqrt, floor, logicalNot match stock", () => {
   const shape = [3, 7, 11];
   compare("exp", () => tf.exp(randn(shape, 3)), true);
   compare("log", () => tf.log(tf.abs(randn(shape, 4))), true);
   compare("tanh", () => tf.tanh(randn(shape, 5)), true);
   compare("sqrt", () => tf.sqrt(tf.abs(randn(shape, 6))), true);
+  compare("floor", () => tf.floor(tf.mul(randn(shape, 7), 3)), true);
+  compare("logicalNot", () => tf.logicalNot(tf.greater(randn(shape, 8), 0)), true);
+});
+
+Deno.test("x^2 and x^3 by multiplication match stock pow; other exponents use pow", () => {
+  for (const exponent of [2, 3, 0.5, -1, 4]) {
+    compare(`pow ${exponent}`, () => tf.pow(tf.add(tf.abs(randn([5, 300], 9)), 0.1), exponent));
+  }
+  compare("pow 3 of negatives", () => tf.pow(randn([5, 300], 10), 3));
 });
 
 Deno.test("softmax over the last axis matches stock, masked entries included", () => {
