@@ -127,3 +127,24 @@ Deno.test({
     await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
   },
 });
+
+const webgpuProbe = await probeWebGpu();
+
+Deno.test({
+  name: "webgpu starts on whatever adapter exists (lavapipe too), multiplies, and restarts cheaply",
+  ignore: !webgpuProbe.adapter,
+  async fn() {
+    const info = await initEngine({ backend: "webgpu", ...quiet });
+    assert.equal(info.backend, "webgpu");
+    assert.equal(tf.getBackend(), "webgpu");
+    assert.equal(info.adapter, webgpuProbe.description);
+    const inputs = [tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])];
+    const product = tf.matMul(inputs[0], inputs[1]);
+    assert.deepEqual(Array.from(await product.data()), [17, 39]); // dataSync throws on webgpu
+    tf.dispose([...inputs, product]);
+    // A second start keeps the device (our factory never re-reads a spent adapter: tfjs #8518).
+    const again = await initEngine({ backend: "webgpu", ...quiet });
+    assert.equal(again.adapter, info.adapter);
+    await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
+  },
+});
