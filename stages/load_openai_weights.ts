@@ -36,6 +36,7 @@ import { writeFileAtomic } from "../runner/cache.ts";
 import { defineStage, type PipelineSettings, type StageContext } from "../runner/stage.ts";
 import { countParameters, type GPTConfig } from "../llm/model/config.ts";
 import { CONFIG_FILE, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
+import { OpenAiBpe } from "../llm/tokenizer/bpe.ts";
 import { Gpt2Tokenizer } from "../llm/tokenizer/gpt2.ts";
 import type { TokenizerSpec } from "../llm/tokenizer/mod.ts";
 import {
@@ -43,10 +44,9 @@ import {
   checkpointSourceFromTensorBundle,
   convertGpt2Weights,
   type Gpt2WeightPlan,
-  type NamedTensor,
   planGpt2Weights,
 } from "../llm/weights/gpt2_mapping.ts";
-import { openSafetensors } from "../llm/weights/safetensors.ts";
+import { openSafetensors, writeSafetensorsStream } from "../llm/weights/safetensors.ts";
 import { openTensorBundle } from "../llm/weights/tensorbundle/reader.ts";
 import { fetchForStage } from "./common.ts";
 
@@ -327,20 +327,6 @@ function checkIsSize(config: GPTConfig, size: Gpt2Size, where: string): void {
   }
 }
 
-/** GPT-2's byte-level alphabet: each byte is written as one printable character. */
-function gpt2ByteDecoder(): Map<string, number> {
-  const printable: number[] = [];
-  for (let b = 33; b <= 126; b++) printable.push(b);
-  for (let b = 161; b <= 172; b++) printable.push(b);
-  for (let b = 174; b <= 255; b++) printable.push(b);
-  const decoder = new Map(printable.map((b) => [String.fromCodePoint(b), b]));
-  let shifted = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!printable.includes(b)) decoder.set(String.fromCodePoint(256 + shifted++), b);
-  }
-  return decoder;
-}
-
 /**
  * The release's encoder.json must be the vocabulary our tokenizer (js-tiktoken's "gpt2"
  * ranks) uses, token for token, or the weights would read the wrong ids.
@@ -352,15 +338,13 @@ async function checkEncoderMatchesTokenizer(path: string): Promise<void> {
     throw new Error(`${path}: ${entries.length} tokens, expected ${GPT2_VOCAB_SIZE}`);
   }
   const tokenizer = new Gpt2Tokenizer();
-  const byteOf = gpt2ByteDecoder();
-  const text = new TextDecoder();
+  // OpenAI's own decoder (encoder.py's byte alphabet) reads what each id of this file means.
+  const release = new OpenAiBpe(encoder as Record<string, number>, "");
   for (const [token, id] of entries) {
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= GPT2_VOCAB_SIZE) {
       throw new Error(`${path}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}`);
     }
-    const expected = token === "<|endoftext|>"
-      ? token
-      : text.decode(Uint8Array.from([...token].map((ch) => byteOf.get(ch) ?? 0)));
+    const expected = release.decode([id]);
     if (tokenizer.decode([id]) !== expected) {
       throw new Error(
         `${path}: token id ${id} is ${JSON.stringify(token)} here but ` +
@@ -372,78 +356,6 @@ async function checkEncoderMatchesTokenizer(path: string): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // writing
-
-/**
- * Writes float32 tensors that arrive one at a time into a safetensors file. The header comes
- * first, so every name and shape is declared up front (from the conversion plan); data follows
- * in arrival order, which the format allows (offsets need not follow name order). Written to
- * a temporary name and renamed into place when complete.
- */
-async function writeSafetensorsStream(
-  path: string,
-  declared: ReadonlyMap<string, readonly number[]>,
-  tensors: AsyncIterable<[string, NamedTensor]>,
-  metadata: Record<string, string>,
-  /** Called with 0 once the header is written, then after each tensor. */
-  onTensor: (bytesWritten: number) => void,
-): Promise<void> {
-  const fields = [`"__metadata__":${JSON.stringify(metadata)}`];
-  let offset = 0;
-  for (const [name, shape] of declared) {
-    const end = offset + shape.reduce((a, b) => a * b, 1) * 4;
-    fields.push(
-      `${JSON.stringify(name)}:${
-        JSON.stringify({ dtype: "F32", shape, data_offsets: [offset, end] })
-      }`,
-    );
-    offset = end;
-  }
-  const json = new TextEncoder().encode(`{${fields.join(",")}}`);
-  const padded = Math.ceil(json.length / 8) * 8; // data starts 8-byte aligned, as the reference pads
-  const header = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
-  new DataView(header.buffer).setBigUint64(0, BigInt(padded), true);
-  header.set(json, 8);
-
-  const temp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
-  const order = [...declared.keys()];
-  try {
-    {
-      using file = await Deno.open(temp, { write: true, createNew: true });
-      const writeAll = async (bytes: Uint8Array) => {
-        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-      };
-      await writeAll(header);
-      onTensor(0);
-      let index = 0, written = 0;
-      for await (const [name, tensor] of tensors) {
-        const want = declared.get(name);
-        if (order[index] !== name || !want || tensor.data.length * 4 !== byteSize(want)) {
-          throw new Error(
-            `${path}: conversion produced "${name}" [${tensor.shape}] where the plan has ` +
-              `"${order[index]}" [${want ?? "?"}]`,
-          );
-        }
-        const { buffer, byteOffset, byteLength } = tensor.data;
-        await writeAll(new Uint8Array(buffer, byteOffset, byteLength));
-        written += byteLength;
-        index++;
-        onTensor(written);
-      }
-      if (index !== order.length) {
-        throw new Error(`${path}: conversion stopped after ${index} of ${order.length} tensors`);
-      }
-      await file.sync();
-    }
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-}
-
-function byteSize(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1) * 4;
-}
 
 /** The tokenizer GPT-2 was trained with, in the spec format of the tokenize stage. */
 export const GPT2_TOKENIZER_SPEC: TokenizerSpec = {
@@ -474,7 +386,10 @@ export async function convertCheckpointToModelFolder(
   // Every name and shape is checked (errors name the tensor and both shapes) before any data.
   const plan = planGpt2Weights(source.shapes, mapping, where);
   if (options.expectSize) checkIsSize(plan.config, options.expectSize, where);
-  const total = [...plan.outputs.values()].reduce((n, shape) => n + byteSize(shape), 0);
+  const total = [...plan.outputs.values()].reduce(
+    (n, shape) => n + 4 * shape.reduce((a, b) => a * b, 1),
+    0,
+  );
   await writeSafetensorsStream(
     join(outDir, WEIGHTS_FILE),
     plan.outputs,

@@ -126,7 +126,7 @@ function requireLittleEndianHost(source: string): void {
 // ---------------------------------------------------------------------------------------------
 // header parsing
 
-function elementCount(shape: number[]): number {
+function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
 
@@ -429,14 +429,16 @@ interface Layout {
 }
 
 /**
- * Lays tensors out as the reference implementation does: names sorted, data packed in that
- * order, the JSON header compact with `__metadata__` first and padded with spaces so that the
- * data section starts at a multiple of 8 bytes.
+ * The header for float32 tensors stored in the given order: compact JSON with `__metadata__`
+ * first, padded with spaces so that the data section starts at a multiple of 8 bytes, as the
+ * reference implementation writes it.
  */
-function planLayout(tensors: Map<string, NamedTensor>, metadata?: Record<string, string>): Layout {
-  const ordered = [...tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+function encodeHeader(
+  entries: Iterable<readonly [string, readonly number[]]>,
+  metadata?: Record<string, string>,
+): Uint8Array {
   // The JSON is assembled entry by entry because JSON.stringify would move integer-like keys
-  // (a tensor named "0") to the front, breaking the sorted order.
+  // (a tensor named "0") to the front, breaking the intended order.
   const fields: string[] = [];
   if (metadata !== undefined) {
     for (const [key, value] of Object.entries(metadata)) {
@@ -449,27 +451,18 @@ function planLayout(tensors: Map<string, NamedTensor>, metadata?: Record<string,
     fields.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
   }
   let offset = 0;
-  for (const [name, tensor] of ordered) {
+  for (const [name, shape] of entries) {
     const where = `writeSafetensors: tensor "${name}"`;
     if (name === METADATA_KEY || name === "") {
       throw new SafetensorsError(`${where}: this name is reserved or empty`);
     }
-    if (!Array.isArray(tensor.shape) || !tensor.shape.every(isNonNegativeInteger)) {
+    if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
       throw new SafetensorsError(
-        `${where}: shape must be non-negative integers, got ${describe(tensor.shape)}`,
+        `${where}: shape must be non-negative integers, got ${describe(shape)}`,
       );
     }
-    if (!(tensor.data instanceof Float32Array)) {
-      throw new SafetensorsError(`${where}: data must be a Float32Array`);
-    }
-    const count = elementCount(tensor.shape);
-    if (tensor.data.length !== count) {
-      throw new SafetensorsError(
-        `${where}: shape [${tensor.shape}] has ${count} elements but data has ${tensor.data.length}`,
-      );
-    }
-    const end = offset + count * 4;
-    const info = { dtype: "F32", shape: tensor.shape, data_offsets: [offset, end] };
+    const end = offset + elementCount(shape) * 4;
+    const info = { dtype: "F32", shape, data_offsets: [offset, end] };
     fields.push(`${JSON.stringify(name)}:${JSON.stringify(info)}`);
     offset = end;
   }
@@ -478,6 +471,27 @@ function planLayout(tensors: Map<string, NamedTensor>, metadata?: Record<string,
   const header = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
   new DataView(header.buffer).setBigUint64(0, BigInt(padded), true);
   header.set(json, 8);
+  return header;
+}
+
+/** Lays tensors out as the reference implementation does: names sorted, data in that order. */
+function planLayout(tensors: Map<string, NamedTensor>, metadata?: Record<string, string>): Layout {
+  const ordered = [...tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [name, tensor] of ordered) {
+    const where = `writeSafetensors: tensor "${name}"`;
+    if (!(tensor.data instanceof Float32Array)) {
+      throw new SafetensorsError(`${where}: data must be a Float32Array`);
+    }
+    if (Array.isArray(tensor.shape) && tensor.shape.every(isNonNegativeInteger)) {
+      const count = elementCount(tensor.shape);
+      if (tensor.data.length !== count) {
+        throw new SafetensorsError(
+          `${where}: shape [${tensor.shape}] has ${count} elements but data has ${tensor.data.length}`,
+        );
+      }
+    }
+  }
+  const header = encodeHeader(ordered.map(([name, t]) => [name, t.shape] as const), metadata);
   return { header, ordered };
 }
 
@@ -529,6 +543,58 @@ export async function writeSafetensorsFile(
       using file = await Deno.open(temp, { write: true, createNew: true });
       await writeAll(file, header);
       for (const [, tensor] of ordered) await writeAll(file, tensorBytes(tensor));
+      await file.sync();
+    }
+    await Deno.rename(temp, path);
+  } catch (e) {
+    await Deno.remove(temp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Writes float32 tensors that arrive one at a time (e.g. converted from a checkpoint) into a
+ * safetensors file, so a multi-gigabyte model never sits in memory whole. Every name and shape
+ * is declared up front; the data must then arrive in exactly that order (the format allows any
+ * order of offsets). Written to a temporary name and renamed into place when complete.
+ * `onTensor` is called with 0 once the header is written, then with the bytes written so far.
+ */
+export async function writeSafetensorsStream(
+  path: string,
+  declared: ReadonlyMap<string, readonly number[]>,
+  tensors: AsyncIterable<[string, NamedTensor]> | Iterable<[string, NamedTensor]>,
+  metadata?: Record<string, string>,
+  onTensor?: (bytesWritten: number) => void,
+): Promise<void> {
+  requireLittleEndianHost(path);
+  const header = encodeHeader(declared, metadata);
+  const order = [...declared.keys()];
+  const name = path.split(/[\\/]/).pop();
+  const temp = join(dirname(path), `.${name}.${Deno.pid}.${crypto.randomUUID()}.tmp`);
+  try {
+    {
+      using file = await Deno.open(temp, { write: true, createNew: true });
+      await writeAll(file, header);
+      onTensor?.(0);
+      let index = 0, written = 0;
+      for await (const [tensorName, tensor] of tensors) {
+        const want = declared.get(tensorName);
+        if (order[index] !== tensorName || !want || tensor.data.length !== elementCount(want)) {
+          throw new SafetensorsError(
+            `${path}: got tensor "${tensorName}" [${tensor.shape}] where "${order[index]}" ` +
+              `[${declared.get(order[index]) ?? "?"}] was declared`,
+          );
+        }
+        await writeAll(file, tensorBytes(tensor));
+        written += tensor.data.byteLength;
+        index++;
+        onTensor?.(written);
+      }
+      if (index !== order.length) {
+        throw new SafetensorsError(
+          `${path}: only ${index} of ${order.length} declared tensors arrived`,
+        );
+      }
       await file.sync();
     }
     await Deno.rename(temp, path);

@@ -9,6 +9,7 @@ import {
   SafetensorsError,
   writeSafetensors,
   writeSafetensorsFile,
+  writeSafetensorsStream,
 } from "../../../llm/weights/safetensors.ts";
 import { localFixture, withTempDir } from "../../fixtures.ts";
 
@@ -316,4 +317,38 @@ Deno.test("unsupported-but-known dtypes parse in the header and fail only when r
     f8: { dtype: "F8_E4M3", shape: [4], data_offsets: [0, 4] },
   }, 4);
   assertFails(bytes, 'tensor "f8" has dtype F8_E4M3, which this reader cannot convert');
+});
+
+Deno.test("streamed writing: tensors arrive one by one in the declared order", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const declared = new Map<string, number[]>([["b", [2, 3]], ["a", [4]]]);
+    const values = {
+      b: Float32Array.from({ length: 6 }, (_, i) => i / 3),
+      a: Float32Array.from([1, -2, 3.5, 1e-8]),
+    };
+    async function* arrive(): AsyncGenerator<[string, NamedTensor]> {
+      yield ["b", { shape: [2, 3], data: values.b }];
+      yield ["a", { shape: [4], data: values.a }];
+    }
+    const progress: number[] = [];
+    const path = `${dir}/m.safetensors`;
+    await writeSafetensorsStream(path, declared, arrive(), { k: "v" }, (n) => progress.push(n));
+    assert.deepEqual(progress, [0, 24, 40]);
+    const { tensors, metadata } = await readSafetensorsFile(path);
+    assert.deepEqual(metadata, { k: "v" });
+    assert.deepEqual(tensors.get("b")!.data, values.b);
+    assert.deepEqual(tensors.get("a")!.data, values.a);
+
+    async function* wrongOrder(): AsyncGenerator<[string, NamedTensor]> {
+      yield ["a", { shape: [4], data: values.a }];
+    }
+    await assert.rejects(
+      writeSafetensorsStream(`${dir}/x.safetensors`, declared, wrongOrder()),
+      /got tensor "a" \[4\] where "b" \[2,3\] was declared/,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["m.safetensors"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
