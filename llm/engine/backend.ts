@@ -20,6 +20,7 @@ import { dirname } from "node:path";
 import { type BlasLoadResult, loadBlas } from "./blas.ts";
 import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
+import { registerFusedKernels, unregisterFusedKernels } from "./fused_ops.ts";
 
 export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
@@ -43,7 +44,10 @@ export interface EngineOptions {
   blasThreads?: number;
   /** false: plain tfjs cpu kernels even where BLAS exists (benchmarks' baseline). */
   nativeKernels?: boolean;
-  /** false: keep tfjs's stock elementwise cpu kernels (default: our tight loops). */
+  /**
+   * false: keep tfjs's stock elementwise cpu kernels and the model's plain-tfjs layer norm, GELU,
+   * dropout, softmax and loss (default: our tight loops and fused ops).
+   */
   fastKernels?: boolean;
   /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
   log?: (line: string) => void;
@@ -110,11 +114,17 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
 
   if (options.nativeKernels === false) {
     unregisterFastKernels();
+    unregisterFusedKernels();
     unregisterBlasKernels();
     return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
   }
-  if (options.fastKernels === false) unregisterFastKernels();
-  else notes.push(`${registerFastKernels().length} tight-loop elementwise kernels`);
+  if (options.fastKernels === false) {
+    unregisterFastKernels();
+    unregisterFusedKernels();
+  } else {
+    notes.push(`${registerFastKernels().length} tight-loop elementwise kernels`);
+    notes.push(`${registerFusedKernels().length / 2} fused ops`);
+  }
 
   const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {

@@ -3,6 +3,7 @@
  * cache that makes generation cost one token's work per step.
  */
 import * as tf from "@tensorflow/tfjs";
+import { fusedCausalSoftmax, fusedOpsActive } from "../engine/fused_ops.ts";
 import type { ParameterInit } from "./init.ts";
 import {
   dropout,
@@ -115,8 +116,12 @@ export class MultiHeadAttention implements Module {
 
     const numKeys = keys.shape[2];
     const scores = tf.matMul(queries, keys, false, true); // [batch, heads, tokens, numKeys]
-    const masked = tf.add(scores, causalMask(tokens, numKeys, cachedLength));
-    const weights = tf.softmax(tf.div(masked, Math.sqrt(this.headDim)));
+    const weights = fusedOpsActive()
+      // cpu: mask, scale and softmax in one kernel each way, no mask tensor.
+      ? fusedCausalSoftmax(scores, Math.sqrt(this.headDim), cachedLength)
+      : tf.softmax(
+        tf.div(tf.add(scores, causalMask(tokens, numKeys, cachedLength)), Math.sqrt(this.headDim)),
+      );
     const attended = tf.matMul(dropout(weights, this.dropRate, context), values);
     const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch, tokens, this.dim]);
     return this.out_proj.apply(merged);

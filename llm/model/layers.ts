@@ -7,6 +7,7 @@
  * variable's `trainable` to false.
  */
 import * as tf from "@tensorflow/tfjs";
+import { fusedDropout, fusedGelu, fusedLayerNorm, fusedOpsActive } from "../engine/fused_ops.ts";
 import type { SeededRandom } from "../random.ts";
 import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
 
@@ -163,6 +164,8 @@ export class LayerNorm implements Module {
   }
 
   apply(x: tf.Tensor): tf.Tensor {
+    // On the cpu backend: the same arithmetic as one kernel each way (engine/fused_ops.ts).
+    if (fusedOpsActive()) return fusedLayerNorm(x, this.scale, this.shift, this.eps);
     const mean = tf.mean(x, -1, true);
     const centered = tf.sub(x, mean);
     const variance = tf.mean(tf.square(centered), -1, true); // biased, as unbiased=False
@@ -179,6 +182,7 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
 /** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (fusedOpsActive()) return fusedGelu(x); // one kernel each way on cpu
   const cube = tf.mul(tf.mul(x, x), x);
   const inner = tf.mul(tf.add(x, tf.mul(cube, 0.044715)), SQRT_2_OVER_PI);
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
@@ -219,5 +223,9 @@ export class FeedForward implements Module {
 /** nn.Dropout: active only in training; each call draws its mask seed from the context's RNG. */
 export function dropout(x: tf.Tensor, rate: number, context: ForwardContext): tf.Tensor {
   if (!context.training || rate === 0) return x;
-  return tf.dropout(x, rate, undefined, context.rng.nextInt(0x7fffffff));
+  const seed = context.rng.nextInt(0x7fffffff);
+  // The fused cpu op draws its mask from the same seed with its own generator (mulberry32), so
+  // masks differ from tf.dropout's, but stay seeded and reproducible.
+  if (fusedOpsActive()) return fusedDropout(x, rate, seed);
+  return tf.dropout(x, rate, undefined, seed);
 }

@@ -87,17 +87,17 @@ export class AdamW {
         );
       }
       const g = (await grad.data()) as Float32Array;
+      const constants = { beta1, beta2, eps, decay, stepSize, biasCorrection2Sqrt };
+      const own = ownedCpuBuffer(variable);
+      if (own) {
+        // Update the weights where they lie: no 4-bytes-a-parameter allocation per step.
+        adamwUpdate(own, g, this.#m.get(name)!, this.#v.get(name)!, own, constants);
+        continue;
+      }
       // On the cpu backend data() hands out the tensor's own buffer: read it, never write it.
       const current = (await variable.data()) as Float32Array;
       const next = new Float32Array(current.length);
-      adamwUpdate(current, g, this.#m.get(name)!, this.#v.get(name)!, next, {
-        beta1,
-        beta2,
-        eps,
-        decay,
-        stepSize,
-        biasCorrection2Sqrt,
-      });
+      adamwUpdate(current, g, this.#m.get(name)!, this.#v.get(name)!, next, constants);
       const updated = tf.tensor(next, variable.shape, "float32");
       variable.assign(updated);
       updated.dispose();
@@ -136,6 +136,22 @@ export class AdamW {
   }
 }
 
+/**
+ * The variable's Float32Array on the cpu backend when nothing else refers to it (tfjs's cpu
+ * backend shares one buffer between a tensor and its clones/reshapes and counts the references),
+ * so writing into it changes this variable alone; undefined otherwise (other backends, shared
+ * buffers), where the update goes through `assign`.
+ */
+function ownedCpuBuffer(variable: tf.Variable): Float32Array | undefined {
+  if (tf.getBackend() !== "cpu") return undefined;
+  const backend = tf.backend() as unknown as {
+    data?: { get(id: unknown): { values?: unknown; refCount?: number } | undefined };
+  };
+  const entry = backend.data?.get(variable.dataId);
+  if (!entry || entry.refCount !== 1 || !(entry.values instanceof Float32Array)) return undefined;
+  return entry.values.length === variable.size ? entry.values : undefined;
+}
+
 interface UpdateConstants {
   beta1: number;
   beta2: number;
@@ -149,7 +165,7 @@ interface UpdateConstants {
 }
 
 /**
- * The element loop, kept in a small plain function so V8 optimises it once for every parameter
+ * The element loop (`out` may be `param` itself: each element is read before it is written), kept in a small plain function so V8 optimises it once for every parameter
  * (inside the async method it would run as on-stack-replaced code).
  */
 function adamwUpdate(

@@ -3,6 +3,7 @@
  * `torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())`.
  */
 import * as tf from "@tensorflow/tfjs";
+import { fusedCrossEntropy, fusedOpsActive } from "../engine/fused_ops.ts";
 
 /** Targets equal to this are skipped (padding after the first end-of-text in finetuning). */
 export const IGNORE_INDEX = -100;
@@ -61,10 +62,11 @@ export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
   if (targets.dtype !== "int32") {
     throw new Error(`crossEntropy: targets must be int32, got ${targets.dtype}`);
   }
-  return tf.tidy(() =>
-    crossEntropyRows(
-      tf.reshape(logits, [-1, vocab]) as tf.Tensor2D,
-      tf.reshape(targets, [-1]) as tf.Tensor1D,
-    )
-  );
+  return tf.tidy(() => {
+    const rows = tf.reshape(logits, [-1, vocab]) as tf.Tensor2D;
+    const flatTargets = tf.reshape(targets, [-1]) as tf.Tensor1D;
+    // cpu: one softmax pass forward, one pass backward (engine/fused_ops.ts).
+    if (fusedOpsActive()) return fusedCrossEntropy(rows, flatTargets, IGNORE_INDEX);
+    return crossEntropyRows(rows, flatTargets);
+  });
 }

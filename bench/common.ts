@@ -1,0 +1,79 @@
+/** Small helpers the benchmark scripts share: flags, medians, peak memory, PyTorch side runs. */
+import * as tf from "@tensorflow/tfjs";
+
+/** `--name value` from the command line, else `fallback`. */
+export function flag(name: string, fallback: string): string {
+  const at = Deno.args.indexOf(`--${name}`);
+  return at >= 0 && at + 1 < Deno.args.length ? Deno.args[at + 1] : fallback;
+}
+
+/** True when `--name` is on the command line. */
+export function hasFlag(name: string): boolean {
+  return Deno.args.includes(`--${name}`);
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Peak resident memory of this process so far, in MiB (Linux `VmHWM`, what getrusage's
+ * ru_maxrss reports and what tools/torch_bench.py prints); current RSS where /proc is missing.
+ */
+export function peakRssMb(): number {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const match = status.match(/^VmHWM:\s+(\d+)\s+kB/m);
+    if (match) return +(Number(match[1]) / 1024).toFixed(1);
+  } catch {
+    // not Linux: fall through
+  }
+  return +(Deno.memoryUsage().rss / 2 ** 20).toFixed(1);
+}
+
+const PYTHON = "/usr/bin/python3";
+
+/**
+ * Runs tools/torch_bench.py with `args` and returns its JSON lines, or [] (with a notice on
+ * stderr) where Debian's PyTorch is not installed.
+ */
+export async function runTorchBench(args: string[]): Promise<Record<string, unknown>[]> {
+  const script = new URL("../tools/torch_bench.py", import.meta.url).pathname;
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(PYTHON, { args: [script, ...args], stderr: "inherit" })
+      .output();
+  } catch (error) {
+    console.error(`pytorch side run skipped: ${(error as Error).message}`);
+    return [];
+  }
+  if (!output.success) {
+    console.error(`pytorch side run skipped: ${PYTHON} ${script} exited ${output.code}`);
+    return [];
+  }
+  return new TextDecoder().decode(output.stdout).split("\n").filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l));
+}
+
+/** Kernel time of one run of `fn` under tf.profile, by kernel name, heaviest first. */
+export async function kernelProfile(
+  fn: () => Promise<void>,
+): Promise<{ kernel: string; ms: number; calls: number; share: number }[]> {
+  const info = await tf.profile(fn);
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += Number(k.kernelTimeMs) || 0;
+    entry.calls++;
+    byKernel.set(k.name, entry);
+  }
+  const total = [...byKernel.values()].reduce((s, r) => s + r.ms, 0);
+  return [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([kernel, r]) => ({
+    kernel,
+    ms: +r.ms.toFixed(1),
+    calls: r.calls,
+    share: +(r.ms / total).toFixed(3),
+  }));
+}
