@@ -10,7 +10,13 @@ import { deriveSeed, SeededRandom } from "../random.ts";
 import { KVCache, MultiHeadAttention } from "./attention.ts";
 import type { GPTConfig } from "./config.ts";
 import { countParameters } from "./config.ts";
-import type { InitMode, ParameterInit } from "./init.ts";
+import {
+  type InitMode,
+  linearInitBound,
+  type ParameterInit,
+  standardNormal,
+  uniform,
+} from "./init.ts";
 import {
   dropout,
   Embedding,
@@ -23,6 +29,14 @@ import {
   type NamedParameter,
   prefixed,
 } from "./layers.ts";
+import {
+  backendBindingLimit,
+  groupShards,
+  planRowShards,
+  ShardedEmbedding,
+  ShardedLinear,
+  type StateTensor,
+} from "./sharded.ts";
 
 export class TransformerBlock implements Module {
   readonly att: MultiHeadAttention;
@@ -76,6 +90,12 @@ export interface GPTModelOptions {
   init?: InitMode;
   /** Share the token embedding with the output head, as OpenAI's GPT-2 does. Default false. */
   tiedHead?: boolean;
+  /**
+   * Largest tensor, in bytes, one kernel can bind. A token embedding / output head above it is
+   * stored as row shards of the vocabulary (see sharded.ts). Default: the WebGPU device's
+   * `maxStorageBufferBindingSize` on the webgpu backend, no limit on the others.
+   */
+  maxTensorBytes?: number;
 }
 
 export interface ForwardOptions {
@@ -93,13 +113,17 @@ export interface ForwardOptions {
 export class GPTModel implements Module {
   readonly config: GPTConfig;
   readonly tiedHead: boolean;
-  readonly tok_emb: Embedding;
+  readonly tok_emb: Embedding | ShardedEmbedding;
   readonly pos_emb: Embedding;
   readonly trf_blocks: TransformerBlock[];
   readonly final_norm: LayerNorm;
   out_head: LinearLayer;
   /** Draws the dropout masks; its state belongs in a training checkpoint. */
   readonly dropoutRng: SeededRandom;
+  /** The binding limit the model was built for (Infinity: none); logits must fit in it too. */
+  readonly maxTensorBytes: number;
+  /** Rows of each vocabulary shard of tok_emb and out_head (one entry: not sharded). */
+  readonly vocabShards: readonly number[];
 
   constructor(config: GPTConfig, options: GPTModelOptions = {}) {
     const seed = options.seed ?? 123;
@@ -108,18 +132,42 @@ export class GPTModel implements Module {
     const init: ParameterInit = { mode: options.init ?? "random", rng: new SeededRandom(seed) };
     this.dropoutRng = new SeededRandom(deriveSeed(seed, "dropout"));
 
-    this.tok_emb = new Embedding(config.vocab_size, config.emb_dim, init);
+    this.maxTensorBytes = options.maxTensorBytes ?? backendBindingLimit();
+    const { vocab_size: vocab, emb_dim: dim } = config;
+    this.vocabShards = planRowShards(vocab, dim, this.maxTensorBytes);
+    const sharded = this.vocabShards.length > 1;
+
+    // Parameters are created in the book's order, so the seeded init draws the same numbers
+    // whether or not the vocabulary matrices are sharded.
+    this.tok_emb = sharded
+      ? new ShardedEmbedding(
+        vocab,
+        dim,
+        this.vocabShards,
+        init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng),
+        init.rng,
+      )
+      : new Embedding(vocab, dim, init);
     this.pos_emb = new Embedding(config.context_length, config.emb_dim, init);
     this.trf_blocks = Array.from(
       { length: config.n_layers },
       () => new TransformerBlock(this.config, init),
     );
     this.final_norm = new LayerNorm(config.emb_dim);
-    this.out_head = new Linear(config.emb_dim, config.vocab_size, {
-      bias: false,
-      init,
-      sharedWeight: this.tiedHead ? this.tok_emb.weight : undefined,
-    });
+    if (this.tok_emb instanceof ShardedEmbedding) {
+      const weights = this.tiedHead
+        ? { shared: this.tok_emb.shards.map((shard) => shard.weight) }
+        : init.mode === "zeros"
+        ? "zeros"
+        : uniform(vocab * dim, linearInitBound(dim), init.rng);
+      this.out_head = new ShardedLinear(dim, vocab, this.vocabShards, weights, init.rng);
+    } else {
+      this.out_head = new Linear(dim, vocab, {
+        bias: false,
+        init,
+        sharedWeight: this.tiedHead ? this.tok_emb.weight : undefined,
+      });
+    }
   }
 
   /**
@@ -139,6 +187,7 @@ export class GPTModel implements Module {
     if (ids.dtype !== "int32") {
       throw new Error(`GPTModel.forward: ids must be int32, got ${ids.dtype}`);
     }
+    this.checkLogitsFit(lastTokenOnly ? batch : batch * tokens);
     const context: ForwardContext = { training, rng: this.dropoutRng };
 
     const logits = tf.tidy(() => {
@@ -155,13 +204,42 @@ export class GPTModel implements Module {
     return logits;
   }
 
+  /**
+   * The logits [rows, vocab] (and the loss's tensors of that size) cannot be sharded by the
+   * vocabulary the way the weights are; past the binding limit WebGPU would silently compute
+   * zeros, so say so instead.
+   */
+  private checkLogitsFit(rows: number): void {
+    const bytes = rows * this.config.vocab_size * 4;
+    if (bytes <= this.maxTensorBytes) return;
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    throw new Error(
+      `GPTModel.forward: the logits [${rows} positions, ${this.config.vocab_size}] take ` +
+        `${mib(bytes)}, more than the ${mib(this.maxTensorBytes)} the ${tf.getBackend()} ` +
+        `backend binds in one kernel (maxStorageBufferBindingSize); use at most ` +
+        `${Math.floor(this.maxTensorBytes / (this.config.vocab_size * 4))} positions per batch ` +
+        `(batch_size × max_length)`,
+    );
+  }
+
   /** A fresh, empty key/value cache for this model. */
   newCache(): KVCache {
     return new KVCache(this.config.n_layers);
   }
 
   /**
-   * (name, variable) pairs in the book's state_dict order. With a tied head both
+   * The state_dict tensors in the book's order, each with the variables that hold it: one
+   * variable, or the row shards of a sharded `tok_emb.weight` / `out_head.weight`, which saving
+   * concatenates and loading splits. Names are exactly PyTorch's state_dict keys.
+   */
+  stateTensors(): StateTensor[] {
+    return groupShards(this.namedParameters());
+  }
+
+  /**
+   * (name, variable) pairs in the book's state_dict order: the variables an optimizer updates.
+   * A sharded vocabulary matrix appears as its shards, e.g. `tok_emb.weight[0:25129]` and
+   * `tok_emb.weight[25129:50257]` (see `stateTensors` for the state_dict view). With a tied head both
    * `tok_emb.weight` and `out_head.weight` are listed (as PyTorch's state_dict does), holding
    * the same variable.
    */

@@ -7,11 +7,11 @@
  * does not fit the weights) is an error naming the file and the tensor before any weight of the
  * model changes, never a failure deep inside tfjs.
  */
-import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
 import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
+import { assignStateTensor, readStateTensor } from "./sharded.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
@@ -23,20 +23,23 @@ const sameShape = (a: readonly number[], b: readonly number[]) =>
 
 /**
  * Copies of every parameter under its state_dict name (a tied head appears under both
- * `tok_emb.weight` and `out_head.weight`, as in PyTorch's state_dict).
+ * `tok_emb.weight` and `out_head.weight`, as in PyTorch's state_dict; row shards are joined).
  */
 export async function getStateDict(model: GPTModel): Promise<Map<string, NamedTensor>> {
   const tensors = new Map<string, NamedTensor>();
-  for (const [name, variable] of model.namedParameters()) {
-    const data = ((await variable.data()) as Float32Array).slice();
-    tensors.set(name, { shape: [...variable.shape], data });
+  for (const tensor of model.stateTensors()) {
+    const data = await readStateTensor(tensor);
+    tensors.set(tensor.name, {
+      shape: [...tensor.shape],
+      data: tensor.parts.length === 1 ? data.slice() : data,
+    });
   }
   return tensors;
 }
 
 /** What the model expects under each state_dict name. */
 function expectedShapes(model: GPTModel): Map<string, number[]> {
-  return new Map(model.namedParameters().map(([name, v]) => [name, [...v.shape]]));
+  return new Map(model.stateTensors().map(({ name, shape }) => [name, [...shape]]));
 }
 
 /**
@@ -101,12 +104,10 @@ export function loadStateDict(
       );
     }
   }
-  for (const [name, variable] of model.namedParameters()) {
-    const tensor = tensors.get(name);
-    if (!tensor || (model.tiedHead && name === "out_head.weight")) continue;
-    const value = tf.tensor(tensor.data, variable.shape, "float32");
-    variable.assign(value);
-    value.dispose();
+  for (const target of model.stateTensors()) {
+    const tensor = tensors.get(target.name);
+    if (!tensor || (model.tiedHead && target.name === "out_head.weight")) continue;
+    assignStateTensor(target, tensor.data);
   }
 }
 
@@ -126,12 +127,9 @@ async function writeTextFileAtomic(path: string, text: string): Promise<void> {
 export async function saveModel(dir: string, model: GPTModel): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, NamedTensor>();
-  for (const [name, variable] of model.namedParameters()) {
-    // The backing buffer is only read by the writer, so no copy is needed.
-    tensors.set(name, {
-      shape: [...variable.shape],
-      data: (await variable.data()) as Float32Array,
-    });
+  for (const tensor of model.stateTensors()) {
+    // The backing buffer (or the joined shards) is only read by the writer: no copy needed.
+    tensors.set(tensor.name, { shape: [...tensor.shape], data: await readStateTensor(tensor) });
   }
   await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, {
     format: "pt",
