@@ -11,12 +11,14 @@
  * process's peak resident memory (getrusage). With --torch on (default, where
  * `/usr/bin/python3 -c "import torch"` works) the same benchmark of tools/torch_bench.py runs
  * afterwards in its own process and a final line gives the ratio ours / PyTorch. --profile adds
- * one line per tfjs kernel (time of one extra step under tf.profile).
+ * one line per tfjs kernel (time of one extra forward + backward under tf.profile) and one per
+ * sgemm shape (time and GFLOP/s).
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendChoice, describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import type { GPTConfig } from "../llm/model/config.ts";
+import { blasInUse } from "../llm/engine/cpu_kernels.ts";
 import { AdamW } from "../llm/train/adamw.ts";
 import { computeGradients } from "../llm/train/trainer.ts";
 import { SeededRandom } from "../llm/random.ts";
@@ -96,6 +98,23 @@ const ours = {
 console.log(JSON.stringify(ours));
 
 if (profile) {
+  // Every sgemm call of one step, grouped by shape: where the matmul time goes and how close
+  // each shape runs to the library's speed.
+  const blas = blasInUse();
+  const shapes = new Map<string, { ms: number; calls: number; gflop: number }>();
+  if (blas) {
+    const sgemm = blas.sgemm.bind(blas);
+    blas.sgemm = (tA, tB, m, n, k, ...rest) => {
+      const start = performance.now();
+      sgemm(tA, tB, m, n, k, ...rest);
+      const key = `${m}x${k}x${n}${tA ? " tA" : ""}${tB ? " tB" : ""}`;
+      const entry = shapes.get(key) ?? { ms: 0, calls: 0, gflop: 0 };
+      entry.ms += performance.now() - start;
+      entry.calls++;
+      entry.gflop += (2 * m * n * k) / 1e9;
+      shapes.set(key, entry);
+    };
+  }
   const lines = await kernelProfile(async () => {
     const { loss, grads } = computeGradients(model, { inputs, targets }, { training: true });
     await loss.data();
@@ -103,6 +122,15 @@ if (profile) {
     for (const grad of grads.values()) grad.dispose();
   });
   for (const line of lines) console.log(JSON.stringify({ bench: "train_step_profile", ...line }));
+  for (const [shape, r] of [...shapes].sort((a, b) => b[1].ms - a[1].ms)) {
+    console.log(JSON.stringify({
+      bench: "train_step_sgemm",
+      shape, // M×K×N of op(A)·op(B)
+      ms: +r.ms.toFixed(1),
+      calls: r.calls,
+      gflops: +(r.gflop / (r.ms / 1e3)).toFixed(1),
+    }));
+  }
 }
 
 if (withTorch && layers === 12) {

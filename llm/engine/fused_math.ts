@@ -238,17 +238,20 @@ export function softmaxBackward(
 
 /**
  * Mean over kept rows of logsumexp(row) − row[target] (rows whose target equals `ignoreIndex`
- * are skipped; NaN when all are, as PyTorch's 0/0). Also returns the softmax of every row in a
- * fresh buffer (the backward turns it into the gradient in place) and the number of kept rows.
+ * are skipped; NaN when all are, as PyTorch's 0/0). Also returns, for the backward, each row's
+ * e^(x − max) in a fresh buffer and 1/Σe^(x − max) per row (normalising here would cost a third
+ * pass over the [rows, vocab] logits; the backward folds it into its own pass), and the number of
+ * kept rows.
  */
 export function crossEntropyForward(
   logits: Float32Array,
   targets: Int32Array,
   vocab: number,
   ignoreIndex: number,
-): { loss: number; probabilities: Float32Array; kept: number } {
+): { loss: number; exps: Float32Array; inverseSums: Float32Array; kept: number } {
   const rows = targets.length;
-  const probabilities = new Float32Array(logits.length);
+  const exps = new Float32Array(logits.length);
+  const inverseSums = new Float32Array(rows);
   let total = 0;
   let kept = 0;
   for (let r = 0; r < rows; r++) {
@@ -262,11 +265,10 @@ export function crossEntropyForward(
     let sum = 0;
     for (let i = start; i < end; i++) {
       const e = fastExp(logits[i] - max);
-      probabilities[i] = e;
+      exps[i] = e;
       sum += e;
     }
-    const inv = 1 / sum;
-    for (let i = start; i < end; i++) probabilities[i] *= inv;
+    inverseSums[r] = 1 / sum;
     const target = targets[r];
     if (target === ignoreIndex) continue;
     if (target < 0 || target >= vocab) {
@@ -275,15 +277,16 @@ export function crossEntropyForward(
     total += Math.log(sum) + max - logits[start + target];
     kept++;
   }
-  return { loss: total / kept, probabilities, kept };
+  return { loss: total / kept, exps, inverseSums, kept };
 }
 
 /**
- * In place: probabilities → d loss / d logits = (softmax − onehot(target))·dLoss/kept on kept
- * rows, 0 on ignored rows.
+ * In place: the forward's exps → d loss / d logits = (softmax − onehot(target))·dLoss/kept on
+ * kept rows, 0 on ignored rows.
  */
 export function crossEntropyBackwardInPlace(
-  probabilities: Float32Array,
+  exps: Float32Array,
+  inverseSums: Float32Array,
   targets: Int32Array,
   vocab: number,
   ignoreIndex: number,
@@ -296,11 +299,12 @@ export function crossEntropyBackwardInPlace(
     const end = start + vocab;
     const target = targets[r];
     if (target === ignoreIndex) {
-      probabilities.fill(0, start, end);
+      exps.fill(0, start, end);
       continue;
     }
-    for (let i = start; i < end; i++) probabilities[i] *= scale;
-    probabilities[start + target] -= scale;
+    const factor = inverseSums[r] * scale;
+    for (let i = start; i < end; i++) exps[i] *= factor;
+    exps[start + target] -= scale;
   }
-  return probabilities;
+  return exps;
 }

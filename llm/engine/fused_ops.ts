@@ -142,7 +142,7 @@ const KERNELS: Record<string, Kernel> = {
   },
   GroundupCrossEntropy: ({ inputs, attrs, backend }) => {
     const logits = inputs.logits!;
-    const { loss, probabilities, kept } = crossEntropyForward(
+    const { loss, exps, inverseSums, kept } = crossEntropyForward(
       values(backend, logits, "logits"),
       int32Values(backend, inputs.targets!, "targets"),
       logits.shape[1],
@@ -150,23 +150,25 @@ const KERNELS: Record<string, Kernel> = {
     );
     return [
       backend.makeTensorInfo([], "float32", Float32Array.of(loss)),
-      backend.makeTensorInfo(logits.shape, "float32", probabilities),
+      backend.makeTensorInfo(logits.shape, "float32", exps),
+      backend.makeTensorInfo([inverseSums.length], "float32", inverseSums),
       backend.makeTensorInfo([], "float32", Float32Array.of(kept)),
     ];
   },
   GroundupCrossEntropyGrad: ({ inputs, attrs, backend }) => {
-    const probabilities = inputs.probabilities!;
-    // The probabilities tensor never leaves crossEntropy (it is only saved for this backward),
-    // so its buffer becomes the gradient: no second [rows, vocab] allocation.
+    const exps = inputs.exps!;
+    // The exps tensor never leaves crossEntropy (it is only saved for this backward), so its
+    // buffer becomes the gradient: no second [rows, vocab] allocation.
     const grad = crossEntropyBackwardInPlace(
-      values(backend, probabilities, "probabilities"),
+      values(backend, exps, "exps"),
+      values(backend, inputs.inverseSums!, "inverseSums"),
       int32Values(backend, inputs.targets!, "targets"),
-      probabilities.shape[1],
+      exps.shape[1],
       attrs!.ignoreIndex as number,
       values(backend, inputs.kept!, "kept")[0],
       values(backend, inputs.dy!, "dy")[0],
     );
-    return backend.makeTensorInfo(probabilities.shape, "float32", grad);
+    return backend.makeTensorInfo(exps.shape, "float32", grad);
   },
 };
 
@@ -291,7 +293,7 @@ export function fusedCausalSoftmax(scores: tf.Tensor, divisor: number, offset: n
 /**
  * Mean cross-entropy of logits [rows, vocab] against int32 targets [rows], skipping rows whose
  * target is `ignoreIndex` (NaN when all are). Forward: one softmax pass per row; backward:
- * (softmax − onehot)/count, written over the saved softmax.
+ * (softmax − onehot)/count, written over the forward's saved exponentials.
  */
 export function fusedCrossEntropy(
   logits: tf.Tensor2D,
@@ -300,18 +302,19 @@ export function fusedCrossEntropy(
 ): tf.Scalar {
   const op = customGrad<(l: tf.Tensor, t: tf.Tensor) => tf.Scalar>(
     (l: tf.Tensor, t: tf.Tensor, save: tf.GradSaveFunc) => {
-      const [loss, probabilities, kept] = run(
+      const [loss, exps, inverseSums, kept] = run(
         "GroundupCrossEntropy",
         { logits: l, targets: t },
         { ignoreIndex },
       ) as tf.Tensor[];
-      save([probabilities, t, kept]);
+      save([exps, inverseSums, t, kept]);
       return {
         value: loss,
-        gradFunc: (dy: tf.Tensor, [sProbabilities, sTargets, sKept]: tf.Tensor[]) => [
+        gradFunc: (dy: tf.Tensor, [sExps, sInverseSums, sTargets, sKept]: tf.Tensor[]) => [
           run("GroundupCrossEntropyGrad", {
             dy,
-            probabilities: sProbabilities,
+            exps: sExps,
+            inverseSums: sInverseSums,
             targets: sTargets,
             kept: sKept,
           }, { ignoreIndex }),
