@@ -3,7 +3,7 @@
  *
  * WebGPU binds each tensor of a kernel as one storage buffer, and a buffer larger than the
  * device's `maxStorageBufferBindingSize` is refused. tfjs-backend-webgpu does not notice: the
- * kernel silently produces zeros (a training loss of 0.000). Mesa's software driver (lavapipe)
+ * kernel silently produces zeros (every logit 0: measured on lavapipe with GPT-2's table). Mesa's software driver (lavapipe)
  * allows 128 MiB, while GPT-2's 50,257 × 768 token embedding takes 147 MiB (gpt2-xl's
  * 50,257 × 1,600 takes 321 MB). So the token embedding and the output head are kept as a few
  * row blocks of the vocabulary, each below the limit:
