@@ -3,9 +3,9 @@
  *
  * WebGPU binds each tensor of a kernel as one storage buffer, and a buffer larger than the
  * device's `maxStorageBufferBindingSize` is refused. tfjs-backend-webgpu does not notice: the
- * kernel silently produces zeros (every logit 0: measured on lavapipe with GPT-2's table). Mesa's software driver (lavapipe)
- * allows 128 MiB, while GPT-2's 50,257 × 768 token embedding takes 147 MiB (gpt2-xl's
- * 50,257 × 1,600 takes 321 MB). So the token embedding and the output head are kept as a few
+ * kernel silently produces zeros (measured on lavapipe with GPT-2's table: every logit 0).
+ * Mesa's software driver (lavapipe) allows 128 MiB, while GPT-2's 50,257 × 768 token embedding
+ * takes 147 MiB (gpt2-xl's 50,257 × 1,600 takes 321 MB). So the token embedding and the output head are kept as a few
  * row blocks of the vocabulary, each below the limit:
  *
  * - lookup: each shard gathers the ids that fall in its rows (others read row 0 and are masked
