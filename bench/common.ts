@@ -43,8 +43,13 @@ export async function runTorchBench(args: string[]): Promise<Record<string, unkn
   const script = new URL("../tools/torch_bench.py", import.meta.url).pathname;
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(PYTHON, { args: [script, ...args], stderr: "inherit" })
-      .output();
+    // Through a shell that forks (`; exit` keeps it from exec-ing python in its own place):
+    // Linux carries a process's peak RSS across exec, so python started straight from this
+    // (large) process would report our peak as its own `peak_rss_mb`.
+    output = await new Deno.Command("/bin/sh", {
+      args: ["-c", '"$0" "$@"; exit $?', PYTHON, script, ...args],
+      stderr: "inherit",
+    }).output();
   } catch (error) {
     console.error(`pytorch side run skipped: ${(error as Error).message}`);
     return [];

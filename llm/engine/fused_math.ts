@@ -34,6 +34,34 @@ export function fastExp(v: number): number {
   return p * POW2[k + POW2_OFFSET];
 }
 
+/**
+ * out[i] = e^(x[i]·scale − shift) for i in [start, end), returning their sum: the inner loop of
+ * every softmax here, where scale·x − shift ≤ 0 (shift is the row's maximum). `fastExp` written
+ * out in the loop: V8 does not inline it reliably, and the call doubles the cost per element.
+ */
+export function expRowInto(
+  x: Float32Array,
+  start: number,
+  end: number,
+  scale: number,
+  shift: number,
+  out: Float32Array,
+): number {
+  let sum = 0;
+  for (let i = start; i < end; i++) {
+    let v = x[i] * scale - shift;
+    if (v < -104) v = -104;
+    const k = (v * LOG2E - 0.5) | 0; // v ≤ 0: truncation after −0.5 rounds to nearest
+    const r = v - k * LN2_HI - k * LN2_LO;
+    const p = 1 +
+      r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r / 5040))))));
+    const e = p * POW2[k + POW2_OFFSET];
+    out[i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer norm over the last axis (the book's LayerNorm: biased variance, eps inside the root)
 
@@ -113,20 +141,25 @@ export function layerNormBackward(
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
 
-/** tanh(u) through one `fastExp`: sign(u)·(1 − e^(−2|u|))/(1 + e^(−2|u|)). */
-function fastTanh(u: number): number {
-  const e = fastExp(-2 * Math.abs(u));
-  const t = (1 - e) / (1 + e);
-  return u < 0 ? -t : t;
-}
-
-/** y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); also the tanh values, for the backward. */
+/**
+ * y = 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³); also the tanh values, for the backward.
+ * tanh(u) = sign(u)·(1 − e)/(1 + e) with e = e^(−2|u|) ≤ 1, `fastExp` written out in the loop.
+ */
 export function geluForward(x: Float32Array): { y: Float32Array; tanh: Float32Array } {
   const y = new Float32Array(x.length);
   const tanh = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
-    const t = fastTanh(SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v));
+    const u = SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v);
+    let w = u < 0 ? 2 * u : -2 * u; // −2|u|
+    if (w < -104) w = -104;
+    const k = (w * LOG2E - 0.5) | 0;
+    const r = w - k * LN2_HI - k * LN2_LO;
+    const p = 1 +
+      r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r / 5040))))));
+    const e = p * POW2[k + POW2_OFFSET];
+    const magnitude = (1 - e) / (1 + e);
+    const t = u < 0 ? -magnitude : magnitude;
     tanh[i] = t;
     y[i] = 0.5 * v * (1 + t);
   }
@@ -191,6 +224,7 @@ export function causalSoftmaxForward(
   divisor: number,
 ): Float32Array {
   const out = new Float32Array(scores.length);
+  const scale = 1 / divisor;
   const matrices = scores.length / (numQueries * numKeys);
   for (let m = 0; m < matrices; m++) {
     for (let q = 0; q < numQueries; q++) {
@@ -199,16 +233,10 @@ export function causalSoftmaxForward(
       const end = start + visible;
       let max = -Infinity;
       for (let i = start; i < end; i++) {
-        const v = scores[i] / divisor;
+        const v = scores[i] * scale;
         if (v > max || Number.isNaN(v)) max = v;
       }
-      let sum = 0;
-      for (let i = start; i < end; i++) {
-        const e = fastExp(scores[i] / divisor - max);
-        out[i] = e;
-        sum += e;
-      }
-      const inv = 1 / sum;
+      const inv = 1 / expRowInto(scores, start, end, scale, max, out);
       for (let i = start; i < end; i++) out[i] *= inv;
       // Masked keys keep their 0.
     }
@@ -262,12 +290,7 @@ export function crossEntropyForward(
       const v = logits[i];
       if (v > max || Number.isNaN(v)) max = v;
     }
-    let sum = 0;
-    for (let i = start; i < end; i++) {
-      const e = fastExp(logits[i] - max);
-      exps[i] = e;
-      sum += e;
-    }
+    const sum = expRowInto(logits, start, end, 1, max, exps);
     inverseSums[r] = 1 / sum;
     const target = targets[r];
     if (target === ignoreIndex) continue;
