@@ -113,6 +113,14 @@ export function planMatMul(
   return { outShape: [...outDims, m, n], m, n, k, batch, aBatchOf, bBatchOf };
 }
 
+/**
+ * Products of at most this many multiply-adds (m·n·k) run on one BLAS thread. Attention's
+ * per-head products (256×64×256 = 2^22 for the workshop's 124M) are too small for OpenBLAS to
+ * gain from splitting them: measured on 2 cores under load, 576 of them took 2.7–2.8 s on 2
+ * threads and 0.25–0.29 s on 1 (bench/RESULTS.md).
+ */
+export const SINGLE_THREAD_MAX_MACS = 2 ** 22;
+
 /** C = op(A) · op(B) per the plan, into a fresh Float32Array. */
 export function blasMatMul(
   blas: Blas,
@@ -140,11 +148,17 @@ export function blasMatMul(
     blas.sgemm(false, transposeB, batch * m, n, k, 1, a, k, b, ldb, 0, out, n);
     return out;
   }
-  for (let i = 0; i < batch; i++) {
-    const aView = a.subarray(aBatchOf[i] * aSize, (aBatchOf[i] + 1) * aSize);
-    const bView = b.subarray(bBatchOf[i] * bSize, (bBatchOf[i] + 1) * bSize);
-    const cView = out.subarray(i * cSize, (i + 1) * cSize);
-    blas.sgemm(transposeA, transposeB, m, n, k, 1, aView, lda, bView, ldb, 0, cView, n);
+  const threads = m * n * k <= SINGLE_THREAD_MAX_MACS ? blas.threads() : undefined;
+  if (threads !== undefined && threads > 1) blas.setThreads(1);
+  try {
+    for (let i = 0; i < batch; i++) {
+      const aView = a.subarray(aBatchOf[i] * aSize, (aBatchOf[i] + 1) * aSize);
+      const bView = b.subarray(bBatchOf[i] * bSize, (bBatchOf[i] + 1) * bSize);
+      const cView = out.subarray(i * cSize, (i + 1) * cSize);
+      blas.sgemm(transposeA, transposeB, m, n, k, 1, aView, lda, bView, ldb, 0, cView, n);
+    }
+  } finally {
+    if (threads !== undefined && threads > 1) blas.setThreads(threads);
   }
   return out;
 }

@@ -280,3 +280,39 @@ Deno.test("planMatMul maps broadcast batches to their source matrices", () => {
   assert.equal(planMatMul([4], [4, 5], false, false), undefined);
   assert.deepEqual(planMatMul([3, 2], [4, 3], true, true)!.outShape, [2, 4]);
 });
+
+Deno.test({
+  name: "small batched products run on one BLAS thread, and the thread count comes back",
+  ignore,
+  fn() {
+    if (!loaded.ok) return;
+    const inner = loaded.blas;
+    const before = inner.threads();
+    if (before === undefined || !inner.setThreads(2)) return; // no thread control (Accelerate)
+    const seen: number[] = [];
+    const spy: Blas = {
+      ...inner,
+      threads: () => inner.threads(),
+      setThreads: (n: number) => inner.setThreads(n),
+      sgemm(...args: Parameters<Blas["sgemm"]>) {
+        seen.push(inner.threads()!);
+        inner.sgemm(...args);
+      },
+    };
+    registerBlasKernels(spy);
+    try {
+      tf.tidy(() => {
+        // Attention-sized per-head products (m·n·k = 2^22 each), then one large product.
+        const scores = tf.matMul(randn([2, 3, 256, 64], 1), randn([2, 3, 256, 64], 2), false, true);
+        assert.deepEqual(seen, [1, 1, 1, 1, 1, 1]);
+        assert.equal(inner.threads(), 2, "thread count restored");
+        seen.length = 0;
+        tf.matMul(tf.reshape(scores, [1536, 256]), randn([256, 1536], 3));
+        assert.deepEqual(seen, [2]);
+      });
+    } finally {
+      registerBlasKernels(inner);
+      inner.setThreads(before);
+    }
+  },
+});
