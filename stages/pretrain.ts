@@ -100,7 +100,8 @@ function lrAt(p: PretrainParams, step: number, totalSteps: number): number {
 
 export const pretrainStage = defineStage({
   type: "pretrain",
-  version: "1",
+  // 2: dropout masks come from the fused cpu kernels' own seeded generator.
+  version: "2",
   description: "Train a GPT from scratch on the dataloader's batches (AdamW), with checkpoints",
   params: PretrainParams,
   inherits: ["model", "seed"],
