@@ -14,9 +14,11 @@ Deno.test("on a terminal the bar is redrawn in place with rate, ETA and values",
   now = 2000;
   progress.update(4, { loss: 3.14159 });
   progress.finish();
-  assert.match(
-    chunks[0],
-    /^\r\x1b\[2K\[train\] steps █+░+  40%  4 steps\/10 steps  2\.00 steps\/s  elapsed 2\.0s  ETA 3\.0s  loss 3\.1416$/,
+  const [first] = chunks;
+  assert.ok(first.startsWith("\r\x1b[2K[train] steps █"), JSON.stringify(first));
+  assert.ok(
+    first.endsWith("40%  4 steps/10 steps  2.00 steps/s  elapsed 2.0s  ETA 3.0s  loss 3.1416"),
+    JSON.stringify(first),
   );
   assert.ok(chunks.at(-1)!.endsWith("\n"));
 });
@@ -33,7 +35,7 @@ Deno.test("off a terminal, plain lines at most every interval, and the last one"
   progress.finish();
   assert.ok(chunks.every((c) => !c.includes("\r") && c.endsWith("\n")));
   assert.ok(chunks.length >= 5 && chunks.length <= 7, `${chunks.length} lines`);
-  assert.match(chunks.at(-1)!, /\[dl\] file\.bin 100%  1000 B\/1000 B/);
+  assert.ok(chunks.at(-1)!.startsWith("[dl] file.bin 100%  1000 B/1000 B"), chunks.at(-1));
 });
 
 Deno.test("durations read naturally", () => {

@@ -319,6 +319,11 @@ Deno.test("unsupported-but-known dtypes parse in the header and fail only when r
   assertFails(bytes, 'tensor "f8" has dtype F8_E4M3, which this reader cannot convert');
 });
 
+/** Tensors that arrive one at a time, as a conversion produces them. */
+async function* arrive(items: [string, NamedTensor][]): AsyncGenerator<[string, NamedTensor]> {
+  for (const item of items) yield item;
+}
+
 Deno.test("streamed writing: tensors arrive one by one in the declared order", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -327,24 +332,27 @@ Deno.test("streamed writing: tensors arrive one by one in the declared order", a
       b: Float32Array.from({ length: 6 }, (_, i) => i / 3),
       a: Float32Array.from([1, -2, 3.5, 1e-8]),
     };
-    async function* arrive(): AsyncGenerator<[string, NamedTensor]> {
-      yield ["b", { shape: [2, 3], data: values.b }];
-      yield ["a", { shape: [4], data: values.a }];
-    }
     const progress: number[] = [];
     const path = `${dir}/m.safetensors`;
-    await writeSafetensorsStream(path, declared, arrive(), { k: "v" }, (n) => progress.push(n));
+    await writeSafetensorsStream(
+      path,
+      declared,
+      arrive([["b", { shape: [2, 3], data: values.b }], ["a", { shape: [4], data: values.a }]]),
+      { k: "v" },
+      (n) => progress.push(n),
+    );
     assert.deepEqual(progress, [0, 24, 40]);
     const { tensors, metadata } = await readSafetensorsFile(path);
     assert.deepEqual(metadata, { k: "v" });
     assert.deepEqual(tensors.get("b")!.data, values.b);
     assert.deepEqual(tensors.get("a")!.data, values.a);
 
-    async function* wrongOrder(): AsyncGenerator<[string, NamedTensor]> {
-      yield ["a", { shape: [4], data: values.a }];
-    }
     await assert.rejects(
-      writeSafetensorsStream(`${dir}/x.safetensors`, declared, wrongOrder()),
+      writeSafetensorsStream(
+        `${dir}/x.safetensors`,
+        declared,
+        arrive([["a", { shape: [4], data: values.a }]]),
+      ),
       /got tensor "a" \[4\] where "b" \[2,3\] was declared/,
     );
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["m.safetensors"]);
