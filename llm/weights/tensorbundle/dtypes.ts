@@ -66,7 +66,10 @@ export function isSupportedNumeric(dtype: string): boolean {
  * a Uint8Array of 0/1; DT_STRING as one byte array per element (TF strings are bytes, and the
  * object graph stored in TF2 checkpoints is a binary protobuf, not text).
  */
-export type TensorValues =
+export type TensorValues = NumericArray | Uint8Array[];
+
+/** The typed arrays that hold numeric tensors. */
+export type NumericArray =
   | Float32Array
   | Float64Array
   | Int8Array
@@ -76,8 +79,7 @@ export type TensorValues =
   | Uint16Array
   | Uint32Array
   | BigInt64Array
-  | BigUint64Array
-  | Uint8Array[];
+  | BigUint64Array;
 
 /**
  * Interprets raw little-endian tensor bytes. `bytes` must start at offset 0 of its own buffer

@@ -11,22 +11,10 @@ import { dirname } from "node:path";
 import { randomUUID } from "node:crypto";
 import { crc32c, maskCrc } from "../crc32c.ts";
 import { encodeBundleEntry, encodeBundleHeader } from "./bundle_proto.ts";
-import { TF_DTYPE_NUMBERS } from "./dtypes.ts";
+import { type NumericArray, TF_DTYPE_NUMBERS } from "./dtypes.ts";
 import { lengthBytesForChecksum, numElements, shardFileName } from "./reader.ts";
 import { compareBytes } from "./table.ts";
 import { TableBuilder, type TableBuilderOptions } from "./table_builder.ts";
-
-type NumericArray =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Int16Array
-  | Int32Array
-  | Uint8Array
-  | Uint16Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
 
 /**
  * A tensor to write. The dtype defaults from the array type (Float32Array → DT_FLOAT, …);
