@@ -31,9 +31,10 @@ import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { CONFIG_FILE, loadModel, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
 import { SeededRandom } from "../llm/random.ts";
-import { createTokenizer, type Tokenizer, type TokenizerSpec } from "../llm/tokenizer/mod.ts";
+import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
 import { fetchForStage } from "./common.ts";
 import { useEngine } from "./engine.ts";
+import { readTokenizer } from "./tokenize.ts";
 
 // ---------------------------------------------------------------------------------------------
 // model folders (shared with cli/generate.ts and cli/chat.ts)
@@ -45,22 +46,8 @@ export function isModelFolder(dir: string): boolean {
 
 /** The tokenizer a model folder names in tokenizer.json (+ vocab.json); GPT-2's BPE otherwise. */
 export async function readModelTokenizer(dir: string): Promise<Tokenizer> {
-  const specPath = join(dir, "tokenizer.json");
-  if (!existsSync(specPath)) return createTokenizer({ kind: "gpt2" });
-  let spec: TokenizerSpec;
-  try {
-    spec = JSON.parse(await Deno.readTextFile(specPath));
-    if (spec.kind === "simple") {
-      spec.vocabulary = JSON.parse(await Deno.readTextFile(join(dir, "vocab.json")));
-    }
-  } catch (error) {
-    throw new Error(`${specPath}: cannot read the tokenizer: ${(error as Error).message}`);
-  }
-  const kind: string = spec.kind;
-  if (kind !== "gpt2" && kind !== "simple") {
-    throw new Error(`${specPath}: unknown tokenizer kind ${JSON.stringify(kind)}`);
-  }
-  return createTokenizer(spec);
+  if (!existsSync(join(dir, "tokenizer.json"))) return createTokenizer({ kind: "gpt2" });
+  return (await readTokenizer(dir)).tokenizer;
 }
 
 /**

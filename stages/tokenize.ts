@@ -116,11 +116,24 @@ export const tokenizeStage = defineStage({
   },
 });
 
-/** The tokenizer a tokenize stage used (also copied into dataloader artifacts). */
+/**
+ * The tokenizer described by `tokenizer.json` (+ `vocab.json` for the regex tokenizer) in an
+ * artifact folder: a tokenize stage's, and every artifact that passes it on.
+ */
 export async function readTokenizer(dir: string) {
-  const spec = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json"))) as TokenizerSpec;
-  if (spec.kind === "simple") {
-    spec.vocabulary = JSON.parse(await Deno.readTextFile(join(dir, "vocab.json")));
+  const specPath = join(dir, "tokenizer.json");
+  let spec: TokenizerSpec;
+  try {
+    spec = JSON.parse(await Deno.readTextFile(specPath));
+    if (spec.kind === "simple") {
+      spec.vocabulary = JSON.parse(await Deno.readTextFile(join(dir, "vocab.json")));
+    }
+  } catch (error) {
+    throw new Error(`${specPath}: cannot read the tokenizer: ${(error as Error).message}`);
+  }
+  const kind: string = spec.kind;
+  if (kind !== "gpt2" && kind !== "simple") {
+    throw new Error(`${specPath}: unknown tokenizer kind ${JSON.stringify(kind)}`);
   }
   return { spec, tokenizer: createTokenizer(spec) };
 }
