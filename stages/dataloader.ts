@@ -14,7 +14,7 @@ import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { inputOfType } from "./common.ts";
-import { openTokenizeArtifact, readTokenizer, TOKENIZER_FILES } from "./tokenize.ts";
+import { copyTokenizerFiles, openTokenizeArtifact, readTokenizer } from "./tokenize.ts";
 
 export const DataloaderParams = z.strictObject({
   train_ratio: z.number().gt(0).lt(1).default(0.9),
@@ -64,12 +64,7 @@ export const dataloaderStage = defineStage({
     const stride = p.stride ?? p.max_length;
     const tokenizeDir = inputOfType(ctx, "tokenize").dir;
     const { text, tokenizer } = await openTokenizeArtifact(tokenizeDir);
-    // Downstream stages decode samples with the same tokenizer: carry its description along.
-    for (const file of TOKENIZER_FILES) {
-      await Deno.copyFile(join(tokenizeDir, file), join(ctx.outDir, file)).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      });
-    }
+    await copyTokenizerFiles(tokenizeDir, ctx.outDir);
     const splitAt = Math.floor(p.train_ratio * text.length);
     const parts = { train: text.slice(0, splitAt), val: text.slice(splitAt) };
     const info: Partial<Record<"train" | "val", SplitInfo>> = {};

@@ -26,6 +26,7 @@ import { calcLossLoader, evaluateModel, trainStep } from "../llm/train/trainer.t
 import type { Batch, WindowLoader } from "../llm/data/windows.ts";
 import { inputOfType } from "./common.ts";
 import { openDataloaderArtifact } from "./dataloader.ts";
+import { copyTokenizerFiles } from "./tokenize.ts";
 import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
 
@@ -101,7 +102,8 @@ function lrAt(p: PretrainParams, step: number, totalSteps: number): number {
 export const pretrainStage = defineStage({
   type: "pretrain",
   // 2: dropout masks come from the fused cpu kernels' own seeded generator.
-  version: "2",
+  // 3: the artifact carries the tokenizer (tokenizer.json, vocab.json).
+  version: "3",
   description: "Train a GPT from scratch on the dataloader's batches (AdamW), with checkpoints",
   params: PretrainParams,
   inherits: ["model", "seed"],
@@ -219,6 +221,8 @@ export const pretrainStage = defineStage({
         await checkpoint();
       }
       ctx.progress.finish();
+      // The trained model decodes with the tokenizer it was trained on (`deno task generate`).
+      await copyTokenizerFiles(dataArtifact.dir, ctx.outDir);
       return await writeArtifact(ctx, model, state, position.tokensSeen, position.step);
     } finally {
       model.dispose();

@@ -138,8 +138,17 @@ export async function readTokenizer(dir: string) {
   return { spec, tokenizer: createTokenizer(spec) };
 }
 
-/** Files that describe the tokenizer, for stages that pass it on. */
-export const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
+/** Files that describe the tokenizer. */
+const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
+
+/** Pass the tokenizer on: later stages (and `deno task generate`) decode with the same one. */
+export async function copyTokenizerFiles(fromDir: string, toDir: string): Promise<void> {
+  for (const file of TOKENIZER_FILES) {
+    await Deno.copyFile(join(fromDir, file), join(toDir, file)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}
 
 /** Read back what a tokenize stage wrote. */
 export async function openTokenizeArtifact(dir: string) {

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { loadPipeline } from "../../runner/pipeline.ts";
 import { runPipeline } from "../../runner/run.ts";
 import { builtinStages } from "../../stages/mod.ts";
+import { readModelTokenizer } from "../../stages/generate.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { REPO_ROOT, SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
@@ -79,6 +80,8 @@ Deno.test("pretrain: the loss falls clearly and the artifact holds weights, hist
       await Deno.readTextFile(join(artifact.dir, "loss.svg")),
       /^<svg[\s\S]*Tokens seen[\s\S]*<\/svg>\n$/,
     );
+    // The artifact decodes with the regex tokenizer it was trained on, not GPT-2's default.
+    assert.equal((await readModelTokenizer(artifact.dir)).vocabSize, 1132);
     const model = await loadModel(artifact.dir);
     assert.equal(model.config.emb_dim, 32);
     model.dispose();
