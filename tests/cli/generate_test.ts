@@ -4,9 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sharedFixture, withTempDir } from "../fixtures.ts";
+import { withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
-import { parityWords, writeParityModelFolder } from "../stages/parity_checkpoints.ts";
+import {
+  parityWords,
+  realMirror124M,
+  writeParityModelFolder,
+} from "../stages/parity_checkpoints.ts";
 import { runCli } from "./cli_helpers.ts";
 
 await useCpuBackend();
@@ -37,18 +41,7 @@ Deno.test("generate command: a GPT-2 size runs the load-openai-weights stage (mi
   await withTempDir(async (dir) => {
     // The real 124M release files we have, and a data file of the right size whose contents
     // are wrong: the stage must get as far as checking the first tensor's CRC32C.
-    const folder = join(dir, "mirror", "gpt2", "124M");
-    await Deno.mkdir(folder, { recursive: true });
-    for (const name of ["encoder.json", "vocab.bpe", "hparams.json"]) {
-      await Deno.copyFile(sharedFixture("gpt2-tokenizer", name), join(folder, name));
-    }
-    for (const name of ["model.ckpt.index", "checkpoint"]) {
-      await Deno.copyFile(
-        sharedFixture("tf-checkpoint", "gpt2_124M_index_only", name),
-        join(folder, name),
-      );
-    }
-    await Deno.writeTextFile(join(folder, "model.ckpt.meta"), "graph (not read)");
+    const folder = await realMirror124M(join(dir, "mirror"));
     using data = await Deno.create(join(folder, "model.ckpt.data-00000-of-00001"));
     await data.truncate(497_759_232);
     const result = await runCli(

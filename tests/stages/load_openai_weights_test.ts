@@ -21,6 +21,7 @@ import { quietOutput, writePipeline } from "../runner/helpers.ts";
 import {
   hparamsFor,
   readParity,
+  realMirror124M,
   toHfLayout,
   toOpenaiLayout,
   writeHfFolder,
@@ -171,23 +172,6 @@ Deno.test("load-openai-weights: Hugging Face safetensors (prefixed names, mask b
     assert.equal(report.artifacts["load-openai-weights"].manifest.metrics.layout, "hf");
   });
 });
-
-/** A mirror folder holding the 124M release files we have real copies of. */
-async function realMirror124M(mirror: string): Promise<string> {
-  const folder = join(mirror, "gpt2", "124M");
-  await Deno.mkdir(folder, { recursive: true });
-  for (const name of ["encoder.json", "vocab.bpe", "hparams.json"]) {
-    await Deno.copyFile(sharedFixture("gpt2-tokenizer", name), join(folder, name));
-  }
-  for (const name of ["model.ckpt.index", "checkpoint"]) {
-    await Deno.copyFile(
-      sharedFixture("tf-checkpoint", "gpt2_124M_index_only", name),
-      join(folder, name),
-    );
-  }
-  await Deno.writeTextFile(join(folder, "model.ckpt.meta"), "graph (not read)");
-  return folder;
-}
 
 Deno.test("load-openai-weights: the 124M release through a mirror: size check, real index, CRC of the data", async () => {
   await withTempDir(async (dir) => {

@@ -15,7 +15,7 @@ import {
   writeSafetensorsFile,
 } from "../../llm/weights/safetensors.ts";
 import { writeTensorBundle } from "../../llm/weights/tensorbundle/writer.ts";
-import { localFixture } from "../fixtures.ts";
+import { localFixture, sharedFixture } from "../fixtures.ts";
 
 export const PARITY_DIR = localFixture("parity", "qkv_bias");
 
@@ -207,4 +207,21 @@ export async function writeParityModelFolder(dir: string): Promise<
   await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify({ kind: "simple" }));
   await Deno.writeTextFile(join(dir, "vocab.json"), JSON.stringify(PARITY_VOCABULARY));
   return { cases: generateJson.cases };
+}
+
+/** A mirror folder holding the 124M release files we have real copies of. */
+export async function realMirror124M(mirror: string): Promise<string> {
+  const folder = join(mirror, "gpt2", "124M");
+  await Deno.mkdir(folder, { recursive: true });
+  for (const name of ["encoder.json", "vocab.bpe", "hparams.json"]) {
+    await Deno.copyFile(sharedFixture("gpt2-tokenizer", name), join(folder, name));
+  }
+  for (const name of ["model.ckpt.index", "checkpoint"]) {
+    await Deno.copyFile(
+      sharedFixture("tf-checkpoint", "gpt2_124M_index_only", name),
+      join(folder, name),
+    );
+  }
+  await Deno.writeTextFile(join(folder, "model.ckpt.meta"), "graph (not read)");
+  return folder;
 }
