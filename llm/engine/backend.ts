@@ -20,7 +20,12 @@ import { dirname } from "node:path";
 import { type BlasLoadResult, loadBlas } from "./blas.ts";
 import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
-import { registerFusedKernels, unregisterFusedKernels } from "./fused_ops.ts";
+import {
+  FUSED_OPS,
+  fusedOpsUseSimd,
+  registerFusedKernels,
+  unregisterFusedKernels,
+} from "./fused_ops.ts";
 
 export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
@@ -49,6 +54,11 @@ export interface EngineOptions {
    * dropout, softmax and loss (default: our tight loops and fused ops).
    */
   fastKernels?: boolean;
+  /**
+   * false: the fused ops' forward loops in plain JS instead of WebAssembly SIMD (default: SIMD
+   * where the runtime has it).
+   */
+  simd?: boolean;
   /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
   log?: (line: string) => void;
 }
@@ -123,7 +133,8 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
     unregisterFusedKernels();
   } else {
     notes.push(`${registerFastKernels().length} tight-loop elementwise kernels`);
-    notes.push(`${registerFusedKernels().length / 2} fused ops`);
+    registerFusedKernels({ simd: options.simd });
+    notes.push(`${FUSED_OPS.length} fused ops${fusedOpsUseSimd() ? " (WebAssembly SIMD)" : ""}`);
   }
 
   const loaded = reuseOrLoadBlas(options);

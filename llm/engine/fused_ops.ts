@@ -25,8 +25,12 @@ import {
   layerNormForward,
   softmaxBackward,
 } from "./fused_math.ts";
+import { type SimdMath, simdMath } from "./wasm/simd_math.ts";
 
 const BACKEND = "cpu";
+
+/** The SIMD forward loops when in use (see `registerFusedKernels`), else the JS loops. */
+let simd: SimdMath | undefined;
 
 // ---------------------------------------------------------------------------------------------
 // Kernels
@@ -84,11 +88,21 @@ const KERNELS: Record<string, Kernel> = {
   },
   GroundupGelu: ({ inputs, backend }) => {
     const x = inputs.x!;
-    const { y, tanh } = geluForward(values(backend, x, "x"));
+    const { y, tanh } = simd
+      ? simd.geluForward(values(backend, x, "x"), true)
+      : geluForward(values(backend, x, "x"));
     return [
       backend.makeTensorInfo(x.shape, "float32", y),
-      backend.makeTensorInfo(x.shape, "float32", tanh),
+      backend.makeTensorInfo(x.shape, "float32", tanh!),
     ];
+  },
+  // Without a gradient to take (evaluation, generation): no tanh buffer.
+  GroundupGeluInference: ({ inputs, backend }) => {
+    const x = inputs.x!;
+    const { y } = simd
+      ? simd.geluForward(values(backend, x, "x"), false)
+      : geluForward(values(backend, x, "x"));
+    return backend.makeTensorInfo(x.shape, "float32", y);
   },
   GroundupGeluGrad: ({ inputs, backend }) => {
     const x = inputs.x!;
@@ -121,7 +135,7 @@ const KERNELS: Record<string, Kernel> = {
   GroundupCausalSoftmax: ({ inputs, attrs, backend }) => {
     const scores = inputs.scores!;
     const rank = scores.shape.length;
-    const p = causalSoftmaxForward(
+    const p = (simd ? simd.causalSoftmaxForward.bind(simd) : causalSoftmaxForward)(
       values(backend, scores, "scores"),
       scores.shape[rank - 2],
       scores.shape[rank - 1],
@@ -142,18 +156,33 @@ const KERNELS: Record<string, Kernel> = {
   },
   GroundupCrossEntropy: ({ inputs, attrs, backend }) => {
     const logits = inputs.logits!;
-    const { loss, exps, inverseSums, kept } = crossEntropyForward(
+    const args = [
       values(backend, logits, "logits"),
       int32Values(backend, inputs.targets!, "targets"),
       logits.shape[1],
       attrs!.ignoreIndex as number,
-    );
+    ] as const;
+    const { loss, exps, inverseSums, kept } = simd
+      ? simd.crossEntropyForward(...args, true)
+      : crossEntropyForward(...args);
     return [
       backend.makeTensorInfo([], "float32", Float32Array.of(loss)),
-      backend.makeTensorInfo(logits.shape, "float32", exps),
+      backend.makeTensorInfo(logits.shape, "float32", exps!),
       backend.makeTensorInfo([inverseSums.length], "float32", inverseSums),
       backend.makeTensorInfo([], "float32", Float32Array.of(kept)),
     ];
+  },
+  // Without a gradient to take (evaluation): the loss only, no [rows, vocab] exponentials.
+  GroundupCrossEntropyInference: ({ inputs, attrs, backend }) => {
+    const logits = inputs.logits!;
+    const args = [
+      values(backend, logits, "logits"),
+      int32Values(backend, inputs.targets!, "targets"),
+      logits.shape[1],
+      attrs!.ignoreIndex as number,
+    ] as const;
+    const { loss } = simd ? simd.crossEntropyForward(...args, false) : crossEntropyForward(...args);
+    return backend.makeTensorInfo([], "float32", Float32Array.of(loss));
   },
   GroundupCrossEntropyGrad: ({ inputs, attrs, backend }) => {
     const exps = inputs.exps!;
@@ -172,11 +201,18 @@ const KERNELS: Record<string, Kernel> = {
   },
 };
 
+/** The ops this module provides (each a forward kernel, a backward kernel, maybe an inference one). */
+export const FUSED_OPS = ["layer norm", "GELU", "dropout", "causal softmax", "cross-entropy"];
+
 /** The kernel names this module registers on the cpu backend. */
 export const FUSED_KERNEL_NAMES: readonly string[] = Object.keys(KERNELS);
 
-/** Register the fused kernels on the tfjs cpu backend. Idempotent. */
-export function registerFusedKernels(): string[] {
+/**
+ * Register the fused kernels on the tfjs cpu backend (idempotent). Their exp-heavy forward loops
+ * run on WebAssembly SIMD where available unless `options.simd` is false.
+ */
+export function registerFusedKernels(options: { simd?: boolean } = {}): string[] {
+  simd = options.simd === false ? undefined : simdMath();
   for (const [kernelName, kernel] of Object.entries(KERNELS)) {
     if (tf.getKernel(kernelName, BACKEND)) continue;
     tf.registerKernel({
@@ -193,6 +229,11 @@ export function unregisterFusedKernels(): void {
   for (const kernelName of FUSED_KERNEL_NAMES) {
     if (tf.getKernel(kernelName, BACKEND)) tf.unregisterKernel(kernelName, BACKEND);
   }
+}
+
+/** Whether the fused kernels' forward loops run on WebAssembly SIMD. */
+export function fusedOpsUseSimd(): boolean {
+  return simd !== undefined;
 }
 
 /** True when the current backend is cpu and the fused kernels are registered. */
@@ -242,8 +283,21 @@ export function fusedLayerNorm(
   return op(x, scale, shift);
 }
 
+/**
+ * Whether tfjs is recording operations for a gradient (inside `tf.grads`/`variableGrads`). When
+ * it is not, the ops below run kernels that skip what only the backward needs.
+ */
+function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
 /** GELU with the tanh approximation, as the book's GELU module. */
-export const fusedGelu = customGrad<(x: tf.Tensor) => tf.Tensor>(
+export function fusedGelu(x: tf.Tensor): tf.Tensor {
+  if (!recordingGradients()) return run("GroundupGeluInference", { x }) as tf.Tensor;
+  return geluWithGradient(x);
+}
+
+const geluWithGradient = customGrad<(x: tf.Tensor) => tf.Tensor>(
   (x: tf.Tensor, save: tf.GradSaveFunc) => {
     const [y, tanh] = run("GroundupGelu", { x }) as tf.Tensor[];
     save([x, tanh]);
@@ -300,6 +354,9 @@ export function fusedCrossEntropy(
   targets: tf.Tensor1D,
   ignoreIndex: number,
 ): tf.Scalar {
+  if (!recordingGradients()) {
+    return run("GroundupCrossEntropyInference", { logits, targets }, { ignoreIndex }) as tf.Scalar;
+  }
   const op = customGrad<(l: tf.Tensor, t: tf.Tensor) => tf.Scalar>(
     (l: tf.Tensor, t: tf.Tensor, save: tf.GradSaveFunc) => {
       const [loss, exps, inverseSums, kept] = run(
