@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { NamedParameter } from "../model/layers.ts";
+import { type SimdAdamW, simdAdamW } from "../engine/wasm/simd_math.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -20,6 +21,11 @@ export interface AdamWOptions {
   eps?: number;
   /** PyTorch's default is 0.01; the book uses 0.1. */
   weightDecay?: number;
+  /**
+   * false: the update in a JS loop (double precision, rounded to float32) instead of WebAssembly
+   * SIMD in float32 like PyTorch's (default: SIMD where available; 3–4× faster).
+   */
+  simd?: boolean;
 }
 
 /** Everything needed to resume the optimizer exactly (keyed by parameter name). */
@@ -40,6 +46,8 @@ export class AdamW {
   readonly #params: NamedParameter[];
   readonly #m = new Map<string, Float32Array>();
   readonly #v = new Map<string, Float32Array>();
+  /** The float32 WebAssembly SIMD update, or undefined for the JS loop (`simd: false`). */
+  readonly #simd: SimdAdamW | undefined;
 
   /** `params`: the (name, variable) pairs to update, e.g. `model.trainableParameters()`. */
   constructor(params: NamedParameter[], options: AdamWOptions) {
@@ -49,6 +57,7 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.999;
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.01;
+    this.#simd = options.simd === false ? undefined : simdAdamW();
     const names = new Set<string>();
     for (const [name, variable] of params) {
       if (names.has(name)) throw new Error(`AdamW: parameter "${name}" listed twice`);
@@ -91,17 +100,22 @@ export class AdamW {
       const own = ownedCpuBuffer(variable);
       if (own) {
         // Update the weights where they lie: no 4-bytes-a-parameter allocation per step.
-        adamwUpdate(own, g, this.#m.get(name)!, this.#v.get(name)!, own, constants);
+        this.#update(own, g, this.#m.get(name)!, this.#v.get(name)!, own, constants);
         continue;
       }
       // On the cpu backend data() hands out the tensor's own buffer: read it, never write it.
       const current = (await variable.data()) as Float32Array;
       const next = new Float32Array(current.length);
-      adamwUpdate(current, g, this.#m.get(name)!, this.#v.get(name)!, next, constants);
+      this.#update(current, g, this.#m.get(name)!, this.#v.get(name)!, next, constants);
       const updated = tf.tensor(next, variable.shape, "float32");
       variable.assign(updated);
       updated.dispose();
     }
+  }
+
+  #update(...args: Parameters<typeof adamwUpdate>): void {
+    if (this.#simd) this.#simd.update(...args);
+    else adamwUpdate(...args);
   }
 
   /** A copy of the optimizer state, for checkpoints. */
