@@ -64,6 +64,25 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  // void cblas_sgemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)
+  cblas_sgemv: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+    optional: true,
+  },
   // OpenBLAS extras; absent from Accelerate and the reference BLAS.
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
@@ -175,6 +194,26 @@ function wrap(path: string, lib: Deno.DynamicLibrary<typeof SYMBOLS>): Blas {
     description,
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       if (closed) throw new Error(`BLAS library ${path} was closed; cannot call sgemm`);
+      if (m === 1 && !transA && s.cblas_sgemv) {
+        // One row (a token at a time in generation): sgemm would pack B, a copy of the whole
+        // weight matrix per call; sgemv streams it once (3–6× faster at GPT-2's shapes).
+        // C = alpha·B·aᵀ (B stored N×K) or alpha·Bᵀ·aᵀ (B stored K×N), + beta·C.
+        s.cblas_sgemv(
+          CBLAS_ROW_MAJOR,
+          transB ? CBLAS_NO_TRANS : CBLAS_TRANS,
+          transB ? n : k,
+          transB ? k : n,
+          alpha,
+          b,
+          ldb,
+          a,
+          1,
+          beta,
+          c,
+          1,
+        );
+        return;
+      }
       s.cblas_sgemm(
         CBLAS_ROW_MAJOR,
         transA ? CBLAS_TRANS : CBLAS_NO_TRANS,

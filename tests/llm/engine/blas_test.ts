@@ -72,6 +72,31 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "a one-row product (the sgemv path of token-by-token generation) matches, alpha and beta included",
+  ignore: noBlas,
+  fn() {
+    const blas = loaded.ok ? loaded.blas : undefined!;
+    const [n, k] = [37, 29];
+    for (const transB of [false, true]) {
+      const a = random(k, 5);
+      const b = random(k * n, 6);
+      const c = random(n, 7);
+      const before = Float32Array.from(c);
+      blas.sgemm(false, transB, 1, n, k, 0.5, a, k, b, transB ? k : n, 2, c, n);
+      const product = naiveGemm(false, transB, 1, n, k, a, b);
+      for (let j = 0; j < n; j++) {
+        const expected = 0.5 * product[j] + 2 * before[j];
+        assert.ok(
+          Math.abs(c[j] - expected) < 1e-5,
+          `transB=${transB} j=${j}: ${c[j]} vs ${expected}`,
+        );
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "sgemm reads and writes through subarray views (zero-copy honours byteOffset)",
   ignore: noBlas,
   fn() {
