@@ -63,12 +63,14 @@ export async function main(args: string[]): Promise<number> {
   const cacheDir = values["cache-dir"] ?? Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
 
   const abort = new AbortController();
+  // Ctrl-C or a scheduler's SIGTERM: the running stage checkpoints and stops; a second one quits.
   const onInterrupt = () => {
     if (abort.signal.aborted) Deno.exit(130);
     console.error("\ninterrupted: stopping after cleanup (Ctrl-C again to quit at once)");
-    abort.abort(new Error("interrupted by Ctrl-C"));
+    abort.abort(new Error("interrupted"));
   };
-  Deno.addSignalListener("SIGINT", onInterrupt);
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, onInterrupt);
   try {
     const pipeline = await loadPipeline(positionals[0], builtinStages(), {
       overlays: values.config,
@@ -96,7 +98,7 @@ export async function main(args: string[]): Promise<number> {
     }
     throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
+    for (const signal of signals) Deno.removeSignalListener(signal, onInterrupt);
   }
 }
 

@@ -48,8 +48,13 @@ export const PretrainParams = z.strictObject({
   schedule: z.enum(["constant", "warmup_cosine"]).default("constant"),
   warmup_steps: z.number().int().min(0).default(0),
   min_lr: z.number().min(0).default(0),
-  /** Write a checkpoint every this many steps (and at each epoch's end). */
-  checkpoint_every: z.number().int().min(1).default(20),
+  /**
+   * Write a checkpoint (weights + AdamW moments, ~2 GB for 124M) when this many minutes have
+   * passed since the last one, and when the run is interrupted (Ctrl-C, SIGTERM).
+   */
+  checkpoint_minutes: z.number().gt(0).default(10),
+  /** Also write one every this many steps (off by default). */
+  checkpoint_every: z.number().int().min(1).optional(),
   /** Measure the untrained loss over every batch of both splits first (book: ≈ 10.99 / 10.98). */
   initial_eval: z.boolean().default(true),
 });
@@ -151,14 +156,19 @@ export const pretrainStage = defineStage({
       }
     }
 
+    let lastCheckpoint = performance.now();
     const checkpoint = async () => {
       await saveCheckpoint<RunState>(checkpointDir, model, optimizer, {
         position,
         runId: runId(ctx),
         extra: state,
       });
+      lastCheckpoint = performance.now();
       ctx.log.info(`checkpoint saved at step ${position.step}`);
     };
+    const checkpointDue = () =>
+      (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
+      performance.now() - lastCheckpoint >= p.checkpoint_minutes * 60_000;
 
     try {
       ctx.progress.start("training", totalSteps, "steps");
@@ -207,9 +217,8 @@ export const pretrainStage = defineStage({
             loss: lastLoss,
             "tok/s": Math.round(position.tokensSeen / Math.max(state.trainSeconds, 1e-9)),
           });
-          if (position.step % p.checkpoint_every === 0 && position.batch < stepsPerEpoch) {
-            await checkpoint();
-          }
+          // An epoch's last step is checkpointed after its sample, below.
+          if (position.batch < stepsPerEpoch && checkpointDue()) await checkpoint();
         }
         if (p.sample_tokens > 0) {
           const text = await sample(model, tokenizer, p);
@@ -218,7 +227,7 @@ export const pretrainStage = defineStage({
         }
         position.epoch += 1;
         position.batch = 0;
-        await checkpoint();
+        if (position.epoch < p.epochs && checkpointDue()) await checkpoint();
       }
       ctx.progress.finish();
       // The trained model decodes with the tokenizer it was trained on (`deno task generate`).
