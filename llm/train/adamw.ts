@@ -23,7 +23,7 @@ export interface AdamWOptions {
   weightDecay?: number;
   /**
    * false: the update in a JS loop (double precision, rounded to float32) instead of WebAssembly
-   * SIMD in float32 like PyTorch's (default: SIMD where available; 3–4× faster).
+   * SIMD in float32 like PyTorch's (default: SIMD where available; ≈ 2.8× faster).
    */
   simd?: boolean;
 }

@@ -1,6 +1,6 @@
 /**
  * The forward loops of fused_math.ts (GELU, causal softmax, softmax cross-entropy) on the SIMD
- * kernels: same signatures and results to float32 accuracy, 3–5× faster. Inputs are copied
+ * kernels: same signatures and results to float32 accuracy, 2–3× faster. Inputs are copied
  * into the module's memory in chunks that stay cache-sized, processed there and copied out.
  *
  * `simdMath()` is undefined where WebAssembly SIMD is unavailable; fused_ops.ts then uses the JS
