@@ -8,8 +8,10 @@
  */
 import { join } from "node:path";
 import type { GPTModel } from "../model/gpt.ts";
+import type { NamedParameter } from "../model/layers.ts";
+import { groupShards, stateNameOf } from "../model/sharded.ts";
 import { loadModel, saveModel } from "../model/weights_io.ts";
-import type { AdamW } from "./adamw.ts";
+import type { AdamW, AdamWState } from "./adamw.ts";
 import { loadAdamWState, saveAdamWState } from "./optimizer_io.ts";
 
 export interface TrainingPosition {
@@ -43,8 +45,8 @@ export async function saveCheckpoint<Extra>(
   const temp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
     await saveModel(temp, model);
-    const shapes = new Map(model.namedParameters().map(([name, v]) => [name, v.shape]));
-    await saveAdamWState(join(temp, OPTIMIZER_FILE), optimizer.getState(), shapes);
+    const { state: joined, shapes } = joinShardedState(optimizer.getState(), optimizer.parameters);
+    await saveAdamWState(join(temp, OPTIMIZER_FILE), joined, shapes);
     const full: CheckpointState<Extra> = {
       format: 1,
       ...state,
@@ -104,6 +106,81 @@ export async function loadCheckpoint<Extra>(
   model.dropoutRng.state = state.dropoutRngState;
   const optimizer = makeOptimizer(model);
   const path = join(dir, OPTIMIZER_FILE);
-  optimizer.setState(await loadAdamWState(path), path);
+  optimizer.setState(splitShardedState(await loadAdamWState(path), optimizer.parameters), path);
   return { model, optimizer, state };
+}
+
+/**
+ * The optimizer state keyed by state_dict names: the moments of a vocabulary matrix held as row
+ * shards (webgpu, see model/sharded.ts) are joined in row order, so a checkpoint taken on one
+ * backend resumes on another, whatever the split.
+ */
+export function joinShardedState(
+  state: AdamWState,
+  params: readonly NamedParameter[],
+): { state: AdamWState; shapes: Map<string, number[]> } {
+  const joined: AdamWState = { step: state.step, m: new Map(), v: new Map() };
+  const shapes = new Map<string, number[]>();
+  const tensors = groupShards(params);
+  let index = 0;
+  for (const tensor of tensors) {
+    // groupShards keeps the parameters' order: this tensor's parts are the next parts.length.
+    const names = params.slice(index, index + tensor.parts.length).map(([name]) => name);
+    index += tensor.parts.length;
+    shapes.set(tensor.name, tensor.shape);
+    for (const kind of ["m", "v"] as const) {
+      const parts = names.map((name) => state[kind].get(name));
+      if (parts.some((part) => part === undefined)) continue; // setState will name what is missing
+      if (parts.length === 1) {
+        joined[kind].set(tensor.name, parts[0]!);
+        continue;
+      }
+      const whole = new Float32Array(parts.reduce((n, part) => n + part!.length, 0));
+      let offset = 0;
+      for (const part of parts) {
+        whole.set(part!, offset);
+        offset += part!.length;
+      }
+      joined[kind].set(tensor.name, whole);
+    }
+  }
+  return { state: joined, shapes };
+}
+
+/**
+ * The inverse of `joinShardedState` for the parameters at hand: each row shard takes its rows of
+ * the saved whole. Entries saved under a parameter's own name (unsharded, or a checkpoint written
+ * before states were joined) are used as they are.
+ */
+export function splitShardedState(
+  saved: AdamWState,
+  params: readonly NamedParameter[],
+): AdamWState {
+  const split: AdamWState = { step: saved.step, m: new Map(), v: new Map() };
+  const wanted = new Set(params.map(([name]) => name));
+  for (const kind of ["m", "v"] as const) {
+    for (const [name, variable] of params) {
+      const own = saved[kind].get(name);
+      if (own) {
+        split[kind].set(name, own);
+        continue;
+      }
+      const { stateName, startRow } = stateNameOf(name);
+      const whole = saved[kind].get(stateName);
+      if (stateName === name || !whole) continue; // setState will name what is missing
+      const cols = variable.size / variable.shape[0];
+      split[kind].set(
+        name,
+        whole.slice(startRow * cols, (startRow + variable.shape[0]) * cols),
+      );
+    }
+    // Anything else in the file (unknown to this model) goes through for setState to reject,
+    // unless it is a whole that was just split.
+    for (const [name, values] of saved[kind]) {
+      if (wanted.has(name) || split[kind].has(name)) continue;
+      const splitFrom = params.some(([p]) => stateNameOf(p).stateName === name && p !== name);
+      if (!splitFrom) split[kind].set(name, values);
+    }
+  }
+  return split;
 }
