@@ -292,15 +292,32 @@ export function crossEntropyForward(
     }
     const sum = expRowInto(logits, start, end, 1, max, exps);
     inverseSums[r] = 1 / sum;
-    const target = targets[r];
-    if (target === ignoreIndex) continue;
-    if (target < 0 || target >= vocab) {
-      throw new Error(`crossEntropy: target ${target} at row ${r} is outside [0, ${vocab})`);
-    }
-    total += Math.log(sum) + max - logits[start + target];
+    const nll = rowNegativeLogLikelihood(logits, r, vocab, targets[r], ignoreIndex, sum, max);
+    if (nll === undefined) continue;
+    total += nll;
     kept++;
   }
   return { loss: total / kept, exps, inverseSums, kept };
+}
+
+/**
+ * log Σe^(x − max) + max − x[target] for row `r`, given the row's Σe^(x − max) and max;
+ * undefined for an ignored row. A target outside the vocabulary is an error naming the row.
+ */
+export function rowNegativeLogLikelihood(
+  logits: Float32Array,
+  r: number,
+  vocab: number,
+  target: number,
+  ignoreIndex: number,
+  sumExp: number,
+  max: number,
+): number | undefined {
+  if (target === ignoreIndex) return undefined;
+  if (target < 0 || target >= vocab) {
+    throw new Error(`crossEntropy: target ${target} at row ${r} is outside [0, ${vocab})`);
+  }
+  return Math.log(sumExp) + max - logits[r * vocab + target];
 }
 
 /**

@@ -51,6 +51,17 @@ function int32Values(backend: CpuBackend, info: tf.TensorInfo, what: string): In
 
 type Kernel = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
+/** logits, targets, vocabulary size and ignore index of a cross-entropy kernel call. */
+function crossEntropyArgs({ inputs, attrs, backend }: KernelArgs) {
+  const logits = inputs.logits!;
+  return [
+    values(backend, logits, "logits"),
+    int32Values(backend, inputs.targets!, "targets"),
+    logits.shape[1],
+    attrs!.ignoreIndex as number,
+  ] as const;
+}
+
 const KERNELS: Record<string, Kernel> = {
   GroundupLayerNorm: ({ inputs, attrs, backend }) => {
     const x = inputs.x!;
@@ -154,35 +165,23 @@ const KERNELS: Record<string, Kernel> = {
     );
     return backend.makeTensorInfo(p.shape, "float32", ds);
   },
-  GroundupCrossEntropy: ({ inputs, attrs, backend }) => {
-    const logits = inputs.logits!;
-    const args = [
-      values(backend, logits, "logits"),
-      int32Values(backend, inputs.targets!, "targets"),
-      logits.shape[1],
-      attrs!.ignoreIndex as number,
-    ] as const;
+  GroundupCrossEntropy: (args) => {
     const { loss, exps, inverseSums, kept } = simd
-      ? simd.crossEntropyForward(...args, true)
-      : crossEntropyForward(...args);
+      ? simd.crossEntropyForward(...crossEntropyArgs(args), true)
+      : crossEntropyForward(...crossEntropyArgs(args));
     return [
-      backend.makeTensorInfo([], "float32", Float32Array.of(loss)),
-      backend.makeTensorInfo(logits.shape, "float32", exps!),
-      backend.makeTensorInfo([inverseSums.length], "float32", inverseSums),
-      backend.makeTensorInfo([], "float32", Float32Array.of(kept)),
+      args.backend.makeTensorInfo([], "float32", Float32Array.of(loss)),
+      args.backend.makeTensorInfo(args.inputs.logits!.shape, "float32", exps!),
+      args.backend.makeTensorInfo([inverseSums.length], "float32", inverseSums),
+      args.backend.makeTensorInfo([], "float32", Float32Array.of(kept)),
     ];
   },
   // Without a gradient to take (evaluation): the loss only, no [rows, vocab] exponentials.
-  GroundupCrossEntropyInference: ({ inputs, attrs, backend }) => {
-    const logits = inputs.logits!;
-    const args = [
-      values(backend, logits, "logits"),
-      int32Values(backend, inputs.targets!, "targets"),
-      logits.shape[1],
-      attrs!.ignoreIndex as number,
-    ] as const;
-    const { loss } = simd ? simd.crossEntropyForward(...args, false) : crossEntropyForward(...args);
-    return backend.makeTensorInfo([], "float32", Float32Array.of(loss));
+  GroundupCrossEntropyInference: (args) => {
+    const { loss } = simd
+      ? simd.crossEntropyForward(...crossEntropyArgs(args), false)
+      : crossEntropyForward(...crossEntropyArgs(args));
+    return args.backend.makeTensorInfo([], "float32", Float32Array.of(loss));
   },
   GroundupCrossEntropyGrad: ({ inputs, attrs, backend }) => {
     const exps = inputs.exps!;

@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { NamedParameter } from "../model/layers.ts";
-import { type SimdAdamW, simdAdamW } from "../engine/wasm/simd_math.ts";
+import { type AdamWConstants, type SimdAdamW, simdAdamW } from "../engine/wasm/simd_math.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -166,18 +166,6 @@ function ownedCpuBuffer(variable: tf.Variable): Float32Array | undefined {
   return entry.values.length === variable.size ? entry.values : undefined;
 }
 
-interface UpdateConstants {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** 1 − lr·weight_decay. */
-  decay: number;
-  /** lr / (1 − β1ᵗ). */
-  stepSize: number;
-  /** √(1 − β2ᵗ). */
-  biasCorrection2Sqrt: number;
-}
-
 /**
  * The element loop (`out` may be `param` itself: each element is read before it is written), kept in a small plain function so V8 optimises it once for every parameter
  * (inside the async method it would run as on-stack-replaced code).
@@ -188,7 +176,7 @@ function adamwUpdate(
   m: Float32Array,
   v: Float32Array,
   out: Float32Array,
-  c: UpdateConstants,
+  c: AdamWConstants,
 ): void {
   const { beta1, beta2, eps, decay, stepSize, biasCorrection2Sqrt } = c;
   const oneMinusBeta1 = 1 - beta1;

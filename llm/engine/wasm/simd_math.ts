@@ -6,6 +6,7 @@
  * `simdMath()` is undefined where WebAssembly SIMD is unavailable; fused_ops.ts then uses the JS
  * loops. Backward loops stay in JS (fused_math.ts): they are multiply-adds without exp.
  */
+import { rowNegativeLogLikelihood } from "../fused_math.ts";
 import { type SimdKernels, simdKernels } from "./simd_kernels.ts";
 
 /** Floats per chunk for elementwise kernels: 256 KiB in, 512 KiB out (L2-sized). */
@@ -88,12 +89,9 @@ export class SimdMath {
           ? expShiftSum(at * 4, (dstAt + at) * 4, vocab, 1, max)
           : expShiftSumOnly(at * 4, 0, vocab, 1, max);
         inverseSums[r] = 1 / sum;
-        const target = targets[r];
-        if (target === ignoreIndex) continue;
-        if (target < 0 || target >= vocab) {
-          throw new Error(`crossEntropy: target ${target} at row ${r} is outside [0, ${vocab})`);
-        }
-        total += Math.log(sum) + max - logits[r * vocab + target];
+        const nll = rowNegativeLogLikelihood(logits, r, vocab, targets[r], ignoreIndex, sum, max);
+        if (nll === undefined) continue;
+        total += nll;
         kept++;
       }
       exps?.set(heap.subarray(dstAt, dstAt + count * vocab), first * vocab);
