@@ -10,8 +10,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import {
+  applyDropoutMask,
   causalSoftmaxForward,
   crossEntropyForward,
+  dropoutMask,
   geluForward,
 } from "../llm/engine/fused_math.ts";
 import { simdMath } from "../llm/engine/wasm/simd_math.ts";
@@ -36,6 +38,7 @@ function random(size: number, seed: number, spread: number): Float32Array {
 const geluInput = random(B * T * 4 * E, 1, 4);
 const scores = random(B * H * T * T, 2, 10);
 const logits = random(B * T * V, 3, 10);
+const attentionMask = dropoutMask(scores.length, 0.1, 7);
 const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % V);
 
 function adamwCase(useSimd: boolean): () => Promise<void> {
@@ -62,6 +65,16 @@ const CASES: [string, () => unknown, () => unknown][] = [
     "causal softmax [2,12,256,256]",
     () => causalSoftmaxForward(scores, T, T, 0, 8),
     () => simd.causalSoftmaxForward(scores, T, T, 0, 8),
+  ],
+  [
+    "dropout forward (mask + apply) [2,12,256,256]",
+    () => applyDropoutMask(scores, dropoutMask(scores.length, 0.1, 7), 0.1),
+    () => simd.dropout(scores, 0.1, 7),
+  ],
+  [
+    "dropout backward [2,12,256,256]",
+    () => applyDropoutMask(scores, attentionMask, 0.1),
+    () => simd.applyDropoutMask(scores, attentionMask, 0.1),
   ],
   [
     "cross-entropy forward + exps [512,50257]",

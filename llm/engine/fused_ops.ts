@@ -127,20 +127,25 @@ const KERNELS: Record<string, Kernel> = {
   GroundupDropout: ({ inputs, attrs, backend }) => {
     const x = inputs.x!;
     const rate = attrs!.rate as number;
-    const mask = dropoutMask(tf.util.sizeFromShape(x.shape), rate, attrs!.seed as number);
+    const seed = attrs!.seed as number;
+    const input = values(backend, x, "x");
+    // The SIMD loop draws the same mulberry32 mask and rounds alike: bit-identical results.
+    const fast = simd?.dropout(input, rate, seed);
+    const mask = fast?.mask ?? dropoutMask(tf.util.sizeFromShape(x.shape), rate, seed);
+    const y = fast?.y ?? applyDropoutMask(input, mask, rate);
     return [
-      backend.makeTensorInfo(
-        x.shape,
-        "float32",
-        applyDropoutMask(values(backend, x, "x"), mask, rate),
-      ),
+      backend.makeTensorInfo(x.shape, "float32", y),
       backend.makeTensorInfo(x.shape, "bool", mask),
     ];
   },
   GroundupDropoutGrad: ({ inputs, attrs, backend }) => {
     const dy = inputs.dy!;
     const mask = backend.data.get(inputs.mask!.dataId).values as Uint8Array;
-    const dx = applyDropoutMask(values(backend, dy, "dy"), mask, attrs!.rate as number);
+    const dx = (simd ? simd.applyDropoutMask.bind(simd) : applyDropoutMask)(
+      values(backend, dy, "dy"),
+      mask,
+      attrs!.rate as number,
+    );
     return backend.makeTensorInfo(dy.shape, "float32", dx);
   },
   GroundupCausalSoftmax: ({ inputs, attrs, backend }) => {

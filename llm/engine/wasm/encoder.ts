@@ -174,6 +174,9 @@ export class FunctionBuilder {
   i32Shl(): this {
     return this.op(0x74);
   }
+  i32ShrU(): this {
+    return this.op(0x76);
+  }
   i32GtS(): this {
     return this.op(0x4a);
   }
@@ -216,6 +219,13 @@ export class FunctionBuilder {
     unsignedLeb(offset, this.code);
     return this.simd(0x89).simd(0xa9); // i16x8.extend_low_i8x16_u, i32x4.extend_low_i16x8_u
   }
+  /** Stores lane `lane` of an i32x4 (4 bytes). */
+  v128Store32Lane(lane: number, offset = 0): this {
+    this.simd(0x5a, 2);
+    unsignedLeb(offset, this.code);
+    this.code.push(lane);
+    return this;
+  }
   v128Const(bytes: Uint8Array): this {
     if (bytes.length !== 16) throw new Error("v128.const needs 16 bytes");
     return this.simd(0x0c, ...bytes);
@@ -230,6 +240,16 @@ export class FunctionBuilder {
   i8x16Shuffle(lanes: number[]): this {
     if (lanes.length !== 16) throw new Error("i8x16.shuffle needs 16 lane indices");
     return this.simd(0x0d, ...lanes);
+  }
+  f64x2Splat(): this {
+    return this.simd(0x14);
+  }
+  f64x2Mul(): this {
+    return this.simd(0xf2);
+  }
+  /** Two f64 lanes → f32 lanes 0–1 (lanes 2–3 zero). */
+  f32x4DemoteF64x2Zero(): this {
+    return this.simd(0x5e);
   }
   i32x4Splat(): this {
     return this.simd(0x11);
@@ -248,6 +268,15 @@ export class FunctionBuilder {
   }
   i32x4Eq(): this {
     return this.simd(0x37);
+  }
+  i32x4Ne(): this {
+    return this.simd(0x38);
+  }
+  i8x16NarrowI16x8U(): this {
+    return this.simd(0x66);
+  }
+  i16x8NarrowI32x4U(): this {
+    return this.simd(0x86);
   }
   i32x4LtS(): this {
     return this.simd(0x39);

@@ -355,6 +355,97 @@ function adamw(): FunctionBuilder {
   return f;
 }
 
+/**
+ * fround(x·scale) for an f32x4 x (in local `x`) and a double `scale` splatted in local
+ * `scale64`: the product in double precision, rounded once to float32, as the JS loops compute it
+ * (an f32 product would round `scale` first and differ in the last bit).
+ */
+function emitScaleInDouble(f: FunctionBuilder, x: Local, scale64: Local): void {
+  f.get(x).f64x2PromoteLowF32x4().get(scale64).f64x2Mul().f32x4DemoteF64x2Zero();
+  f.get(x).get(x).i8x16Shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15])
+    .f64x2PromoteLowF32x4().get(scale64).f64x2Mul().f32x4DemoteF64x2Zero();
+  f.i8x16Shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+}
+
+/** mulberry32's state increment (llm/random.ts; fused_math.ts dropoutMask). */
+const MULBERRY_STEP = 0x6d2b79f5;
+
+/**
+ * Inverted dropout over [0, n): element i is kept when mulberry32's (i+1)-th draw from state
+ * `stateBase`, as a u32, is ≥ `threshold` (= ⌈rate·2³²⌉, the JS loop's `uniform >= rate`); kept
+ * elements are scaled by 1/(1 − rate), the others are 0. The keep mask goes to `mask` as bytes
+ * (1 = kept). mulberry32's state advances by a constant per draw, so lane j of a vector simply
+ * starts j steps further on. Writes up to 3 elements (12 bytes, 3 mask bytes) past n: the caller
+ * leaves slack.
+ */
+function dropout(): FunctionBuilder {
+  const f = new FunctionBuilder("dropout", ["i32", "i32", "i32", "i32", "i32", "i32", "f64"]);
+  const [src, dst, mask, n, stateBase, threshold, keepScale] = [0, 1, 2, 3, 4, 5, 6].map((i) =>
+    f.param(i)
+  );
+  const x = f.local("v128");
+  const [offset, lanes, state, t, keep, scaleV, thresholdV, step] = [
+    f.local("i32"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+  ];
+  const C = MULBERRY_STEP;
+  f.get(stateBase).i32x4Splat()
+    .i32x4Const(C, Math.imul(C, 2), Math.imul(C, 3), Math.imul(C, 4)).i32x4Add().set(state);
+  f.i32Const(Math.imul(C, 4)).i32x4Splat().set(step);
+  f.get(keepScale).f64x2Splat().set(scaleV);
+  f.get(threshold).i32x4Splat().set(thresholdV);
+  const body = () => {
+    // t = imul(t ^ (t >>> 15), t | 1)
+    f.get(state).get(state).i32Const(15).i32x4ShrU().v128Xor()
+      .get(state).i32Const(1).i32x4Splat().v128Or().i32x4Mul().set(t);
+    // t ^= t + imul(t ^ (t >>> 7), t | 61)
+    f.get(t).get(t).get(t).get(t).i32Const(7).i32x4ShrU().v128Xor()
+      .get(t).i32Const(61).i32x4Splat().v128Or().i32x4Mul().i32x4Add().v128Xor().set(t);
+    // keep = (t ^ (t >>> 14)) ≥ threshold, unsigned
+    f.get(t).get(t).i32Const(14).i32x4ShrU().v128Xor().get(thresholdV).i32x4GeU().set(keep);
+    // y = keep ? x·scale : 0
+    f.get(src).get(offset).i32Add().v128Load().set(x);
+    f.get(dst).get(offset).i32Add();
+    emitScaleInDouble(f, x, scaleV);
+    f.get(keep).v128And().v128Store();
+    // mask bytes: all-ones lanes → 1, narrowed 32 → 16 → 8 bits, the low 4 bytes stored
+    f.get(mask).get(offset).i32Const(2).i32ShrU().i32Add()
+      .get(keep).i32Const(1).i32x4Splat().v128And().set(lanes);
+    f.get(lanes).get(lanes).i16x8NarrowI32x4U().set(lanes);
+    f.get(lanes).get(lanes).i8x16NarrowI16x8U().v128Store32Lane(0);
+    f.get(state).get(step).i32x4Add().set(state);
+  };
+  emitVectorLoop(f, n, offset, f.local("v128"), () => body());
+  return f;
+}
+
+/** The dropout backward: dst = mask ? src·keepScale : 0 over [0, n) (same slack as `dropout`). */
+function dropoutApply(): FunctionBuilder {
+  const f = new FunctionBuilder("dropoutApply", ["i32", "i32", "i32", "i32", "f64"]);
+  const [src, mask, dst, n, keepScale] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  const [offset, scaleV, address, x] = [
+    f.local("i32"),
+    f.local("v128"),
+    f.local("i32"),
+    f.local("v128"),
+  ];
+  f.get(keepScale).f64x2Splat().set(scaleV);
+  emitVectorLoop(f, n, offset, f.local("v128"), () => {
+    f.get(src).get(offset).i32Add().v128Load().set(x);
+    f.get(dst).get(offset).i32Add();
+    emitScaleInDouble(f, x, scaleV);
+    f.get(mask).get(offset).i32Const(2).i32ShrU().i32Add().set(address);
+    f.get(address).v128Load8x4U().i32Const(0).i32x4Splat().i32x4Ne().v128And().v128Store();
+  });
+  return f;
+}
+
 /** The module's functions; `call` refers to them by position in this list. */
 const MODULE_FUNCTIONS = [
   rowMax(),
@@ -365,6 +456,8 @@ const MODULE_FUNCTIONS = [
   gelu(false),
   gelu(true),
   adamw(),
+  dropout(),
+  dropoutApply(),
 ];
 MODULE_FUNCTIONS.push(causalSoftmax());
 
@@ -384,6 +477,16 @@ interface Exports {
     scale: number,
   ): void;
   gelu(src: number, dstY: number, dstT: number, n: number): void;
+  dropout(
+    src: number,
+    dst: number,
+    mask: number,
+    n: number,
+    stateBase: number,
+    threshold: number,
+    keepScale: number,
+  ): void;
+  dropoutApply(src: number, mask: number, dst: number, n: number, keepScale: number): void;
   adamw(
     p: number,
     g: number,
@@ -420,6 +523,11 @@ export class SimdKernels {
       this.heap = new Float32Array(this.exports.memory.buffer);
     }
     return this.heap;
+  }
+
+  /** A byte view of the linear memory (valid until the next `reserve` that grows it). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.exports.memory.buffer);
   }
 }
 

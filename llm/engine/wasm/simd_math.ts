@@ -36,6 +36,58 @@ export class SimdMath {
     return { y, tanh };
   }
 
+  /**
+   * As fused_math.ts dropoutMask + applyDropoutMask: the same mulberry32 keep mask from `seed`
+   * and x·mask/(1 − rate). Undefined for rate ≥ 1 (everything dropped: the JS loop handles it).
+   */
+  dropout(
+    x: Float32Array,
+    rate: number,
+    seed: number,
+  ): { y: Float32Array; mask: Uint8Array } | undefined {
+    const threshold = Math.ceil(rate * 2 ** 32);
+    if (!(threshold < 2 ** 32)) return undefined;
+    const n = x.length;
+    const y = new Float32Array(n);
+    const mask = new Uint8Array(n);
+    const chunk = Math.min(CHUNK, n);
+    const stride = chunk + 16;
+    // Regions: x, y, then the mask bytes (a quarter of a float region).
+    const heap = this.k.reserve(2 * stride + stride / 4 + 16);
+    const bytes = this.k.bytes();
+    const [yAt, maskByte] = [stride, 2 * stride * 4];
+    const keepScale = 1 / (1 - rate);
+    for (let start = 0; start < n; start += chunk) {
+      const count = Math.min(chunk, n - start);
+      heap.set(x.subarray(start, start + count), 0);
+      // mulberry32 draws element i from state seed + (i + 1)·step: this chunk starts at `start`.
+      const stateBase = (seed + Math.imul(start, 0x6d2b79f5)) >>> 0;
+      this.k.exports.dropout(0, yAt * 4, maskByte, count, stateBase, threshold | 0, keepScale);
+      y.set(heap.subarray(yAt, yAt + count), start);
+      mask.set(bytes.subarray(maskByte, maskByte + count), start);
+    }
+    return { y, mask };
+  }
+
+  /** As fused_math.ts applyDropoutMask (the dropout backward). */
+  applyDropoutMask(x: Float32Array, mask: Uint8Array, rate: number): Float32Array {
+    const n = x.length;
+    const out = new Float32Array(n);
+    const chunk = Math.min(CHUNK, n);
+    const stride = chunk + 16;
+    const heap = this.k.reserve(2 * stride + stride / 4 + 16);
+    const bytes = this.k.bytes();
+    const [outAt, maskByte] = [stride, 2 * stride * 4];
+    for (let start = 0; start < n; start += chunk) {
+      const count = Math.min(chunk, n - start);
+      heap.set(x.subarray(start, start + count), 0);
+      bytes.set(mask.subarray(start, start + count), maskByte);
+      this.k.exports.dropoutApply(0, maskByte, outAt * 4, count, 1 / (1 - rate));
+      out.set(heap.subarray(outAt, outAt + count), start);
+    }
+    return out;
+  }
+
   /** As fused_math.ts causalSoftmaxForward: row-wise softmax(scores/divisor), causal mask. */
   causalSoftmaxForward(
     scores: Float32Array,

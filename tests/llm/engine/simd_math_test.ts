@@ -7,8 +7,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
+  applyDropoutMask,
   causalSoftmaxForward,
   crossEntropyForward,
+  dropoutMask,
   geluForward,
 } from "../../../llm/engine/fused_math.ts";
 import { fusedCrossEntropy, fusedGelu, fusedOpsUseSimd } from "../../../llm/engine/fused_ops.ts";
@@ -142,6 +144,24 @@ Deno.test("SIMD GELU = the JS loop, from -20 to 20 and at NaN; with and without 
   }
   const nan = simd.geluForward(Float32Array.of(NaN, 1), true);
   assert.ok(Number.isNaN(nan.y[0]) && Number.isNaN(nan.tanh![0]));
+});
+
+Deno.test("SIMD dropout draws the JS loop's mulberry32 mask and scales alike, bit for bit", () => {
+  const simd = simdMath()!;
+  // Lengths across the vector tail and the copy loop's 65,536-element chunks.
+  for (const n of [1, 3, 4, 5, 17, 65_535, 65_537, 200_003]) {
+    const x = random(n, n + 1, 3);
+    for (const [rate, seed] of [[0.1, 123], [0.5, 2 ** 32 - 1], [0, 7], [0.999, 0]]) {
+      const mask = dropoutMask(n, rate, seed);
+      const want = applyDropoutMask(x, mask, rate);
+      const got = simd.dropout(x, rate, seed)!;
+      assert.deepEqual(got.mask, mask, `mask, n ${n} rate ${rate} seed ${seed}`);
+      assert.deepEqual(got.y, want, `y, n ${n} rate ${rate} seed ${seed}`);
+      assert.deepEqual(simd.applyDropoutMask(x, mask, rate), want, `backward, n ${n}`);
+    }
+  }
+  // Everything dropped: left to the JS loop.
+  assert.equal(simd.dropout(Float32Array.of(1, 2), 1, 5), undefined);
 });
 
 Deno.test("the engine runs the fused ops on SIMD, and the inference kernels (no gradient) give the training kernels' values", async () => {
