@@ -292,7 +292,10 @@ export function fusedLayerNorm(
  * it is not, the ops below run kernels that skip what only the backward needs.
  */
 function recordingGradients(): boolean {
-  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+  // isTapeOn is tfjs-core's own test (engine.ts); should a later tfjs drop it, assume a gradient
+  // may be wanted: the training kernels are right either way, only slower.
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return typeof engine.isTapeOn === "function" ? engine.isTapeOn() : true;
 }
 
 /** GELU with the tanh approximation, as the book's GELU module. */
