@@ -2,6 +2,9 @@
  * A small seeded pseudo-random generator (mulberry32) whose whole state is one 32-bit
  * integer, so it can be saved in a checkpoint and resumed exactly.
  */
+/** mulberry32's state increment per draw (also used by the dropout loops in llm/engine). */
+export const MULBERRY32_STEP = 0x6d2b79f5;
+
 export class SeededRandom {
   #state: number;
 
@@ -11,7 +14,7 @@ export class SeededRandom {
 
   /** Uniform in [0, 1). */
   next(): number {
-    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
+    let t = (this.#state = (this.#state + MULBERRY32_STEP) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

@@ -4,6 +4,7 @@
  * output buffer instead of the 5–10 whole-tensor kernels (and buffers) its plain-tfjs form takes.
  * Sums are accumulated in double precision; stored results are float32.
  */
+import { MULBERRY32_STEP } from "../random.ts";
 
 // ---------------------------------------------------------------------------------------------
 // exp
@@ -190,7 +191,7 @@ export function dropoutMask(size: number, rate: number, seed: number): Uint8Arra
   const mask = new Uint8Array(size);
   let state = seed >>> 0;
   for (let i = 0; i < size; i++) {
-    let t = (state = (state + 0x6d2b79f5) >>> 0);
+    let t = (state = (state + MULBERRY32_STEP) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     const uniform = ((t ^ (t >>> 14)) >>> 0) / 4294967296;

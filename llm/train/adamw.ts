@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { NamedParameter } from "../model/layers.ts";
-import { type AdamWConstants, type SimdAdamW, simdAdamW } from "../engine/wasm/simd_math.ts";
+import { type AdamWConstants, type SimdMath, simdMath } from "../engine/wasm/simd_math.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -47,7 +47,7 @@ export class AdamW {
   readonly #m = new Map<string, Float32Array>();
   readonly #v = new Map<string, Float32Array>();
   /** The float32 WebAssembly SIMD update, or undefined for the JS loop (`simd: false`). */
-  readonly #simd: SimdAdamW | undefined;
+  readonly #simd: SimdMath | undefined;
 
   /** `params`: the (name, variable) pairs to update, e.g. `model.trainableParameters()`. */
   constructor(params: NamedParameter[], options: AdamWOptions) {
@@ -57,7 +57,7 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.999;
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.01;
-    this.#simd = options.simd === false ? undefined : simdAdamW();
+    this.#simd = options.simd === false ? undefined : simdMath();
     const names = new Set<string>();
     for (const [name, variable] of params) {
       if (names.has(name)) throw new Error(`AdamW: parameter "${name}" listed twice`);
@@ -114,7 +114,7 @@ export class AdamW {
   }
 
   #update(...args: Parameters<typeof adamwUpdate>): void {
-    if (this.#simd) this.#simd.update(...args);
+    if (this.#simd) this.#simd.adamwUpdate(...args);
     else adamwUpdate(...args);
   }
 

@@ -157,7 +157,8 @@ export function splitShardedState(
   params: readonly NamedParameter[],
 ): AdamWState {
   const split: AdamWState = { step: saved.step, m: new Map(), v: new Map() };
-  const wanted = new Set(params.map(([name]) => name));
+  // The names this model accounts for: its parameters and the wholes their shards come from.
+  const known = new Set(params.flatMap(([name]) => [name, stateNameOf(name).stateName]));
   for (const kind of ["m", "v"] as const) {
     for (const [name, variable] of params) {
       const own = saved[kind].get(name);
@@ -174,13 +175,8 @@ export function splitShardedState(
         whole.slice(startRow * cols, (startRow + variable.shape[0]) * cols),
       );
     }
-    // Anything else in the file (unknown to this model) goes through for setState to reject,
-    // unless it is a whole that was just split.
-    for (const [name, values] of saved[kind]) {
-      if (wanted.has(name) || split[kind].has(name)) continue;
-      const splitFrom = params.some(([p]) => stateNameOf(p).stateName === name && p !== name);
-      if (!splitFrom) split[kind].set(name, values);
-    }
+    // Anything else in the file goes through, for setState to reject by name.
+    for (const [name, values] of saved[kind]) if (!known.has(name)) split[kind].set(name, values);
   }
   return split;
 }

@@ -87,9 +87,6 @@ export class FunctionBuilder {
   if(): this {
     return this.op(0x04, 0x40);
   }
-  else(): this {
-    return this.op(0x05);
-  }
   end(): this {
     return this.op(0x0b);
   }
@@ -98,9 +95,6 @@ export class FunctionBuilder {
   }
   brIf(depth: number): this {
     return this.op(0x0d, depth);
-  }
-  return(): this {
-    return this.op(0x0f);
   }
   /** Calls the module's function number `index` (its position in `buildModule`'s list). */
   call(index: number): this {
@@ -111,9 +105,6 @@ export class FunctionBuilder {
   /** Pops c, b, a: a if c ≠ 0, else b. */
   select(): this {
     return this.op(0x1b);
-  }
-  drop(): this {
-    return this.op(0x1a);
   }
 
   // Locals.
@@ -147,14 +138,8 @@ export class FunctionBuilder {
     const bytes = new Uint8Array(Float64Array.of(value).buffer);
     return this.op(0x44, ...bytes);
   }
-  i32Eqz(): this {
-    return this.op(0x45);
-  }
   i32LtS(): this {
     return this.op(0x48);
-  }
-  i32LtU(): this {
-    return this.op(0x49);
   }
   i32GeS(): this {
     return this.op(0x4e);
@@ -177,9 +162,6 @@ export class FunctionBuilder {
   i32ShrU(): this {
     return this.op(0x76);
   }
-  i32GtS(): this {
-    return this.op(0x4a);
-  }
   f32Mul(): this {
     return this.op(0x94);
   }
@@ -189,16 +171,8 @@ export class FunctionBuilder {
   f32DemoteF64(): this {
     return this.op(0xb6);
   }
-  f32Load(offset = 0): this {
-    this.op(0x2a, 2);
-    unsignedLeb(offset, this.code);
-    return this;
-  }
   f64Add(): this {
     return this.op(0xa0);
-  }
-  f64PromoteF32(): this {
-    return this.op(0xbb);
   }
 
   // SIMD (v128). Loads and stores are unaligned (align hint 0).
@@ -230,9 +204,6 @@ export class FunctionBuilder {
     if (bytes.length !== 16) throw new Error("v128.const needs 16 bytes");
     return this.simd(0x0c, ...bytes);
   }
-  f32x4Const(a: number, b: number, c: number, d: number): this {
-    return this.v128Const(new Uint8Array(Float32Array.of(a, b, c, d).buffer));
-  }
   i32x4Const(a: number, b: number, c: number, d: number): this {
     return this.v128Const(new Uint8Array(Int32Array.of(a, b, c, d).buffer));
   }
@@ -257,17 +228,11 @@ export class FunctionBuilder {
   f32x4Splat(): this {
     return this.simd(0x13);
   }
-  i32x4ExtractLane(lane: number): this {
-    return this.simd(0x1b, lane);
-  }
   f32x4ExtractLane(lane: number): this {
     return this.simd(0x1f, lane);
   }
   f64x2ExtractLane(lane: number): this {
     return this.simd(0x21, lane);
-  }
-  i32x4Eq(): this {
-    return this.simd(0x37);
   }
   i32x4Ne(): this {
     return this.simd(0x38);
@@ -286,9 +251,6 @@ export class FunctionBuilder {
   }
   f32x4Lt(): this {
     return this.simd(0x43);
-  }
-  f32x4Gt(): this {
-    return this.simd(0x44);
   }
   v128And(): this {
     return this.simd(0x4e);
@@ -321,17 +283,11 @@ export class FunctionBuilder {
   i32x4Add(): this {
     return this.simd(0xae);
   }
-  i32x4Sub(): this {
-    return this.simd(0xb1);
-  }
   i32x4Mul(): this {
     return this.simd(0xb5);
   }
   f32x4Abs(): this {
     return this.simd(0xe0);
-  }
-  f32x4Neg(): this {
-    return this.simd(0xe1);
   }
   f32x4Sqrt(): this {
     return this.simd(0xe3);
@@ -347,9 +303,6 @@ export class FunctionBuilder {
   }
   f32x4Div(): this {
     return this.simd(0xe7);
-  }
-  f32x4Min(): this {
-    return this.simd(0xe8);
   }
   f32x4Max(): this {
     return this.simd(0xe9);

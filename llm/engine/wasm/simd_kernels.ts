@@ -14,6 +14,7 @@
  * ≈ 1.2e-7 (float32 rounding is 6e-8); inputs here are ≤ 0 (shifted by a row maximum, or −2|u|
  * for tanh); below −87.34 the result is 0, as float32's e^x (denormals aside); NaN stays NaN.
  */
+import { MULBERRY32_STEP } from "../../random.ts";
 import { buildModule, FunctionBuilder, type Local } from "./encoder.ts";
 
 const LOG2E = Math.LOG2E;
@@ -367,9 +368,6 @@ function emitScaleInDouble(f: FunctionBuilder, x: Local, scale64: Local): void {
   f.i8x16Shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
 }
 
-/** mulberry32's state increment (llm/random.ts; fused_math.ts dropoutMask). */
-const MULBERRY_STEP = 0x6d2b79f5;
-
 /**
  * Inverted dropout over [0, n): element i is kept when mulberry32's (i+1)-th draw from state
  * `stateBase`, as a u32, is ≥ `threshold` (= ⌈rate·2³²⌉, the JS loop's `uniform >= rate`); kept
@@ -394,7 +392,7 @@ function dropout(): FunctionBuilder {
     f.local("v128"),
     f.local("v128"),
   ];
-  const C = MULBERRY_STEP;
+  const C = MULBERRY32_STEP;
   f.get(stateBase).i32x4Splat()
     .i32x4Const(C, Math.imul(C, 2), Math.imul(C, 3), Math.imul(C, 4)).i32x4Add().set(state);
   f.i32Const(Math.imul(C, 4)).i32x4Splat().set(step);
@@ -459,6 +457,7 @@ const MODULE_FUNCTIONS = [
   dropout(),
   dropoutApply(),
 ];
+// causalSoftmax calls functions of this list by their index, so it is added once the list exists.
 MODULE_FUNCTIONS.push(causalSoftmax());
 
 interface Exports {
@@ -532,6 +531,7 @@ export class SimdKernels {
 }
 
 let cached: SimdKernels | null | undefined;
+let failure: string | undefined;
 
 /** The SIMD kernels, or undefined where WebAssembly SIMD is not available. */
 export function simdKernels(): SimdKernels | undefined {
@@ -540,8 +540,9 @@ export function simdKernels(): SimdKernels | undefined {
       const module = new WebAssembly.Module(buildModule(MODULE_FUNCTIONS));
       const instance = new WebAssembly.Instance(module, {});
       cached = new SimdKernels(instance.exports as unknown as Exports);
-    } catch {
+    } catch (error) {
       cached = null;
+      failure = (error as Error).message;
     }
   }
   return cached ?? undefined;
@@ -549,10 +550,6 @@ export function simdKernels(): SimdKernels | undefined {
 
 /** Why the SIMD kernels are unavailable (for tests and diagnostics), or undefined. */
 export function simdKernelsError(): string | undefined {
-  try {
-    new WebAssembly.Module(buildModule(MODULE_FUNCTIONS));
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
+  simdKernels();
+  return failure;
 }

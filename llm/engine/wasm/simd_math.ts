@@ -1,11 +1,13 @@
 /**
- * The forward loops of fused_math.ts (GELU, causal softmax, softmax cross-entropy) on the SIMD
- * kernels: same signatures and results to float32 accuracy, 2–3× faster. Inputs are copied
- * into the module's memory in chunks that stay cache-sized, processed there and copied out.
+ * Loops of fused_math.ts (the GELU, causal softmax and cross-entropy forwards, dropout both ways)
+ * and the AdamW update on the SIMD kernels: same signatures, results to float32 accuracy (dropout
+ * bit for bit), 2–3× faster. Inputs are copied into the module's memory in chunks that stay
+ * cache-sized, processed there and copied out.
  *
- * `simdMath()` is undefined where WebAssembly SIMD is unavailable; fused_ops.ts then uses the JS
- * loops. Backward loops stay in JS (fused_math.ts): they are multiply-adds without exp.
+ * `simdMath()` is undefined where WebAssembly SIMD is unavailable; callers then use the JS loops.
+ * The other backward loops stay in JS (fused_math.ts): multiply-adds without exp.
  */
+import { MULBERRY32_STEP } from "../../random.ts";
 import { rowNegativeLogLikelihood } from "../fused_math.ts";
 import { type SimdKernels, simdKernels } from "./simd_kernels.ts";
 
@@ -61,7 +63,7 @@ export class SimdMath {
       const count = Math.min(chunk, n - start);
       heap.set(x.subarray(start, start + count), 0);
       // mulberry32 draws element i from state seed + (i + 1)·step: this chunk starts at `start`.
-      const stateBase = (seed + Math.imul(start, 0x6d2b79f5)) >>> 0;
+      const stateBase = (seed + Math.imul(start, MULBERRY32_STEP)) >>> 0;
       this.k.exports.dropout(0, yAt * 4, maskByte, count, stateBase, threshold | 0, keepScale);
       y.set(heap.subarray(yAt, yAt + count), start);
       mask.set(bytes.subarray(maskByte, maskByte + count), start);
@@ -150,26 +152,9 @@ export class SimdMath {
     }
     return { loss: total / kept, exps, inverseSums, kept };
   }
-}
 
-/** AdamW's per-step constants (llm/train/adamw.ts). */
-export interface AdamWConstants {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** 1 − lr·weight_decay. */
-  decay: number;
-  /** lr / (1 − β1ᵗ). */
-  stepSize: number;
-  /** √(1 − β2ᵗ). */
-  biasCorrection2Sqrt: number;
-}
-
-export class SimdAdamW {
-  constructor(private readonly k: SimdKernels) {}
-
-  /** One AdamW update of `param` (into `out`, which may be `param`), `m` and `v` in place. */
-  update(
+  /** One AdamW update (llm/train/adamw.ts) of `param` (into `out`, which may be `param`), `m` and `v` in place. */
+  adamwUpdate(
     param: Float32Array,
     grad: Float32Array,
     m: Float32Array,
@@ -212,15 +197,22 @@ export class SimdAdamW {
   }
 }
 
-/** The SIMD AdamW update, or undefined without WebAssembly SIMD. */
-export function simdAdamW(): SimdAdamW | undefined {
-  const kernels = simdKernels();
-  return kernels ? new SimdAdamW(kernels) : undefined;
+/** AdamW's per-step constants (llm/train/adamw.ts). */
+export interface AdamWConstants {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 − lr·weight_decay. */
+  decay: number;
+  /** lr / (1 − β1ᵗ). */
+  stepSize: number;
+  /** √(1 − β2ᵗ). */
+  biasCorrection2Sqrt: number;
 }
 
 let instance: SimdMath | null | undefined;
 
-/** The SIMD forward loops, or undefined without WebAssembly SIMD. */
+/** The SIMD loops, or undefined without WebAssembly SIMD. */
 export function simdMath(): SimdMath | undefined {
   if (instance === undefined) {
     const kernels = simdKernels();
