@@ -7,6 +7,7 @@
  *   deno task bench train --steps 3
  *   deno task bench gemm --backends cpu+blas,webgpu
  */
+import { fileURLToPath } from "node:url";
 
 interface Bench {
   /** What it measures, in one line. */
@@ -85,7 +86,7 @@ if (import.meta.main) {
   const [program, ...args] = bench.command;
   const child = new Deno.Command(program === "deno" ? Deno.execPath() : program, {
     args: [...args, ...flags],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
     env: bench.env,
     stdin: "inherit",
     stdout: "inherit",

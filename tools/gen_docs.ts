@@ -7,11 +7,12 @@
  *   deno task docs           regenerate docs/pipelines.md
  *   deno task docs --check   exit 1 when docs/pipelines.md is not what the stages say (CI)
  */
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { builtinStages } from "../stages/mod.ts";
 import type { StageDefinition } from "../runner/stage.ts";
 
-const OUTPUT = new URL("../docs/pipelines.md", import.meta.url);
+const path = fileURLToPath(new URL("../docs/pipelines.md", import.meta.url));
 
 /** The part of a JSON Schema that z.toJSONSchema emits for our parameter schemas. */
 interface JsonSchema {
@@ -319,11 +320,10 @@ export async function renderPipelinesDoc(): Promise<string> {
 
 if (import.meta.main) {
   const text = await renderPipelinesDoc();
-  const path = OUTPUT.pathname;
   if (Deno.args.includes("--check")) {
     let current = "";
     try {
-      current = await Deno.readTextFile(OUTPUT);
+      current = await Deno.readTextFile(path);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
