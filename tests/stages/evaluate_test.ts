@@ -16,7 +16,10 @@ import { GPTModel } from "../../llm/model/gpt.ts";
 import { saveModel } from "../../llm/model/weights_io.ts";
 import type { MmluSample } from "../../llm/eval/mmlu/evaluate.ts";
 import { accStderr } from "../../llm/eval/metrics.ts";
-import { SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
+import { SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
+import { readMmluCsvFile } from "../../llm/eval/mmlu/data.ts";
+import { mmluParquetFile } from "../../datasets/mmlu.ts";
+import { ByteWriter, parquetWrite } from "hyparquet-writer";
 import { writePipeline } from "../runner/helpers.ts";
 
 const tinyModelStage = defineStage({
@@ -45,9 +48,9 @@ const textStage = defineStage({
 const registry = () =>
   new StageRegistry().register(tinyModelStage).register(textStage).register(evaluateStage);
 
-async function run(dir: string, evaluate: string) {
+async function run(dir: string, evaluate: string, mirror = SHARED_FIXTURES) {
   const saved = Deno.env.get("GROUNDUP_MIRROR");
-  Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
+  Deno.env.set("GROUNDUP_MIRROR", mirror);
   const logged: string[] = [];
   try {
     const file = await writePipeline(
@@ -154,6 +157,52 @@ Deno.test("evaluate: unknown task names and a missing model are reported clearly
     assert.match(
       report.error!.message,
       /needs a stage that produced a model \(model\.safetensors \+ config\.json\).*needs: notes/,
+    );
+  });
+});
+
+Deno.test("evaluate: cais/mmlu Parquet files from the mirror give the same answers as the CSVs", async () => {
+  await withTempDir(async (dir) => {
+    const mirror = join(dir, "mirror");
+    for (const subject of ["philosophy", "us_foreign_policy"]) {
+      for (const split of ["dev", "test"] as const) {
+        const questions = await readMmluCsvFile(sharedFixture("mmlu"), subject, split);
+        const writer = new ByteWriter();
+        parquetWrite({
+          writer,
+          columnData: [
+            { name: "question", data: questions.map((q) => q.question), type: "STRING" },
+            { name: "subject", data: questions.map((q) => q.subject), type: "STRING" },
+            { name: "choices", data: questions.map((q) => q.choices) },
+            { name: "answer", data: questions.map((q) => BigInt(q.answer)), type: "INT64" },
+          ],
+        });
+        const path = join(mirror, mmluParquetFile(subject, split).path);
+        await Deno.mkdir(join(path, ".."), { recursive: true });
+        await Deno.writeFile(path, new Uint8Array(writer.getBuffer()));
+      }
+    }
+    const params =
+      "    tasks: [mmlu_philosophy, mmlu_us_foreign_policy]\n    limit: 3\n    num_fewshot: 2\n";
+    await Deno.mkdir(join(dir, "a")), await Deno.mkdir(join(dir, "b"));
+    const fromCsv = await run(join(dir, "a"), params);
+    const fromParquet = await run(join(dir, "b"), params + "    source: parquet\n", mirror);
+    assert.ok(fromCsv.report.ok, fromCsv.report.error?.message);
+    assert.ok(fromParquet.report.ok, fromParquet.report.error?.message);
+    const read = async (report: typeof fromCsv.report) => {
+      const out = report.artifacts.evaluate.dir;
+      return {
+        results: JSON.parse(await Deno.readTextFile(join(out, "results.json"))),
+        samples: await Deno.readTextFile(join(out, "samples.jsonl")),
+      };
+    };
+    const a = await read(fromCsv.report), b = await read(fromParquet.report);
+    assert.equal(b.samples, a.samples);
+    assert.deepEqual(b.results.results, a.results.results);
+    assert.match(b.results.config.data_source, /parquet cais\/mmlu philosophy\/test/);
+    assert.match(
+      fromParquet.logged,
+      /using .*mmlu\/cais\/philosophy\/test-00000-of-00001\.parquet from the mirror/,
     );
   });
 });

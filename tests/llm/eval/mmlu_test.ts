@@ -309,3 +309,40 @@ Deno.test("mmlu evaluate: limit, few-shot, per-subject acc from the samples", as
     model.dispose();
   }
 });
+
+Deno.test("mmlu evaluate: a group averages its subjects by size and pools their stderr", async () => {
+  const model = await tinyModel(3);
+  try {
+    // The fixtures hold 3 of the 13 humanities subjects; the others borrow philosophy's test
+    // questions (a different slice each) under their own subject name.
+    const own = new Set(["philosophy", "formal_logic", "high_school_european_history"]);
+    const humanities = MMLU_SUBJECTS.filter((s) => MMLU_SUBJECT_CATEGORY[s] === "humanities");
+    const load = async (subject: string, split: "dev" | "validation" | "test") => {
+      if (own.has(subject)) return readMmluCsvFile(MMLU_DIR, subject, split);
+      const start = humanities.indexOf(subject) * 7;
+      const borrowed = await readMmluCsvFile(MMLU_DIR, "philosophy", split);
+      return borrowed.slice(start, start + 3 + (start % 4)).map((q) => ({ ...q, subject }));
+    };
+    const evaluation = await evaluateMmlu(model, tokenizer, {
+      tasks: ["mmlu_humanities"],
+      numFewshot: 0,
+      limit: 5,
+      batchSize: 8,
+      load,
+    });
+    const children = humanities.map((s) => evaluation.results[`mmlu_${s}`]);
+    const sizes = children.map((c) => c.samples);
+    assert.ok(new Set(sizes).size > 1, "subjects of different sizes");
+    const group = evaluation.results.mmlu_humanities;
+    assert.equal(group.samples, evaluation.samples.length);
+    assert.ok(
+      Math.abs(group.acc - evaluation.samples.filter((s) => s.correct).length / group.samples) <
+        1e-12,
+    );
+    assert.equal(group.acc_stderr, pooledStderr(children.map((c) => c.acc_stderr), sizes));
+    assert.equal(group.alias, "humanities");
+    assert.deepEqual(evaluation.tasks.map((t) => t.name).at(-1), "mmlu_humanities");
+  } finally {
+    model.dispose();
+  }
+});
