@@ -153,8 +153,8 @@ export const evaluateStage = defineStage({
         load,
         signal: ctx.signal,
         onProgress: (done, total) => {
-          if (!started) ctx.progress.start("questions", total), started = true;
-          ctx.progress.update(done);
+          if (started) ctx.progress.update(done);
+          else ctx.progress.start("questions", total, "questions"), started = true;
         },
       });
     } finally {

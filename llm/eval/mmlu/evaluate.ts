@@ -163,6 +163,7 @@ export async function evaluateMmlu(
   }
 
   const total = prepared.length;
+  options.onProgress?.(0, total);
   let rowsPerQuestion = 1;
   const lls = await scoreQuestions(model, prepared.map((p) => p.requests), {
     batchSize: options.batchSize,
