@@ -20,6 +20,7 @@ import { SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
 import { readMmluCsvFile } from "../../llm/eval/mmlu/data.ts";
 import { mmluParquetFile } from "../../datasets/mmlu.ts";
 import { ByteWriter, parquetWrite } from "hyparquet-writer";
+import { buildTar } from "../llm/eval/tar_helpers.ts";
 import { writePipeline } from "../runner/helpers.ts";
 
 const tinyModelStage = defineStage({
@@ -204,5 +205,27 @@ Deno.test("evaluate: cais/mmlu Parquet files from the mirror give the same answe
       fromParquet.logged,
       /using .*mmlu\/cais\/philosophy\/test-00000-of-00001\.parquet from the mirror/,
     );
+  });
+});
+
+Deno.test("evaluate: the original data.tar release from the mirror gives the same answers", async () => {
+  await withTempDir(async (dir) => {
+    const entries: [string, Uint8Array][] = [];
+    for (const split of ["dev", "test"]) {
+      entries.push([
+        `data/${split}/formal_logic_${split}.csv`,
+        await Deno.readFile(sharedFixture("mmlu", split, `formal_logic_${split}.csv`)),
+      ]);
+    }
+    await Deno.mkdir(join(dir, "mirror", "mmlu"), { recursive: true });
+    await Deno.writeFile(join(dir, "mirror", "mmlu", "data.tar"), buildTar(entries));
+    await Deno.mkdir(join(dir, "a")), await Deno.mkdir(join(dir, "b"));
+    const params = "    tasks: [mmlu_formal_logic]\n    limit: 3\n    num_fewshot: 1\n";
+    const fromCsv = await run(join(dir, "a"), params);
+    const fromTar = await run(join(dir, "b"), params + "    source: tar\n", join(dir, "mirror"));
+    assert.ok(fromTar.report.ok, fromTar.report.error?.message);
+    const samples = (report: typeof fromCsv.report) =>
+      Deno.readTextFile(join(report.artifacts.evaluate.dir, "samples.jsonl"));
+    assert.equal(await samples(fromTar.report), await samples(fromCsv.report));
   });
 });
