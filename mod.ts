@@ -40,6 +40,7 @@ export type {
 export {
   builtinStages,
   dataloaderStage,
+  evaluateStage,
   generateStage,
   loadOpenaiWeightsStage,
   pretrainStage,
@@ -82,3 +83,12 @@ export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safeten
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
 export { convertGpt2Weights } from "./llm/weights/gpt2_mapping.ts";
 export { initEngine } from "./llm/engine/backend.ts";
+
+// Evaluation (MMLU as lm-evaluation-harness computes it)
+export { encodePair, loglikelihoods, scoreRows } from "./llm/eval/loglikelihood.ts";
+export { accStderr, pooledStderr } from "./llm/eval/metrics.ts";
+export { evaluateMmlu } from "./llm/eval/mmlu/evaluate.ts";
+export type { MmluEvaluation, MmluSample } from "./llm/eval/mmlu/evaluate.ts";
+export { mmluContext } from "./llm/eval/mmlu/prompt.ts";
+export { parseMmluCsv, parseMmluParquet, readTar } from "./llm/eval/mmlu/data.ts";
+export { mmluLoader } from "./datasets/mmlu.ts";

@@ -40,6 +40,10 @@ const BENCHES: Record<string, Bench> = {
     about: "fused-op loops and AdamW: plain JS vs WebAssembly SIMD (bench/simd.ts)",
     command: ["deno", "run", "-A", "bench/simd.ts"],
   },
+  mmlu: {
+    about: "MMLU questions per second on a fixture subject (bench/mmlu.ts)",
+    command: ["deno", "run", "-A", "bench/mmlu.ts"],
+  },
   load: {
     about: "time and peak memory of converting and loading GPT-2 weights (bench/load_weights.ts)",
     command: ["deno", "run", "-A", "bench/load_weights.ts"],

@@ -1,6 +1,7 @@
 /** The built-in stages, registered in pipeline order. */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
+import { evaluateStage } from "./evaluate.ts";
 import { generateStage } from "./generate.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
@@ -12,7 +13,15 @@ export function builtinStages(): StageRegistry {
     .register(dataloaderStage)
     .register(pretrainStage)
     .register(loadOpenaiWeightsStage)
-    .register(generateStage);
+    .register(generateStage)
+    .register(evaluateStage);
 }
 
-export { dataloaderStage, generateStage, loadOpenaiWeightsStage, pretrainStage, tokenizeStage };
+export {
+  dataloaderStage,
+  evaluateStage,
+  generateStage,
+  loadOpenaiWeightsStage,
+  pretrainStage,
+  tokenizeStage,
+};

@@ -36,6 +36,12 @@ interface JsonSchema {
 
 /** What each stage writes into its artifact folder, and what the schema cannot say. */
 const STAGE_NOTES: Record<string, string> = {
+  "evaluate": `
+MMLU scored as EleutherAI's LM Evaluation Harness scores it (\`lm_eval --tasks mmlu_philosophy\`):
+the harness's prompt, the continuations \` A\`…\` D\`, the choice with the highest
+log-likelihood; contexts longer than the model's are cut from the left. Writes \`results.json\`
+in the harness's layout (\`acc,none\`, \`acc_stderr,none\` per task and group) and
+\`samples.jsonl\` (per question: prompt, the four log-likelihoods, prediction, target, correct).`,
   "tokenize": `
 Writes \`corpus.txt\`, \`tokens.bin\` (+\`.json\`: uint16/uint32 little-endian), \`tokenizer.json\`,
 \`vocab.json\` (simple only), \`stats.json\`. Text that is not UTF-8 is an error naming the byte
