@@ -146,7 +146,16 @@ export async function* batchGenerateRows(
 
   for (const row of windowed) {
     signal?.throwIfAborted();
-    const tokens = await generate(model, prompts[row], { ...options, contextSize, seed });
+    const tokens = await generate(model, prompts[row], {
+      ...options,
+      contextSize,
+      seed,
+      onToken: async (_token, index) => {
+        onStep?.({ activeRows: 1, newTokens: 1 });
+        signal?.throwIfAborted();
+        if (yieldEvery > 0 && (index + 1) % yieldEvery === 0) await nextTurn();
+      },
+    });
     yield { row, tokens };
   }
 }

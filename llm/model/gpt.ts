@@ -212,10 +212,12 @@ export class GPTModel implements Module {
    * `lastTokenOnly`). Intermediate tensors are freed; only the logits (and cache entries) stay.
    */
   forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
-    const { training = false, cache, lastTokenOnly = false, padding } = options;
+    const { training = false, cache, lastTokenOnly = false } = options;
     const [batch, tokens] = ids.shape;
     const start = cache?.length ?? 0;
-    if (padding) checkPadding(padding, batch, start + tokens);
+    if (options.padding) checkPadding(options.padding, batch, start + tokens);
+    // No row padded: the plain path (no mask tensor, shared positions).
+    const padding = options.padding?.some((pads) => pads > 0) ? options.padding : undefined;
     // Without padding every row's positions are start..start+tokens-1; with it, a row's shift
     // down by its pad count, so the least padded row reaches the highest position.
     const first = start - (padding ? Math.min(...padding) : 0);
