@@ -16,7 +16,9 @@
  *
  * A row that stops (end-of-text or its token budget) is dropped from the batch and its cache
  * rows with it, and slots that are padding in every remaining row are trimmed off, so finished
- * rows cost nothing in later steps.
+ * rows cost nothing in later steps. With `maxRows`, waiting prompts take the freed rows: they
+ * are prefilled on their own and their cache is joined to the running one (the shorter of the
+ * two left-padded), so the batch stays full.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { KVCache } from "../model/attention.ts";
@@ -36,6 +38,12 @@ export interface BatchGenerateOptions extends SamplingOptions {
   seed?: number;
   /** Window size; default and maximum: the model's context_length (see `batchGenerateRows`). */
   contextSize?: number;
+  /**
+   * Rows decoded together at most (default: all prompts at once). With fewer rows than
+   * prompts, a finished row's place goes to the next waiting prompt (continuous batching), so
+   * the batch stays full while answers of different lengths finish.
+   */
+  maxRows?: number;
   /** Token used in pad slots (never attended to; default 0). */
   padId?: number;
   /** Checked before every step; aborting throws the signal's reason and frees the cache. */
@@ -97,45 +105,74 @@ export async function* batchGenerateRows(
     return;
   }
 
-  const cache = model.newCache();
+  const maxRows = options.maxRows ?? Infinity;
+  if (!(maxRows >= 1)) throw new Error(`batchGenerate: maxRows ${maxRows} must be ≥ 1`);
+  const vocab = model.config.vocab_size;
+  /** Samples each row's next token; finished rows go to `finished`, the others' indices back. */
+  const sampleRows = (rows: ActiveRow[], logits: Float32Array, finished: FinishedRow[]) => {
+    onStep?.({ activeRows: rows.length, newTokens: rows.length });
+    return rows.flatMap((r, i) => {
+      const next = sampleNextToken(logits.subarray(i * vocab, (i + 1) * vocab), options, r.rng);
+      if (next !== eosId) r.tokens.push(next);
+      if (next !== eosId && r.tokens.length < maxNewTokens) return [i];
+      finished.push({ row: r.row, tokens: r.tokens });
+      return [];
+    });
+  };
+
+  // The rows decoding now and their shared cache; the other prompts wait for a free row.
+  let cache = model.newCache();
+  let active: ActiveRow[] = [];
+  let admitted = 0;
+  let step = 0;
   try {
-    const width = Math.max(0, ...batched.map((row) => prompts[row].length));
-    let active: ActiveRow[] = batched.map((row) => ({
-      row,
-      tokens: [],
-      rng: new SeededRandom(seed),
-      pads: width - prompts[row].length,
-    }));
-    // Prefill: all prompts at once, left-padded to the longest.
-    let feed: number[][] = active.map((r) => [
-      ...new Array<number>(r.pads).fill(padId),
-      ...prompts[r.row],
-    ]);
-    let step = 0;
-    while (active.length > 0) {
+    while (active.length > 0 || admitted < batched.length) {
       signal?.throwIfAborted();
-      const logits = await lastLogitsOfRows(model, feed, cache, active.map((r) => r.pads));
-      const vocab = model.config.vocab_size;
-      const stillActive: ActiveRow[] = [];
       const finished: FinishedRow[] = [];
-      active.forEach((r, i) => {
-        const next = sampleNextToken(logits.subarray(i * vocab, (i + 1) * vocab), options, r.rng);
-        if (next !== eosId) r.tokens.push(next);
-        if (next === eosId || r.tokens.length >= maxNewTokens) {
-          finished.push({ row: r.row, tokens: r.tokens });
-        } else {
-          stillActive.push(r);
+      if (active.length < maxRows && admitted < batched.length) {
+        // Free rows: prefill waiting prompts on a cache of their own (left-padded to their
+        // longest), sample their first tokens, and join the survivors to the running batch.
+        const rows = batched.slice(admitted, admitted + (maxRows - active.length));
+        admitted += rows.length;
+        const width = Math.max(...rows.map((row) => prompts[row].length));
+        const fresh: ActiveRow[] = rows.map((row) => ({
+          row,
+          tokens: [],
+          rng: new SeededRandom(seed),
+          pads: width - prompts[row].length,
+        }));
+        const freshCache = model.newCache();
+        try {
+          const feed = fresh.map((
+            r,
+          ) => [...new Array<number>(r.pads).fill(padId), ...prompts[r.row]]);
+          const padding = fresh.map((r) => r.pads);
+          const kept = sampleRows(
+            fresh,
+            await lastLogitsOfRows(model, feed, freshCache, padding),
+            finished,
+          );
+          const survivors = keepRows(freshCache, fresh, kept);
+          if (active.length === 0) {
+            cache.dispose(); // empty: every row it had has finished
+            [cache, active] = [freshCache, survivors];
+          } else {
+            joinCaches(cache, active, freshCache, survivors);
+            active = [...active, ...survivors];
+          }
+        } finally {
+          if (cache !== freshCache) freshCache.dispose();
         }
-      });
-      onStep?.({ activeRows: active.length, newTokens: active.length });
-      if (stillActive.length < active.length) {
-        const kept = active.flatMap((r, i) => stillActive.includes(r) ? [i] : []);
-        const trim = Math.min(...stillActive.map((r) => r.pads));
-        if (stillActive.length > 0) keepCacheRows(cache, kept, trim);
-        for (const r of stillActive) r.pads -= trim;
+      } else {
+        const feed = active.map((r) => [r.tokens[r.tokens.length - 1]]);
+        const padding = active.map((r) => r.pads);
+        const kept = sampleRows(
+          active,
+          await lastLogitsOfRows(model, feed, cache, padding),
+          finished,
+        );
+        active = keepRows(cache, active, kept);
       }
-      active = stillActive;
-      feed = active.map((r) => [r.tokens[r.tokens.length - 1]]);
       for (const row of finished) yield row;
       step++;
       if (yieldEvery > 0 && step % yieldEvery === 0 && active.length > 0) await nextTurn();
@@ -188,6 +225,56 @@ async function lastLogitsOfRows(
   } finally {
     input.dispose();
   }
+}
+
+/**
+ * Drops the finished rows from `cache` (and the slots that are now padding in every row left);
+ * returns the rows that go on, their pad counts updated.
+ */
+function keepRows(cache: KVCache, rows: ActiveRow[], kept: number[]): ActiveRow[] {
+  const survivors = kept.map((i) => rows[i]);
+  if (survivors.length === 0) {
+    cache.reset();
+    return survivors;
+  }
+  const trim = Math.min(...survivors.map((r) => r.pads));
+  if (survivors.length < rows.length || trim > 0) keepCacheRows(cache, kept, trim);
+  for (const r of survivors) r.pads -= trim;
+  return survivors;
+}
+
+/**
+ * Appends the rows of `added` to `cache` (continuous batching): the cache with fewer slots is
+ * left-padded with zero keys/values to the other's length (its rows' pad counts grow by as
+ * much), then the two are stacked along the batch axis. `added` is left as it was.
+ */
+function joinCaches(
+  cache: KVCache,
+  rows: ActiveRow[],
+  added: KVCache,
+  addedRows: ActiveRow[],
+): void {
+  if (addedRows.length === 0) return;
+  const slots = Math.max(cache.length, added.length);
+  const grow = slots - cache.length;
+  const addedGrow = slots - added.length;
+  const padLeft = (t: tf.Tensor4D, n: number) =>
+    n > 0 ? tf.pad(t, [[0, 0], [0, 0], [n, 0], [0, 0]]) : t;
+  cache.layers.forEach((layer, i) => {
+    const other = added.layers[i];
+    const [keys, values] = tf.tidy(() =>
+      [[layer.keys!, other.keys!], [layer.values!, other.values!]].map(([mine, theirs]) =>
+        tf.concat([padLeft(mine, grow), padLeft(theirs, addedGrow)], 0)
+      ) as tf.Tensor4D[]
+    );
+    layer.keys!.dispose();
+    layer.values!.dispose();
+    layer.keys = keys;
+    layer.values = values;
+  });
+  for (const r of rows) r.pads += grow;
+  for (const r of addedRows) r.pads += addedGrow;
+  cache.length = slots;
 }
 
 /**

@@ -3,8 +3,9 @@
  * responses"): each entry's prompt is formatted, continued greedily (by default) until
  * end-of-text or `maxNewTokens`, and the text after "### Response:" is kept, stripped.
  *
- * Entries are decoded in batches (llm/infer/batch_generate.ts) of prompts of similar length:
- * sorted by token count, so little of each batch is padding. Results come out as soon as each
+ * Entries are decoded `batchSize` at a time (llm/infer/batch_generate.ts), sorted by prompt
+ * length so that little of a batch is padding; when an entry finishes, the next waiting one
+ * takes its row (continuous batching), so short answers do not leave the batch half empty. Results come out as soon as each
  * entry finishes, tagged with the entry's index, so a caller can append each to a JSONL file
  * and, after an interruption, pass the indices it already has as `skip` to resume.
  */
@@ -23,7 +24,7 @@ export interface InstructionPromptFields {
 export interface ResponseOptions extends SamplingOptions {
   /** New tokens per entry at most (default 256, the book's). */
   maxNewTokens?: number;
-  /** Entries decoded together (default 8). */
+  /** Entries decoded together at most (default 8). */
   batchSize?: number;
   /** Stop token (default: the tokenizer's end-of-text, else 50256). */
   eosId?: number;
@@ -67,8 +68,8 @@ export interface ResponseProgress {
 }
 
 /**
- * Yields every entry's response (except the skipped ones) as it finishes; order: within a batch
- * by finishing time, batches from the shortest prompts to the longest.
+ * Yields every entry's response (except the skipped ones) as it finishes: roughly from the
+ * shortest prompts to the longest, in finishing order.
  */
 export async function* generateResponses(
   model: GPTModel,
@@ -97,36 +98,34 @@ export async function* generateResponses(
   const started = performance.now();
   let done = 0;
   let tokens = 0;
-  for (let first = 0; first < todo.length; first += batchSize) {
-    const batch = todo.slice(first, first + batchSize);
-    const rows = batchGenerateRows(model, batch.map((item) => item.prompt), {
-      ...options,
-      maxNewTokens,
-      eosId,
-      onStep: ({ newTokens }) => tokens += newTokens,
+  const rows = batchGenerateRows(model, todo.map((item) => item.prompt), {
+    ...options,
+    maxNewTokens,
+    eosId,
+    maxRows: batchSize,
+    onStep: ({ newTokens }) => tokens += newTokens,
+  });
+  for await (const { row, tokens: generated } of rows) {
+    const { index, prompt } = todo[row];
+    // As the book: decode prompt and answer together and cut the prompt's text off (a
+    // character split across the boundary then decodes whole).
+    const continuation = tokenizer.decode([...prompt, ...generated])
+      .slice(tokenizer.decode(prompt).length);
+    done++;
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    onProgress?.({
+      done,
+      total: todo.length,
+      tokens,
+      elapsedSeconds,
+      tokensPerSecond: elapsedSeconds > 0 ? tokens / elapsedSeconds : 0,
+      etaSeconds: (elapsedSeconds / done) * (todo.length - done),
     });
-    for await (const { row, tokens: generated } of rows) {
-      const { index, prompt } = batch[row];
-      // As the book: decode prompt and answer together and cut the prompt's text off (a
-      // character split across the boundary then decodes whole).
-      const continuation = tokenizer.decode([...prompt, ...generated])
-        .slice(tokenizer.decode(prompt).length);
-      done++;
-      const elapsedSeconds = (performance.now() - started) / 1000;
-      onProgress?.({
-        done,
-        total: todo.length,
-        tokens,
-        elapsedSeconds,
-        tokensPerSecond: elapsedSeconds > 0 ? tokens / elapsedSeconds : 0,
-        etaSeconds: (elapsedSeconds / done) * (todo.length - done),
-      });
-      yield {
-        index,
-        response: extract(continuation),
-        newTokens: generated.length,
-        stopped: generated.length < maxNewTokens,
-      };
-    }
+    yield {
+      index,
+      response: extract(continuation),
+      newTokens: generated.length,
+      stopped: generated.length < maxNewTokens,
+    };
   }
 }

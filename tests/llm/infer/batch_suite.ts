@@ -131,6 +131,33 @@ export function registerBatchTests(
     model.dispose();
   });
 
+  Deno.test(`[${label}] continuous batching (maxRows): freed rows take waiting prompts`, async () => {
+    checkEngine();
+    const model = new GPTModel(TINY, { seed: 7 });
+    // Lengths vary both ways, so joined caches are padded on either side.
+    const rows = prompts([5, 1, 9, 3, 12, 2, 7], TINY.vocab_size, 3);
+    const maxNewTokens = 9;
+    const free = await oneByOne(model, rows, { maxNewTokens });
+    const eosId = pickStopToken(free);
+    assert.ok(eosId !== undefined, "some token stops one row and not another");
+    const options = { maxNewTokens, eosId };
+    const stopped = await oneByOne(model, rows, options);
+    assert.ok(stopped.some((r) => r.length < maxNewTokens), "a row stops early");
+    for (const maxRows of [1, 2, 3, 5]) {
+      let widest = 0;
+      const got = await batchGenerate(model, rows, {
+        ...options,
+        maxRows,
+        onStep: ({ activeRows }) => widest = Math.max(widest, activeRows),
+      });
+      assert.deepEqual(got, stopped, `maxRows ${maxRows}`);
+      assert.ok(widest <= maxRows, `at most ${maxRows} rows at once, saw ${widest}`);
+    }
+    // The same without a stop token: every row runs its full budget.
+    assert.deepEqual(await batchGenerate(model, rows, { maxNewTokens, maxRows: 3 }), free);
+    model.dispose();
+  });
+
   Deno.test(`[${label}] seeded sampling: each row draws as it would alone`, async () => {
     checkEngine();
     const model = new GPTModel(TINY, { seed: 9 });
