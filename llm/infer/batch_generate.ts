@@ -143,9 +143,9 @@ export async function* batchGenerateRows(
         }));
         const freshCache = model.newCache();
         try {
-          const feed = fresh.map((
-            r,
-          ) => [...new Array<number>(r.pads).fill(padId), ...prompts[r.row]]);
+          const feed = fresh.map((r) =>
+            new Array<number>(r.pads).fill(padId).concat(prompts[r.row])
+          );
           const padding = fresh.map((r) => r.pads);
           const kept = sampleRows(
             fresh,
