@@ -8,7 +8,8 @@
  * Entries: the first --entries of the book's test split (entries 935..1044 of
  * ../shared/fixtures/workshop/instruction-data.json). A random model never says end-of-text, so
  * every entry gets exactly --new-tokens tokens: both modes do the same work, and their responses
- * must be identical (checked). Prints one JSON line per mode and a summary with the speed-up.
+ * must be identical (checked). Prints one JSON line per mode (wall and CPU seconds, tokens/s, load
+ * average) and a summary with the speed-up.
  */
 import { describeEngine, initEngine } from "../llm/engine/backend.ts";
 import {
@@ -39,6 +40,16 @@ const config: GPTConfig = {
 
 const loadAverage = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 
+/**
+ * CPU seconds this process has used (user + system, every thread: BLAS's too), from
+ * /proc/self/stat in clock ticks of 1/100 s (Linux's USER_HZ). On a shared machine this is the
+ * fairer measure of work; wall time also counts the time other processes had the cores.
+ */
+function cpuSeconds(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime: fields 14 and 15
+}
+
 const engine = await initEngine({ backend: "cpu", log: () => {} });
 const model = new GPTModel(config, { seed: 123 });
 const tokenizer = new Gpt2Tokenizer();
@@ -60,6 +71,7 @@ const responses = new Map<number, string[]>();
 const speeds = new Map<number, number>();
 for (const size of [1, batchSize]) {
   const loadBefore = loadAverage();
+  const cpuBefore = cpuSeconds();
   const start = performance.now();
   const got: string[] = new Array(entries.length);
   let generated = 0;
@@ -84,6 +96,7 @@ for (const size of [1, batchSize]) {
     prompt_tokens: { min: Math.min(...promptTokens), max: Math.max(...promptTokens) },
     new_tokens: generated,
     seconds: +seconds.toFixed(2),
+    cpu_seconds: +(cpuSeconds() - cpuBefore).toFixed(2),
     tokens_per_s: +(generated / seconds).toFixed(2),
     peak_rss_mb: peakRssMb(),
     load_before: loadBefore,
