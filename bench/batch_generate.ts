@@ -3,7 +3,8 @@
  * key/value cache through llm/infer/responses.ts (batch size 1 vs --batch), GPT-2 124M shapes
  * (context 1024, qkv bias, random weights, eval mode) on the cpu engine.
  *
- *   deno run -A bench/batch_generate.ts [--entries 16] [--new-tokens 32] [--batch 8]
+ *   deno task bench batch [--entries 16] [--new-tokens 32] [--batch 8]
+ *   (= deno run -A bench/batch_generate.ts ...)
  *
  * Entries: the first --entries of the book's test split (entries 935..1044 of
  * ../shared/fixtures/workshop/instruction-data.json). A random model never says end-of-text, so

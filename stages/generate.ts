@@ -170,29 +170,42 @@ export async function complete(
 const TEMPLATES = ["auto", "none", "alpaca"] as const;
 
 export const GenerateParams = z.strictObject({
-  /** Prompts given inline. */
-  prompts: z.array(z.string().min(1)).min(1).optional(),
-  /** A text file (one prompt per line) or a JSON file (strings or {instruction, input}). */
-  file: z.string().min(1).optional(),
-  /** A named instruction dataset; its entries are formatted with the Alpaca template. */
-  dataset: z.enum(["instruction-data"]).optional(),
-  split: z.enum(["train", "test", "val"]).default("test"),
-  /** Use only the first `limit` prompts. */
-  limit: z.number().int().min(1).optional(),
-  /** auto: Alpaca when the model was instruction-finetuned (dataset entries always are). */
-  template: z.enum(TEMPLATES).default("auto"),
-  max_new_tokens: z.number().int().min(1).default(50),
-  /** 0: greedy decoding. */
-  temperature: z.number().min(0).default(0),
-  top_k: z.number().int().min(1).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  /** Stop at this token (default: the tokenizer's end of text, 50256 for GPT-2); null: never. */
-  stop_token: z.number().int().min(0).nullable().optional(),
-  seed: z.number().int().min(0).default(123),
-  /** Which upstream stage's model to use when `needs` lists several. */
-  from: z.string().optional(),
-  /** Show the text on the console as it is generated. */
-  stream: z.boolean().default(true),
+  prompts: z.array(z.string().min(1)).min(1).optional().describe(
+    "Prompts given inline (give exactly one of `prompts`, `file`, `dataset`).",
+  ),
+  file: z.string().min(1).optional().describe(
+    "A text file (one prompt per line) or a JSON file (strings or `{instruction, input}`).",
+  ),
+  dataset: z.enum(["instruction-data"]).optional().describe(
+    "A named instruction dataset; its entries are formatted with the Alpaca template.",
+  ),
+  split: z.enum(["train", "test", "val"]).default("test").describe(
+    "Which part of `dataset` (the book's 85/10/5 split).",
+  ),
+  limit: z.number().int().min(1).optional().describe("Use only the first `limit` prompts."),
+  template: z.enum(TEMPLATES).default("auto").describe(
+    "`alpaca`, `none`, or `auto`: Alpaca when the model was instruction-finetuned (dataset " +
+      "entries always are).",
+  ),
+  max_new_tokens: z.number().int().min(1).default(50).describe("Tokens to generate per prompt."),
+  temperature: z.number().min(0).default(0).describe("Sampling temperature; 0: greedy decoding."),
+  top_k: z.number().int().min(1).optional().describe(
+    "Sample only from the k most likely tokens (off by default).",
+  ),
+  top_p: z.number().gt(0).max(1).optional().describe(
+    "Nucleus sampling: only from the most likely tokens whose probabilities sum to p (off by " +
+      "default).",
+  ),
+  stop_token: z.number().int().min(0).nullable().optional().describe(
+    "Stop at this token (default: the tokenizer's end of text, 50256 for GPT-2); `null`: never.",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Sampling seed."),
+  from: z.string().optional().describe(
+    "Which upstream stage's model to use when `needs` lists several.",
+  ),
+  stream: z.boolean().default(true).describe(
+    "Show the text on the console as it is generated.",
+  ),
 }).superRefine((p, issues) => {
   const given = (["prompts", "file", "dataset"] as const).filter((k) => p[k] !== undefined);
   if (given.length !== 1) {

@@ -60,15 +60,25 @@ const InheritedModel = z.object({
 });
 
 const ParamsInput = z.strictObject({
-  source: z.enum(["openai", "hf", "local"]).default("openai"),
-  /** Which GPT-2; default: the one matching the pipeline's `model`, else 124M. */
-  size: z.enum(GPT2_SIZES).optional(),
-  /** For `source: local`: a folder with a TensorFlow checkpoint or a Hugging Face safetensors file. */
-  path: z.string().min(1).optional(),
-  /** Dropout written into config.json for later training; the weights do not carry one. */
-  drop_rate: z.number().min(0).lt(1).default(0),
-  /** Inherited from the pipeline's `model:` to pick the size. */
-  model: InheritedModel.optional(),
+  source: z.enum(["openai", "hf", "local"]).default("openai").describe(
+    "`openai` (the TensorFlow checkpoint OpenAI published), `hf` (Hugging Face's " +
+      "`model.safetensors`), `local` (+ `path`: a folder in either layout).",
+  ),
+  size: z.enum(GPT2_SIZES).optional().describe(
+    "Which GPT-2; default: the size matching the pipeline's `model` (so `--config " +
+      "configs/models/gpt2-large.yaml` switches the download), else 124M.",
+  ),
+  path: z.string().min(1).optional().describe(
+    "For `source: local`: a folder with a TensorFlow checkpoint or a Hugging Face safetensors " +
+      "file.",
+  ),
+  drop_rate: z.number().min(0).lt(1).default(0).describe(
+    "Dropout written into config.json for later training; the weights do not carry one.",
+  ),
+  model: InheritedModel.optional().describe(
+    "Inherited from the pipeline's `model:`; only `emb_dim` and `n_layers` are read, to pick " +
+      "the size.",
+  ),
 });
 
 /** The GPT-2 size the inherited model has, if it is one. */

@@ -31,32 +31,49 @@ import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
 
 export const PretrainParams = z.strictObject({
-  model: ModelConfigSchema,
-  seed: z.number().int().min(0).default(123),
-  epochs: z.number().int().min(1).default(10),
-  lr: z.number().gt(0).default(4e-4),
-  weight_decay: z.number().min(0).default(0.1),
-  /** Evaluate every this many optimizer steps (the book: 5). */
-  eval_freq: z.number().int().min(1).default(5),
-  /** Batches of each split per evaluation (the book: 5). */
-  eval_iter: z.number().int().min(1).default(5),
-  sample_prompt: z.string().min(1).default("Every effort moves you"),
-  sample_tokens: z.number().int().min(0).default(50),
-  /** Clip gradients to this global norm (off by default, as in the workshop). */
-  max_grad_norm: z.number().gt(0).optional(),
-  /** Linear warmup then cosine decay to min_lr (off by default: a constant lr). */
-  schedule: z.enum(["constant", "warmup_cosine"]).default("constant"),
-  warmup_steps: z.number().int().min(0).default(0),
-  min_lr: z.number().min(0).default(0),
-  /**
-   * Write a checkpoint (weights + AdamW moments, ~2 GB for 124M) when this many minutes have
-   * passed since the last one, and when the run is interrupted (Ctrl-C, SIGTERM).
-   */
-  checkpoint_minutes: z.number().gt(0).default(10),
-  /** Also write one every this many steps (off by default). */
-  checkpoint_every: z.number().int().min(1).optional(),
-  /** Measure the untrained loss over every batch of both splits first (book: ≈ 10.99 / 10.98). */
-  initial_eval: z.boolean().default(true),
+  model: ModelConfigSchema.describe(
+    "The GPT config, book keys; the stage's values are merged over the pipeline's `model`.",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Initial weights and dropout."),
+  epochs: z.number().int().min(1).default(10).describe("Passes over the training batches."),
+  lr: z.number().gt(0).default(4e-4).describe(
+    "AdamW learning rate (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8).",
+  ),
+  weight_decay: z.number().min(0).default(0.1).describe(
+    "AdamW's decoupled weight decay (as PyTorch's).",
+  ),
+  eval_freq: z.number().int().min(1).default(5).describe(
+    "Evaluate at steps 0, `eval_freq`, 2 × `eval_freq`, ... (the book: 5).",
+  ),
+  eval_iter: z.number().int().min(1).default(5).describe(
+    "Batches of each split per evaluation (the book: 5).",
+  ),
+  sample_prompt: z.string().min(1).default("Every effort moves you").describe(
+    "Prompt of the greedy sample after each epoch.",
+  ),
+  sample_tokens: z.number().int().min(0).default(50).describe(
+    "Tokens of the greedy sample after each epoch.",
+  ),
+  max_grad_norm: z.number().gt(0).optional().describe(
+    "Clip gradients to this global norm (off by default, as in the workshop).",
+  ),
+  schedule: z.enum(["constant", "warmup_cosine"]).default("constant").describe(
+    "`warmup_cosine`: linear warmup then cosine decay to `min_lr` (default: a constant lr).",
+  ),
+  warmup_steps: z.number().int().min(0).default(0).describe(
+    "Warmup steps of `warmup_cosine`.",
+  ),
+  min_lr: z.number().min(0).default(0).describe("Final learning rate of `warmup_cosine`."),
+  checkpoint_minutes: z.number().gt(0).default(10).describe(
+    "Write a checkpoint (weights + AdamW state, ≈ 2 GB at 124M) when this many minutes have " +
+      "passed since the last one, and when the run is interrupted (Ctrl-C, SIGTERM).",
+  ),
+  checkpoint_every: z.number().int().min(1).optional().describe(
+    "Also checkpoint every this many steps (off by default).",
+  ),
+  initial_eval: z.boolean().default(true).describe(
+    "Measure the untrained loss over every batch of both splits first (book: ≈ 10.99 / 10.98).",
+  ),
 });
 export type PretrainParams = z.infer<typeof PretrainParams>;
 

@@ -36,8 +36,15 @@ const CorpusSchema = z.union([
 ]);
 
 export const TokenizeParams = z.strictObject({
-  corpus: CorpusSchema,
-  tokenizer: z.enum(["gpt2", "simple"]).default("gpt2"),
+  corpus: CorpusSchema.describe(
+    "A named dataset (`the-verdict`, `instruction-data`), a local file path, or " +
+      "`{url, sha256, path?}` (`path`: the file name under the mirror and download cache, " +
+      "default the URL's last segment).",
+  ),
+  tokenizer: z.enum(["gpt2", "simple"]).default("gpt2").describe(
+    "`gpt2` (BPE via js-tiktoken, `<|endoftext|>` allowed) or `simple` (the workshop's regex " +
+      "tokenizer with a vocabulary built from the corpus plus `<|endoftext|>` and `<|unk|>`).",
+  ),
 });
 export type TokenizeParams = z.infer<typeof TokenizeParams>;
 
