@@ -75,6 +75,8 @@ export { countParameters, loadModelConfig } from "./llm/model/config.ts";
 export type { GPTConfig } from "./llm/model/config.ts";
 export { GPTModel } from "./llm/model/gpt.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
+export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
+export { generateResponses } from "./llm/infer/responses.ts";
 export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
 export { AdamW } from "./llm/train/adamw.ts";
 export { crossEntropy } from "./llm/train/loss.ts";

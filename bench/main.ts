@@ -26,6 +26,11 @@ const BENCHES: Record<string, Bench> = {
     about: "124M generation with and without the KV cache, ours and PyTorch's (bench/generate.ts)",
     command: ["deno", "run", "-A", "bench/generate.ts"],
   },
+  batch: {
+    about:
+      "responses on the instruction test split, one at a time vs batched (bench/batch_generate.ts)",
+    command: ["deno", "run", "-A", "bench/batch_generate.ts"],
+  },
   gemm: {
     about: "GEMM GFLOP/s per tfjs backend on GPT-2 shapes (bench/gemm.ts)",
     command: ["deno", "run", "-A", "--unstable-webgpu", "bench/gemm.ts"],
