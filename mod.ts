@@ -45,21 +45,21 @@ export {
   pretrainStage,
   tokenizeStage,
 } from "./stages/mod.ts";
-export { complete, readModelTokenizer } from "./stages/generate.ts";
-export { openDataloaderArtifact } from "./stages/dataloader.ts";
-export { openTokenizeArtifact } from "./stages/tokenize.ts";
+export { openDataloaderArtifact, openTokenizeArtifact } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";
 export { DATASETS } from "./datasets/catalog.ts";
-export { GPT2_SIZES, hfGpt2Files, openaiGpt2Files } from "./datasets/gpt2.ts";
+export { hfGpt2Files, openaiGpt2Files } from "./datasets/gpt2.ts";
 
 // The from-scratch library
 export { createTokenizer, Gpt2Tokenizer, SimpleTokenizer } from "./llm/tokenizer/mod.ts";
 export type { Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
 export { slidingWindows, WindowLoader } from "./llm/data/windows.ts";
-export type { Batch, Windows } from "./llm/data/windows.ts";
+export type { LoaderOptions, Windows } from "./llm/data/windows.ts";
+export { batchFromRows } from "./llm/data/batch.ts";
+export type { Batch } from "./llm/data/batch.ts";
 export { SeededRandom } from "./llm/random.ts";
 export { OpenAiBpe } from "./llm/tokenizer/bpe.ts";
 export {
@@ -78,7 +78,39 @@ export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
 export { AdamW } from "./llm/train/adamw.ts";
 export { crossEntropy } from "./llm/train/loss.ts";
 export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/train/trainer.ts";
+export type {
+  AnyBatch,
+  BatchSource,
+  TokenBatch,
+  TokenMatrix,
+  TrainStepOptions,
+  TrainStepResult,
+} from "./llm/train/trainer.ts";
+export { NonFiniteLossError, TrainingInterrupted, trainModel } from "./llm/train/loop.ts";
+export type {
+  EpochBatches,
+  EvalPoint,
+  LoopProgress,
+  Sample,
+  TrainingState,
+  TrainLoopOptions,
+} from "./llm/train/loop.ts";
+export { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./llm/train/checkpoint.ts";
+export type { CheckpointState, TrainingPosition } from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
-export { convertGpt2Weights } from "./llm/weights/gpt2_mapping.ts";
+export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
+export {
+  convertCheckpointToModelFolder,
+  findLocalCheckpoint,
+  openCheckpoint,
+} from "./llm/model/gpt2_import.ts";
+export { GPT2_SIZES, gpt2SizeFor } from "./llm/model/gpt2_sizes.ts";
+export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
+
+// Inference
+export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
+export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";
+export { isInstructionTuned, isModelFolder, readModelTokenizer } from "./llm/infer/model_folder.ts";
+export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
 export { initEngine } from "./llm/engine/backend.ts";

@@ -2,6 +2,7 @@
  * Instruction data (book ch07): the `{instruction, input, output}` entries of
  * `instruction-data.json`, the Alpaca prompt template, and the book's in-order split.
  */
+import { readJsonFile } from "../files.ts";
 
 export interface InstructionEntry {
   instruction: string;
@@ -74,13 +75,7 @@ export function parseInstructionData(
 }
 
 export async function readInstructionData(path: string): Promise<InstructionEntry[]> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await Deno.readTextFile(path));
-  } catch (error) {
-    throw new Error(`${path}: not valid JSON: ${(error as Error).message}`);
-  }
-  return parseInstructionData(parsed, path);
+  return parseInstructionData(await readJsonFile(path), path);
 }
 
 export type InstructionSplit = "train" | "test" | "val";
