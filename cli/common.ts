@@ -139,7 +139,7 @@ export function checkCommonFlags(values: FlagValues): void {
  * with the same parameters a pipeline would give it, so `pipelines/gpt2.yaml` and this command
  * share one cached artifact.
  */
-export async function resolveModelFolder(values: FlagValues): Promise<string> {
+async function resolveModelFolder(values: FlagValues): Promise<string> {
   const spec = String(values.model);
   if (!isGpt2Size(spec)) {
     if (isModelFolder(spec)) return spec;

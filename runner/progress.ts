@@ -47,7 +47,7 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
 
-export function formatCount(n: number, unit = ""): string {
+function formatCount(n: number, unit = ""): string {
   const scaled = unit === "B"
     ? (n >= 1 << 30
       ? `${(n / (1 << 30)).toFixed(2)} GiB`

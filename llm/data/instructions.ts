@@ -12,7 +12,7 @@ export interface InstructionEntry {
 
 const PREAMBLE = "Below is an instruction that describes a task. " +
   "Write a response that appropriately completes the request.";
-export const RESPONSE_HEADER = "### Response:";
+const RESPONSE_HEADER = "### Response:";
 
 /**
  * The book's `format_input`: the preamble and the instruction, plus the input when it is not

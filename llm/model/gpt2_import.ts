@@ -193,7 +193,7 @@ export interface ConvertOptions {
 }
 
 /** The tokenizer GPT-2 was trained with, in the spec format of the tokenize stage. */
-export const GPT2_TOKENIZER_SPEC: TokenizerSpec = {
+const GPT2_TOKENIZER_SPEC: TokenizerSpec = {
   kind: "gpt2",
   allowedSpecial: ["<|endoftext|>"],
 };

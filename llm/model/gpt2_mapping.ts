@@ -151,7 +151,7 @@ class LayoutNames {
 }
 
 /** Which layout the names follow. */
-export function detectGpt2Layout(
+function detectGpt2Layout(
   names: Iterable<string>,
 ): { layout: Gpt2Layout; hfPrefix: string } {
   const all = new Set(names);
@@ -441,7 +441,7 @@ function applyRule(rule: Rule, data: Float32Array): Array<[string, NamedTensor]>
  * Columns [start, start + count) of a row-major [rows, cols] matrix, transposed into a new
  * row-major [count, rows] matrix. Works in square tiles so both sides stay cache-friendly.
  */
-export function transposeColumns(
+function transposeColumns(
   src: Float32Array,
   rows: number,
   cols: number,

@@ -71,7 +71,7 @@ export function planRowShards(rows: number, cols: number, maxBytes: number): num
 }
 
 /** `name[start:end]`, Python slice notation for the rows a shard holds. */
-export function shardName(name: string, start: number, count: number): string {
+function shardName(name: string, start: number, count: number): string {
   return `${name}[${start}:${start + count}]`;
 }
 

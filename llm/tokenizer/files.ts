@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { createTokenizer, type Tokenizer, type TokenizerSpec } from "./mod.ts";
 
 /** The files that describe a tokenizer. */
-export const TOKENIZER_FILES: readonly string[] = ["tokenizer.json", "vocab.json"];
+const TOKENIZER_FILES: readonly string[] = ["tokenizer.json", "vocab.json"];
 
 /** A tokenizer read back from a folder, with the spec it was built from. */
 export interface TokenizerFolder {
