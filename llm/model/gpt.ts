@@ -29,8 +29,8 @@ import {
   type NamedParameter,
   prefixed,
 } from "./layers.ts";
+import { backendBindingLimit } from "../engine/backend.ts";
 import {
-  backendBindingLimit,
   groupShards,
   planRowShards,
   ShardedEmbedding,

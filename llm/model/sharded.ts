@@ -40,17 +40,6 @@ export interface StateTensor {
 }
 
 /**
- * Bytes of the largest buffer a kernel of the current backend can bind: the WebGPU device's
- * `maxStorageBufferBindingSize`, or Infinity for backends without such a limit.
- */
-export function backendBindingLimit(): number {
-  if (tf.getBackend() !== "webgpu") return Infinity;
-  // WebGPUBackend keeps its GPUDevice in a public field; tfjs's typings do not expose it.
-  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
-  return device?.limits.maxStorageBufferBindingSize ?? Infinity;
-}
-
-/**
  * Row counts of the fewest equal-as-possible blocks of a float32 [rows, cols] matrix that each
  * fit in `maxBytes`: `[rows]` when the whole matrix fits.
  */
