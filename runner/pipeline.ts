@@ -12,8 +12,10 @@ import type { PipelineSettings, StageDefinition, StageRegistry } from "./stage.t
 import { didYouMean } from "./suggest.ts";
 import { resolvePath } from "../llm/files.ts";
 
-type Path = (string | number)[];
-type Json = Record<string, unknown>;
+/** A key path into a YAML document: keys and list indices. */
+export type Path = (string | number)[];
+/** A YAML value as parsed: an object of keys to values. */
+export type Json = Record<string, unknown>;
 
 /** Where each key path of the merged pipeline was written (the last writer wins). */
 export class SourceMap {

@@ -22,3 +22,4 @@ export function builtinStages(): StageRegistry {
 export { dataloaderStage, generateStage, loadOpenaiWeightsStage, pretrainStage, tokenizeStage };
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openTokenizeArtifact } from "./tokenize.ts";
+export type { DataloaderArtifact, LoaderManifest } from "./dataloader.ts";
