@@ -9,7 +9,9 @@ export interface Batch {
   inputs: Int32Array;
   /** Row-major [batchSize, seqLen] target ids (-100: not scored). */
   targets: Int32Array;
+  /** Rows. */
   batchSize: number;
+  /** Tokens per row. */
   seqLen: number;
 }
 

@@ -11,7 +11,9 @@ const TOKENIZER_FILES: readonly string[] = ["tokenizer.json", "vocab.json"];
 
 /** A tokenizer read back from a folder, with the spec it was built from. */
 export interface TokenizerFolder {
+  /** What tokenizer.json (+ vocab.json) say. */
   spec: TokenizerSpec;
+  /** The tokenizer built from it. */
   tokenizer: Tokenizer;
 }
 

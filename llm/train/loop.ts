@@ -37,8 +37,11 @@ export interface EvalPoint {
   step: number;
   /** Epochs elapsed, fractional (for the plot's x axis). */
   epoch: number;
+  /** Input tokens trained on so far. */
   tokens_seen: number;
+  /** Mean loss over `evalIter` training batches. */
   train_loss: number;
+  /** Mean loss over `evalIter` validation batches. */
   val_loss: number;
 }
 
@@ -46,14 +49,19 @@ export interface EvalPoint {
 export interface Sample {
   /** The epoch just finished, 1-based. */
   epoch: number;
+  /** Steps taken when it was generated. */
   step: number;
+  /** The prompt and its continuation. */
   text: string;
 }
 
 /** Everything the loop carries from step to step; a checkpoint stores it to resume. */
 export interface TrainingState {
+  /** Where the next step starts. */
   position: TrainingPosition;
+  /** Every evaluation so far. */
   history: EvalPoint[];
+  /** Every sample so far. */
   samples: Sample[];
   /** The untrained loss over every batch of each split, when asked for. */
   initial?: { train_loss: number; val_loss: number };
@@ -65,16 +73,23 @@ export interface TrainingState {
 export interface LoopProgress {
   /** `done` items of `total` are already behind (a resumed run) and do not count in the rate. */
   start(label: string, total: number, unit?: string, done?: number): void;
+  /** Steps done so far, with the headline values (epoch, loss, tokens per second). */
   update(done: number, values?: Record<string, number | string>): void;
+  /** Training ended. */
   finish(): void;
 }
 
 /** What {@link trainModel} needs. */
 export interface TrainLoopOptions {
+  /** The model to train (its dropout RNG is part of what a checkpoint must keep). */
   model: GPTModel;
+  /** Updates the model's trainable parameters. */
   optimizer: AdamW;
+  /** Training batches (shuffled per epoch or not: the source decides). */
   train: EpochBatches;
+  /** Validation batches; evaluation reads epoch 0's order. */
   val: EpochBatches;
+  /** Epochs to train in all (a resumed run counts the ones already done). */
   epochs: number;
   /** Evaluate every this many steps (the book's eval_freq). */
   evalFreq: number;
@@ -96,6 +111,7 @@ export interface TrainLoopOptions {
   checkpointDue?: (position: TrainingPosition) => boolean;
   /** Aborting finishes the current step, writes a checkpoint and throws TrainingInterrupted. */
   signal?: AbortSignal;
+  /** Where progress goes (a bar or periodic lines). */
   progress?: LoopProgress;
   /** Where the book's lines go (evaluations, samples, checkpoints). */
   log?: (line: string) => void;
@@ -103,7 +119,9 @@ export interface TrainLoopOptions {
 
 /** Thrown when the run was interrupted; a checkpoint was written first when one could be. */
 export class TrainingInterrupted extends Error {
+  /** "AbortError", as `AbortSignal.throwIfAborted` names its errors. */
   override name = "AbortError";
+  /** `step` steps were done; `checkpoint` is where they were saved, if anywhere. */
   constructor(
     /** Steps completed. */
     readonly step: number,
@@ -120,8 +138,18 @@ export class TrainingInterrupted extends Error {
 
 /** Thrown when a loss is NaN or infinite; the state that produced it is never checkpointed. */
 export class NonFiniteLossError extends Error {
+  /** The class name, for error reports. */
   override name = "NonFiniteLossError";
-  constructor(readonly what: string, readonly loss: number, readonly step: number, lr: number) {
+  /** `what` loss (training, validation) was `loss` at `step`, with learning rate `lr`. */
+  constructor(
+    /** Which loss: training, validation, ... */
+    readonly what: string,
+    /** The loss value (NaN or ±Infinity). */
+    readonly loss: number,
+    /** The step it appeared at. */
+    readonly step: number,
+    lr: number,
+  ) {
     super(
       `the ${what} loss is ${loss} at step ${step}: training stopped, this state was not ` +
         `saved (the last checkpoint, if any, is kept). Usually the learning rate is too high ` +

@@ -5,7 +5,9 @@
 
 /** A weights file (TensorFlow checkpoint, its index, a compressed block) that cannot be read. */
 export class WeightsFileError extends Error {
+  /** The class name, for error reports. */
   override name = "WeightsFileError";
+  /** `message` names the file and the place; `file` is the path alone. */
   constructor(message: string, public file?: string) {
     super(message);
   }
@@ -13,16 +15,19 @@ export class WeightsFileError extends Error {
 
 /** A TensorFlow checkpoint (TensorBundle index or data shard) that is not what it should be. */
 export class TensorBundleError extends WeightsFileError {
+  /** The class name, for error reports. */
   override name = "TensorBundleError";
 }
 
 /** A Snappy-compressed block that does not decompress. */
 export class SnappyError extends WeightsFileError {
+  /** The class name, for error reports. */
   override name = "SnappyError";
 }
 
 /** A protobuf message that does not parse. */
 export class ProtobufError extends WeightsFileError {
+  /** The class name, for error reports. */
   override name = "ProtobufError";
 }
 
