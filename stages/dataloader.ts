@@ -14,7 +14,8 @@ import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { inputOfType } from "./common.ts";
-import { copyTokenizerFiles, openTokenizeArtifact, readTokenizer } from "./tokenize.ts";
+import { openTokenizeArtifact } from "./tokenize.ts";
+import { copyTokenizerFiles, readTokenizerFolder } from "../llm/tokenizer/files.ts";
 
 export const DataloaderParams = z.strictObject({
   train_ratio: z.number().gt(0).lt(1).default(0.9).describe(
@@ -159,6 +160,6 @@ export async function openDataloaderArtifact(dir: string): Promise<DataloaderArt
       seed: manifest.seed,
     });
   };
-  const { tokenizer } = await readTokenizer(dir);
+  const { tokenizer } = await readTokenizerFolder(dir);
   return { manifest, tokenizer, train: await open("train"), val: await open("val") };
 }

@@ -10,19 +10,19 @@
  * (the `cais/mmlu` files the harness reads, downloaded and cached), `tar` (the original
  * data.tar); `auto` uses the CSV folder where it has the subject and Parquet elsewhere.
  */
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../runner/cache.ts";
-import { type Artifact, defineStage, type StageContext } from "../runner/stage.ts";
+import { resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { defineStage, type StageContext } from "../runner/stage.ts";
 import { csvFolderHas, mmluLoader, mmluMirrorFolder } from "../datasets/mmlu.ts";
 import { originalCsvPath } from "../llm/eval/mmlu/data.ts";
 import { evaluateMmlu, type MmluLoader } from "../llm/eval/mmlu/evaluate.ts";
 import { harnessResults } from "../llm/eval/mmlu/results.ts";
 import { expandMmluTasks, mmluTask } from "../llm/eval/mmlu/subjects.ts";
-import { CONFIG_FILE, loadModel, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
-import { fetchForStage } from "./common.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { isModelFolder, readModelTokenizer } from "./generate.ts";
+import { readModelTokenizer } from "../llm/infer/model_folder.ts";
 
 export const EvaluateParams = z.strictObject({
   tasks: z.array(z.string()).min(1).default(["mmlu"]).describe(
@@ -57,36 +57,9 @@ export const EvaluateParams = z.strictObject({
 });
 export type EvaluateParams = z.infer<typeof EvaluateParams>;
 
-/** The upstream artifact holding the model: the one named by `from`, else the only one. */
-function modelArtifact(ctx: StageContext<EvaluateParams>): Artifact {
-  const { from } = ctx.params;
-  const candidates = from !== undefined
-    ? [ctx.inputs[from]].filter((a) => a !== undefined)
-    : Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
-  if (from !== undefined && candidates.length === 0) {
-    throw new Error(
-      `evaluate: from: "${from}" is not among this stage's needs (${
-        Object.keys(ctx.inputs).join(", ") || "none"
-      })`,
-    );
-  }
-  if (candidates.length === 1 && isModelFolder(candidates[0].dir)) return candidates[0];
-  if (candidates.length > 1) {
-    throw new Error(
-      `stage "${ctx.name}" has several models upstream (${
-        candidates.map((m) => m.stage).join(", ")
-      }): say which with \`from:\``,
-    );
-  }
-  throw new Error(
-    `stage "${ctx.name}" needs a stage that produced a model (${WEIGHTS_FILE} + ${CONFIG_FILE}), ` +
-      `e.g. \`needs: load-openai-weights\`; needs: ${Object.keys(ctx.inputs).join(", ") || "none"}`,
-  );
-}
-
 function csvFolder(ctx: StageContext<EvaluateParams>): string | undefined {
   const dir = ctx.params.csv_dir;
-  if (dir !== undefined) return isAbsolute(dir) ? dir : join(ctx.pipeline.baseDir, dir);
+  if (dir !== undefined) return resolvePath(dir, ctx.pipeline.baseDir);
   return mmluMirrorFolder(ctx.pipeline.mirror);
 }
 
@@ -130,7 +103,7 @@ export const evaluateStage = defineStage({
   localFiles: (p, pipeline) => {
     if (!p.csv_dir) return [];
     // The CSVs read are part of the inputs: a changed file means a new evaluation.
-    const dir = isAbsolute(p.csv_dir) ? p.csv_dir : join(pipeline.baseDir, p.csv_dir);
+    const dir = resolvePath(p.csv_dir, pipeline.baseDir);
     const { subjects } = expandMmluTasks(p.tasks);
     const splits = p.num_fewshot > 0 ? (["test", "dev"] as const) : (["test"] as const);
     return subjects.flatMap((s) => splits.map((split) => join(dir, originalCsvPath(s, split))));
@@ -138,7 +111,7 @@ export const evaluateStage = defineStage({
   headline: ["task", "acc", "acc_stderr", "questions", "questions_per_second"],
   async run(ctx) {
     const p = ctx.params;
-    const source = modelArtifact(ctx);
+    const source = modelInput(ctx, ctx.params.from);
     await useEngine(ctx);
     const tokenizer = await readModelTokenizer(source.dir);
     const { load, used } = dataLoader(ctx);

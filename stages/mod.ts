@@ -1,4 +1,7 @@
-/** The built-in stages, registered in pipeline order. */
+/**
+ * The built-in stages, registered in pipeline order, and the readers of the artifacts whose
+ * layout a stage defines.
+ */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
 import { evaluateStage } from "./evaluate.ts";
@@ -7,6 +10,7 @@ import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { tokenizeStage } from "./tokenize.ts";
 
+/** A registry holding every built-in stage. */
 export function builtinStages(): StageRegistry {
   return new StageRegistry()
     .register(tokenizeStage)
@@ -25,3 +29,6 @@ export {
   pretrainStage,
   tokenizeStage,
 };
+export { openDataloaderArtifact } from "./dataloader.ts";
+export { openTokenizeArtifact } from "./tokenize.ts";
+export type { DataloaderArtifact, LoaderManifest } from "./dataloader.ts";

@@ -10,32 +10,26 @@ import { deriveSeed, SeededRandom } from "../random.ts";
 import { KVCache, MultiHeadAttention, paddingMask } from "./attention.ts";
 import type { GPTConfig } from "./config.ts";
 import { countParameters } from "./config.ts";
-import {
-  type InitMode,
-  linearInitBound,
-  type ParameterInit,
-  standardNormal,
-  uniform,
-} from "./init.ts";
+import type { InitMode, ParameterInit } from "./init.ts";
 import {
   dropout,
   Embedding,
   FeedForward,
   type ForwardContext,
   LayerNorm,
-  Linear,
   type LinearLayer,
   type Module,
   type NamedParameter,
   prefixed,
 } from "./layers.ts";
+import { backendBindingLimit } from "../engine/backend.ts";
 import {
-  backendBindingLimit,
   groupShards,
   planRowShards,
-  ShardedEmbedding,
-  ShardedLinear,
+  type ShardedEmbedding,
   type StateTensor,
+  vocabEmbedding,
+  vocabHead,
 } from "./sharded.ts";
 
 export class TransformerBlock implements Module {
@@ -172,39 +166,17 @@ export class GPTModel implements Module {
     this.maxTensorBytes = options.maxTensorBytes ?? backendBindingLimit();
     const { vocab_size: vocab, emb_dim: dim } = config;
     this.vocabShards = planRowShards(vocab, dim, this.maxTensorBytes);
-    const sharded = this.vocabShards.length > 1;
 
     // Parameters are created in the book's order, so the seeded init draws the same numbers
-    // whether or not the vocabulary matrices are sharded.
-    this.tok_emb = sharded
-      ? new ShardedEmbedding(
-        vocab,
-        dim,
-        this.vocabShards,
-        init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng),
-        init.rng,
-      )
-      : new Embedding(vocab, dim, init);
+    // whether or not the vocabulary matrices are sharded (see vocabEmbedding).
+    this.tok_emb = vocabEmbedding(vocab, dim, this.vocabShards, init);
     this.pos_emb = new Embedding(config.context_length, config.emb_dim, init);
     this.trf_blocks = Array.from(
       { length: config.n_layers },
       () => new TransformerBlock(this.config, init),
     );
     this.final_norm = new LayerNorm(config.emb_dim);
-    if (this.tok_emb instanceof ShardedEmbedding) {
-      const weights = this.tiedHead
-        ? { shared: this.tok_emb.shards.map((shard) => shard.weight) }
-        : init.mode === "zeros"
-        ? "zeros"
-        : uniform(vocab * dim, linearInitBound(dim), init.rng);
-      this.out_head = new ShardedLinear(dim, vocab, this.vocabShards, weights, init.rng);
-    } else {
-      this.out_head = new Linear(dim, vocab, {
-        bias: false,
-        init,
-        sharedWeight: this.tiedHead ? this.tok_emb.weight : undefined,
-      });
-    }
+    this.out_head = vocabHead(this.tok_emb, this.vocabShards, init, this.tiedHead);
   }
 
   /**
