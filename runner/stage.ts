@@ -17,6 +17,12 @@ export interface Artifact {
   manifest: Manifest;
 }
 
+/** One file of an artifact as the manifest records it. */
+export interface FileRecord {
+  size: number;
+  sha256: string;
+}
+
 export interface Manifest {
   format: 1;
   stage: string;
@@ -25,7 +31,13 @@ export interface Manifest {
   key: string;
   params: unknown;
   inputs: Record<string, { type: string; key: string }>;
+  /** Content hashes of the local files the stage read (part of the cache key). */
   files: Record<string, string>;
+  /**
+   * Every file of the artifact (relative path) with its size and sha256. Absent in manifests
+   * written before artifacts were verified: those are re-run rather than trusted.
+   */
+  outputs?: Record<string, FileRecord>;
   versions: Record<string, string>;
   environment: Record<string, unknown>;
   metrics: Record<string, number | string>;
@@ -87,6 +99,17 @@ export interface StageDefinition<P = unknown> {
   localFiles?(params: P, pipeline: PipelineSettings): string[];
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
+  /**
+   * Top-level parameters that change how often the stage saves its work, not its output
+   * (e.g. "checkpoint_minutes"). They are left out of the cache key: each is hashed as its
+   * schema default, so a pipeline using the defaults keeps the key it always had.
+   */
+  cadenceParams?: string[];
+  /**
+   * About how many bytes the stage writes (artifact plus checkpoints), checked against the
+   * free space of the cache folder before it starts so a full disk fails early.
+   */
+  diskBytes?(params: P, pipeline: PipelineSettings): number | undefined;
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 

@@ -29,6 +29,7 @@ import { openDataloaderArtifact } from "./dataloader.ts";
 import { copyTokenizerFiles } from "./tokenize.ts";
 import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
+import { countParameters } from "../llm/model/config.ts";
 
 export const PretrainParams = z.strictObject({
   model: ModelConfigSchema,
@@ -114,6 +115,11 @@ export const pretrainStage = defineStage({
   inherits: ["model", "seed"],
   requires: ["dataloader"],
   headline: ["train_loss", "val_loss", "tokens_seen", "tokens_per_second"],
+  // How often it checkpoints does not change what it trains (see runner/plan.ts keyParams).
+  cadenceParams: ["checkpoint_minutes", "checkpoint_every"],
+  // The weights (4 bytes a parameter), and while a checkpoint replaces the previous one two
+  // checkpoints of weights + AdamW's two moments (12 bytes a parameter each).
+  diskBytes: (p) => 28 * countParameters(p.model),
   async run(ctx) {
     const p = ctx.params;
     await useEngine(ctx);
