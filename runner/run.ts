@@ -251,7 +251,7 @@ async function runStep(
   const progressDir = cache.progressDir(stage.name, step.key);
   try {
     // Another process may have computed this key while we waited for its lock.
-    if (step.status === "run" && !step.reason?.startsWith("--")) {
+    if (!step.damaged && !step.reason?.startsWith("--")) {
       const found = await cache.lookup(stage.name, step.key);
       if (found && !isDamaged(found)) {
         log.info(`computed by another run meanwhile: using ${found.dir}`);
