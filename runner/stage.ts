@@ -46,6 +46,13 @@ export interface Manifest {
   seconds: number;
 }
 
+/** A stage upstream of another, as `checkUpstream` sees it. */
+export interface UpstreamStage {
+  name: string;
+  type: string;
+  params: unknown;
+}
+
 /** Settings that belong to the whole pipeline rather than one stage. */
 export interface PipelineSettings {
   name: string;
@@ -110,6 +117,12 @@ export interface StageDefinition<P = unknown> {
    * free space of the cache folder before it starts so a full disk fails early.
    */
   diskBytes?(params: P, pipeline: PipelineSettings): number | undefined;
+  /**
+   * Problems knowable before anything runs from the parameters of the stages this one needs,
+   * directly or not (e.g. a window longer than the model's context). Each names a key of
+   * this stage's parameters where the problem is reported.
+   */
+  checkUpstream?(params: P, upstream: UpstreamStage[]): { key?: string; message: string }[];
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 

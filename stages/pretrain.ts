@@ -120,6 +120,17 @@ export const pretrainStage = defineStage({
   // The weights (4 bytes a parameter), and while a checkpoint replaces the previous one two
   // checkpoints of weights + AdamW's two moments (12 bytes a parameter each).
   diskBytes: (p) => 28 * countParameters(p.model),
+  checkUpstream: (p, upstream) =>
+    upstream.filter((s) => s.type === "dataloader").flatMap((s) => {
+      const maxLength = (s.params as { max_length: number }).max_length;
+      return maxLength > p.model.context_length
+        ? [{
+          key: "model.context_length",
+          message: `the dataloader "${s.name}" makes windows of max_length ${maxLength} tokens, ` +
+            `longer than model.context_length ${p.model.context_length}: lower max_length or raise context_length`,
+        }]
+        : [];
+    }),
   async run(ctx) {
     const p = ctx.params;
     await useEngine(ctx);
