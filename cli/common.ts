@@ -9,7 +9,9 @@ import { runPipeline } from "../runner/run.ts";
 import type { StageDefinition } from "../runner/stage.ts";
 import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
+import { loadModel, loadModelConfigFile } from "../llm/model/weights_io.ts";
+import { countParameters } from "../llm/model/config.ts";
+import { ensureMemory } from "../llm/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../datasets/gpt2.ts";
 import {
@@ -112,8 +114,15 @@ export function samplingFromFlags(
   };
 }
 
-/** Fills in the default stop token: the tokenizer's end of text. */
+/** Fills in the default stop token (the tokenizer's end of text); an id must exist. */
 export function withStopToken(flags: SamplingFlags, tokenizer: Tokenizer): SamplingSettings {
+  if (typeof flags.stop_token === "number" && flags.stop_token >= tokenizer.vocabSize) {
+    throw new UsageError(
+      `--stop-token ${flags.stop_token}: not a token of this model's vocabulary (ids 0 to ${
+        tokenizer.vocabSize - 1
+      })`,
+    );
+  }
   return {
     ...flags,
     stop_token: flags.stop_token === undefined ? tokenizer.endOfTextId ?? null : flags.stop_token,
@@ -184,9 +193,30 @@ export interface OpenedModel {
   alpaca: boolean;
 }
 
+/**
+ * Probing WebGPU (backend auto or webgpu) makes the native Wayland client print `error:
+ * XDG_RUNTIME_DIR is invalid or not set` when that variable is missing, though nothing is
+ * wrong. Point it at a private empty folder first: the probe then finds no display quietly.
+ */
+export function ensureRuntimeDir(): void {
+  const current = Deno.env.get("XDG_RUNTIME_DIR");
+  try {
+    if (current && Deno.statSync(current).isDirectory) return;
+  } catch { /* missing: replace it */ }
+  Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "groundup-runtime-" }));
+}
+
 /** Starts the engine and loads the model `--model` names. */
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
+  // Say the size, rather than fail in an allocation with no number.
+  const config = await loadModelConfigFile(dir);
+  const parameters = countParameters(config);
+  ensureMemory(
+    4 * parameters,
+    `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+  );
+  if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
   const tokenizer = await readModelTokenizer(dir);
   const model = await loadModel(dir);
@@ -200,6 +230,18 @@ const encoder = new TextEncoder();
 /** Writes text to stdout at once (streamed output must not wait for a buffer to fill). */
 export function writeOut(text: string): void {
   Deno.stdout.writeSync(encoder.encode(text));
+}
+
+/** Warn (on stderr) when a prompt is longer than the context the model can see. */
+export function warnIfPromptTooLong(model: GPTModel, tokenizer: Tokenizer, prompt: string): void {
+  const tokens = tokenizer.encode(prompt).length;
+  const context = model.config.context_length;
+  if (tokens > context) {
+    console.error(
+      `warning: the prompt has ${tokens} tokens but the model sees at most ${context}: ` +
+        `its first ${tokens - context} tokens are dropped`,
+    );
+  }
 }
 
 /** Runs a command's main: usage errors exit 2 with the usage, other errors exit 1. */

@@ -1,6 +1,7 @@
 /**
- * Disk facts and disk errors in words: free space before a large write, and one line naming
- * the path and the problem when the file system refuses (read-only, not a folder, full).
+ * Disk (and memory) facts and errors in words: free space before a large write, available
+ * memory before a large model, and one line naming the path and the problem when the file
+ * system refuses (read-only, not a folder, full).
  */
 import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -32,6 +33,18 @@ export class DiskError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "DiskError";
+  }
+}
+
+/** Fail early, with both numbers, when less memory is available than `needed` bytes. */
+export function ensureMemory(needed: number, what: string): void {
+  const available = Deno.systemMemoryInfo().available;
+  if (needed > available) {
+    throw new DiskError(
+      `not enough memory for ${what}: needs about ${formatBytes(needed)}, ${
+        formatBytes(available)
+      } available`,
+    );
   }
 }
 

@@ -8,7 +8,7 @@
  * running stage (it checkpoints) and starts nothing more.
  */
 import { relative } from "node:path";
-import { describeFsError, ensureFreeSpace, isDiskFull } from "../llm/disk.ts";
+import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
 import { ArtifactCache, checkFiles, isDamaged, writeFileAtomic } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
 import { StageFailedError } from "./errors.ts";
@@ -276,6 +276,8 @@ async function runStep(
         log.info(`--force: discarded the checkpoints in ${progressDir}; starting fresh`);
       }
     }
+    const memory = stage.definition.memoryBytes?.(stage.params);
+    if (memory) ensureMemory(memory.bytes, `stage "${stage.name}" (${memory.what})`);
     const needed = stage.definition.diskBytes?.(stage.params, settings);
     if (needed) await ensureFreeSpace(cache.stageDir(stage.name), needed, `stage "${stage.name}"`);
     outDir = await cache.createTemp(stage.name, step.key);

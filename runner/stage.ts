@@ -118,6 +118,11 @@ export interface StageDefinition<P = unknown> {
    */
   diskBytes?(params: P, pipeline: PipelineSettings): number | undefined;
   /**
+   * About how much memory the stage needs (and what for), checked against the memory available
+   * before it starts, so a model too large fails with both sizes instead of an allocation error.
+   */
+  memoryBytes?(params: P): { bytes: number; what: string } | undefined;
+  /**
    * Problems knowable before anything runs from the parameters of the stages this one needs,
    * directly or not (e.g. a window longer than the model's context). Each names a key of
    * this stage's parameters where the problem is reported.

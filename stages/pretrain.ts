@@ -120,6 +120,11 @@ export const pretrainStage = defineStage({
   // The weights (4 bytes a parameter), and while a checkpoint replaces the previous one two
   // checkpoints of weights + AdamW's two moments (12 bytes a parameter each).
   diskBytes: (p) => 28 * countParameters(p.model),
+  memoryBytes: (p) => ({
+    bytes: 16 * countParameters(p.model),
+    what: `${countParameters(p.model).toLocaleString("en")} parameters × 16 bytes: ` +
+      "weights, gradients and AdamW's two moments",
+  }),
   checkUpstream: (p, upstream) =>
     upstream.filter((s) => s.type === "dataloader").flatMap((s) => {
       const maxLength = (s.params as { max_length: number }).max_length;
