@@ -11,7 +11,7 @@ import { openaiGpt2Files } from "../../datasets/gpt2.ts";
 import { withTempDir } from "../fixtures.ts";
 
 /** A URL on a loopback port nothing listens on: fails at once, as offline does. */
-async function deadUrl(name: string): Promise<string> {
+function deadUrl(name: string): string {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -31,7 +31,7 @@ const cases: [string, RemoteFile, string[]][] = [
 for (const [what, file, layout] of cases) {
   Deno.test(`offline, ${what}: the error names the URL, --mirror/GROUNDUP_MIRROR and the layout`, async () => {
     await withTempDir(async (dir) => {
-      const url = await deadUrl(file.path);
+      const url = deadUrl(file.path);
       const error = await fetchFile({ ...file, url }, {
         cacheDir: join(dir, "downloads"),
         attempts: 1,
@@ -50,7 +50,7 @@ for (const [what, file, layout] of cases) {
 
 Deno.test("offline with a mirror that lacks the file: the message says which file it lacks", async () => {
   await withTempDir(async (dir) => {
-    const file = { ...DATASETS["the-verdict"], url: await deadUrl("x") };
+    const file = { ...DATASETS["the-verdict"], url: deadUrl("x") };
     const error = await fetchFile(file, {
       cacheDir: join(dir, "downloads"),
       mirror: join(dir, "mirror"),
