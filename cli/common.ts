@@ -3,9 +3,16 @@
  * (a GPT-2 size runs the load-openai-weights stage through the runner, so the download and the
  * conversion are cached exactly as a pipeline caches them), loading it, and the sampling flags.
  */
+import { dirname, join } from "node:path";
 import { SourceMap } from "../runner/pipeline.ts";
 import type { ResolvedPipeline } from "../runner/pipeline.ts";
 import { runPipeline } from "../runner/run.ts";
+import {
+  ArtifactCache,
+  ArtifactDamagedError,
+  MANIFEST_FILE,
+  verifyArtifact,
+} from "../runner/cache.ts";
 import type { StageDefinition } from "../runner/stage.ts";
 import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
@@ -206,9 +213,32 @@ export function ensureRuntimeDir(): void {
   Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "groundup-runtime-" }));
 }
 
+/**
+ * A model folder that is a cached artifact (it has a manifest) is checked against the sizes
+ * and hashes its manifest recorded; a damaged one is set aside, so the next pipeline run
+ * computes it again, and the error names the file.
+ */
+async function checkArtifact(dir: string): Promise<void> {
+  if (!(await Deno.stat(join(dir, MANIFEST_FILE)).then(() => true, () => false))) return;
+  try {
+    await verifyArtifact(dir);
+  } catch (error) {
+    if (!(error instanceof ArtifactDamagedError)) throw error;
+    const aside = await new ArtifactCache(dirname(dirname(dir))).discard(dir).catch(() =>
+      undefined
+    );
+    throw new Error(
+      `${error.problem}${
+        aside ? `; moved the artifact to ${aside}: run its pipeline again to compute it anew` : ""
+      }`,
+    );
+  }
+}
+
 /** Starts the engine and loads the model `--model` names. */
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
+  await checkArtifact(dir);
   // Say the size, rather than fail in an allocation with no number.
   const config = await loadModelConfigFile(dir);
   const parameters = countParameters(config);

@@ -57,7 +57,14 @@ export function interruptedMessage(report: RunReport): string {
   if (!stopped) return "interrupted";
   const ran = report.steps.find((s) => s.stage === stopped.stage);
   if (ran?.outcome === "ran") {
-    return `interrupted after ${stopped.stage} finished (its result is saved); run the same command again to continue with the stages after it`;
+    const left = report.steps.slice(report.steps.indexOf(ran) + 1).some((s) =>
+      s.outcome === "skipped"
+    );
+    return `interrupted after ${stopped.stage} finished (its result is saved); ${
+      left
+        ? "run the same command again to continue with the stages after it"
+        : "nothing was left to run"
+    }`;
   }
   return stopped.checkpointKept
     ? `interrupted: ${stopped.stage} stopped; its checkpoint is in ${stopped.progressDir}; run the same command again to resume from it`

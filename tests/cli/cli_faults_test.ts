@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { parityWords, writeParityModelFolder } from "../stages/parity_checkpoints.ts";
+import { recordFiles } from "../../runner/cache.ts";
 import { runCli } from "./cli_helpers.ts";
 
 await useCpuBackend();
@@ -90,6 +91,33 @@ Deno.test("main: an unknown --backend is reported as --backend, exit 2", async (
   assert.equal(result.code, 2);
   assert.equal(
     new TextDecoder().decode(result.stderr),
-    "error: --backend tpu: expected one of auto, webgpu, cpu, wasm (did you mean \"cpu\"?)\n",
+    'error: --backend tpu: expected one of auto, webgpu, cpu, wasm (did you mean "cpu"?)\n',
   );
+});
+
+Deno.test("generate refuses a cached model whose weights were flipped, naming the file, and sets it aside", async () => {
+  await withTempDir(async (root) => {
+    const dir = join(root, "cache", "pretrain", "0123456789abcdef");
+    await Deno.mkdir(dir, { recursive: true });
+    const { cases } = await writeParityModelFolder(dir);
+    await Deno.writeTextFile(
+      join(dir, "manifest.json"),
+      JSON.stringify({ key: "0123456789abcdef", outputs: await recordFiles(dir) }),
+    );
+    const args = ["--model", dir, "--backend", "cpu", "--max-new-tokens", "1"];
+    const prompt = ["--prompt", parityWords(cases[0].prompt)];
+    assert.equal((await runCli("generate", [...args, ...prompt])).code, 0, "intact: it runs");
+    const weights = join(dir, "model.safetensors");
+    const bytes = await Deno.readFile(weights);
+    bytes[bytes.length - 3] ^= 0x40;
+    await Deno.writeFile(weights, bytes);
+    const flipped = await runCli("generate", [...args, ...prompt]);
+    assert.equal(flipped.code, 1);
+    assert.match(
+      flipped.stderr,
+      /error: .*model\.safetensors is corrupt \(its sha256 differs from the manifest's\); moved the artifact to .*0123456789abcdef\.corrupt-.*: run its pipeline again/,
+    );
+    assert.equal(flipped.stdout, "", "no garbage printed");
+    await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+  });
 });
