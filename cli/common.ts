@@ -214,12 +214,19 @@ export function ensureRuntimeDir(): void {
 }
 
 /**
- * A model folder that is a cached artifact (it has a manifest) is checked against the sizes
- * and hashes its manifest recorded; a damaged one is set aside, so the next pipeline run
+ * A model folder that is a cached artifact (its manifest lists its files) is checked against
+ * the sizes and hashes the manifest recorded; a damaged one is set aside, so the next pipeline run
  * computes it again, and the error names the file.
  */
 async function checkArtifact(dir: string): Promise<void> {
-  if (!(await Deno.stat(join(dir, MANIFEST_FILE)).then(() => true, () => false))) return;
+  let manifest: { outputs?: unknown };
+  try {
+    manifest = JSON.parse(await Deno.readTextFile(join(dir, MANIFEST_FILE)));
+  } catch {
+    return; // not an artifact of the cache: nothing recorded to check against
+  }
+  // Written before file hashes existed: nothing to check against (never set aside for that).
+  if (!manifest.outputs) return;
   try {
     await verifyArtifact(dir);
   } catch (error) {

@@ -212,6 +212,10 @@ export async function recordFiles(dir: string): Promise<Record<string, FileRecor
   return out;
 }
 
+/** Why an artifact of an older groundup (no file list in its manifest) is computed again. */
+export const UNVERIFIABLE =
+  "its manifest predates file hashes (groundup before artifacts were verified), so it cannot be checked";
+
 /**
  * Check an artifact's files against its manifest: "sizes" checks that each file is there with
  * its size, "contents" also its sha256. Returns the first problem, naming the file, or
@@ -222,9 +226,7 @@ export async function checkFiles(
   manifest: Manifest,
   depth: "sizes" | "contents",
 ): Promise<string | undefined> {
-  if (!manifest.outputs) {
-    return "its manifest predates file hashes (groundup before artifacts were verified), so it cannot be checked";
-  }
+  if (!manifest.outputs) return UNVERIFIABLE;
   for (const [name, record] of Object.entries(manifest.outputs)) {
     const path = join(dir, name);
     let size: number;

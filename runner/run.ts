@@ -9,7 +9,7 @@
  */
 import { relative } from "node:path";
 import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
-import { ArtifactCache, checkFiles, isDamaged, writeFileAtomic } from "./cache.ts";
+import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE, writeFileAtomic } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
@@ -264,7 +264,9 @@ async function runStep(
         };
       }
     }
-    if (step.damaged) {
+    // A damaged artifact is kept aside for inspection; an unverifiable old one is simply
+    // replaced when the new one is committed.
+    if (step.damaged && step.damaged.problem !== UNVERIFIABLE) {
       const aside = await cache.discard(step.damaged.dir).catch(() => undefined);
       if (aside) log.warn(`set the damaged artifact aside as ${aside}`);
     }

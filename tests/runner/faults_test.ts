@@ -98,6 +98,12 @@ Deno.test("an artifact whose manifest has no file list (older groundup) is re-ru
     assert.match(plan[2].reason!, /manifest predates file hashes/);
     const again = await run(file, cache);
     assert.deepEqual(again.runs, ["c"]);
+    const names = [...Deno.readDirSync(join(cache, "c"))].map((e) => e.name);
+    assert.deepEqual(
+      names,
+      [again.report.artifacts.c.dir.split("/").pop()],
+      "replaced, not set aside",
+    );
   });
 });
 
