@@ -66,6 +66,9 @@ export function interruptedMessage(report: RunReport): string {
         : "nothing was left to run"
     }`;
   }
+  if (stopped.whileWaiting) {
+    return `interrupted while waiting for another run to compute ${stopped.stage}; run the same command again to use its result`;
+  }
   return stopped.checkpointKept
     ? `interrupted: ${stopped.stage} stopped; its checkpoint is in ${stopped.progressDir}; run the same command again to resume from it`
     : `interrupted: ${stopped.stage} stopped before writing a checkpoint; running the same command again starts it from the beginning`;

@@ -62,7 +62,13 @@ export interface RunReport {
   /** The first stage failure, with the stage named. */
   error?: StageFailedError;
   /** Set when a Ctrl-C/SIGTERM stopped the run: the stage it stopped and its checkpoints. */
-  interrupted?: { stage: string; progressDir: string; checkpointKept: boolean };
+  interrupted?: {
+    stage: string;
+    progressDir: string;
+    checkpointKept: boolean;
+    /** Stopped while waiting for another process computing the stage. */
+    whileWaiting?: boolean;
+  };
 }
 
 export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {
@@ -242,6 +248,7 @@ async function runStep(
         stage: stage.name,
         progressDir: cache.progressDir(stage.name, step.key),
         checkpointKept: false,
+        whileWaiting: true,
       };
       return { outcome: "interrupted", seconds: elapsed(), metrics: {}, error: "interrupted" };
     }
