@@ -320,3 +320,31 @@ Deno.test("a full disk: a stage that will not fit fails before it starts; ENOSPC
     }
   });
 });
+
+Deno.test("a stage that needs more memory than is available fails before it starts, with both sizes", async () => {
+  await withTempDir(async (dir) => {
+    const { registry } = countingRegistry();
+    let started = 0;
+    registry.register(defineStage({
+      type: "huge",
+      version: "1",
+      description: "declares a petabyte of memory",
+      params: z.strictObject({}),
+      memoryBytes: () => ({ bytes: 1e15, what: "a test model" }),
+      run() {
+        started++;
+        return Promise.resolve();
+      },
+    }));
+    const file = await writePipeline(dir, "name: huge\nstages:\n  huge: {}\n");
+    const report = await runPipeline(await loadPipeline(file, registry), {
+      cacheDir: join(dir, "cache"),
+      out: capture().out,
+    });
+    assert.equal(started, 0);
+    assert.match(
+      report.steps[0].error!,
+      /^not enough memory for stage "huge" \(a test model\): needs about 1000\.0 TB, [\d.]+ [GMT]B available$/,
+    );
+  });
+});
