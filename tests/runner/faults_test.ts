@@ -348,3 +348,25 @@ Deno.test("a stage that needs more memory than is available fails before it star
     );
   });
 });
+
+Deno.test("two different pipelines sharing an upstream stage, run at once on one cache, compute it once", async () => {
+  await withTempDir(async (dir) => {
+    const one = await writePipeline(dir, CHAIN, "one.yaml");
+    const two = await writePipeline(
+      dir,
+      "name: other\nseed: 7\nstages:\n  a: { uses: source, value: 3 }\n  d: { uses: double, needs: a, nested: { a: 5 } }\n",
+      "two.yaml",
+    );
+    const cache = join(dir, "cache");
+    const { registry, runs } = countingRegistry();
+    const [p1, p2] = [await loadPipeline(one, registry), await loadPipeline(two, registry)];
+    const [r1, r2] = await Promise.all([
+      runPipeline(p1, { cacheDir: cache, out: capture().out }),
+      runPipeline(p2, { cacheDir: cache, out: capture().out }),
+    ]);
+    assert.ok(r1.ok && r2.ok);
+    assert.equal(runs.filter((n) => n === "a").length, 1, `a ran once: ${runs}`);
+    assert.equal(r1.artifacts.a.dir, r2.artifacts.a.dir);
+    assert.deepEqual(runs.filter((n) => n !== "a").sort(), ["b", "c", "d"]);
+  });
+});
