@@ -3,10 +3,21 @@
  *
  *   deno task run pipelines/workshop.yaml [--plan] [--from S] [--until S] [--force S|all]
  *        [--config FILE]... [--set stage.key=value]... [--backend B] [--cache-dir DIR] [--mirror DIR]
+ *        [--no-wait]
+ *
+ * Exit codes: 0 done, 1 a stage failed (or the cache folder is unusable), 2 a bad pipeline or
+ * command line, 130 interrupted (Ctrl-C / SIGTERM).
  */
 import { parseArgs } from "node:util";
+import { DiskError } from "./llm/disk.ts";
 import { PipelineError } from "./runner/errors.ts";
-import { loadPipeline } from "./runner/pipeline.ts";
+import {
+  installInterruptHandler,
+  INTERRUPTED_EXIT_CODE,
+  interruptedMessage,
+} from "./runner/interrupt.ts";
+import { BACKENDS, loadPipeline } from "./runner/pipeline.ts";
+import { didYouMean } from "./runner/suggest.ts";
 import { formatSummary, runPipeline } from "./runner/run.ts";
 import { builtinStages } from "./stages/mod.ts";
 
@@ -22,6 +33,7 @@ const USAGE = `usage: deno task run <pipeline.yaml> [options]
   --backend NAME      auto | webgpu | cpu | wasm (same as --set backend=NAME)
   --cache-dir DIR     artifact cache folder (default .groundup, or GROUNDUP_CACHE_DIR)
   --mirror DIR        local folder consulted before any download (or GROUNDUP_MIRROR)
+  --no-wait           fail, instead of waiting, when another run computes a stage we need
   -h, --help          this text
 `;
 
@@ -41,6 +53,7 @@ export async function main(args: string[]): Promise<number> {
         backend: { type: "string" },
         "cache-dir": { type: "string" },
         mirror: { type: "string" },
+        "no-wait": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -58,18 +71,21 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const sets = [...(values.set ?? [])];
-  if (values.backend) sets.push(`backend=${values.backend}`);
+  if (values.backend !== undefined) {
+    if (!(BACKENDS as readonly string[]).includes(values.backend)) {
+      console.error(
+        `error: --backend ${values.backend}: expected one of ${BACKENDS.join(", ")}${
+          didYouMean(values.backend, [...BACKENDS])
+        }`,
+      );
+      return 2;
+    }
+    sets.push(`backend=${values.backend}`);
+  }
   const cacheDir = values["cache-dir"] ?? Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
 
-  const abort = new AbortController();
   // Ctrl-C or a scheduler's SIGTERM: the running stage checkpoints and stops; a second one quits.
-  const onInterrupt = () => {
-    if (abort.signal.aborted) Deno.exit(130);
-    console.error("\ninterrupted: stopping after cleanup (Ctrl-C again to quit at once)");
-    abort.abort(new Error("interrupted"));
-  };
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, onInterrupt);
+  const interrupt = installInterruptHandler();
   try {
     const pipeline = await loadPipeline(positionals[0], builtinStages(), {
       overlays: values.config,
@@ -83,9 +99,15 @@ export async function main(args: string[]): Promise<number> {
       from: values.from,
       until: values.until,
       force,
-      signal: abort.signal,
+      signal: interrupt.signal,
+      noWait: values["no-wait"],
+      onStageStart: interrupt.stageStarted,
     });
     if (!values.plan) console.error("\n" + formatSummary(report));
+    if (report.interrupted) {
+      console.error(`\n${interruptedMessage(report)}`);
+      return INTERRUPTED_EXIT_CODE;
+    }
     if (report.error) {
       console.error(`\nerror: ${report.error.message}`);
       return 1;
@@ -96,9 +118,13 @@ export async function main(args: string[]): Promise<number> {
       console.error(`error in pipeline:\n${error.message}`);
       return 2;
     }
+    if (error instanceof DiskError) {
+      console.error(`error: ${error.message}`);
+      return 1;
+    }
     throw error;
   } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, onInterrupt);
+    interrupt.dispose();
   }
 }
 

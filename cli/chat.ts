@@ -20,6 +20,7 @@ import {
   SAMPLING_USAGE,
   samplingFromFlags,
   UsageError,
+  warnIfPromptTooLong,
   withStopToken,
   writeOut,
 } from "./common.ts";
@@ -110,6 +111,7 @@ async function main(args: string[]): Promise<void> {
         : transcript
         ? `${transcript}\n${message}`
         : message;
+      warnIfPromptTooLong(model, tokenizer, prompt);
       const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
       writeOut("\n");
       if (!alpaca) transcript = prompt + done.text;

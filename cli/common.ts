@@ -3,13 +3,22 @@
  * (a GPT-2 size runs the load-openai-weights stage through the runner, so the download and the
  * conversion are cached exactly as a pipeline caches them), loading it, and the sampling flags.
  */
+import { dirname, join } from "node:path";
 import { SourceMap } from "../runner/pipeline.ts";
 import type { ResolvedPipeline } from "../runner/pipeline.ts";
 import { runPipeline } from "../runner/run.ts";
+import {
+  ArtifactCache,
+  ArtifactDamagedError,
+  MANIFEST_FILE,
+  verifyArtifact,
+} from "../runner/cache.ts";
 import type { StageDefinition } from "../runner/stage.ts";
 import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
+import { loadModel, loadModelConfigFile } from "../llm/model/weights_io.ts";
+import { countParameters } from "../llm/model/config.ts";
+import { ensureMemory } from "../llm/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
@@ -112,8 +121,15 @@ export function samplingFromFlags(
   };
 }
 
-/** Fills in the default stop token: the tokenizer's end of text. */
+/** Fills in the default stop token (the tokenizer's end of text); an id must exist. */
 export function withStopToken(flags: SamplingFlags, tokenizer: Tokenizer): SamplingSettings {
+  if (typeof flags.stop_token === "number" && flags.stop_token >= tokenizer.vocabSize) {
+    throw new UsageError(
+      `--stop-token ${flags.stop_token}: not a token of this model's vocabulary (ids 0 to ${
+        tokenizer.vocabSize - 1
+      })`,
+    );
+  }
   return {
     ...flags,
     stop_token: flags.stop_token === undefined ? tokenizer.endOfTextId ?? null : flags.stop_token,
@@ -184,9 +200,60 @@ export interface OpenedModel {
   alpaca: boolean;
 }
 
+/**
+ * Probing WebGPU (backend auto or webgpu) makes the native Wayland client print `error:
+ * XDG_RUNTIME_DIR is invalid or not set` when that variable is missing, though nothing is
+ * wrong. Point it at a private empty folder first: the probe then finds no display quietly.
+ */
+export function ensureRuntimeDir(): void {
+  const current = Deno.env.get("XDG_RUNTIME_DIR");
+  try {
+    if (current && Deno.statSync(current).isDirectory) return;
+  } catch { /* missing: replace it */ }
+  Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "groundup-runtime-" }));
+}
+
+/**
+ * A model folder that is a cached artifact (its manifest lists its files) is checked against
+ * the sizes and hashes the manifest recorded; a damaged one is set aside, so the next pipeline run
+ * computes it again, and the error names the file.
+ */
+async function checkArtifact(dir: string): Promise<void> {
+  let manifest: { outputs?: unknown };
+  try {
+    manifest = JSON.parse(await Deno.readTextFile(join(dir, MANIFEST_FILE)));
+  } catch {
+    return; // not an artifact of the cache: nothing recorded to check against
+  }
+  // Written before file hashes existed: nothing to check against (never set aside for that).
+  if (!manifest.outputs) return;
+  try {
+    await verifyArtifact(dir);
+  } catch (error) {
+    if (!(error instanceof ArtifactDamagedError)) throw error;
+    const aside = await new ArtifactCache(dirname(dirname(dir))).discard(dir).catch(() =>
+      undefined
+    );
+    throw new Error(
+      `${error.problem}${
+        aside ? `; moved the artifact to ${aside}: run its pipeline again to compute it anew` : ""
+      }`,
+    );
+  }
+}
+
 /** Starts the engine and loads the model `--model` names. */
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
+  await checkArtifact(dir);
+  // Say the size, rather than fail in an allocation with no number.
+  const config = await loadModelConfigFile(dir);
+  const parameters = countParameters(config);
+  ensureMemory(
+    4 * parameters,
+    `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+  );
+  if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
   const tokenizer = await readModelTokenizer(dir);
   const model = await loadModel(dir);
@@ -200,6 +267,18 @@ const encoder = new TextEncoder();
 /** Writes text to stdout at once (streamed output must not wait for a buffer to fill). */
 export function writeOut(text: string): void {
   Deno.stdout.writeSync(encoder.encode(text));
+}
+
+/** Warn (on stderr) when a prompt is longer than the context the model can see. */
+export function warnIfPromptTooLong(model: GPTModel, tokenizer: Tokenizer, prompt: string): void {
+  const tokens = tokenizer.encode(prompt).length;
+  const context = model.config.context_length;
+  if (tokens > context) {
+    console.error(
+      `warning: the prompt has ${tokens} tokens but the model sees at most ${context}: ` +
+        `its first ${tokens - context} tokens are dropped`,
+    );
+  }
 }
 
 /** Runs a command's main: usage errors exit 2 with the usage, other errors exit 1. */

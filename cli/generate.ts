@@ -16,6 +16,7 @@ import {
   SAMPLING_USAGE,
   samplingFromFlags,
   UsageError,
+  warnIfPromptTooLong,
   withStopToken,
   writeOut,
 } from "./common.ts";
@@ -43,13 +44,17 @@ async function main(args: string[]): Promise<void> {
   }
   if (values.help) return void console.log(USAGE);
   checkCommonFlags(values);
-  if (!values.prompt) throw new UsageError("--prompt is required");
+  if (values.prompt === undefined) throw new UsageError("--prompt is required");
+  if (values.prompt.trim() === "") {
+    throw new UsageError("--prompt must not be empty (give the text to continue)");
+  }
   const sampling = samplingFromFlags(values, { max_new_tokens: 25, temperature: 0 });
 
   const { model, tokenizer, alpaca } = await openModel(values);
   try {
     const settings = withStopToken(sampling, tokenizer);
     const prompt = alpaca ? formatInstructionQuery({ instruction: values.prompt }) : values.prompt;
+    warnIfPromptTooLong(model, tokenizer, prompt);
     // The book prints the prompt with its continuation; an instruction prints only the answer.
     if (!alpaca) writeOut(tokenizer.decode(tokenizer.encode(prompt)));
     const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });

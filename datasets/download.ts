@@ -10,6 +10,7 @@
 import { dirname, join } from "node:path";
 import { sha256File } from "../runner/hash.ts";
 import type { Logger, ProgressReporter } from "../runner/progress.ts";
+import { mirrorHint } from "./mirror_layout.ts";
 
 export interface RemoteFile {
   url: string;
@@ -110,14 +111,43 @@ export async function fetchFile(file: RemoteFile, options: FetchOptions = {}): P
       }
     }
   }
-  const target = join(options.cacheDir ?? defaultDataDir(), file.path);
+  const root = options.cacheDir ?? defaultDataDir();
+  const target = join(root, file.path);
   if (await exists(target)) {
     await verifyCached(target, file);
     return target;
   }
-  await Deno.mkdir(dirname(target), { recursive: true });
-  await download(file, target, options);
+  const created = await mkdirTracked(dirname(target));
+  try {
+    await download(file, target, options);
+  } catch (error) {
+    // Leave no empty download folders behind (a partial `.part` file keeps its folder).
+    for (const dir of created.reverse()) await Deno.remove(dir).catch(() => {});
+    if (error instanceof DownloadError && error.message.startsWith("download of")) {
+      throw new DownloadError(`${error.message}\n${mirrorHint(file, options.mirror)}`);
+    }
+    throw error;
+  }
   return target;
+}
+
+/** mkdir -p that returns the folders it created, outermost first. */
+async function mkdirTracked(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  let current = dir;
+  while (true) {
+    try {
+      await Deno.stat(current);
+      break;
+    } catch {
+      missing.push(current);
+      const parent = dirname(current);
+      if (parent === current) break;
+      current = parent;
+    }
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  return missing.reverse();
 }
 
 function isRetryable(status: number): boolean {

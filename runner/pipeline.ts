@@ -267,8 +267,11 @@ export async function loadPipeline(
   let model: Json | undefined;
   if (typeof pipeline.model === "string") {
     const modelFile = resolvePath(pipeline.model, baseDir);
+    // Stop here only for the model file's own problems: stages inherit the model, so their
+    // errors would be noise; problems found earlier are reported with the stages' below.
+    const before = problems.length;
     const loaded = await readYamlFile(modelFile, sources, problems, ["model"]);
-    fail();
+    if (problems.length > before) fail();
     if (!isPlainObject(loaded)) {
       problems.push({
         location: sources.find(["model"]),
@@ -365,6 +368,14 @@ export async function loadPipeline(
     }
     stages.push({ name, type, definition, needs, params: parsed.data });
   }
+  checkAcrossStages(stages, sources, problems);
+  // A wrong pipeline-level value inherited by several stages is reported once.
+  const seen = new Set<string>();
+  const distinct = problems.filter((p) => {
+    const id = JSON.stringify([p.location, p.key, p.message]);
+    return !seen.has(id) && seen.add(id);
+  });
+  problems.splice(0, problems.length, ...distinct);
   fail();
 
   return {
@@ -381,6 +392,41 @@ export async function loadPipeline(
     stages,
     sources,
   };
+}
+
+/**
+ * The cross-stage checks stages declare (`checkUpstream`), given every stage upstream of each
+ * one that parsed. Run before anything, so a mismatch fails at `--plan`, not mid-pipeline.
+ */
+function checkAcrossStages(
+  stages: StageInstance[],
+  sources: SourceMap,
+  problems: PipelineProblem[],
+) {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  for (const stage of stages) {
+    if (!stage.definition.checkUpstream) continue;
+    const upstream = new Map<string, StageInstance>();
+    const visit = (name: string) => {
+      const found = byName.get(name);
+      if (!found || upstream.has(name)) return;
+      upstream.set(name, found);
+      found.needs.forEach(visit);
+    };
+    stage.needs.forEach(visit);
+    const found = stage.definition.checkUpstream(
+      stage.params,
+      [...upstream.values()].map(({ name, type, params }) => ({ name, type, params })),
+    );
+    for (const { key, message } of found) {
+      problems.push({
+        location: sources.find(["stages", stage.name, ...(key ? key.split(".") : [])]),
+        stage: stage.name,
+        key,
+        message,
+      });
+    }
+  }
 }
 
 /** Turn a `--set` string into what the schema at that path accepts (e.g. keep "123" a string). */

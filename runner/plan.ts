@@ -9,8 +9,9 @@
 import { PipelineError, type PipelineProblem } from "./errors.ts";
 import { canonicalJson, sha256File, sha256Hex } from "./hash.ts";
 import type { ResolvedPipeline, StageInstance } from "./pipeline.ts";
-import type { ArtifactCache } from "./cache.ts";
-import type { Artifact, PipelineSettings } from "./stage.ts";
+import { type ArtifactCache, isDamaged } from "./cache.ts";
+import { schemaAt } from "./schema_paths.ts";
+import type { Artifact, PipelineSettings, StageDefinition } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 
 export type StepStatus = "cached" | "run" | "skip";
@@ -24,6 +25,8 @@ export interface PlannedStep {
   /** Why it runs: "not cached", "forced", "--from x". */
   reason?: string;
   cached?: Artifact;
+  /** A cached artifact that failed its check (missing file, wrong size): set aside, re-run. */
+  damaged?: { dir: string; problem: string };
 }
 
 export interface Selection {
@@ -141,22 +144,44 @@ export async function planPipeline(
     const key = sha256Hex(canonicalJson({
       type: stage.type,
       version: stage.definition.version,
-      params: stage.params,
+      params: keyParams(stage.definition, stage.params),
       inputs,
       files,
     }));
     keys.set(stage.name, key);
 
-    const cached = await cache.lookup(stage.name, key);
+    const found = await cache.lookup(stage.name, key);
+    const damaged = isDamaged(found) ? found : undefined;
+    const cached = isDamaged(found) ? undefined : found;
     let status: StepStatus;
     let reason: string | undefined;
     if (!inScope.has(stage.name)) status = "skip", reason = `after --until ${selection.until}`;
     else if (fromSet.has(stage.name)) status = "run", reason = `--from ${selection.from}`;
     else if (forced(stage.name)) status = "run", reason = "--force";
     else if (cached) status = "cached";
+    else if (damaged) status = "run", reason = `cached artifact unusable: ${damaged.problem}`;
     else status = "run", reason = "not cached";
-    steps.push({ stage, key, files, status, reason, cached });
+    steps.push({ stage, key, files, status, reason, cached, damaged });
   }
   if (problems.length) throw new PipelineError(problems);
   return steps;
+}
+
+/**
+ * The parameters as they enter the cache key: each of the stage's cadence parameters (how
+ * often it checkpoints, not what it computes) is replaced by its schema default, so changing
+ * it does not re-run the stage and a pipeline on the defaults keeps the key it always had.
+ */
+export function keyParams(definition: StageDefinition<unknown>, params: unknown): unknown {
+  const cadence = definition.cadenceParams ?? [];
+  if (cadence.length === 0 || params === null || typeof params !== "object") return params;
+  const out: Record<string, unknown> = { ...(params as Record<string, unknown>) };
+  for (const name of cadence) {
+    // deno-lint-ignore no-explicit-any
+    const field = schemaAt(definition.params, [name]) as any;
+    const def = field?._zod?.def;
+    if (def?.type === "default") out[name] = structuredClone(def.defaultValue);
+    else delete out[name];
+  }
+  return out;
 }

@@ -1,11 +1,16 @@
 /**
- * Executing a plan: each stage that must run gets a temporary output folder, its inputs and
- * a progress folder; its artifact is committed only when it returns. A failure or Ctrl-C
- * removes the temporary folder, keeps the progress folder (so the next run resumes from the
- * last checkpoint) and skips everything downstream.
+ * Executing a plan: each stage that must run takes its key's lock (waiting while another
+ * process computes the same key), gets a temporary output folder, its inputs (verified
+ * against their manifests first) and a progress folder; its artifact is committed when it
+ * returns, even if a Ctrl-C arrives in its last moments. A failure removes the temporary
+ * folder, keeps the progress folder (so the next run resumes from the last checkpoint) and
+ * blocks what depends on it; stages that do not depend on it still run. A Ctrl-C stops the
+ * running stage (it checkpoints) and starts nothing more.
  */
 import { relative } from "node:path";
-import { ArtifactCache, writeFileAtomic } from "./cache.ts";
+import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
+import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE, writeFileAtomic } from "./cache.ts";
+import { describeOwner } from "./lock.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
@@ -21,9 +26,20 @@ export interface RunOptions extends Selection {
   planOnly?: boolean;
   out?: Output;
   signal?: AbortSignal;
+  /** Fail a stage another process is computing instead of waiting for it. */
+  noWait?: boolean;
+  /** Told when a stage starts running (the interrupt handler names its progress folder). */
+  onStageStart?: (stage: string, progressDir: string) => void;
 }
 
-export type StepOutcome = "cached" | "ran" | "failed" | "skipped" | "planned";
+export type StepOutcome =
+  | "cached"
+  | "ran"
+  | "failed"
+  | "blocked"
+  | "interrupted"
+  | "skipped"
+  | "planned";
 
 export interface StepReport {
   stage: string;
@@ -34,6 +50,8 @@ export interface StepReport {
   dir?: string;
   key: string;
   error?: string;
+  /** For "blocked": the failed stage it depends on. */
+  blockedBy?: string;
 }
 
 export interface RunReport {
@@ -43,9 +61,17 @@ export interface RunReport {
   ok: boolean;
   /** The first stage failure, with the stage named. */
   error?: StageFailedError;
+  /** Set when a Ctrl-C/SIGTERM stopped the run: the stage it stopped and its checkpoints. */
+  interrupted?: {
+    stage: string;
+    progressDir: string;
+    checkpointKept: boolean;
+    /** Stopped while waiting for another process computing the stage. */
+    whileWaiting?: boolean;
+  };
 }
 
-function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {
+export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {
   return { ...pipeline.settings, cacheDir };
 }
 
@@ -72,8 +98,12 @@ export function formatSummary(report: RunReport, cwd = Deno.cwd()): string {
       return [
         s.stage,
         s.outcome,
-        s.outcome === "skipped" || s.outcome === "planned" ? "" : s.seconds.toFixed(2),
-        s.error ? `error: ${s.error.split("\n")[0].slice(0, 80)}` : headline,
+        ["skipped", "planned", "blocked"].includes(s.outcome) ? "" : s.seconds.toFixed(2),
+        s.blockedBy
+          ? `blocked by ${s.blockedBy}`
+          : s.error
+          ? `error: ${s.error.split("\n")[0].slice(0, 80)}`
+          : headline,
         s.dir ? relative(cwd, s.dir) || "." : "",
       ];
     }),
@@ -92,6 +122,7 @@ export async function runPipeline(
 ): Promise<RunReport> {
   const out = options.out ?? stderrOutput;
   const cache = new ArtifactCache(options.cacheDir);
+  if (!options.planOnly) await cache.ensureWritable();
   const settings = pipelineSettings(pipeline, options.cacheDir);
   const steps = await planPipeline(pipeline, cache, settings, options);
   const report: RunReport = {
@@ -117,11 +148,30 @@ export async function runPipeline(
     return report;
   }
 
-  let failed = false;
+  await verifyInputsToBeRead(steps, out);
+
+  /** Stage name → the failed stage that blocks it. */
+  const blockedBy = new Map<string, string>();
+  const signal = options.signal ?? new AbortController().signal;
   for (const step of steps) {
     const { stage } = step;
     const base = { stage: stage.name, type: stage.type, key: step.key };
-    if (step.status === "skip" || failed) {
+    const blocker = stage.needs.map((n) =>
+      blockedBy.get(n) ?? (failedHere(report, n) ? n : undefined)
+    )
+      .find(Boolean);
+    if (blocker) {
+      blockedBy.set(stage.name, blocker);
+      report.steps.push({
+        ...base,
+        outcome: "blocked",
+        seconds: 0,
+        metrics: {},
+        blockedBy: blocker,
+      });
+      continue;
+    }
+    if (step.status === "skip" || report.interrupted) {
       report.steps.push({ ...base, outcome: "skipped", seconds: 0, metrics: {} });
       continue;
     }
@@ -136,77 +186,189 @@ export async function runPipeline(
       });
       continue;
     }
-    const inputs: Record<string, Artifact> = {};
-    for (const need of stage.needs) inputs[need] = report.artifacts[need];
-
-    const started = new Date();
-    const t0 = performance.now();
-    await cache.sweepTemp(stage.name);
-    const outDir = await cache.createTemp(stage.name, step.key);
-    const progressDir = await cache.ensureProgressDir(stage.name, step.key);
-    const environment: Record<string, unknown> = {};
-    const log = createLogger(stage.name, out);
-    log.info(`running (${step.reason ?? "not cached"})`);
-    try {
-      const result = await stage.definition.run({
-        name: stage.name,
-        params: stage.params,
-        inputs,
-        outDir,
-        progressDir,
-        pipeline: settings,
-        progress: createProgress(stage.name, { out }),
-        log,
-        signal: options.signal ?? new AbortController().signal,
-        recordEnvironment: (facts) => Object.assign(environment, facts),
-      });
-      options.signal?.throwIfAborted();
-      const seconds = (performance.now() - t0) / 1000;
-      const metrics = result?.metrics ?? {};
-      const manifest: Manifest = {
-        format: 1,
-        stage: stage.name,
-        type: stage.type,
-        version: stage.definition.version,
-        key: step.key,
-        params: stage.params,
-        inputs: Object.fromEntries(
-          Object.entries(inputs).map(([n, a]) => [n, { type: a.type, key: a.key }]),
-        ),
-        files: step.files,
-        versions: { groundup: GROUNDUP_VERSION, deno: Deno.version.deno },
-        environment,
-        metrics,
-        startedAt: started.toISOString(),
-        finishedAt: new Date().toISOString(),
-        seconds,
-      };
-      const artifact = await cache.commit(outDir, manifest);
-      report.artifacts[stage.name] = artifact;
-      report.steps.push({
-        ...base,
-        outcome: "ran",
-        seconds,
-        metrics: headlineOf(step, metrics),
-        dir: artifact.dir,
-      });
-    } catch (error) {
-      await Deno.remove(outDir, { recursive: true }).catch(() => {});
-      failed = true;
-      report.ok = false;
-      const message = error instanceof Error ? error.message : String(error);
-      report.steps.push({
-        ...base,
-        outcome: "failed",
-        seconds: (performance.now() - t0) / 1000,
-        metrics: {},
-        error: message,
-      });
-      report.error = new StageFailedError(stage.name, error);
-    }
+    const result = await runStep(step, report, cache, settings, out, signal, options);
+    report.steps.push({ ...base, ...result });
+    if (result.outcome === "failed" || result.outcome === "interrupted") report.ok = false;
   }
   await writeRunLog(options.cacheDir, report).catch(() => {});
   return report;
+}
+
+function failedHere(report: RunReport, stage: string): boolean {
+  return report.steps.some((s) => s.stage === stage && s.outcome === "failed");
+}
+
+/**
+ * Check the contents of every cached artifact a running stage will read (sizes were checked
+ * when the plan was made). A damaged one is re-run instead, and then its own inputs are read
+ * too: hence the walk from the last stage back to the first.
+ */
+async function verifyInputsToBeRead(steps: PlannedStep[], out: Output) {
+  const read = new Set<string>();
+  for (const step of [...steps].reverse()) {
+    if (step.status === "cached" && step.cached && read.has(step.stage.name)) {
+      const problem = await checkFiles(step.cached.dir, step.cached.manifest, "contents");
+      if (problem) {
+        out.write(`[${step.stage.name}] cached artifact damaged: ${problem}; running it again\n`);
+        step.damaged = { dir: step.cached.dir, problem };
+        step.cached = undefined;
+        step.status = "run";
+        step.reason = `cached artifact damaged: ${problem}`;
+      }
+    }
+    if (step.status === "run") { for (const need of step.stage.needs) read.add(need); }
+  }
+}
+
+async function runStep(
+  step: PlannedStep,
+  report: RunReport,
+  cache: ArtifactCache,
+  settings: ReturnType<typeof pipelineSettings>,
+  out: Output,
+  signal: AbortSignal,
+  options: RunOptions,
+): Promise<Omit<StepReport, "stage" | "type" | "key">> {
+  const { stage } = step;
+  const log = createLogger(stage.name, out);
+  const started = new Date();
+  const t0 = performance.now();
+  const elapsed = () => (performance.now() - t0) / 1000;
+  const what = `${stage.name}/${step.key.slice(0, 16)}`;
+  let lock;
+  try {
+    lock = await cache.lock(stage.name, step.key, {
+      noWait: options.noWait,
+      signal,
+      onWait: (owner) => log.info(`waiting for ${what} (${describeOwner(owner)})`),
+    });
+  } catch (error) {
+    if (signal.aborted) {
+      report.interrupted = {
+        stage: stage.name,
+        progressDir: cache.progressDir(stage.name, step.key),
+        checkpointKept: false,
+        whileWaiting: true,
+      };
+      return { outcome: "interrupted", seconds: elapsed(), metrics: {}, error: "interrupted" };
+    }
+    return failure(report, stage.name, error, elapsed());
+  }
+  let outDir: string | undefined;
+  const progressDir = cache.progressDir(stage.name, step.key);
+  try {
+    // Another process may have computed this key while we waited for its lock.
+    if (!step.damaged && !step.reason?.startsWith("--")) {
+      const found = await cache.lookup(stage.name, step.key);
+      if (found && !isDamaged(found)) {
+        log.info(`computed by another run meanwhile: using ${found.dir}`);
+        report.artifacts[stage.name] = found;
+        return {
+          outcome: "cached",
+          seconds: 0,
+          metrics: headlineOf(step, found.manifest.metrics),
+          dir: found.dir,
+        };
+      }
+    }
+    // A damaged artifact is kept aside for inspection; an unverifiable old one is simply
+    // replaced when the new one is committed.
+    if (step.damaged && step.damaged.problem !== UNVERIFIABLE) {
+      const aside = await cache.discard(step.damaged.dir).catch(() => undefined);
+      if (aside) log.warn(`set the damaged artifact aside as ${aside}`);
+    }
+    await cache.sweepTemp(stage.name, step.key);
+    if (step.reason === "--force") {
+      const hadProgress = await Deno.stat(progressDir).then(() => true, () => false);
+      if (hadProgress) {
+        await Deno.remove(progressDir, { recursive: true });
+        log.info(`--force: discarded the checkpoints in ${progressDir}; starting fresh`);
+      }
+    }
+    const memory = stage.definition.memoryBytes?.(stage.params);
+    if (memory) ensureMemory(memory.bytes, `stage "${stage.name}" (${memory.what})`);
+    const needed = stage.definition.diskBytes?.(stage.params, settings);
+    if (needed) await ensureFreeSpace(cache.stageDir(stage.name), needed, `stage "${stage.name}"`);
+    outDir = await cache.createTemp(stage.name, step.key);
+    await cache.ensureProgressDir(stage.name, step.key);
+    const inputs: Record<string, Artifact> = {};
+    for (const need of stage.needs) inputs[need] = report.artifacts[need];
+    const environment: Record<string, unknown> = {};
+    log.info(`running (${step.reason ?? "not cached"})`);
+    options.onStageStart?.(stage.name, progressDir);
+    const result = await stage.definition.run({
+      name: stage.name,
+      params: stage.params,
+      inputs,
+      outDir,
+      progressDir,
+      pipeline: settings,
+      progress: createProgress(stage.name, { out }),
+      log,
+      signal,
+      recordEnvironment: (facts) => Object.assign(environment, facts),
+    });
+    // The stage returned: its work is complete and is committed even if a Ctrl-C arrived
+    // during its last moments (the runner then starts nothing more).
+    const seconds = elapsed();
+    const metrics = result?.metrics ?? {};
+    const manifest: Manifest = {
+      format: 1,
+      stage: stage.name,
+      type: stage.type,
+      version: stage.definition.version,
+      key: step.key,
+      params: stage.params,
+      inputs: Object.fromEntries(
+        Object.entries(inputs).map(([n, a]) => [n, { type: a.type, key: a.key }]),
+      ),
+      files: step.files,
+      versions: { groundup: GROUNDUP_VERSION, deno: Deno.version.deno },
+      environment,
+      metrics,
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      seconds,
+    };
+    const artifact = await cache.commit(outDir, manifest);
+    outDir = undefined;
+    report.artifacts[stage.name] = artifact;
+    if (signal.aborted) {
+      report.interrupted = { stage: stage.name, progressDir, checkpointKept: false };
+    }
+    return { outcome: "ran", seconds, metrics: headlineOf(step, metrics), dir: artifact.dir };
+  } catch (error) {
+    if (outDir) await Deno.remove(outDir, { recursive: true }).catch(() => {});
+    await cache.removeProgressIfEmpty(stage.name, step.key);
+    const checkpointKept = await Deno.stat(progressDir).then(() => true, () => false);
+    if (signal.aborted) {
+      report.interrupted = { stage: stage.name, progressDir, checkpointKept };
+      return { outcome: "interrupted", seconds: elapsed(), metrics: {}, error: "interrupted" };
+    }
+    let cause = error;
+    if (isDiskFull(error)) {
+      cause = new Error(
+        `${describeFsError(error, cache.stageDir(stage.name))} (${(error as Error).message})${
+          checkpointKept ? `; the last checkpoint is kept in ${progressDir}` : ""
+        }`,
+      );
+    }
+    return failure(report, stage.name, cause, elapsed());
+  } finally {
+    await lock.release();
+  }
+}
+
+function failure(
+  report: RunReport,
+  stage: string,
+  error: unknown,
+  seconds: number,
+): Omit<StepReport, "stage" | "type" | "key"> {
+  report.ok = false;
+  report.error ??= new StageFailedError(stage, error);
+  const message = error instanceof Error ? error.message : String(error);
+  return { outcome: "failed", seconds, metrics: {}, error: message };
 }
 
 async function writeRunLog(cacheDir: string, report: RunReport) {

@@ -17,6 +17,12 @@ export interface Artifact {
   manifest: Manifest;
 }
 
+/** One file of an artifact as the manifest records it. */
+export interface FileRecord {
+  size: number;
+  sha256: string;
+}
+
 export interface Manifest {
   format: 1;
   stage: string;
@@ -25,13 +31,26 @@ export interface Manifest {
   key: string;
   params: unknown;
   inputs: Record<string, { type: string; key: string }>;
+  /** Content hashes of the local files the stage read (part of the cache key). */
   files: Record<string, string>;
+  /**
+   * Every file of the artifact (relative path) with its size and sha256. Absent in manifests
+   * written before artifacts were verified: those are re-run rather than trusted.
+   */
+  outputs?: Record<string, FileRecord>;
   versions: Record<string, string>;
   environment: Record<string, unknown>;
   metrics: Record<string, number | string>;
   startedAt: string;
   finishedAt: string;
   seconds: number;
+}
+
+/** A stage upstream of another, as `checkUpstream` sees it. */
+export interface UpstreamStage {
+  name: string;
+  type: string;
+  params: unknown;
 }
 
 /** Settings that belong to the whole pipeline rather than one stage. */
@@ -87,6 +106,28 @@ export interface StageDefinition<P = unknown> {
   localFiles?(params: P, pipeline: PipelineSettings): string[];
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
+  /**
+   * Top-level parameters that change how often the stage saves its work, not its output
+   * (e.g. "checkpoint_minutes"). They are left out of the cache key: each is hashed as its
+   * schema default, so a pipeline using the defaults keeps the key it always had.
+   */
+  cadenceParams?: string[];
+  /**
+   * About how many bytes the stage writes (artifact plus checkpoints), checked against the
+   * free space of the cache folder before it starts so a full disk fails early.
+   */
+  diskBytes?(params: P, pipeline: PipelineSettings): number | undefined;
+  /**
+   * About how much memory the stage needs (and what for), checked against the memory available
+   * before it starts, so a model too large fails with both sizes instead of an allocation error.
+   */
+  memoryBytes?(params: P): { bytes: number; what: string } | undefined;
+  /**
+   * Problems knowable before anything runs from the parameters of the stages this one needs,
+   * directly or not (e.g. a window longer than the model's context). Each names a key of
+   * this stage's parameters where the problem is reported.
+   */
+  checkUpstream?(params: P, upstream: UpstreamStage[]): { key?: string; message: string }[];
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 

@@ -31,6 +31,7 @@ import { inputOfType } from "./common.ts";
 import { openDataloaderArtifact } from "./dataloader.ts";
 import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
+import { countParameters } from "../llm/model/config.ts";
 
 export const PretrainParams = z.strictObject({
   model: ModelConfigSchema.describe(
@@ -102,6 +103,27 @@ export const pretrainStage = defineStage({
   inherits: ["model", "seed"],
   requires: ["dataloader"],
   headline: ["train_loss", "val_loss", "tokens_seen", "tokens_per_second"],
+  // How often it checkpoints does not change what it trains (see runner/plan.ts keyParams).
+  cadenceParams: ["checkpoint_minutes", "checkpoint_every"],
+  // The weights (4 bytes a parameter), and while a checkpoint replaces the previous one two
+  // checkpoints of weights + AdamW's two moments (12 bytes a parameter each).
+  diskBytes: (p) => 28 * countParameters(p.model),
+  memoryBytes: (p) => ({
+    bytes: 16 * countParameters(p.model),
+    what: `${countParameters(p.model).toLocaleString("en")} parameters × 16 bytes: ` +
+      "weights, gradients and AdamW's two moments",
+  }),
+  checkUpstream: (p, upstream) =>
+    upstream.filter((s) => s.type === "dataloader").flatMap((s) => {
+      const maxLength = (s.params as { max_length: number }).max_length;
+      return maxLength > p.model.context_length
+        ? [{
+          key: "model.context_length",
+          message: `the dataloader "${s.name}" makes windows of max_length ${maxLength} tokens, ` +
+            `longer than model.context_length ${p.model.context_length}: lower max_length or raise context_length`,
+        }]
+        : [];
+    }),
   async run(ctx) {
     const p = ctx.params;
     await useEngine(ctx);
@@ -117,7 +139,7 @@ export const pretrainStage = defineStage({
 
     let model: GPTModel, optimizer: AdamW;
     let resume: TrainingState | undefined;
-    const saved = await readCheckpointState<RunState>(checkpointDir);
+    const saved = await readCheckpointState<RunState>(checkpointDir, (line) => ctx.log.warn(line));
     if (saved && saved.runId === runId(ctx)) {
       ({ model, optimizer } = await loadCheckpoint<RunState>(checkpointDir, makeOptimizer));
       resume = { ...saved.extra, position: saved.position };
@@ -176,10 +198,14 @@ export const pretrainStage = defineStage({
   },
 });
 
-/** A run is identified by its parameters and data; a checkpoint of another run is ignored. */
+/**
+ * A run is identified by its parameters and data; a checkpoint of another run is ignored. How
+ * often checkpoints are written does not change the run, so those settings are left out.
+ */
 function runId(ctx: StageContext<PretrainParams>): string {
+  const { checkpoint_minutes: _minutes, checkpoint_every: _every, ...params } = ctx.params;
   const inputs = Object.values(ctx.inputs).map((a) => a.key).sort().join(",");
-  return `${JSON.stringify(ctx.params)}|${inputs}`;
+  return `${JSON.stringify(params)}|${inputs}`;
 }
 
 function checkCompatible(ctx: StageContext<PretrainParams>, maxLength: number, vocabSize: number) {

@@ -34,7 +34,13 @@ const CorpusSchema = z.union([
     /** File name under the mirror and download cache (default: the URL's last segment). */
     path: z.string().optional(),
   }),
-]);
+], {
+  // zod's own words for a value matching no form are "Invalid input": name the forms instead.
+  error: () =>
+    `expected a named dataset (${
+      datasetNames().join(", ")
+    }), the path of a local text file, or { url, sha256, path? }`,
+});
 
 export const TokenizeParams = z.strictObject({
   corpus: CorpusSchema.describe(

@@ -140,7 +140,7 @@ export async function saveModel(dir: string, model: GPTModel): Promise<void> {
 }
 
 /** Reads and validates `config.json` of a saved model folder. */
-async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
+export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
   const path = join(dir, CONFIG_FILE);
   let text: string;
   try {

@@ -4,9 +4,14 @@
  * the data order, plus whatever the caller wants to carry (history, samples).
  *
  * A checkpoint is a folder written under a temporary name and renamed into place, so a
- * crash while saving leaves the previous checkpoint intact.
+ * crash while saving (or a full disk) leaves the previous checkpoint intact. Its state.json,
+ * written last, records the size and sha256 of every other file: a checkpoint damaged later
+ * (truncated, overwritten) is reported and set aside as `checkpoint.corrupt-<time>` instead
+ * of resuming with garbage, and the run starts from scratch, saying so.
  */
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+import { describeFsError, ensureFreeSpace, isDiskFull } from "../disk.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";
@@ -38,6 +43,8 @@ export interface CheckpointState<Extra> {
   runId: string;
   /** Whatever the caller carries (the loop's history and samples). */
   extra: Extra;
+  /** Size and sha256 of each file of the checkpoint (absent in checkpoints of older versions). */
+  files?: Record<string, { size: number; sha256: string }>;
 }
 
 const STATE_FILE = "state.json";
@@ -51,8 +58,15 @@ export async function saveCheckpoint<Extra>(
   dir: string,
   model: GPTModel,
   optimizer: AdamW,
-  state: Omit<CheckpointState<Extra>, "format" | "dropoutRngState">,
+  state: Omit<CheckpointState<Extra>, "format" | "dropoutRngState" | "files">,
 ): Promise<void> {
+  // Weights plus AdamW's two moments: 12 bytes a parameter, and the previous checkpoint
+  // stays on disk until the new one is complete. Fail before writing anything if it won't fit.
+  await ensureFreeSpace(
+    dirname(dir),
+    12 * model.numParameters() + 1_000_000,
+    `a checkpoint (the previous one in ${dir} is kept)`,
+  );
   const temp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
     await saveModel(temp, model);
@@ -62,6 +76,7 @@ export async function saveCheckpoint<Extra>(
       format: 1,
       ...state,
       dropoutRngState: model.dropoutRng.state,
+      files: await recordCheckpointFiles(temp),
     };
     await Deno.writeTextFile(join(temp, STATE_FILE), JSON.stringify(full) + "\n");
     // Replace the previous checkpoint: move it aside, move the new one in, drop the old one.
@@ -77,13 +92,99 @@ export async function saveCheckpoint<Extra>(
     if (hadOld) await Deno.remove(old, { recursive: true });
   } catch (error) {
     await Deno.remove(temp, { recursive: true }).catch(() => {});
+    if (isDiskFull(error)) {
+      throw new Error(
+        `writing a checkpoint: ${
+          describeFsError(error, temp)
+        }; the previous checkpoint in ${dir} is kept`,
+      );
+    }
     throw error;
   }
 }
 
-/** The checkpoint's state, or undefined when there is none (a half-written one never counts). */
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  for await (const chunk of file.readable) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+async function recordCheckpointFiles(
+  dir: string,
+): Promise<Record<string, { size: number; sha256: string }>> {
+  const files: Record<string, { size: number; sha256: string }> = {};
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile) names.push(entry.name);
+  for (const name of names.sort()) {
+    if (name === STATE_FILE) continue;
+    const path = join(dir, name);
+    files[name] = { size: (await Deno.stat(path)).size, sha256: await sha256OfFile(path) };
+  }
+  return files;
+}
+
+/** The first file of the checkpoint that differs from what its state.json recorded. */
+async function checkpointDamage(
+  dir: string,
+  files: Record<string, { size: number; sha256: string }>,
+): Promise<string | undefined> {
+  for (const [name, record] of Object.entries(files)) {
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = (await Deno.stat(path)).size;
+    } catch {
+      return `${path} is missing`;
+    }
+    if (size !== record.size) return `${path} has ${size} bytes, ${record.size} were written`;
+  }
+  for (const [name, record] of Object.entries(files)) {
+    const path = join(dir, name);
+    if ((await sha256OfFile(path)) !== record.sha256) {
+      return `${path} has changed since it was written (sha256 differs)`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checkpoints verified in this process (dir → state.json's text and each file's size and
+ * mtime), so reading the state and then loading hashes the files once.
+ */
+const verified = new Map<string, string>();
+
+async function fingerprint(dir: string, text: string, files: Record<string, unknown>) {
+  const stats = [];
+  for (const name of Object.keys(files)) {
+    const stat = await Deno.stat(join(dir, name)).catch(() => undefined);
+    stats.push([name, stat?.size, stat?.mtime?.getTime()]);
+  }
+  return JSON.stringify([text, stats]);
+}
+
+/**
+ * Move a damaged checkpoint out of the way (`checkpoint.corrupt-<time>`, kept for inspection)
+ * and say what happens next.
+ */
+async function setAside(dir: string, problem: string, warn: (line: string) => void) {
+  const aside = `${dir}.corrupt-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  await Deno.rename(dir, aside);
+  warn(
+    `the checkpoint in ${dir} is damaged (${problem}); moved it to ${
+      basename(aside)
+    } and starting from scratch`,
+  );
+}
+
+/**
+ * The checkpoint's state, or undefined when there is none (a half-written one never counts).
+ * A checkpoint whose files no longer match the sizes and hashes it recorded, or whose
+ * state.json is unreadable, is set aside (reported through `warn`) and counts as none.
+ */
 export async function readCheckpointState<Extra>(
   dir: string,
+  warn: (line: string) => void = (line) => console.error(`warning: ${line}`),
 ): Promise<CheckpointState<Extra> | undefined> {
   let text: string;
   try {
@@ -92,15 +193,27 @@ export async function readCheckpointState<Extra>(
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+  let state: CheckpointState<Extra>;
   try {
-    const state = JSON.parse(text) as CheckpointState<Extra>;
+    state = JSON.parse(text) as CheckpointState<Extra>;
     if (state.format !== 1) throw new Error(`unknown format ${state.format}`);
-    return state;
   } catch (error) {
-    throw new Error(
-      `${join(dir, STATE_FILE)}: not a valid checkpoint: ${(error as Error).message}`,
-    );
+    await setAside(dir, `${STATE_FILE} is not valid: ${(error as Error).message}`, warn);
+    return undefined;
   }
+  if (state.files) {
+    const seen = await fingerprint(dir, text, state.files);
+    if (verified.get(dir) !== seen) {
+      const problem = await checkpointDamage(dir, state.files);
+      if (problem) {
+        verified.delete(dir);
+        await setAside(dir, problem, warn);
+        return undefined;
+      }
+      verified.set(dir, seen);
+    }
+  }
+  return state;
 }
 
 /**

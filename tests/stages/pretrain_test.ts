@@ -146,14 +146,16 @@ Deno.test("pretrain: killed mid-run (SIGKILL), the re-run resumes and ends with 
   });
 });
 
-Deno.test("pretrain: windows longer than the model's context are an error before training", async () => {
+Deno.test("pretrain: windows longer than the model's context are an error before anything runs", async () => {
   await withTempDir(async (dir) => {
     const file = await writePipeline(
       dir,
       microPipeline(1).replace("    max_length: 16", "    max_length: 32"),
     );
-    const report = await runFile(file, join(dir, "cache"));
-    assert.equal(report.ok, false);
-    assert.match(report.error!.message, /windows have 32 tokens but model\.context_length is 16/);
+    await assert.rejects(
+      runFile(file, join(dir, "cache")),
+      /makes windows of max_length 32 tokens, longer than model\.context_length 16/,
+    );
+    await assert.rejects(Deno.stat(join(dir, "cache", "tokenize")), Deno.errors.NotFound);
   });
 });
