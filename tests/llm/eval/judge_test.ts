@@ -12,7 +12,6 @@ import {
   readResponses,
   type ResponseEntry,
   responseFields,
-  summarizeScores,
 } from "../../../llm/eval/judge.ts";
 import {
   JudgeRequestError,
