@@ -2,6 +2,7 @@
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
 import { generateStage } from "./generate.ts";
+import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { tokenizeStage } from "./tokenize.ts";
@@ -12,7 +13,15 @@ export function builtinStages(): StageRegistry {
     .register(dataloaderStage)
     .register(pretrainStage)
     .register(loadOpenaiWeightsStage)
-    .register(generateStage);
+    .register(generateStage)
+    .register(judgeStage);
 }
 
-export { dataloaderStage, generateStage, loadOpenaiWeightsStage, pretrainStage, tokenizeStage };
+export {
+  dataloaderStage,
+  generateStage,
+  judgeStage,
+  loadOpenaiWeightsStage,
+  pretrainStage,
+  tokenizeStage,
+};
