@@ -214,28 +214,43 @@ export function createServeHandler(options: ServeOptions): {
   function streamed(
     contentType: string,
     abort: AbortController,
-    produce: (send: (chunk: string) => void) => Promise<void>,
+    produce: (send: (chunk: string) => Promise<void>) => Promise<void>,
     onError: (message: string) => string,
   ): Response {
     const encoder = new TextEncoder();
+    // Set while a piece waits for the connection to take the previous one: generation pauses
+    // until the client reads (backpressure), which is also what gives the server's I/O a turn.
+    let taken: PromiseWithResolvers<void> | undefined;
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        const send = (chunk: string) => controller.enqueue(encoder.encode(chunk));
+        const send = async (chunk: string) => {
+          controller.enqueue(encoder.encode(chunk));
+          if ((controller.desiredSize ?? 1) <= 0 && !abort.signal.aborted) {
+            taken = Promise.withResolvers();
+            await taken.promise;
+          }
+        };
         produce(send).then(
           () => controller.close(),
           (error) => {
             if (abort.signal.aborted) return; // nobody is listening any more
             try {
-              send(onError(error instanceof Error ? error.message : String(error)));
+              controller.enqueue(
+                encoder.encode(onError(error instanceof Error ? error.message : String(error))),
+              );
               controller.close();
             } catch { /* the stream is already gone */ }
           },
         );
       },
+      pull() {
+        taken?.resolve();
+      },
       cancel() {
         abort.abort(new DOMException("the client disconnected", "AbortError"));
+        taken?.resolve();
       },
-    });
+    }, { highWaterMark: 1 });
     return new Response(body, {
       headers: { "content-type": contentType, "cache-control": "no-cache" },
     });
@@ -321,13 +336,16 @@ export function createServeHandler(options: ServeOptions): {
     });
   }
 
-  function sse(abort: AbortController, produce: (send: (chunk: string) => void) => Promise<void>) {
+  function sse(
+    abort: AbortController,
+    produce: (send: (chunk: string) => Promise<void>) => Promise<void>,
+  ) {
     return streamed(
       "text/event-stream",
       abort,
       async (send) => {
         await produce(send);
-        send("data: [DONE]\n\n");
+        await send("data: [DONE]\n\n");
       },
       (message) => event({ error: { message, type: "server_error", param: null, code: null } }),
     );

@@ -99,6 +99,19 @@ export async function generateText(
     if (stopped) throw new StopReached();
   };
 
+  // Between tokens, give the event loop a turn now and then: the tfjs CPU backend resolves
+  // each step as a microtask, so without one the HTTP layer could not send a streamed piece
+  // (nor notice a disconnect, nor read another request) until the whole generation is over.
+  // Only a timer turn lets Deno poll its I/O (MessageChannel and setImmediate do not), and a
+  // timer turn costs a few ms, so it is taken at most every 5 ms when streaming (the pieces
+  // of faster tokens go out together) and every 25 ms otherwise.
+  const yieldEveryMs = onText ? 5 : 25;
+  let lastTurn = performance.now();
+  const maybeTurn = async () => {
+    if (performance.now() - lastTurn < yieldEveryMs) return;
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+    lastTurn = performance.now();
+  };
   try {
     await generate(model, ids, {
       maxNewTokens: request.maxTokens,
@@ -112,6 +125,7 @@ export async function generateText(
         signal?.throwIfAborted();
         const piece = decoder.push(id);
         if (piece) await accept(piece, false);
+        await maybeTurn();
       },
     });
     await accept(decoder.flush(), true);

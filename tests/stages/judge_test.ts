@@ -78,7 +78,7 @@ stages:
     api_key_env: TEST_JUDGE_KEY
 `,
       );
-      assert.ok(report.ok, report.error?.message);
+      assert.ok(report.ok, report.error?.message ?? "");
       const artifact = report.artifacts.judge;
       const files = [...Deno.readDirSync(artifact.dir)].map((f) => f.name).sort();
       assert.deepEqual(files, [
