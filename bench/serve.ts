@@ -2,8 +2,11 @@
  * `serve` against complete() on the same model: tokens/s of a streamed completion over HTTP
  * (SSE, read chunk by chunk as a client does) vs complete() called directly, interleaved and
  * repeated; then requests/s and latency with --clients concurrent clients (non-streamed).
+ * The server runs as `deno task serve` does, in its own process (cli/serve.ts); with
+ * --in-process on, in this one (client and server then share one event loop).
  *
- *   deno run -A bench/serve.ts [--model DIR] [--tokens N] [--repeats R] [--clients 4] [--requests 20]
+ *   deno run -A bench/serve.ts [--model DIR] [--tokens N] [--repeats R] [--clients 4]
+ *                              [--requests 20] [--in-process off]
  *
  * Default model: the tiny config (random weights; context 32, so at most ~28 new tokens).
  * Prints one JSON line per measurement and a summary line.
@@ -11,7 +14,7 @@
 import { initEngine } from "../llm/engine/backend.ts";
 import { loadModelConfig } from "../llm/model/config.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
+import { loadModel, saveModel } from "../llm/model/weights_io.ts";
 import { createTokenizer } from "../llm/tokenizer/mod.ts";
 import { startServer } from "../server/app.ts";
 import { complete } from "../stages/generate.ts";
@@ -31,7 +34,57 @@ const PROMPT = "Every effort moves you";
 const promptTokens = tokenizer.encode(PROMPT).length;
 const tokens = Number(flag("tokens", String(model.config.context_length - promptTokens)));
 
-const { url, server } = startServer({ model, tokenizer, modelName: "bench", alpaca: false });
+const inProcess = flag("in-process", "off") === "on";
+let url: string, stopServer: () => Promise<void>;
+if (inProcess) {
+  const running = startServer({ model, tokenizer, modelName: "bench", alpaca: false });
+  url = running.url;
+  stopServer = () => running.server.shutdown();
+} else {
+  let dir = modelDir;
+  if (!dir) {
+    dir = await Deno.makeTempDir({ prefix: "bench-serve-" });
+    await saveModel(dir, model);
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "cli/serve.ts",
+      "--model",
+      dir,
+      "--port",
+      "0",
+      "--backend",
+      "cpu",
+      "--name",
+      "bench",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  for (;;) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`serve exited:\n${seen}`);
+    seen += value;
+    const found = seen.match(/at (http:\/\/\S+)/)?.[1];
+    if (found) {
+      url = found;
+      break;
+    }
+  }
+  // Keep reading its request log so the pipe never fills.
+  (async () => {
+    while (!(await lines.read()).done);
+  })();
+  stopServer = async () => {
+    child.kill("SIGTERM");
+    await child.status;
+    if (!modelDir) await Deno.remove(dir, { recursive: true });
+  };
+}
 
 async function viaComplete(): Promise<{ tokens: number; seconds: number }> {
   const t0 = performance.now();
@@ -115,6 +168,7 @@ const wall = (performance.now() - t0) / 1000;
 const sorted = [...latencies].sort((a, b) => a - b);
 const summary = {
   model: modelDir || "tiny (random)",
+  server: inProcess ? "in-process" : "subprocess",
   new_tokens: tokens,
   complete_tokens_per_s: Math.round(median(direct) * 10) / 10,
   serve_streamed_tokens_per_s: Math.round(median(served) * 10) / 10,
@@ -126,5 +180,5 @@ const summary = {
   latency_ms_p95: Math.round(sorted[Math.floor(sorted.length * 0.95)]),
 };
 console.log(JSON.stringify(summary));
-await server.shutdown();
+await stopServer();
 model.dispose();
