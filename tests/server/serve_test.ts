@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import OpenAI, { APIError } from "openai";
+import { apiError, OpenAI } from "./openai_client.ts";
 import { Ollama } from "ollama";
 import { formatInstructionQuery } from "../../llm/data/instructions.ts";
 import { complete } from "../../stages/generate.ts";
@@ -330,7 +330,7 @@ Deno.test("serve: refusals name the field (400), the model (404), the size (413)
       const client = new OpenAI({ baseURL: `${served.url}/v1`, apiKey: "wrong", maxRetries: 0 });
       await assert.rejects(
         client.models.list(),
-        (error: InstanceType<typeof APIError>) => error.status === 401,
+        apiError(401),
       );
       const keyed = new OpenAI({
         baseURL: `${served.url}/v1`,
@@ -339,8 +339,7 @@ Deno.test("serve: refusals name the field (400), the model (404), the size (413)
       });
       await assert.rejects(
         keyed.completions.create({ model: "tiny", prompt: "Hi", max_tokens: 100 }),
-        (error: InstanceType<typeof APIError>) =>
-          error.status === 400 && /max_tokens/.test(error.message),
+        apiError(400, /max_tokens/),
       );
       const ollama = new Ollama({
         host: served.url,
@@ -474,7 +473,7 @@ Deno.test("serve CLI: starts on a free port, answers the openai client, requires
       const anonymous = new OpenAI({ baseURL: `${url}/v1`, apiKey: "nope", maxRetries: 0 });
       await assert.rejects(
         anonymous.models.list(),
-        (error: InstanceType<typeof APIError>) => error.status === 401,
+        apiError(401),
       );
     } finally {
       child.kill("SIGTERM");
