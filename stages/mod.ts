@@ -6,6 +6,7 @@ import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
 import { evaluateStage } from "./evaluate.ts";
 import { generateStage } from "./generate.ts";
+import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { tokenizeStage } from "./tokenize.ts";
@@ -18,13 +19,15 @@ export function builtinStages(): StageRegistry {
     .register(pretrainStage)
     .register(loadOpenaiWeightsStage)
     .register(generateStage)
-    .register(evaluateStage);
+    .register(evaluateStage)
+    .register(judgeStage);
 }
 
 export {
   dataloaderStage,
   evaluateStage,
   generateStage,
+  judgeStage,
   loadOpenaiWeightsStage,
   pretrainStage,
   tokenizeStage,

@@ -36,6 +36,14 @@ interface JsonSchema {
 
 /** What each stage writes into its artifact folder, and what the schema cannot say. */
 const STAGE_NOTES: Record<string, string> = {
+  "judge": `
+The book's LLM judge (ch07): each response is scored 0–100 with the book's prompt by a model behind
+Ollama's or an OpenAI-compatible API; a reply that is not a bare integer counts as unscored (kept
+and listed). With two response fields it also asks which answer is better, in both orders
+(AlpacaEval style). The API key is read from \`api_key_env\` and never written anywhere. Writes
+\`scores.jsonl\`, \`judge.json\` (per field: scored/total, mean, standard error, histogram, the
+judge's model and digest), \`histogram-<field>.svg\` and \`pairwise.json\`. Answers are kept in
+the progress folder as they arrive, so an interrupted run asks only the rest.`,
   "evaluate": `
 MMLU scored as EleutherAI's LM Evaluation Harness scores it (\`lm_eval --tasks mmlu_philosophy\`):
 the harness's prompt, the continuations \` A\`…\` D\`, the choice with the highest

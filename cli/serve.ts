@@ -1,0 +1,116 @@
+/**
+ * `deno task serve`: one model behind the OpenAI-compatible and Ollama HTTP APIs, so that
+ * other tools (the `openai` and `ollama` clients, the judge, editors) can talk to it.
+ *
+ *   deno task serve --model 124M --port 8000
+ *   deno task serve --model .groundup/lora-finetune/<key> --api-key-env GROUNDUP_API_KEY
+ */
+import { basename, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { WEIGHTS_FILE } from "../llm/model/weights_io.ts";
+import { fileDigest, startServer } from "../server/app.ts";
+import {
+  checkCommonFlags,
+  COMMON_OPTIONS,
+  MODEL_USAGE,
+  openModel,
+  runCommand,
+  UsageError,
+} from "./common.ts";
+import { isGpt2Size } from "../llm/model/gpt2_sizes.ts";
+
+const USAGE = `usage: deno task serve --model M [options]
+
+Serves the model over HTTP: OpenAI-compatible /v1/models, /v1/completions,
+/v1/chat/completions (server-sent events when streaming) and Ollama's /api/tags, /api/generate,
+/api/chat, /api/version (NDJSON when streaming). One generation runs at a time; the others wait.
+
+${MODEL_USAGE}
+  --host H             address to listen on (default 127.0.0.1)
+  --port N             port (default 8000; 0: any free port, printed at start)
+  --name NAME          the model id clients use (default: gpt2-<size> or the folder's name)
+  --api-key-env VAR    require "Authorization: Bearer <key>", the key read from \$VAR
+  --max-body-bytes N   largest request body (default 1048576)
+  --max-tokens N       max_tokens when a request gives none (default 256, at most the context)
+  -h, --help           this text
+`;
+
+function intFlag(
+  raw: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(
+      `--${name} ${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+async function main(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        ...COMMON_OPTIONS,
+        host: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: "8000" },
+        name: { type: "string" },
+        "api-key-env": { type: "string" },
+        "max-body-bytes": { type: "string" },
+        "max-tokens": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return void console.log(USAGE);
+  checkCommonFlags(values);
+  const port = intFlag(values.port, "port", 0, 65535)!;
+  const maxBodyBytes = intFlag(values["max-body-bytes"], "max-body-bytes", 1, 2 ** 30);
+  const defaultMaxTokens = intFlag(values["max-tokens"], "max-tokens", 1, 1 << 20);
+  let apiKey: string | undefined;
+  const keyVar = values["api-key-env"];
+  if (keyVar !== undefined) {
+    apiKey = Deno.env.get(keyVar);
+    if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the variable is not set or empty`);
+  }
+
+  const { dir, model, tokenizer, alpaca } = await openModel(values);
+  const spec = String(values.model);
+  const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
+  const digest = await fileDigest(join(dir, WEIGHTS_FILE));
+  const stop = new AbortController();
+  const { url, server } = startServer({
+    model,
+    tokenizer,
+    modelName,
+    alpaca,
+    digest,
+    apiKey,
+    maxBodyBytes,
+    defaultMaxTokens,
+    hostname: values.host,
+    port,
+    signal: stop.signal,
+    log: (line) => console.error(line),
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop.abort());
+  }
+  // A line a script can wait for (tests and .ci/run read the URL from it).
+  console.error(
+    `serving ${modelName} (${
+      alpaca ? "Alpaca template for chat" : "base model"
+    }, context ${model.config.context_length}${apiKey ? ", API key required" : ""}) at ${url}`,
+  );
+  await server.finished;
+  model.dispose();
+}
+
+if (import.meta.main) Deno.exit(await runCommand(USAGE, () => main(Deno.args)));

@@ -1,0 +1,142 @@
+/**
+ * One generation as the HTTP layer needs it: the same decoding as `complete()` (stages/generate.ts:
+ * `generate()` with a fresh RNG from the seed, text decoded incrementally), plus what a server
+ * must add: stop strings (the text is cut before the first one and held back while it could
+ * still be the start of one), an abort signal (a client that hangs up stops the model at the
+ * next token) and exact token counts for `usage`.
+ */
+import { generate } from "../llm/model/generate.ts";
+import type { GPTModel } from "../llm/model/gpt.ts";
+import { SeededRandom } from "../llm/random.ts";
+import type { Tokenizer } from "../llm/tokenizer/mod.ts";
+import { IncrementalDecoder } from "../llm/infer/complete.ts";
+
+export interface GenerationRequest {
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed: number;
+  /** Generation ends before the first of these strings; it is not part of the text. */
+  stop: string[];
+}
+
+export interface GenerationResult {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  /** "stop": end of text or a stop string; "length": max tokens reached. */
+  finishReason: "stop" | "length";
+  seconds: number;
+}
+
+/** Thrown out of the token callback to end generation at a stop string. */
+class StopReached extends Error {}
+
+/** How many characters at the end of `text` could be the start of one of `stops`. */
+function heldBack(text: string, stops: readonly string[]): number {
+  let hold = 0;
+  for (const stop of stops) {
+    for (let n = Math.min(stop.length - 1, text.length); n > hold; n--) {
+      if (text.endsWith(stop.slice(0, n))) {
+        hold = n;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+/** Encodes `prompt`, checking it is non-empty and inside the model's vocabulary. */
+export function encodePrompt(model: GPTModel, tokenizer: Tokenizer, prompt: string): number[] {
+  const ids = tokenizer.encode(prompt);
+  if (ids.length === 0) throw new RangeError("the prompt has no tokens");
+  const outside = ids.find((id) => id >= model.config.vocab_size);
+  if (outside !== undefined) {
+    throw new RangeError(
+      `prompt token id ${outside} is outside the model's vocabulary of ${model.config.vocab_size}`,
+    );
+  }
+  return ids;
+}
+
+/**
+ * Generates a continuation of `request.prompt`, calling `onText` with each new piece of text
+ * (awaited, so a slow client slows the model instead of filling memory). Throws the signal's
+ * reason when `signal` aborts.
+ */
+export async function generateText(
+  model: GPTModel,
+  tokenizer: Tokenizer,
+  request: GenerationRequest,
+  options: { signal?: AbortSignal; onText?: (text: string) => void | Promise<void> } = {},
+): Promise<GenerationResult> {
+  const { signal, onText } = options;
+  signal?.throwIfAborted();
+  const ids = encodePrompt(model, tokenizer, request.prompt);
+  const stops = request.stop.filter((s) => s.length > 0);
+  const decoder = new IncrementalDecoder(tokenizer, ids);
+  let text = "", sent = 0, tokens = 0, stopped = false;
+  const t0 = performance.now();
+
+  /** Adds decoded text; sends what can no longer turn into a stop string. */
+  const accept = async (piece: string, final: boolean) => {
+    const from = Math.max(0, text.length - Math.max(0, ...stops.map((s) => s.length - 1)));
+    text += piece;
+    let end = text.length;
+    for (const stop of stops) {
+      const at = text.indexOf(stop, from);
+      if (at >= 0 && at < end) end = at, stopped = true;
+    }
+    if (stopped) text = text.slice(0, end);
+    else if (!final) end -= heldBack(text, stops);
+    if (end > sent) {
+      const out = text.slice(sent, end);
+      sent = end;
+      await onText?.(out);
+    }
+    if (stopped) throw new StopReached();
+  };
+
+  // Between tokens, give the event loop a turn now and then: the tfjs CPU backend resolves
+  // each step as a microtask, so without one the HTTP layer could not send a streamed piece
+  // (nor notice a disconnect, nor read another request) until the whole generation is over.
+  // Only a timer turn lets Deno poll its I/O (MessageChannel and setImmediate do not), and a
+  // timer turn costs a few ms, so it is taken at most every 5 ms when streaming (the pieces
+  // of faster tokens go out together) and every 25 ms otherwise.
+  const yieldEveryMs = onText ? 5 : 25;
+  let lastTurn = performance.now();
+  const maybeTurn = async () => {
+    if (performance.now() - lastTurn < yieldEveryMs) return;
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+    lastTurn = performance.now();
+  };
+  try {
+    await generate(model, ids, {
+      maxNewTokens: request.maxTokens,
+      temperature: request.temperature,
+      topK: request.topK,
+      topP: request.topP,
+      eosId: tokenizer.endOfTextId,
+      rng: new SeededRandom(request.seed),
+      onToken: async (id) => {
+        tokens++;
+        signal?.throwIfAborted();
+        const piece = decoder.push(id);
+        if (piece) await accept(piece, false);
+        await maybeTurn();
+      },
+    });
+    await accept(decoder.flush(), true);
+  } catch (error) {
+    if (!(error instanceof StopReached)) throw error;
+  }
+  return {
+    text,
+    promptTokens: ids.length,
+    completionTokens: tokens,
+    finishReason: stopped || tokens < request.maxTokens ? "stop" : "length",
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
