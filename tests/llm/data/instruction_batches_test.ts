@@ -7,7 +7,7 @@ import {
   tokenizeInstructions,
 } from "../../../llm/data/instructions.ts";
 import { Gpt2Tokenizer } from "../../../llm/tokenizer/gpt2.ts";
-import { sharedFixture } from "../../fixtures.ts";
+import { localFixture, sharedFixture } from "../../fixtures.ts";
 
 const rows = (m: { shape: [number, number]; data: Int32Array }) =>
   Array.from(
@@ -92,4 +92,27 @@ Deno.test("loader: batch 8, drop_last leaves 116 training batches averaging ≈ 
     () => new InstructionLoader(examples, { batchSize: 0 }),
     /batchSize must be an integer ≥ 1/,
   );
+});
+
+Deno.test("collate parity: the book's custom_collate_fn (PyTorch) over the first training batches of the real data, with and without mask_instructions", async () => {
+  // tests/fixtures/parity/collate.json, from tools/torch_lora_reference.py (see its docstring).
+  const fixture = JSON.parse(await Deno.readTextFile(localFixture("parity", "collate.json")));
+  const { train } = splitInstructionData(
+    await readInstructionData(sharedFixture("workshop", "instruction-data.json")),
+  );
+  const examples = tokenizeInstructions(train, promptTemplate("alpaca"), new Gpt2Tokenizer())
+    .examples;
+  const plain = new InstructionLoader(examples, { allowedMaxLength: 1024 });
+  const masked = new InstructionLoader(examples, {
+    allowedMaxLength: 1024,
+    maskInstructions: true,
+  });
+  assert.ok(fixture.batches.length >= 2);
+  fixture.batches.forEach((want: Record<string, number[][]>, i: number) => {
+    const batch = plain.batch(0, i);
+    assert.deepEqual(rows(batch.inputs), want.input_ids, `batch ${i} inputs`);
+    assert.deepEqual(rows(batch.targets), want.target_ids, `batch ${i} targets`);
+    assert.deepEqual(rows(masked.batch(0, i).targets), want.masked_target_ids, `batch ${i} masked`);
+    assert.deepEqual(rows(masked.batch(0, i).inputs), want.input_ids);
+  });
 });
