@@ -331,3 +331,17 @@ export function tokenLengthStats(
     allowedMaxLength,
   };
 }
+
+/** {@link tokenizeInstructions} over each split of {@link splitInstructionData}. */
+export function tokenizeSplits(
+  splits: Record<InstructionSplit, readonly InstructionEntry[]>,
+  template: PromptTemplate,
+  tokenizer: { encode(text: string): number[] },
+  options: { allowedMaxLength?: number } = {},
+): Record<InstructionSplit, { examples: TokenizedExample[]; stats: TokenLengthStats }> {
+  return {
+    train: tokenizeInstructions(splits.train, template, tokenizer, options),
+    test: tokenizeInstructions(splits.test, template, tokenizer, options),
+    val: tokenizeInstructions(splits.val, template, tokenizer, options),
+  };
+}

@@ -11,6 +11,7 @@ import {
   readInstructionData,
   splitInstructionData,
   tokenizeInstructions,
+  tokenizeSplits,
 } from "../../../llm/data/instructions.ts";
 import { Gpt2Tokenizer } from "../../../llm/tokenizer/gpt2.ts";
 import { sharedFixture, withTempDir } from "../../fixtures.ts";
@@ -162,4 +163,20 @@ Deno.test("tokenized training split: mean 56.4 and max 91 tokens (GPT-2 BPE, Alp
   });
   assert.equal(tight.stats.truncated, examples.filter((e) => e.ids.length > 80).length);
   assert.ok(tight.stats.truncated > 0);
+});
+
+Deno.test("tokenizeSplits: every split tokenized with its own stats (phi3 template)", async () => {
+  const splits = splitInstructionData(await readInstructionData(DATA));
+  const tokenizer = new Gpt2Tokenizer();
+  const phi3 = promptTemplate("phi3");
+  const all = tokenizeSplits(splits, phi3, tokenizer);
+  assert.deepEqual([all.train.stats.count, all.test.stats.count, all.val.stats.count], [
+    935,
+    110,
+    55,
+  ]);
+  assert.deepEqual(all.val.examples[0].ids, tokenizer.encode(phi3.example(splits.val[0])));
+  // The Phi-3 layout is shorter than Alpaca's preamble.
+  const alpaca = tokenizeSplits(splits, promptTemplate("alpaca"), tokenizer);
+  assert.ok(all.train.stats.meanLength < alpaca.train.stats.meanLength - 15);
 });
