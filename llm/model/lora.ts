@@ -52,10 +52,13 @@ export const DEFAULT_LORA_CONFIG: Readonly<LoraConfig> = {
 
 /** Fills in defaults and checks every field (errors name the field and what was expected). */
 export function loraConfig(options: Partial<LoraConfig> = {}, source = "LoRA config"): LoraConfig {
-  const config = {
-    ...DEFAULT_LORA_CONFIG,
-    ...options,
+  // Only the known fields (a parsed adapter.json holds more).
+  const config: LoraConfig = {
+    rank: options.rank ?? DEFAULT_LORA_CONFIG.rank,
+    alpha: options.alpha ?? DEFAULT_LORA_CONFIG.alpha,
     targets: options.targets ?? [...LORA_TARGETS],
+    dropout: options.dropout ?? DEFAULT_LORA_CONFIG.dropout,
+    scaling: options.scaling ?? DEFAULT_LORA_CONFIG.scaling,
   };
   const fail = (why: string) => {
     throw new Error(`${source}: ${why}`);
