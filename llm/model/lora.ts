@@ -24,6 +24,7 @@ import {
   newVariable,
   prefixed,
 } from "./layers.ts";
+import { ShardedLinear } from "./sharded.ts";
 import { getStateDict, loadStateDict } from "./weights_io.ts";
 
 /** LitGPT's switches `lora_query`, `lora_key`, `lora_value`, `lora_projection`, `lora_mlp`, `lora_head`. */
@@ -162,6 +163,18 @@ function frozenLinear(x2d: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor | n
   return op(x2d);
 }
 
+/** A frozen layer's output [rows, out], without weight-gradient products where it knows how. */
+function frozenApply(base: LinearLayer, x2d: tf.Tensor2D, outFeatures: number): tf.Tensor2D {
+  const frozen = (layer: Linear) => frozenLinear(x2d, layer.weight as tf.Tensor2D, layer.bias);
+  if (base instanceof Linear) return frozen(base);
+  if (base instanceof ShardedLinear) {
+    const parts = base.shards.map(frozen);
+    return parts.length === 1 ? parts[0] : tf.concat(parts, -1);
+  }
+  // Any other layer keeps its own product: still correct, not as lean.
+  return tf.reshape(base.apply(x2d), [-1, outFeatures]) as tf.Tensor2D;
+}
+
 /** Shared by all adapters of a model: dropout mode and its RNG. */
 export interface LoraMode {
   /** Adapter dropout is active only while true (set by `LoraAdapters.train`). */
@@ -198,10 +211,7 @@ export class LoraLinear implements LinearLayer {
   apply(x: tf.Tensor): tf.Tensor {
     const leading = x.shape.slice(0, -1);
     const x2d = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
-    const base = this.base instanceof Linear
-      ? frozenLinear(x2d, this.base.weight as tf.Tensor2D, this.base.bias)
-      // Other layers (the sharded head) keep their own product; still correct, not as lean.
-      : tf.reshape(this.base.apply(x2d), [-1, this.outFeatures]) as tf.Tensor2D;
+    const base = frozenApply(this.base, x2d, this.outFeatures);
     const adapterInput = dropout(x2d, this.dropoutRate, this.mode);
     const update = tf.matMul(tf.matMul(adapterInput, this.A as tf.Tensor2D), this.B as tf.Tensor2D);
     const y = tf.add(base, tf.mul(update, this.scale));

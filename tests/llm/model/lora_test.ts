@@ -163,11 +163,22 @@ Deno.test("LoRA: gradients only for A and B, no weight-gradient products for fro
   const optimizer = new AdamW(model.trainableParameters(), { lr: 1e-3 });
   assert.deepEqual(optimizer.parameters.map(([n]) => n), adapters.parameters().map(([n]) => n));
   model.dispose();
+
+  // A head stored as vocabulary row shards (as on WebGPU for big vocabularies): none either.
+  const sharded = new GPTModel(SMALL, { maxTensorBytes: 3000 });
+  assert.equal(sharded.vocabShards.length, 2);
+  for (const rows of sharded.vocabShards) weightShapes.add(`${rows},16`);
+  const shardedFull = await countWeightGradients(sharded);
+  assert.equal(shardedFull.products, 2 * 6 + 2);
+  randomizeB(applyLora(sharded, { rank: 3 }));
+  assert.equal((await countWeightGradients(sharded)).products, 0);
+  sharded.dispose();
 });
 
 Deno.test("LoRA merge: the merged model (book names, plain layers) gives the same logits as base + adapter", async () => {
-  for (const tiedHead of [false, true]) {
-    const model = new GPTModel(SMALL, { tiedHead });
+  const variants = [{ tiedHead: false }, { tiedHead: true }, { maxTensorBytes: 3000 }];
+  for (const options of variants) {
+    const model = new GPTModel(SMALL, options);
     const adapters = applyLora(model, { rank: 4, alpha: 8 });
     randomizeB(adapters);
     const adapted = logitsOf(model);
@@ -182,7 +193,10 @@ Deno.test("LoRA merge: the merged model (book names, plain layers) gives the sam
     const diff = maxAbsDiff(logitsOf(merged), adapted);
     assert.ok(diff <= 1e-5, `merged vs adapted logits differ by ${diff}`);
     // The adapter really changed the model.
-    assert.ok(maxAbsDiff(logitsOf(new GPTModel(SMALL, { tiedHead })), adapted) > 1e-3);
+    const plain = new GPTModel(SMALL, options);
+    assert.ok(maxAbsDiff(logitsOf(plain), adapted) > 1e-3);
+    plain.dispose();
+    assert.equal(merged.vocabShards.length, model.vocabShards.length);
     await withTempDir(async (dir) => {
       await saveModel(dir, merged);
       const loaded = await loadModel(dir);
