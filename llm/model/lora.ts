@@ -213,8 +213,10 @@ export class LoraLinear implements LinearLayer {
     const x2d = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
     const base = frozenApply(this.base, x2d, this.outFeatures);
     const adapterInput = dropout(x2d, this.dropoutRate, this.mode);
-    const update = tf.matMul(tf.matMul(adapterInput, this.A as tf.Tensor2D), this.B as tf.Tensor2D);
-    const y = tf.add(base, tf.mul(update, this.scale));
+    // The scale goes on the small [rows, rank] product rather than on [rows, out] (the book
+    // scales x A B): the same value up to rounding, without two passes over a head-sized tensor.
+    const down = tf.mul(tf.matMul(adapterInput, this.A as tf.Tensor2D), this.scale);
+    const y = tf.add(base, tf.matMul(down as tf.Tensor2D, this.B as tf.Tensor2D));
     return tf.reshape(y, [...leading, this.outFeatures]);
   }
 
