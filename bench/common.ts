@@ -36,11 +36,14 @@ export function peakRssMb(): number {
 const PYTHON = "/usr/bin/python3";
 
 /**
- * Runs tools/torch_bench.py with `args` and returns its JSON lines, or [] (with a notice on
- * stderr) where Debian's PyTorch is not installed.
+ * Runs tools/torch_bench.py (or another script under tools/) with `args` and returns its JSON
+ * lines, or [] (with a notice on stderr) where Debian's PyTorch is not installed.
  */
-export async function runTorchBench(args: string[]): Promise<Record<string, unknown>[]> {
-  const script = new URL("../tools/torch_bench.py", import.meta.url).pathname;
+export async function runTorchBench(
+  args: string[],
+  tool = "torch_bench.py",
+): Promise<Record<string, unknown>[]> {
+  const script = new URL(`../tools/${tool}`, import.meta.url).pathname;
   let output: Deno.CommandOutput;
   try {
     // Through a shell that forks (`; exit` keeps it from exec-ing python in its own place):

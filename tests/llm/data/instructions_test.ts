@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
 import {
   extractResponse,
+  findDuplicates,
   formatInstructionExample,
   formatInstructionPrompt,
+  formatInstructionQuery,
   parseInstructionData,
+  parsePromptTemplate,
+  promptTemplate,
   readInstructionData,
   splitInstructionData,
+  tokenizeInstructions,
+  tokenizeSplits,
 } from "../../../llm/data/instructions.ts";
-import { sharedFixture } from "../../fixtures.ts";
+import { Gpt2Tokenizer } from "../../../llm/tokenizer/gpt2.ts";
+import { sharedFixture, withTempDir } from "../../fixtures.ts";
 
 const DATA = sharedFixture("workshop", "instruction-data.json");
 
@@ -69,4 +76,107 @@ Deno.test("malformed instruction data names the file and the entry", () => {
     () => parseInstructionData([{ instruction: 3, input: "", output: "" }], "d.json"),
     /entry 0 has a non-string "instruction"/,
   );
+});
+
+Deno.test("JSONL instruction data: records read line by line; a bad record names the file, the record and the field", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/data.jsonl`;
+    const good = { instruction: "Say hi.", input: "", output: "Hi." };
+    await Deno.writeTextFile(path, `${JSON.stringify(good)}\n\n${JSON.stringify(good)}\n`);
+    const entries = await readInstructionData(path);
+    assert.deepEqual(entries, [good, good]);
+    assert.deepEqual(findDuplicates(entries), {
+      count: 1,
+      examples: [{ index: 1, firstIndex: 0 }],
+      repeatedPrompts: 1,
+    });
+
+    await Deno.writeTextFile(
+      path,
+      `${JSON.stringify(good)}\n${JSON.stringify({ instruction: "x", input: "", output: 5 })}\n`,
+    );
+    await assert.rejects(
+      readInstructionData(path),
+      new RegExp(`${path.replaceAll("/", "\\/")}: entry 1 has a non-string "output"`),
+    );
+    await Deno.writeTextFile(path, `${JSON.stringify(good)}\n\n{"instruction": \n`);
+    await assert.rejects(
+      readInstructionData(path),
+      /data\.jsonl: record 1 \(line 3\) is not valid JSON/,
+    );
+  });
+});
+
+Deno.test("duplicates in the real data: no exact repeats, 25 entries repeating an earlier instruction + input", async () => {
+  const report = findDuplicates(await readInstructionData(DATA));
+  assert.deepEqual(report, { count: 0, examples: [], repeatedPrompts: 25 });
+});
+
+Deno.test("templates: alpaca is the book's format_input + response, phi3 the exercise 7.1 strings, custom strings with an optional input part", () => {
+  const withInput = { instruction: "Fix it.", input: "He go.", output: "He goes." };
+  const without = { instruction: "Name a color.", input: "", output: "Red." };
+  const alpaca = promptTemplate("alpaca");
+  for (const entry of [withInput, without]) {
+    assert.equal(alpaca.prompt(entry), formatInstructionPrompt(entry));
+    assert.equal(alpaca.query(entry), formatInstructionQuery(entry));
+    assert.equal(alpaca.example(entry), formatInstructionExample(entry));
+  }
+  assert.equal(alpaca.extractResponse("\n\n### Response:\nHe goes.\n"), "He goes.");
+
+  const phi3 = promptTemplate("phi3");
+  assert.equal(phi3.prompt(withInput), "<|user|>\nFix it.\nHe go.");
+  assert.equal(phi3.example(withInput), "<|user|>\nFix it.\nHe go.\n<|assistant|>:\nHe goes.");
+  assert.equal(phi3.example(without), "<|user|>\nName a color.\n<|assistant|>:\nRed.");
+  assert.equal(phi3.extractResponse("\n<|assistant|>:\nRed.\n"), "Red.");
+
+  const custom = promptTemplate("Q: {instruction}[[ ({input})]]\nA: {output}");
+  assert.equal(custom.name, "custom");
+  assert.equal(custom.prompt(withInput), "Q: Fix it. (He go.)");
+  assert.equal(custom.example(without), "Q: Name a color.\nA: Red.");
+  assert.equal(custom.extractResponse("\nA: Red."), "Red.");
+  const plain = parsePromptTemplate("{instruction} {input} => {output}");
+  assert.equal(plain.prompt(withInput), "Fix it. He go.");
+  assert.equal(plain.example(withInput), "Fix it. He go. => He goes.");
+
+  assert.throws(() => promptTemplate("Q: {instruction}"), /must end with \{output\}/);
+  assert.throws(() => promptTemplate("{question} {output}"), /unknown field \{question\}/);
+  assert.throws(() => promptTemplate("{input} {output}"), /has no \{instruction\}/);
+  assert.throws(() => promptTemplate("{instruction}[[ x]] {output}"), /must contain \{input\}/);
+  assert.throws(() => promptTemplate("{instruction}[[ {input} {output}"), /unmatched/);
+});
+
+Deno.test("tokenized training split: mean 56.4 and max 91 tokens (GPT-2 BPE, Alpaca), none truncated at 1024", async () => {
+  const { train } = splitInstructionData(await readInstructionData(DATA));
+  const tokenizer = new Gpt2Tokenizer();
+  const { examples, stats } = tokenizeInstructions(train, promptTemplate("alpaca"), tokenizer);
+  assert.equal(stats.count, 935);
+  assert.equal(Math.round(stats.meanLength * 10) / 10, 56.4);
+  assert.equal(stats.maxLength, 91);
+  assert.equal(stats.truncated, 0);
+  assert.deepEqual(examples[0].ids, tokenizer.encode(formatInstructionExample(train[0])));
+  assert.equal(
+    examples[0].promptLength,
+    tokenizer.encode(formatInstructionPrompt(train[0])).length,
+  );
+  const tight = tokenizeInstructions(train, promptTemplate("alpaca"), tokenizer, {
+    allowedMaxLength: 80,
+  });
+  assert.equal(tight.stats.truncated, examples.filter((e) => e.ids.length > 80).length);
+  assert.ok(tight.stats.truncated > 0);
+});
+
+Deno.test("tokenizeSplits: every split tokenized with its own stats (phi3 template)", async () => {
+  const splits = splitInstructionData(await readInstructionData(DATA));
+  const tokenizer = new Gpt2Tokenizer();
+  const phi3 = promptTemplate("phi3");
+  const all = tokenizeSplits(splits, phi3, tokenizer);
+  assert.deepEqual([all.train.stats.count, all.test.stats.count, all.val.stats.count], [
+    935,
+    110,
+    55,
+  ]);
+  assert.deepEqual(all.val.examples[0].ids, tokenizer.encode(phi3.example(splits.val[0])));
+  // The Phi-3 layout is shorter than Alpaca's preamble.
+  const alpaca = tokenizeSplits(splits, promptTemplate("alpaca"), tokenizer);
+  assert.ok(all.train.stats.meanLength < alpaca.train.stats.meanLength - 15);
 });

@@ -1,0 +1,121 @@
+/**
+ * One instruction fine-tuning step on our engine, full and LoRA, side by side with the book's
+ * PyTorch code (tools/torch_finetune_bench.py): GPT-2 124M (or 355M) with the pretrained-weights
+ * config (context 1024, qkv_bias, drop 0), random weights, batch 8 × 71 tokens (the book's
+ * typical padded length), the last 10 targets of each row -100, AdamW lr 5e-5 / wd 0.1 over the
+ * trainable parameters. LoRA: rank 16, alpha 16 on every linear layer (llm/model/lora.ts).
+ *
+ *   deno run -A bench/finetune_step.ts [--model 124M|355M] [--steps 3] [--tokens 71] [--torch on|off]
+ *
+ * One warm-up step, then the median of --steps timed steps. One JSON line per mode, then the
+ * PyTorch lines and the ratios (ours / PyTorch, and LoRA / full for each).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { describeEngine, initEngine } from "../llm/engine/backend.ts";
+import type { GPTConfig } from "../llm/model/config.ts";
+import { GPTModel } from "../llm/model/gpt.ts";
+import { applyLora } from "../llm/model/lora.ts";
+import { SeededRandom } from "../llm/random.ts";
+import { AdamW } from "../llm/train/adamw.ts";
+import { trainStep } from "../llm/train/trainer.ts";
+import { flag, median, peakRssMb, runTorchBench } from "./common.ts";
+
+const modelName = flag("model", "124M");
+const steps = Number(flag("steps", "3"));
+const TOKENS = Number(flag("tokens", "71"));
+const withTorch = flag("torch", "on") === "on";
+const BATCH = 8;
+const sizes: Record<string, Pick<GPTConfig, "emb_dim" | "n_heads" | "n_layers">> = {
+  "124M": { emb_dim: 768, n_heads: 12, n_layers: 12 },
+  "355M": { emb_dim: 1024, n_heads: 16, n_layers: 24 },
+};
+if (!sizes[modelName]) throw new Error(`--model must be 124M or 355M, got ${modelName}`);
+const config: GPTConfig = {
+  vocab_size: 50257,
+  context_length: 1024,
+  drop_rate: 0,
+  qkv_bias: true,
+  ...sizes[modelName],
+};
+
+const engine = await initEngine({ backend: "cpu", log: () => {} });
+const rng = new SeededRandom(7);
+const randomIds = () =>
+  Int32Array.from({ length: BATCH * TOKENS }, () => rng.nextInt(config.vocab_size));
+const inputs = { shape: [BATCH, TOKENS] as [number, number], data: randomIds() };
+const targetData = randomIds();
+for (let r = 0; r < BATCH; r++) targetData.fill(-100, r * TOKENS + TOKENS - 10, (r + 1) * TOKENS);
+const batch = { inputs, targets: { shape: inputs.shape, data: targetData } };
+
+const ours: Record<string, number> = {};
+for (const mode of ["full", "lora"] as const) {
+  const model = new GPTModel(config, { seed: 123 });
+  if (mode === "lora") applyLora(model);
+  const optimizer = new AdamW(model.trainableParameters(), { lr: 5e-5, weightDecay: 0.1 });
+  const step = async () => {
+    const start = performance.now();
+    await trainStep(model, optimizer, batch);
+    return (performance.now() - start) / 1e3;
+  };
+  await step(); // warm-up
+  const times = [];
+  for (let i = 0; i < steps; i++) times.push(await step());
+  ours[mode] = median(times);
+  console.log(JSON.stringify({
+    bench: "finetune_step",
+    impl: "groundup",
+    mode,
+    model: modelName,
+    engine: describeEngine(engine),
+    batch: BATCH,
+    tokens: TOKENS,
+    steps,
+    trainable_parameters: model.numParameters({ trainableOnly: true }),
+    seconds: +ours[mode].toFixed(4),
+    seconds_all: times.map((t) => +t.toFixed(4)),
+    loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
+    peak_rss_mb: peakRssMb(),
+  }));
+  model.dispose();
+  tf.disposeVariables();
+}
+console.log(
+  JSON.stringify({
+    bench: "finetune_step_lora_vs_full",
+    impl: "groundup",
+    ratio: +(ours.lora / ours.full).toFixed(3),
+    target: "≤ 0.6",
+  }),
+);
+
+if (withTorch) {
+  const torch = await runTorchBench(
+    ["--model", modelName, "--steps", String(steps), "--tokens", String(TOKENS)],
+    "torch_finetune_bench.py",
+  );
+  const theirs: Record<string, number> = {};
+  for (const line of torch) {
+    console.log(JSON.stringify(line));
+    theirs[line.mode as string] = line.seconds as number;
+  }
+  for (const mode of ["full", "lora"]) {
+    if (theirs[mode] === undefined) continue;
+    console.log(JSON.stringify({
+      bench: "finetune_step_ratio",
+      mode,
+      ours_s: +ours[mode].toFixed(4),
+      pytorch_s: theirs[mode],
+      ratio: +(ours[mode] / theirs[mode]).toFixed(3),
+      target: "≤ 1.0",
+    }));
+  }
+  if (theirs.full && theirs.lora) {
+    console.log(
+      JSON.stringify({
+        bench: "finetune_step_lora_vs_full",
+        impl: "pytorch",
+        ratio: +(theirs.lora / theirs.full).toFixed(3),
+      }),
+    );
+  }
+}

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { collateInstructions, InstructionLoader } from "../../../llm/data/instruction_batches.ts";
+import {
+  promptTemplate,
+  readInstructionData,
+  splitInstructionData,
+  tokenizeInstructions,
+} from "../../../llm/data/instructions.ts";
+import { Gpt2Tokenizer } from "../../../llm/tokenizer/gpt2.ts";
+import { localFixture, sharedFixture } from "../../fixtures.ts";
+
+const rows = (m: { shape: [number, number]; data: Int32Array }) =>
+  Array.from(
+    { length: m.shape[0] },
+    (_, r) => [...m.data.subarray(r * m.shape[1], (r + 1) * m.shape[1])],
+  );
+
+Deno.test("collate: the book's example batch (pad to longest + 1, shift, -100 after the first end-of-text)", () => {
+  // The book's listing 7.x: inputs_1 = [0..4], inputs_2 = [5, 6], inputs_3 = [7, 8, 9].
+  const batch = collateInstructions([
+    { ids: [0, 1, 2, 3, 4], promptLength: 2 },
+    { ids: [5, 6], promptLength: 1 },
+    { ids: [7, 8, 9], promptLength: 2 },
+  ]);
+  assert.deepEqual(rows(batch.inputs), [
+    [0, 1, 2, 3, 4],
+    [5, 6, 50256, 50256, 50256],
+    [7, 8, 9, 50256, 50256],
+  ]);
+  assert.deepEqual(rows(batch.targets), [
+    [1, 2, 3, 4, 50256],
+    [6, 50256, -100, -100, -100],
+    [8, 9, 50256, -100, -100],
+  ]);
+  // Exercise 7.2: targets[:promptLength - 1] are ignored too.
+  const masked = collateInstructions([
+    { ids: [0, 1, 2, 3, 4], promptLength: 3 },
+    { ids: [5, 6], promptLength: 1 },
+  ], { maskInstructions: true });
+  assert.deepEqual(rows(masked.targets), [[-100, -100, 3, 4, 50256], [6, 50256, -100, -100, -100]]);
+  // allowed_max_length cuts both after the masking.
+  const cut = collateInstructions([{ ids: [0, 1, 2, 3, 4], promptLength: 1 }, {
+    ids: [5],
+    promptLength: 1,
+  }], {
+    allowedMaxLength: 3,
+  });
+  assert.deepEqual(rows(cut.inputs), [[0, 1, 2], [5, 50256, 50256]]);
+  assert.deepEqual(rows(cut.targets), [[1, 2, 3], [50256, -100, -100]]);
+});
+
+Deno.test("loader: batch 8, drop_last leaves 116 training batches averaging ≈ 71 positions; seeded shuffles per epoch", async () => {
+  const { train, val } = splitInstructionData(
+    await readInstructionData(sharedFixture("workshop", "instruction-data.json")),
+  );
+  const tokenizer = new Gpt2Tokenizer();
+  const template = promptTemplate("alpaca");
+  const examples = tokenizeInstructions(train, template, tokenizer).examples;
+  const loader = new InstructionLoader(examples, {
+    shuffle: true,
+    dropLast: true,
+    seed: 123,
+    allowedMaxLength: 1024,
+  });
+  assert.equal(loader.numBatches, 116);
+  const epoch0 = [...loader.batches(0)];
+  assert.ok(
+    epoch0.every((b) => b.inputs.shape[0] === 8 && b.targets.shape[1] === b.inputs.shape[1]),
+  );
+  const meanLength = epoch0.reduce((n, b) => n + b.inputs.shape[1], 0) / epoch0.length;
+  assert.ok(meanLength > 66 && meanLength < 76, `mean padded length ${meanLength}`);
+  // The same seed and epoch give the same order, another epoch another one; every example once.
+  assert.deepEqual(
+    loader.order(0),
+    new InstructionLoader(examples, { shuffle: true, seed: 123 }).order(0),
+  );
+  assert.notDeepEqual(loader.order(0), loader.order(1));
+  assert.deepEqual([...loader.order(1)].sort((a, b) => a - b), examples.map((_, i) => i));
+  // A batch is exactly the collate of the examples its order picks.
+  const order = loader.order(0);
+  assert.deepEqual(
+    loader.batch(0, 3),
+    collateInstructions([...order.subarray(24, 32)].map((i) => examples[i]), {
+      allowedMaxLength: 1024,
+    }),
+  );
+
+  const valLoader = new InstructionLoader(tokenizeInstructions(val, template, tokenizer).examples);
+  assert.equal(valLoader.numBatches, 7); // 55 entries, the last batch has 7
+  assert.equal([...valLoader.batches()].at(-1)!.inputs.shape[0], 7);
+  assert.throws(
+    () => new InstructionLoader(examples, { batchSize: 0 }),
+    /batchSize must be an integer ≥ 1/,
+  );
+});
+
+Deno.test("collate parity: the book's custom_collate_fn (PyTorch) over the first training batches of the real data, with and without mask_instructions", async () => {
+  // tests/fixtures/parity/collate.json, from tools/torch_lora_reference.py (see its docstring).
+  const fixture = JSON.parse(await Deno.readTextFile(localFixture("parity", "collate.json")));
+  const { train } = splitInstructionData(
+    await readInstructionData(sharedFixture("workshop", "instruction-data.json")),
+  );
+  const examples = tokenizeInstructions(train, promptTemplate("alpaca"), new Gpt2Tokenizer())
+    .examples;
+  const plain = new InstructionLoader(examples, { allowedMaxLength: 1024 });
+  const masked = new InstructionLoader(examples, {
+    allowedMaxLength: 1024,
+    maskInstructions: true,
+  });
+  assert.ok(fixture.batches.length >= 2);
+  fixture.batches.forEach((want: Record<string, number[][]>, i: number) => {
+    const batch = plain.batch(0, i);
+    assert.deepEqual(rows(batch.inputs), want.input_ids, `batch ${i} inputs`);
+    assert.deepEqual(rows(batch.targets), want.target_ids, `batch ${i} targets`);
+    assert.deepEqual(rows(masked.batch(0, i).targets), want.masked_target_ids, `batch ${i} masked`);
+    assert.deepEqual(rows(masked.batch(0, i).inputs), want.input_ids);
+  });
+});
