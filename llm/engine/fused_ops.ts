@@ -7,9 +7,9 @@
  * more backward, each allocating a whole new tensor; on the cpu backend that allocation and
  * memory traffic, not arithmetic, is what a training step spent its non-matmul time on.
  *
- * The model calls these only where `fusedOpsActive()` says so (backend `cpu` with the kernels
- * registered by `initEngine`); every other backend (webgpu, wasm, or cpu without our kernels)
- * runs the plain-tfjs form kept beside each call in llm/model and llm/train.
+ * The model reaches these through its ops table (llm/model/ops.ts): `ops()` is `fusedOps` while
+ * `fusedOpsActive()` (backend `cpu` with the kernels registered by `initEngine`); every other
+ * backend (webgpu, wasm, or cpu without our kernels) runs `stockOps`, the book's formulas.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { CpuBackend, KernelArgs } from "./kernel_registry.ts";

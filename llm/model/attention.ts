@@ -3,7 +3,6 @@
  * cache that makes generation cost one token's work per step.
  */
 import * as tf from "@tensorflow/tfjs";
-import { fusedCausalSoftmax, fusedOpsActive } from "../engine/fused_ops.ts";
 import type { ParameterInit } from "./init.ts";
 import {
   dropout,
@@ -14,6 +13,7 @@ import {
   type NamedParameter,
   prefixed,
 } from "./layers.ts";
+import { ops } from "./ops.ts";
 
 /** One layer's cached keys and values, [batch, heads, cachedTokens, headDim] each. */
 export interface LayerKV {
@@ -47,19 +47,6 @@ export class KVCache {
   dispose(): void {
     this.reset();
   }
-}
-
-/**
- * Additive causal mask [queries, keys]: 0 where query i (at absolute position offset + i) may look
- * at key j, -∞ where j lies in its future. Adding -∞ before the softmax is the book's
- * `masked_fill_(mask, -inf)`.
- */
-function causalMask(numQueries: number, numKeys: number, offset: number): tf.Tensor2D {
-  const mask = new Float32Array(numQueries * numKeys);
-  for (let i = 0; i < numQueries; i++) {
-    for (let j = offset + i + 1; j < numKeys; j++) mask[i * numKeys + j] = -Infinity;
-  }
-  return tf.tensor2d(mask, [numQueries, numKeys]);
 }
 
 /**
@@ -146,15 +133,10 @@ export class MultiHeadAttention implements Module {
       cache.values = tf.keep(values);
     }
 
-    const numKeys = keys.shape[2];
     let scores = tf.matMul(queries, keys, false, true); // [batch, heads, tokens, numKeys]
     if (keyMask) scores = tf.add(scores, keyMask);
-    const weights = fusedOpsActive()
-      // cpu: mask, scale and softmax in one kernel each way, no mask tensor.
-      ? fusedCausalSoftmax(scores, Math.sqrt(this.headDim), cachedLength)
-      : tf.softmax(
-        tf.div(tf.add(scores, causalMask(tokens, numKeys, cachedLength)), Math.sqrt(this.headDim)),
-      );
+    // The book's masked_fill(-inf), scaling and softmax (formula: `stockOps.causalSoftmax`).
+    const weights = ops().causalSoftmax(scores, Math.sqrt(this.headDim), cachedLength);
     const attended = tf.matMul(dropout(weights, this.dropRate, context), values);
     const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch, tokens, this.dim]);
     return this.out_proj.apply(merged);

@@ -7,9 +7,9 @@
  * variable's `trainable` to false.
  */
 import * as tf from "@tensorflow/tfjs";
-import { fusedDropout, fusedGelu, fusedLayerNorm, fusedOpsActive } from "../engine/fused_ops.ts";
 import type { SeededRandom } from "../random.ts";
 import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
+import { ops } from "./ops.ts";
 
 /** A parameter with its state_dict name (e.g. `trf_blocks.0.att.W_query.weight`). */
 export type NamedParameter = [name: string, variable: tf.Variable];
@@ -163,14 +163,9 @@ export class LayerNorm implements Module {
     this.shift = newVariable([dim], "zeros");
   }
 
+  /** Normalises each row of the last axis (formula: `stockOps.layerNorm` in ops.ts). */
   apply(x: tf.Tensor): tf.Tensor {
-    // On the cpu backend: the same arithmetic as one kernel each way (engine/fused_ops.ts).
-    if (fusedOpsActive()) return fusedLayerNorm(x, this.scale, this.shift, this.eps);
-    const mean = tf.mean(x, -1, true);
-    const centered = tf.sub(x, mean);
-    const variance = tf.mean(tf.square(centered), -1, true); // biased, as unbiased=False
-    const normalized = tf.div(centered, tf.sqrt(tf.add(variance, this.eps)));
-    return tf.add(tf.mul(this.scale, normalized), this.shift);
+    return ops().layerNorm(x, this.scale, this.shift, this.eps);
   }
 
   namedParameters(prefix: string): NamedParameter[] {
@@ -178,14 +173,9 @@ export class LayerNorm implements Module {
   }
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
-/** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+/** GELU, tanh approximation (formula: `stockOps.gelu` in ops.ts). */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (fusedOpsActive()) return fusedGelu(x); // one kernel each way on cpu
-  const cube = tf.mul(tf.mul(x, x), x);
-  const inner = tf.mul(tf.add(x, tf.mul(cube, 0.044715)), SQRT_2_OVER_PI);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+  return ops().gelu(x);
 }
 
 /** Marks GELU's slot in FeedForward's `layers`, mirroring the book's nn.Sequential indices. */
@@ -224,8 +214,5 @@ export class FeedForward implements Module {
 export function dropout(x: tf.Tensor, rate: number, context: ForwardContext): tf.Tensor {
   if (!context.training || rate === 0) return x;
   const seed = context.rng.nextInt(0x7fffffff);
-  // The fused cpu op draws its mask from the same seed with its own generator (mulberry32), so
-  // masks differ from tf.dropout's, but stay seeded and reproducible.
-  if (fusedOpsActive()) return fusedDropout(x, rate, seed);
-  return tf.dropout(x, rate, undefined, seed);
+  return ops().dropout(x, rate, seed); // mask drawn from `seed`: see `ModelOps.dropout`
 }

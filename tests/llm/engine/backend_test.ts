@@ -6,6 +6,7 @@ import { loadBlas } from "../../../llm/engine/blas.ts";
 import { blasInUse, unregisterBlasKernels } from "../../../llm/engine/cpu_kernels.ts";
 import { replacedCpuKernels } from "../../../llm/engine/kernel_registry.ts";
 import { randn, relativeError, withStockKernels } from "./compare.ts";
+import { fusedOps, ops, stockOps } from "../../../llm/model/ops.ts";
 
 const blasAvailable = loadBlas().ok;
 const quiet = { log: () => {} };
@@ -122,14 +123,19 @@ Deno.test("without --allow-ffi the cpu path falls back to plain tfjs with a one-
 Deno.test({
   name: "wasm starts with its binaries from node_modules and multiplies correctly",
   async fn() {
+    await initEngine({ backend: "cpu", ...quiet });
+    assert.equal(ops(), fusedOps, "the cpu engine registers the fused ops");
     const info = await initEngine({ backend: "wasm", ...quiet });
     assert.equal(info.backend, "wasm");
     assert.equal(tf.getBackend(), "wasm");
+    // The fused kernels stay registered on cpu, but the model must not call them on wasm.
+    assert.equal(ops(), stockOps);
     const product = tf.tidy(() =>
       tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])).dataSync()
     );
     assert.deepEqual(Array.from(product), [17, 39]);
     await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
+    assert.equal(ops(), stockOps);
   },
 });
 

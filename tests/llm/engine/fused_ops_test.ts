@@ -16,6 +16,7 @@ import {
 } from "../../../llm/engine/fused_ops.ts";
 import { dropoutMask, fastExp } from "../../../llm/engine/fused_math.ts";
 import { randn, relativeError } from "./compare.ts";
+import { fusedOps, ops, stockOps } from "../../../llm/model/ops.ts";
 
 tf.env().set("IS_NODE", false);
 await tf.setBackend("cpu");
@@ -54,11 +55,13 @@ Deno.test("fastExp: within 2e-7 relative of Math.exp over the float32 range", ()
   assert.ok(Number.isNaN(fastExp(NaN)));
 });
 
-Deno.test("fused ops are active only once registered", () => {
+Deno.test("fused ops are active only once registered, and the model's ops table follows", () => {
   unregisterFusedKernels();
   assert.equal(fusedOpsActive(), false);
+  assert.equal(ops(), stockOps);
   registerFusedKernels();
   assert.equal(fusedOpsActive(), true);
+  assert.equal(ops(), fusedOps);
 });
 
 Deno.test("fusedLayerNorm matches the book's LayerNorm in plain tfjs, with gradients", () => {
