@@ -22,25 +22,41 @@ export const MANIFEST_FILE = "manifest.json";
 
 /** A cached artifact that exists but cannot be trusted: why, so the plan can say it. */
 export interface DamagedArtifact {
+  /** The artifact folder, left in place until the re-run replaces it. */
   dir: string;
+  /** What is wrong with it (missing file, wrong size, unreadable manifest). */
   problem: string;
 }
 
+/**
+ * The content-addressed artifact store under one cache folder (layout above); safe to share between
+ * processes.
+ */
 export class ArtifactCache {
+  /**
+   * `root` is the cache folder (e.g. `.groundup`); nothing is created until something is written.
+   */
   constructor(readonly root: string) {}
 
+  /** The folder holding every artifact, lock and checkpoint of one stage instance. */
   stageDir(stage: string): string {
     return join(this.root, stage);
   }
 
+  /** Where the finished artifact for `key` lives (the key's first 16 hex digits name it). */
   artifactDir(stage: string, key: string): string {
     return join(this.stageDir(stage), key.slice(0, 16));
   }
 
+  /**
+   * Checkpoints of an unfinished run of `key`: kept after a crash so the next run resumes, removed
+   * on success.
+   */
   progressDir(stage: string, key: string): string {
     return join(this.stageDir(stage), `.progress-${key.slice(0, 16)}`);
   }
 
+  /** The lock file that makes one process at a time compute `key`. */
   lockPath(stage: string, key: string): string {
     return join(this.stageDir(stage), `.lock-${key.slice(0, 16)}`);
   }
@@ -105,6 +121,7 @@ export class ArtifactCache {
     });
   }
 
+  /** Create (if needed) and return the key's progress folder; call with the key's lock held. */
   async ensureProgressDir(stage: string, key: string): Promise<string> {
     const dir = this.progressDir(stage, key);
     await Deno.mkdir(dir, { recursive: true });

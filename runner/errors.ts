@@ -6,7 +6,9 @@
 export interface SourceLocation {
   /** A file path, or a pseudo-source such as "--set pretrain.lr=1e-3". */
   source: string;
+  /** 1-based line, when the source is a file. */
   line?: number;
+  /** 1-based column, when the source is a file. */
   column?: number;
 }
 
@@ -16,12 +18,15 @@ function formatLocation(loc: SourceLocation | undefined): string {
   return `${loc.source}:${loc.line}:${loc.column ?? 1}`;
 }
 
+/** One thing wrong with a pipeline, located as precisely as is known. */
 export interface PipelineProblem {
+  /** Where the offending value was written (file:line:column or the flag), if known. */
   location?: SourceLocation;
   /** The stage instance the problem belongs to, if any. */
   stage?: string;
   /** Dotted key path inside the stage (or the pipeline, when stage is undefined). */
   key?: string;
+  /** What is wrong and what was expected. */
   message: string;
 }
 
@@ -34,6 +39,7 @@ function formatProblem(p: PipelineProblem): string {
 
 /** A pipeline that cannot run: it lists every problem found, not only the first. */
 export class PipelineError extends Error {
+  /** `problems`: every problem found (at least one); the message lists them all. */
   constructor(readonly problems: PipelineProblem[]) {
     super(
       problems.length === 1 ? formatProblem(problems[0]) : `${problems.length} problems:\n` +
@@ -45,6 +51,7 @@ export class PipelineError extends Error {
 
 /** A stage failed while running; wraps the cause with the stage name. */
 export class StageFailedError extends Error {
+  /** `stage`: the instance name; `cause`: what the stage threw. */
   constructor(readonly stage: string, override readonly cause: unknown) {
     super(`stage "${stage}" failed: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = "StageFailedError";

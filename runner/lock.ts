@@ -9,15 +9,21 @@
  */
 import { hostname } from "node:os";
 
+/** Who holds a lock, as written in the lock file: enough to tell a dead owner from a live one. */
 export interface LockOwner {
+  /** Process id of the owner (checked for liveness only on the same host). */
   pid: number;
+  /** Host name of the owner; a lock from another host is never broken. */
   host: string;
   /** ISO time the owner took the lock. */
   started: string;
 }
 
+/** A lock this process holds: release it when the key's work is done or abandoned. */
 export interface HeldLock {
+  /** The lock file. */
   path: string;
+  /** Remove the lock file (only if it is still ours). */
   release(): Promise<void>;
 }
 

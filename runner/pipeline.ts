@@ -21,6 +21,7 @@ export type Json = Record<string, unknown>;
 export class SourceMap {
   #locations = new Map<string, SourceLocation>();
 
+  /** Record that `path` was last written at `location` (later writers override earlier ones). */
   set(path: Path, location: SourceLocation) {
     this.#locations.set(JSON.stringify(path.map(String)), location);
   }
@@ -50,24 +51,35 @@ const PipelineFileSchema = z.strictObject({
 /** Keys of a stage entry that belong to the runner, not to the stage's parameters. */
 const RUNNER_KEYS = ["uses", "needs"];
 
+/** One stage of a pipeline, its parameters validated against its definition's schema. */
 export interface StageInstance {
+  /** The instance name (the key under `stages:`), unique in the pipeline. */
   name: string;
+  /** The stage type (`uses:`, default the instance name), a key of the registry. */
   type: string;
+  /** The registered definition of `type`. */
   definition: StageDefinition<unknown>;
+  /** Instance names of the stages whose artifacts this one reads. */
   needs: string[];
+  /** Parameters after defaults, inheritance and overlays, as the schema parsed them. */
   params: unknown;
 }
 
+/** A pipeline file with its overlays merged and every stage validated: ready to plan. */
 export interface ResolvedPipeline {
+  /** The pipeline file it was read from. */
   file: string;
+  /** Pipeline-wide settings (name, seed, backend, mirror); the cache folder comes with the run. */
   settings: Omit<PipelineSettings, "cacheDir">;
   /** The model configuration after loading a `model:` file, if the pipeline names one. */
   model?: Json;
   /** Stage instances in the order the file lists them (the planner orders them). */
   stages: StageInstance[];
+  /** Where every key path of the merged document was written, for error messages. */
   sources: SourceMap;
 }
 
+/** How `loadPipeline` merges overlays and values over the pipeline file. */
 export interface LoadOptions {
   /** YAML overlays deep-merged over the pipeline, in order (`--config`). */
   overlays?: string[];
@@ -173,6 +185,10 @@ function setIn(target: Json, path: Path, value: unknown) {
   node[path[path.length - 1] as string] = value;
 }
 
+/**
+ * Read, merge and validate a pipeline against `registry`'s stages. Throws a `PipelineError` listing
+ * every problem (with file:line:column) instead of the first only.
+ */
 export async function loadPipeline(
   file: string,
   registry: StageRegistry,

@@ -14,23 +14,35 @@ import { schemaAt } from "./schema_paths.ts";
 import type { Artifact, PipelineSettings, StageDefinition } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 
+/**
+ * "cached": an artifact with this key exists and its files check out; "run": it must be computed
+ * (not cached, damaged, forced or at/after `--from`); "skip": beyond `--until`.
+ */
 export type StepStatus = "cached" | "run" | "skip";
 
+/** What the plan decided for one stage. */
 export interface PlannedStep {
+  /** The stage instance. */
   stage: StageInstance;
+  /** Its cache key (sha256 hex of type, version, parameters, input keys and local file hashes). */
   key: string;
   /** Content hashes of the local files the stage reads. */
   files: Record<string, string>;
+  /** Whether it runs, is reused from the cache or is skipped. */
   status: StepStatus;
   /** Why it runs: "not cached", "forced", "--from x". */
   reason?: string;
+  /** The artifact reused when `status` is "cached". */
   cached?: Artifact;
   /** A cached artifact that failed its check (missing file, wrong size): set aside, re-run. */
   damaged?: { dir: string; problem: string };
 }
 
+/** Which part of a pipeline to run (`--from`, `--until`, `--force`). */
 export interface Selection {
+  /** Re-run this stage and everything downstream of it even if cached (upstream: only if not cached). */
   from?: string;
+  /** Stop here: only this stage and the stages it needs, directly or not, are considered. */
   until?: string;
   /** Stage names to re-run even if cached, or "all". */
   force?: string[] | "all";
@@ -90,6 +102,10 @@ function ancestorsAndSelf(stages: StageInstance[], name: string): Set<string> {
   return out;
 }
 
+/**
+ * Order the stages, compute each key and decide what runs. Throws a `PipelineError` when a stage
+ * named in `selection` does not exist or a local file a stage reads cannot be hashed.
+ */
 export async function planPipeline(
   pipeline: ResolvedPipeline,
   cache: ArtifactCache,

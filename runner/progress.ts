@@ -4,11 +4,15 @@
  * logs stay readable.
  */
 
+/** Where stages write their messages (prefixed with the stage name). */
 export interface Logger {
+  /** A line of information. */
   info(message: string): void;
+  /** Something the user should know that did not stop the work. */
   warn(message: string): void;
 }
 
+/** Progress of long work (steps, tokens, bytes), shown as a bar or as periodic lines. */
 export interface ProgressReporter {
   /**
    * Begin a unit of work of `total` items (e.g. steps, tokens, bytes), of which `done` are
@@ -21,8 +25,11 @@ export interface ProgressReporter {
   finish(): void;
 }
 
+/** Where progress and log text goes: stderr by default, a buffer in tests. */
 export interface Output {
+  /** Write text as is (the caller supplies newlines). */
   write(text: string): void;
+  /** True when text may be redrawn in place (a terminal); else plain lines are written. */
   isTerminal: boolean;
 }
 
@@ -32,6 +39,7 @@ export const stderrOutput: Output = {
   isTerminal: Deno.stderr.isTerminal(),
 };
 
+/** A logger writing `[prefix] message` lines to `out` (default stderr). */
 export function createLogger(prefix: string, out: Output = stderrOutput): Logger {
   return {
     info: (message) => out.write(`[${prefix}] ${message}\n`),
@@ -67,13 +75,20 @@ function formatValues(values: Record<string, number | string> | undefined): stri
     .join("  ");
 }
 
+/** Where and how often `createProgress` writes. */
 export interface ProgressOptions {
+  /** Default stderr. */
   out?: Output;
   /** Seconds between plain lines when not on a terminal. */
   plainInterval?: number;
+  /** Milliseconds clock (default `performance.now`); tests pass a fake one. */
   now?: () => number;
 }
 
+/**
+ * A progress reporter labelled `prefix`: a redrawn bar with rate and ETA on a terminal, else a line
+ * every `plainInterval` seconds.
+ */
 export function createProgress(prefix: string, options: ProgressOptions = {}): ProgressReporter {
   const out = options.out ?? stderrOutput;
   const plainInterval = (options.plainInterval ?? 10) * 1000;

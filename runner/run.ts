@@ -20,11 +20,15 @@ import { formatMetric, table } from "./summary.ts";
 
 export const GROUNDUP_VERSION = "0.1.0";
 
+/** How `runPipeline` runs a plan, besides which stages it selects. */
 export interface RunOptions extends Selection {
+  /** The cache folder (artifacts, locks, checkpoints). */
   cacheDir: string;
   /** Only print the plan. */
   planOnly?: boolean;
+  /** Where progress and the plan go (default stderr). */
   out?: Output;
+  /** Aborting it stops the running stage (which checkpoints) and starts no other. */
   signal?: AbortSignal;
   /** Fail a stage another process is computing instead of waiting for it. */
   noWait?: boolean;
@@ -32,6 +36,10 @@ export interface RunOptions extends Selection {
   onStageStart?: (stage: string, progressDir: string) => void;
 }
 
+/**
+ * What became of a stage in a run: "planned" only with `planOnly`; "blocked": a stage it needs
+ * failed.
+ */
 export type StepOutcome =
   | "cached"
   | "ran"
@@ -41,23 +49,37 @@ export type StepOutcome =
   | "skipped"
   | "planned";
 
+/** One stage's line in a run report. */
 export interface StepReport {
+  /** The stage instance name. */
   stage: string;
+  /** The stage type. */
   type: string;
+  /** What became of it. */
   outcome: StepOutcome;
+  /** Wall-clock seconds it ran (0 for cached or skipped stages). */
   seconds: number;
+  /** Its headline metrics (the definition's `headline` keys, else all). */
   metrics: Record<string, number | string>;
+  /** The artifact folder, when it has one. */
   dir?: string;
+  /** The stage's cache key. */
   key: string;
+  /** The failure message, for "failed". */
   error?: string;
   /** For "blocked": the failed stage it depends on. */
   blockedBy?: string;
 }
 
+/** The outcome of `runPipeline`: one step per stage and the artifacts made or reused. */
 export interface RunReport {
+  /** The pipeline's name. */
   pipeline: string;
+  /** Every stage, in run order. */
   steps: StepReport[];
+  /** Artifacts by stage instance name, cached or made in this run. */
   artifacts: Record<string, Artifact>;
+  /** True when no stage failed and the run was not interrupted. */
   ok: boolean;
   /** The first stage failure, with the stage named. */
   error?: StageFailedError;
@@ -75,6 +97,7 @@ export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): 
   return { ...pipeline.settings, cacheDir };
 }
 
+/** The plan as a table: stage, type, run/cached/skip, why, key prefix. */
 export function formatPlan(steps: PlannedStep[]): string {
   return table(
     ["stage", "type", "action", "why", "key"],
@@ -88,6 +111,10 @@ export function formatPlan(steps: PlannedStep[]): string {
   );
 }
 
+/**
+ * The run summary as a table: status, seconds, headline metrics or error, artifact folder relative
+ * to `cwd`.
+ */
 export function formatSummary(report: RunReport, cwd = Deno.cwd()): string {
   return table(
     ["stage", "status", "seconds", "metrics", "artifact"],
@@ -116,6 +143,10 @@ function headlineOf(step: PlannedStep, metrics: Record<string, number | string>)
   return Object.fromEntries(keys.filter((k) => k in metrics).map((k) => [k, metrics[k]]));
 }
 
+/**
+ * Plan the pipeline and run every stage that is not cached, in dependency order. A failing stage
+ * blocks only what depends on it; the report says what happened to each.
+ */
 export async function runPipeline(
   pipeline: ResolvedPipeline,
   options: RunOptions,

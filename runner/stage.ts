@@ -12,24 +12,37 @@ export interface Artifact {
   stage: string;
   /** The stage type (e.g. "tokenize"). */
   type: string;
+  /** The stage's cache key (sha256 hex), also recorded in the manifest. */
   key: string;
+  /** The artifact's folder: read-only for downstream stages. */
   dir: string;
+  /** What the stage recorded about the run that made it. */
   manifest: Manifest;
 }
 
 /** One file of an artifact as the manifest records it. */
 export interface FileRecord {
+  /** Bytes. */
   size: number;
+  /** Lowercase hex sha256 of the file's content. */
   sha256: string;
 }
 
+/** `manifest.json` of an artifact: written last, so its presence marks a complete artifact. */
 export interface Manifest {
+  /** Manifest layout version. */
   format: 1;
+  /** The stage instance name. */
   stage: string;
+  /** The stage type. */
   type: string;
+  /** The stage definition's `version` that made it. */
   version: string;
+  /** The cache key (see `PlannedStep.key`). */
   key: string;
+  /** The parameters as validated (cadence parameters included, though not in the key). */
   params: unknown;
+  /** The type and key of each input artifact, by stage instance name. */
   inputs: Record<string, { type: string; key: string }>;
   /** Content hashes of the local files the stage read (part of the cache key). */
   files: Record<string, string>;
@@ -38,36 +51,56 @@ export interface Manifest {
    * written before artifacts were verified: those are re-run rather than trusted.
    */
   outputs?: Record<string, FileRecord>;
+  /** Versions of groundup and the runtime that made the artifact. */
   versions: Record<string, string>;
+  /** Facts about where it ran, from `StageContext.recordEnvironment` (backend, BLAS...). */
   environment: Record<string, unknown>;
+  /** The stage's metrics (`StageResult.metrics`). */
   metrics: Record<string, number | string>;
+  /** ISO time the stage started. */
   startedAt: string;
+  /** ISO time it finished. */
   finishedAt: string;
+  /** Wall-clock seconds it ran. */
   seconds: number;
 }
 
 /** A stage upstream of another, as `checkUpstream` sees it. */
 export interface UpstreamStage {
+  /** The upstream instance name. */
   name: string;
+  /** The upstream stage type. */
   type: string;
+  /** Its validated parameters (cast them according to `type`). */
   params: unknown;
 }
 
 /** Settings that belong to the whole pipeline rather than one stage. */
 export interface PipelineSettings {
+  /** The pipeline's `name:`. */
   name: string;
   /** Folder of the pipeline file; relative paths in parameters resolve against it. */
   baseDir: string;
+  /** The pipeline's `seed:` (default 123): stages that draw random numbers inherit it. */
   seed: number;
+  /**
+   * The pipeline's `backend:` choice ("auto", "webgpu", "cpu" or "wasm"), passed to `initEngine`.
+   */
   backend: string;
   /** Local folder consulted before any download (GROUNDUP_MIRROR or the pipeline's `mirror`). */
   mirror?: string;
+  /** The cache folder artifacts and checkpoints live in. */
   cacheDir: string;
 }
 
+/**
+ * What the runner hands a stage's `run`: its parameters, its inputs, where to write, and how to
+ * report.
+ */
 export interface StageContext<P> {
   /** The stage instance name. */
   name: string;
+  /** The parameters, parsed by the definition's schema (defaults filled in). */
   params: P;
   /** Upstream artifacts by stage instance name (every stage listed in `needs`). */
   inputs: Record<string, Artifact>;
@@ -75,25 +108,37 @@ export interface StageContext<P> {
   outDir: string;
   /** Folder that survives a crash (checkpoints); removed once the stage finishes. */
   progressDir: string;
+  /** The pipeline-wide settings. */
   pipeline: PipelineSettings;
+  /** Progress of long work (steps, tokens, bytes). */
   progress: ProgressReporter;
+  /** Messages, prefixed with the stage name. */
   log: Logger;
+  /** Aborted on Ctrl-C/SIGTERM: checkpoint and throw (or return) promptly. */
   signal: AbortSignal;
   /** Record facts about where the work ran (backend, BLAS library...) in the manifest. */
   recordEnvironment(facts: Record<string, unknown>): void;
 }
 
+/** What a stage's `run` returns. */
 export interface StageResult {
   /** Headline numbers shown in the summary and stored in the manifest. */
   metrics?: Record<string, number | string>;
 }
 
+/**
+ * A stage type: its parameter schema, what it needs, and how it runs. Register it in a
+ * `StageRegistry` so pipelines can use it.
+ */
 export interface StageDefinition<P = unknown> {
+  /** The name pipelines use in `uses:` (or as the instance name). */
   type: string;
   /** Bump when the stage's output for the same inputs changes: it invalidates cached artifacts. */
   version: string;
+  /** One line for `groundup stages` and the generated docs. */
   description: string;
   /** Zod schema of the parameters (strict objects, so unknown keys are rejected). */
+  // deno-doc-ignore private-type-ref -- zod's public type (deno doc counts node_modules as local)
   params: z.ZodType<P>;
   /**
    * Pipeline-level keys this stage inherits when it does not set them itself (e.g. "seed",
@@ -128,19 +173,26 @@ export interface StageDefinition<P = unknown> {
    * this stage's parameters where the problem is reported.
    */
   checkUpstream?(params: P, upstream: UpstreamStage[]): { key?: string; message: string }[];
+  /** Do the work: write the artifact's files into `ctx.outDir` and return the headline metrics. */
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 
 /** Identity helper that keeps the parameter type flowing from the schema to `run`. */
+// deno-doc-ignore private-type-ref -- zod's public types (deno doc counts node_modules as local)
 export function defineStage<S extends z.ZodType>(
   definition: StageDefinition<z.infer<S>> & { params: S },
 ): StageDefinition<z.infer<S>> {
   return definition;
 }
 
+/** The stage types a pipeline may use, by type name. */
 export class StageRegistry {
   #stages = new Map<string, StageDefinition<unknown>>();
 
+  /**
+   * Add a stage type; throws if the type name is taken (a silent replacement would change cache
+   * keys' meaning).
+   */
   register<P>(stage: StageDefinition<P>): this {
     if (this.#stages.has(stage.type)) {
       throw new Error(`a stage of type "${stage.type}" is already registered`);
@@ -149,10 +201,12 @@ export class StageRegistry {
     return this;
   }
 
+  /** The definition registered under `type`, if any. */
   get(type: string): StageDefinition<unknown> | undefined {
     return this.#stages.get(type);
   }
 
+  /** Every registered type name, in registration order. */
   types(): string[] {
     return [...this.#stages.keys()];
   }
