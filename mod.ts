@@ -177,7 +177,10 @@ export type { Gpt2Layout } from "./llm/model/gpt2_mapping.ts";
 export type { BundleHeader } from "./llm/weights/tensorbundle/bundle_proto.ts";
 export type { NumericArray, TensorValues } from "./llm/weights/tensorbundle/dtypes.ts";
 export type { TableBuilderOptions } from "./llm/weights/tensorbundle/table_builder.ts";
-export type { FeedForward, ForwardContext } from "./llm/model/layers.ts";
+export type { FeedForward, ForwardContext, GELU } from "./llm/model/layers.ts";
+export type { AttentionCall, AttentionOptions } from "./llm/model/attention.ts";
+export type { BlockCall } from "./llm/model/gpt.ts";
+export type { InitMode, ParameterInit } from "./llm/model/init.ts";
 
 // Evaluation (MMLU as lm-evaluation-harness computes it)
 export { encodePair, loglikelihoods, scoreRows } from "./llm/eval/loglikelihood.ts";

@@ -17,7 +17,10 @@ import { ops } from "./ops.ts";
 
 /** One layer's cached keys and values, [batch, heads, cachedTokens, headDim] each. */
 export interface LayerKV {
+  /** Keys of the cached positions, null before the first token. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   keys: tf.Tensor4D | null;
+  /** Values of the cached positions, null before the first token. */
   values: tf.Tensor4D | null;
 }
 
@@ -26,9 +29,12 @@ export interface LayerKV {
  * number of cached positions, i.e. the position of the next token fed to the model.
  */
 export class KVCache {
+  /** One entry per transformer block, in order. */
   readonly layers: LayerKV[];
+  /** Number of cached positions (the same in every layer). */
   length = 0;
 
+  /** An empty cache for a model of `numLayers` blocks. */
   constructor(numLayers: number) {
     this.layers = Array.from({ length: numLayers }, () => ({ keys: null, values: null }));
   }
@@ -44,6 +50,7 @@ export class KVCache {
     this.length = 0;
   }
 
+  /** Same as `reset`: frees the cached tensors. */
   dispose(): void {
     this.reset();
   }
@@ -74,20 +81,60 @@ export function paddingMask(
   return tf.tensor4d(mask, [padding.length, 1, numQueries, numKeys]);
 }
 
+/** What `MultiHeadAttention` is built from. */
+export interface AttentionOptions {
+  /** Input and output width (the book's d_in = d_out = emb_dim). */
+  dim: number;
+  /** Number of heads; must divide `dim`. */
+  numHeads: number;
+  /** Dropout probability on the attention weights while training. */
+  dropRate: number;
+  /** Whether the query, key and value projections have biases. */
+  qkvBias: boolean;
+  /** How the projections are initialised. */
+  init: ParameterInit;
+}
+
+/** Generation's extras for one attention call (training passes none). */
+export interface AttentionCall {
+  /** This layer's cached keys/values: x's tokens follow them and are appended to them. */
+  cache?: LayerKV;
+  /** Number of cached positions, i.e. the absolute position of x's first token. Default 0. */
+  cachedLength?: number;
+  /** Added to the scores before the causal softmax: -∞ hides left padding (`paddingMask`). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  keyMask?: tf.Tensor;
+}
+
+/**
+ * The book's MultiHeadAttention (ch03): query/key/value projections split into heads, causal scaled
+ * dot-product attention with dropout on the weights, and an output projection.
+ */
 export class MultiHeadAttention implements Module {
+  /** dim / numHeads: the width of each head. */
   readonly headDim: number;
+  /** Query projection dim → dim (bias when qkv_bias). */
   W_query: LinearLayer;
+  /** Key projection dim → dim (bias when qkv_bias). */
   W_key: LinearLayer;
+  /** Value projection dim → dim (bias when qkv_bias). */
   W_value: LinearLayer;
+  /** Output projection dim → dim, always with bias; replaceable like the others (LoRA). */
   out_proj: LinearLayer;
 
-  constructor(
-    readonly dim: number,
-    readonly numHeads: number,
-    readonly dropRate: number,
-    qkvBias: boolean,
-    init: ParameterInit,
-  ) {
+  /** Input and output width (the book's d_in = d_out). */
+  readonly dim: number;
+  /** Number of heads. */
+  readonly numHeads: number;
+  /** Dropout probability on the attention weights while training. */
+  readonly dropRate: number;
+
+  /** The projections, initialised as `options.init` says (the book's keyword arguments). */
+  constructor(options: AttentionOptions) {
+    const { dim, numHeads, dropRate, qkvBias, init } = options;
+    this.dim = dim;
+    this.numHeads = numHeads;
+    this.dropRate = dropRate;
     if (dim % numHeads !== 0) {
       throw new Error(`MultiHeadAttention: dim ${dim} is not divisible by numHeads ${numHeads}`);
     }
@@ -110,13 +157,9 @@ export class MultiHeadAttention implements Module {
    * caller's tf.tidy) and the queries attend to cached and new keys. `keyMask` (see
    * `paddingMask`) is added to the scores before the causal softmax.
    */
-  apply(
-    x: tf.Tensor,
-    context: ForwardContext,
-    cache?: LayerKV,
-    cachedLength = 0,
-    keyMask?: tf.Tensor,
-  ): tf.Tensor {
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  apply(x: tf.Tensor, context: ForwardContext, call: AttentionCall = {}): tf.Tensor {
+    const { cache, cachedLength = 0, keyMask } = call;
     const [batch, tokens] = x.shape;
     const queries = this.splitHeads(this.W_query.apply(x), batch, tokens);
     let keys = this.splitHeads(this.W_key.apply(x), batch, tokens);
@@ -142,6 +185,7 @@ export class MultiHeadAttention implements Module {
     return this.out_proj.apply(merged);
   }
 
+  /** The four projections under the book's names (`W_query`, `W_key`, `W_value`, `out_proj`). */
   namedParameters(prefix: string): NamedParameter[] {
     return [
       ...this.W_query.namedParameters(prefixed(prefix, "W_query")),

@@ -7,13 +7,30 @@ import { parse as parseYaml } from "yaml";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
+/**
+ * The book's model configuration (`GPT_CONFIG_124M` keys, same names): what a saved model's
+ * `config.json` holds.
+ */
 export interface GPTConfig {
+  /**
+   * Tokens in the vocabulary (50257 for GPT-2's BPE): rows of the embedding and outputs of the
+   * head.
+   */
   vocab_size: number;
+  /** Longest sequence the model reads: rows of the position embedding (1024 for GPT-2). */
   context_length: number;
+  /** Width of every token's vector (768 for the 124M model). */
   emb_dim: number;
+  /** Attention heads per block; must divide emb_dim. */
   n_heads: number;
+  /** Number of transformer blocks. */
   n_layers: number;
+  /** Dropout probability used in training (0 disables dropout). */
   drop_rate: number;
+  /**
+   * Whether the query, key and value projections have biases (true for OpenAI's weights, false in
+   * the book's from-scratch model).
+   */
   qkv_bias: boolean;
 }
 

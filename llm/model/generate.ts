@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import { SeededRandom } from "../random.ts";
 import type { GPTModel } from "./gpt.ts";
 
+/** How the next token is chosen from the logits. */
 export interface SamplingOptions {
   /** 0 or omitted: greedy (argmax). Otherwise logits are divided by it before sampling. */
   temperature?: number;
@@ -17,7 +18,9 @@ export interface SamplingOptions {
   topP?: number;
 }
 
+/** Options of `generate`: how many tokens, how to sample, when to stop. */
 export interface GenerateOptions extends SamplingOptions {
+  /** Upper bound on generated tokens (the stop token may end generation earlier). */
   maxNewTokens: number;
   /** Stop (without emitting it) when this token is produced, e.g. 50256 `<|endoftext|>`. */
   eosId?: number;

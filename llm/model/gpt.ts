@@ -32,47 +32,70 @@ import {
   vocabHead,
 } from "./sharded.ts";
 
+/** Generation's extras for one block call (training passes none). */
+export interface BlockCall {
+  /** The model's key/value cache; x's tokens follow the `cache.length` cached ones. */
+  cache?: KVCache;
+  /** This block's index: its entry in `cache.layers`. Default 0. */
+  layerIndex?: number;
+  /** Added to the attention scores: -∞ hides left padding (see `ForwardOptions.padding`). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  keyMask?: tf.Tensor;
+}
+
+/**
+ * The book's TransformerBlock (ch04): pre-LayerNorm attention and feed-forward sub-blocks, each
+ * with dropout and a residual connection.
+ */
 export class TransformerBlock implements Module {
+  /** Causal multi-head self-attention. */
   readonly att: MultiHeadAttention;
+  /** The position-wise feed-forward network. */
   readonly ff: FeedForward;
+  /** LayerNorm before attention. */
   readonly norm1: LayerNorm;
+  /** LayerNorm before the feed-forward network. */
   readonly norm2: LayerNorm;
 
+  /** Builds its parameters from `config` (emb_dim, n_heads, drop_rate, qkv_bias) as `init` says. */
   constructor(readonly config: GPTConfig, init: ParameterInit) {
-    this.att = new MultiHeadAttention(
-      config.emb_dim,
-      config.n_heads,
-      config.drop_rate,
-      config.qkv_bias,
+    this.att = new MultiHeadAttention({
+      dim: config.emb_dim,
+      numHeads: config.n_heads,
+      dropRate: config.drop_rate,
+      qkvBias: config.qkv_bias,
       init,
-    );
+    });
     this.ff = new FeedForward(config.emb_dim, init);
     this.norm1 = new LayerNorm(config.emb_dim);
     this.norm2 = new LayerNorm(config.emb_dim);
   }
 
-  apply(
-    x: tf.Tensor,
-    context: ForwardContext,
-    cache?: KVCache,
-    layerIndex = 0,
-    keyMask?: tf.Tensor,
-  ): tf.Tensor {
+  /**
+   * x: [batch, tokens, emb_dim] → same shape. With `cache`, x holds the tokens after the cached
+   * ones and this block's keys/values (entry `layerIndex`) grow by them; `keyMask` hides left
+   * padding (see `ForwardOptions.padding`).
+   */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  apply(x: tf.Tensor, context: ForwardContext, call: BlockCall = {}): tf.Tensor {
+    const { cache, layerIndex = 0, keyMask } = call;
     const rate = this.config.drop_rate;
     // Attention sub-block with a residual connection (pre-LN, drop_shortcut before the add).
-    const attended = this.att.apply(
-      this.norm1.apply(x),
-      context,
-      cache?.layers[layerIndex],
-      cache?.length ?? 0,
+    const attended = this.att.apply(this.norm1.apply(x), context, {
+      cache: cache?.layers[layerIndex],
+      cachedLength: cache?.length ?? 0,
       keyMask,
-    );
+    });
     x = tf.add(dropout(attended, rate, context), x);
     // Feed-forward sub-block with a residual connection.
     const fed = this.ff.apply(this.norm2.apply(x));
     return tf.add(dropout(fed, rate, context), x);
   }
 
+  /**
+   * Parameters under the book's state_dict names (`att.*`, `ff.*`, `norm1.*`, `norm2.*`), in its
+   * registration order.
+   */
   namedParameters(prefix: string): NamedParameter[] {
     // The book's registration order: att, ff, norm1, norm2.
     return [
@@ -122,6 +145,7 @@ export interface GPTModelOptions {
   maxTensorBytes?: number;
 }
 
+/** Options of one `GPTModel.forward` call. */
 export interface ForwardOptions {
   /** Dropout on (PyTorch's `model.train()`). Default false. */
   training?: boolean;
@@ -141,13 +165,31 @@ export interface ForwardOptions {
   padding?: readonly number[];
 }
 
+/**
+ * The book's GPTModel (ch04): token and position embeddings, `n_layers` transformer blocks, a final
+ * LayerNorm and the output head over the vocabulary. Parameters carry the book's state_dict names,
+ * so its weights load unchanged.
+ */
 export class GPTModel implements Module {
+  /** The configuration it was built with. */
   readonly config: GPTConfig;
+  /**
+   * True when the output head shares the token embedding's table, as OpenAI's GPT-2 does: one
+   * variable, listed under both `tok_emb.weight` and `out_head.weight`.
+   */
   readonly tiedHead: boolean;
+  /** Token embedding [vocab_size, emb_dim]; row shards when it exceeds `maxTensorBytes`. */
   readonly tok_emb: Embedding | ShardedEmbedding;
+  /** Learned position embedding [context_length, emb_dim]. */
   readonly pos_emb: Embedding;
+  /** The transformer blocks, in order. */
   readonly trf_blocks: TransformerBlock[];
+  /** LayerNorm applied before the output head. */
   readonly final_norm: LayerNorm;
+  /**
+   * Output head emb_dim → vocab_size, no bias; replaceable (LoRA wraps it) through
+   * `replaceLinears`.
+   */
   out_head: LinearLayer;
   /** Draws the dropout masks; its state belongs in a training checkpoint. */
   readonly dropoutRng: SeededRandom;
@@ -156,6 +198,7 @@ export class GPTModel implements Module {
   /** Rows of each vocabulary shard of tok_emb and out_head (one entry: not sharded). */
   readonly vocabShards: readonly number[];
 
+  /** Builds the model with fresh weights (seeded, PyTorch's default initialisation) or zeros to be loaded over. */
   constructor(config: GPTConfig, options: GPTModelOptions = {}) {
     const seed = options.seed ?? 123;
     this.config = { ...config };
@@ -183,6 +226,7 @@ export class GPTModel implements Module {
    * ids: int32 [batch, tokens] → logits [batch, tokens, vocab] (or [batch, 1, vocab] with
    * `lastTokenOnly`). Intermediate tensors are freed; only the logits (and cache entries) stay.
    */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
     const { training = false, cache, lastTokenOnly = false } = options;
     const [batch, tokens] = ids.shape;
@@ -213,7 +257,7 @@ export class GPTModel implements Module {
       const embedded = tf.add(this.tok_emb.apply(ids), this.pos_emb.apply(positions));
       let x = dropout(embedded, this.config.drop_rate, context);
       this.trf_blocks.forEach((block, i) => {
-        x = block.apply(x, context, cache, i, keyMask);
+        x = block.apply(x, context, { cache, layerIndex: i, keyMask });
       });
       if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, this.config.emb_dim]);
       return this.out_head.apply(this.final_norm.apply(x)) as tf.Tensor3D;

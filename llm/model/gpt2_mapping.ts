@@ -29,6 +29,10 @@ export interface CheckpointSource {
   description?: string;
 }
 
+/**
+ * Which GPT-2 checkpoint naming the tensors use: OpenAI's TensorFlow names
+ * (`model/h0/attn/c_attn/w`) or Hugging Face's (`h.0.attn.c_attn.weight`).
+ */
 export type Gpt2Layout = "openai" | "hf";
 
 /** A checkpoint already in memory, e.g. what the safetensors reader returns. */
@@ -56,6 +60,7 @@ export function checkpointSourceFromTensorBundle(bundle: TensorBundle): Checkpoi
   };
 }
 
+/** How `convertGpt2Weights` reads a checkpoint. */
 export interface Gpt2MappingOptions {
   /**
    * OpenAI `hparams.json` (`n_vocab`, `n_ctx`, `n_embd`, `n_head`, `n_layer`) or Hugging Face
@@ -69,8 +74,13 @@ export interface Gpt2MappingOptions {
   allowUnused?: boolean;
 }
 
+/**
+ * What a GPT-2 checkpoint will become, known from its names and shapes before any tensor is read.
+ */
 export interface Gpt2WeightPlan {
+  /** The checkpoint's naming, detected from its tensor names. */
   layout: Gpt2Layout;
+  /** The model configuration implied by the shapes (and hparams, when given). */
   config: GPTConfig;
   /** Book parameter name → shape, in the order {@link convertGpt2Weights} yields them. */
   outputs: Map<string, number[]>;

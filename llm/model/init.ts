@@ -7,8 +7,11 @@ import { SeededRandom } from "../random.ts";
 /** How a new layer fills its parameters: seeded random (PyTorch's defaults) or zeros (fast, for loading). */
 export type InitMode = "random" | "zeros";
 
+/** How the layers of one model fill their parameters; they draw from one shared RNG in order. */
 export interface ParameterInit {
+  /** Random (PyTorch's default distributions) or zeros. */
   mode: InitMode;
+  /** The generator every layer draws from, so a seed fixes the whole model. */
   rng: SeededRandom;
 }
 

@@ -12,10 +12,15 @@ import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./
 import { ops } from "./ops.ts";
 
 /** A parameter with its state_dict name (e.g. `trf_blocks.0.att.W_query.weight`). */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export type NamedParameter = [name: string, variable: tf.Variable];
 
 /** Anything holding parameters: it lists them under the book's state_dict names. */
 export interface Module {
+  /**
+   * Every parameter below this module, as [name, variable] with `prefix` prepended to each name (""
+   * for none).
+   */
   namedParameters(prefix: string): NamedParameter[];
 }
 
@@ -48,9 +53,12 @@ export function newVariable(shape: number[], values: Float32Array | "zeros" | "o
  * and put the wrapper where the Linear was (see `GPTModel.replaceLinears`).
  */
 export interface LinearLayer extends Module {
+  /** Input width (the last axis of x). */
   readonly inFeatures: number;
+  /** Output width. */
   readonly outFeatures: number;
   /** x: [..., inFeatures] → [..., outFeatures]. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor;
 }
 
@@ -129,8 +137,14 @@ const embeddingLookup = tf.customGrad(
 
 /** nn.Embedding, initialised N(0, 1). */
 export class Embedding implements Module {
+  /** The lookup table [numEmbeddings, dim]. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   readonly weight: tf.Variable;
 
+  /**
+   * A table of `numEmbeddings` rows of width `dim`, drawn N(0, 1) (or zeros when `init.mode` is
+   * "zeros").
+   */
   constructor(readonly numEmbeddings: number, readonly dim: number, init: ParameterInit) {
     const size = numEmbeddings * dim;
     this.weight = newVariable(
@@ -140,6 +154,7 @@ export class Embedding implements Module {
   }
 
   /** ids: int32 [...] → [..., dim]. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(ids: tf.Tensor): tf.Tensor {
     if (ids.dtype !== "int32") {
       throw new Error(`Embedding: token ids must be int32, got ${ids.dtype}`);
@@ -147,6 +162,7 @@ export class Embedding implements Module {
     return embeddingLookup(this.weight, ids);
   }
 
+  /** The table as `weight`, under `prefix`. */
   namedParameters(prefix: string): NamedParameter[] {
     return [[prefixed(prefix, "weight"), this.weight]];
   }
@@ -154,20 +170,27 @@ export class Embedding implements Module {
 
 /** The book's LayerNorm: learnable scale/shift, eps 1e-5, biased variance. */
 export class LayerNorm implements Module {
+  /** Added to the variance before the square root (PyTorch's default). */
   readonly eps = 1e-5;
+  /** Learnable per-feature gain [dim], initialised to 1. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   readonly scale: tf.Variable;
+  /** Learnable per-feature offset [dim], initialised to 0. */
   readonly shift: tf.Variable;
 
+  /** Normalises over a last axis of width `dim`. */
   constructor(readonly dim: number) {
     this.scale = newVariable([dim], "ones");
     this.shift = newVariable([dim], "zeros");
   }
 
   /** Normalises each row of the last axis (formula: `stockOps.layerNorm` in ops.ts). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor {
     return ops().layerNorm(x, this.scale, this.shift, this.eps);
   }
 
+  /** `scale` and `shift` under `prefix`. */
   namedParameters(prefix: string): NamedParameter[] {
     return [[prefixed(prefix, "scale"), this.scale], [prefixed(prefix, "shift"), this.shift]];
   }
@@ -180,6 +203,8 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 
 /** Marks GELU's slot in FeedForward's `layers`, mirroring the book's nn.Sequential indices. */
 export class GELU {
+  /** Elementwise GELU of x (any shape). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor {
     return gelu(x);
   }
@@ -187,8 +212,10 @@ export class GELU {
 
 /** The book's FeedForward: Linear(d, 4d) → GELU → Linear(4d, d), named `layers.0` / `layers.2`. */
 export class FeedForward implements Module {
+  /** The book's nn.Sequential: expand, GELU, project (indices 0, 1, 2 in the state_dict names). */
   readonly layers: [LinearLayer, GELU, LinearLayer];
 
+  /** Linear layers of width `dim` → 4·dim → `dim`, with biases, initialised as `init` says. */
   constructor(dim: number, init: ParameterInit) {
     this.layers = [
       new Linear(dim, 4 * dim, { bias: true, init }),
@@ -197,11 +224,14 @@ export class FeedForward implements Module {
     ];
   }
 
+  /** x: [..., dim] → [..., dim]. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor {
     const [expand, activation, project] = this.layers;
     return project.apply(activation.apply(expand.apply(x)));
   }
 
+  /** The two linear layers as `layers.0.*` and `layers.2.*` (GELU has no parameters). */
   namedParameters(prefix: string): NamedParameter[] {
     return [
       ...this.layers[0].namedParameters(prefixed(prefix, "layers.0")),

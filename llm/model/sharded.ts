@@ -34,9 +34,12 @@ const BYTES_PER_FLOAT32 = 4;
 
 /** One state_dict tensor and the variables holding it: itself, or its row shards in order. */
 export interface StateTensor {
+  /** The state_dict name. */
   name: string;
+  /** The whole tensor's shape (rows summed over the parts). */
   shape: number[];
   /** Consecutive row blocks (one element when not sharded); they concatenate along axis 0. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   parts: tf.Variable[];
 }
 
@@ -82,7 +85,9 @@ function zerosInit(rng: SeededRandom) {
 
 /** nn.Embedding whose [numEmbeddings, dim] table is stored as row shards. */
 export class ShardedEmbedding implements Module {
+  /** The row blocks, in order; each an Embedding of its own rows. */
   readonly shards: Embedding[];
+  /** The global row id where each shard starts (ascending, first 0). */
   readonly rowStarts: number[];
 
   /**
@@ -109,6 +114,7 @@ export class ShardedEmbedding implements Module {
   }
 
   /** ids: int32 [...] → [..., dim], the rows of the whole table. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(ids: tf.Tensor): tf.Tensor {
     if (ids.dtype !== "int32") {
       throw new Error(`ShardedEmbedding: token ids must be int32, got ${ids.dtype}`);

@@ -154,6 +154,7 @@ export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
   return validateConfig(parseJson(text, path), path);
 }
 
+/** Options of `loadModel`. */
 export interface LoadModelOptions {
   /** When given, the saved config must equal it (e.g. what a pipeline asked for). */
   expectedConfig?: GPTConfig;

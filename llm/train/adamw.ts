@@ -76,6 +76,7 @@ export class AdamW {
    * unused in the loss, is left alone as PyTorch does with `grad is None`). The gradient tensors
    * are read, not disposed.
    */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   async applyGradients(grads: Map<string, tf.Tensor>): Promise<void> {
     for (const name of grads.keys()) {
       if (!this.#m.has(name)) throw new Error(`AdamW: gradient for unknown parameter "${name}"`);

@@ -12,6 +12,7 @@ export const IGNORE_INDEX = -100;
  * logits [..., vocab], targets int32 [...] (same leading shape) → scalar mean cross-entropy
  * over targets that are not `IGNORE_INDEX`.
  */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
   const vocab = logits.shape[logits.rank - 1];
   const leading = logits.shape.slice(0, -1);

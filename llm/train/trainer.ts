@@ -10,6 +10,7 @@ import { crossEntropy } from "./loss.ts";
 import type { Batch } from "../data/batch.ts";
 
 /** Token ids [batch, tokens]: a tfjs int32 tensor, nested arrays, or a flat typed array + shape. */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export type TokenMatrix =
   | tf.Tensor2D
   | number[][]
@@ -73,6 +74,7 @@ function releaseIds(original: TokenMatrix, tensor: tf.Tensor): void {
 }
 
 /** The book's calc_loss_batch: mean cross-entropy of the model's logits against `targets`. */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export function calcLossBatch(
   model: GPTModel,
   inputs: tf.Tensor2D,
