@@ -5,9 +5,11 @@
 /** mulberry32's state increment per draw (also used by the dropout loops in llm/engine). */
 export const MULBERRY32_STEP = 0x6d2b79f5;
 
+/** mulberry32: fast, seeded, and resumable from `state`. Not for cryptography. */
 export class SeededRandom {
   #state: number;
 
+  /** Any number; only its low 32 bits (as unsigned) matter. */
   constructor(seed: number) {
     this.#state = seed >>> 0;
   }
@@ -25,6 +27,10 @@ export class SeededRandom {
     return Math.floor(this.next() * n);
   }
 
+  /**
+   * The whole state (a 32-bit unsigned integer): `new SeededRandom(state)` continues the sequence
+   * exactly.
+   */
   get state(): number {
     return this.#state;
   }

@@ -4,9 +4,13 @@
  */
 import { readJsonFile } from "../files.ts";
 
+/** One entry of `instruction-data.json` (book ch07, Alpaca style). */
 export interface InstructionEntry {
+  /** The task, e.g. "Convert the active sentence to passive". */
   instruction: string;
+  /** Its input; "" when the task needs none. */
   input: string;
+  /** The desired response. */
   output: string;
 }
 
@@ -138,8 +142,10 @@ export function findDuplicates(entries: readonly InstructionEntry[]): DuplicateR
   return report;
 }
 
+/** The three parts of the book's in-order split. */
 export type InstructionSplit = "train" | "test" | "val";
 
+/** Fractions of the data for training and test; validation gets the rest. */
 export interface SplitFractions {
   /** Default 0.85 (book and workshop). */
   train?: number;

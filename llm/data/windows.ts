@@ -6,11 +6,15 @@
 import { deriveSeed, permutation, SeededRandom } from "../random.ts";
 import type { Batch } from "./batch.ts";
 
+/** Training windows over a token stream, stored as start offsets (no copies of the tokens). */
 export interface Windows {
+  /** Tokens per window (the context the model sees). */
   maxLength: number;
+  /** Number of windows. */
   count: number;
   /** Start offset of each window in the token stream. */
   starts: Uint32Array;
+  /** The token stream the windows index into. */
   tokens: ArrayLike<number>;
 }
 
@@ -27,10 +31,15 @@ export function slidingWindows(
   return { maxLength, count: starts.length, starts: Uint32Array.from(starts), tokens };
 }
 
+/** How `WindowLoader` groups windows into batches. */
 export interface LoaderOptions {
+  /** Windows per batch. */
   batchSize: number;
+  /** Visit windows in a seeded random order, a new one each epoch. */
   shuffle: boolean;
+  /** Drop a last batch smaller than `batchSize`. */
   dropLast: boolean;
+  /** Seed of the per-epoch permutations. */
   seed: number;
 }
 
@@ -39,10 +48,12 @@ export interface LoaderOptions {
  * any epoch's order can be recomputed (and a resumed run sees exactly the same batches).
  */
 export class WindowLoader {
+  /** Batches over `windows`; nothing is copied until a batch is asked for. */
   constructor(readonly windows: Windows, readonly options: LoaderOptions) {
     if (options.batchSize < 1) throw new Error("batchSize must be at least 1");
   }
 
+  /** Batches per epoch. */
   get numBatches(): number {
     const { count } = this.windows, { batchSize, dropLast } = this.options;
     return dropLast ? Math.floor(count / batchSize) : Math.ceil(count / batchSize);
@@ -55,6 +66,10 @@ export class WindowLoader {
     return permutation(count, new SeededRandom(deriveSeed(this.options.seed, "epoch", epoch)));
   }
 
+  /**
+   * Batch `index` (0-based) of epoch `epoch`: inputs [batch, maxLength] and targets shifted by one
+   * token. Pass `order` when reading many batches of one epoch, to compute the permutation once.
+   */
   batch(epoch: number, index: number, order = this.order(epoch)): Batch {
     const { batchSize } = this.options, { maxLength, starts, tokens } = this.windows;
     const first = index * batchSize;

@@ -43,6 +43,7 @@ export function backendBindingLimit(): number {
 export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
 
+/** What `initEngine` started. */
 export interface EngineInfo {
   /** The tfjs backend in use. */
   backend: "webgpu" | "cpu" | "wasm";
@@ -54,7 +55,9 @@ export interface EngineInfo {
   notes: string[];
 }
 
+/** What `initEngine` should start and how. */
 export interface EngineOptions {
+  /** Which backend (default "auto": hardware WebGPU, else cpu). */
   backend?: BackendChoice;
   /** BLAS library to use (else GROUNDUP_BLAS, else the platform's usual names). */
   blasPath?: string;

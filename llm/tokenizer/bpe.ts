@@ -22,7 +22,13 @@ function bytesToUnicode(): Map<number, string> {
 /** The pre-tokenization pattern of encoder.py (contractions, letters, numbers, other, spaces). */
 const PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
+/**
+ * GPT-2's byte-pair encoding written out (the book's appendix on OpenAI's `encoder.py`), from
+ * `encoder.json` and `vocab.bpe`: the readable reference the tiktoken-backed `Gpt2Tokenizer` is
+ * checked against.
+ */
 export class OpenAiBpe {
+  /** Recorded in artifacts. */
   readonly name = "gpt2-bpe";
   readonly #encoder: Map<string, number>;
   readonly #decoder: Map<number, string>;
@@ -32,6 +38,10 @@ export class OpenAiBpe {
   readonly #cache = new Map<string, string[]>();
   readonly #specials: Map<string, number>;
 
+  /**
+   * `encoder`: token → id (encoder.json); `merges`: vocab.bpe's text (first line a version header);
+   * `specials`: tokens encoded whole when they occur in text.
+   */
   constructor(encoder: Record<string, number>, merges: string, specials = ["<|endoftext|>"]) {
     this.#encoder = new Map(Object.entries(encoder));
     this.#decoder = new Map([...this.#encoder].map(([token, id]) => [id, token]));
@@ -43,6 +53,7 @@ export class OpenAiBpe {
     );
   }
 
+  /** Reads `encoder.json` and `vocab.bpe` from disk. */
   static async fromFiles(encoderJson: string, vocabBpe: string): Promise<OpenAiBpe> {
     return new OpenAiBpe(
       JSON.parse(await Deno.readTextFile(encoderJson)),
@@ -50,10 +61,12 @@ export class OpenAiBpe {
     );
   }
 
+  /** Number of entries in encoder.json. */
   get vocabSize(): number {
     return this.#encoder.size;
   }
 
+  /** The id of `<|endoftext|>`, if the encoder has it. */
   get endOfTextId(): number | undefined {
     return this.#specials.get("<|endoftext|>");
   }
@@ -117,6 +130,7 @@ export class OpenAiBpe {
     return ids;
   }
 
+  /** The text of `ids` (byte-level, then UTF-8 decoded). */
   decode(ids: Iterable<number>): string {
     const bytes: number[] = [];
     for (const id of ids) {

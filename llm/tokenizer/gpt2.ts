@@ -9,20 +9,33 @@ export const GPT2_VOCAB_SIZE = 50257;
 
 let shared: Tiktoken | undefined;
 
+/**
+ * GPT-2's tokenizer (the book's `tiktoken.get_encoding("gpt2")`); the ranks are loaded once per
+ * process.
+ */
 export class Gpt2Tokenizer {
+  /** Recorded in artifacts. */
   readonly name = "gpt2";
-  readonly vocabSize = GPT2_VOCAB_SIZE;
-  readonly endOfTextId = GPT2_END_OF_TEXT_ID;
+  /** 50257 ids: 50000 merges, 256 bytes and `<|endoftext|>`. */
+  readonly vocabSize: number = GPT2_VOCAB_SIZE;
+  /** 50256. */
+  readonly endOfTextId: number = GPT2_END_OF_TEXT_ID;
   readonly #encoding: Tiktoken;
 
+  /**
+   * `allowedSpecial`: special tokens encoded as their id when they appear in text (others are an
+   * error, as in tiktoken).
+   */
   constructor(readonly allowedSpecial: string[] = ["<|endoftext|>"]) {
     this.#encoding = shared ??= getEncoding("gpt2");
   }
 
+  /** GPT-2 BPE ids of `text`. */
   encode(text: string): number[] {
     return this.#encoding.encode(text, this.allowedSpecial);
   }
 
+  /** The text of `ids` (invalid UTF-8 sequences become U+FFFD). */
   decode(ids: Iterable<number>): string {
     return this.#encoding.decode([...ids]);
   }

@@ -31,32 +31,43 @@ export function buildVocabulary(tokens: Iterable<string>): string[] {
   return [...unique, END_OF_TEXT, UNKNOWN];
 }
 
+/** The book's SimpleTokenizerV2: a word-level vocabulary, unknown words map to `<|unk|>`. */
 export class SimpleTokenizer {
+  /** Recorded in artifacts. */
   readonly name = "simple";
   readonly #ids: Map<string, number>;
 
+  /** `vocabulary[id]` is the token of id; it must contain `<|unk|>`. */
   constructor(readonly vocabulary: string[]) {
     this.#ids = new Map(vocabulary.map((token, id) => [token, id]));
     if (!this.#ids.has(UNKNOWN)) throw new Error(`the vocabulary lacks the ${UNKNOWN} token`);
   }
 
+  /**
+   * A tokenizer whose vocabulary is every piece of `text` (sorted), plus `<|endoftext|>` and
+   * `<|unk|>`.
+   */
   static fromText(text: string): SimpleTokenizer {
     return new SimpleTokenizer(buildVocabulary(splitSimple(text)));
   }
 
+  /** Size of the vocabulary. */
   get vocabSize(): number {
     return this.vocabulary.length;
   }
 
+  /** The id of `<|endoftext|>`, if the vocabulary has it. */
   get endOfTextId(): number | undefined {
     return this.#ids.get(END_OF_TEXT);
   }
 
+  /** Ids of `text`'s pieces, `<|unk|>` for pieces not in the vocabulary. */
   encode(text: string): number[] {
     const unk = this.#ids.get(UNKNOWN)!;
     return splitSimple(text).map((token) => this.#ids.get(token) ?? unk);
   }
 
+  /** The pieces joined by spaces, with the space before punctuation removed (the book's decode). */
   decode(ids: Iterable<number>): string {
     const tokens = [...ids].map((id) => {
       const token = this.vocabulary[id];

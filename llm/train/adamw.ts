@@ -30,16 +30,28 @@ export interface AdamWOptions {
 
 /** Everything needed to resume the optimizer exactly (keyed by parameter name). */
 export interface AdamWState {
+  /** Steps taken (PyTorch's `state["step"]`); the bias corrections depend on it. */
   step: number;
+  /** First-moment (mean) estimates per parameter name. */
   m: Map<string, Float32Array>;
+  /** Second-moment (uncentred variance) estimates per parameter name. */
   v: Map<string, Float32Array>;
 }
 
+/**
+ * PyTorch's AdamW (decoupled weight decay), updating tfjs variables in place; its state can be
+ * saved and restored exactly.
+ */
 export class AdamW {
+  /** Learning rate of the next step; a schedule may change it between steps. */
   lr: number;
+  /** Decay of the first-moment estimate (default 0.9). */
   readonly beta1: number;
+  /** Decay of the second-moment estimate (default 0.999). */
   readonly beta2: number;
+  /** Added to the denominator for stability (default 1e-8). */
   readonly eps: number;
+  /** Decoupled weight decay, applied as p ← p·(1 − lr·weightDecay) (default 0.01, PyTorch's). */
   readonly weightDecay: number;
   /** Number of steps taken (PyTorch's `state["step"]`, shared by all parameters here). */
   step = 0;
@@ -67,6 +79,7 @@ export class AdamW {
     }
   }
 
+  /** The (name, variable) pairs it updates, in the order given. */
   get parameters(): readonly NamedParameter[] {
     return this.#params;
   }

@@ -158,6 +158,7 @@ export function computeGradients(
   }
 }
 
+/** Options of `trainStep`. */
 export interface TrainStepOptions {
   /** Clip the gradients to this global L2 norm first (the book's appendix D uses 1.0). */
   maxGradNorm?: number;
@@ -165,7 +166,9 @@ export interface TrainStepOptions {
   lr?: number;
 }
 
+/** What one training step measured. */
 export interface TrainStepResult {
+  /** The batch's mean cross-entropy, before the update. */
   loss: number;
   /** Global gradient norm before clipping, when clipping was asked for. */
   gradNorm?: number;
