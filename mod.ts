@@ -190,3 +190,23 @@ export type { MmluEvaluation, MmluSample } from "./llm/eval/mmlu/evaluate.ts";
 export { mmluContext } from "./llm/eval/mmlu/prompt.ts";
 export { parseMmluCsv, parseMmluParquet, readTar } from "./llm/eval/mmlu/data.ts";
 export { mmluLoader } from "./datasets/mmlu.ts";
+export type { BatchGenerateOptions, FinishedRow } from "./llm/infer/batch_generate.ts";
+export type {
+  InstructionPromptFields,
+  ResponseOptions,
+  ResponseProgress,
+  ResponseResult,
+} from "./llm/infer/responses.ts";
+export type { SplitInfo } from "./stages/mod.ts";
+export type {
+  BlockCompression,
+  BlockHandle,
+  ParsedBlock,
+  ParsedTable,
+  TableEntry,
+} from "./llm/weights/tensorbundle/table.ts";
+export type { ScoreOptions, ScoreRow, TokenizedRequest } from "./llm/eval/loglikelihood.ts";
+export type { MmluQuestion, MmluSplit } from "./llm/eval/mmlu/data.ts";
+export type { MmluTask } from "./llm/eval/mmlu/subjects.ts";
+export type { MmluEvalOptions, MmluLoader, MmluTaskResult } from "./llm/eval/mmlu/evaluate.ts";
+export type { MmluSource } from "./datasets/mmlu.ts";

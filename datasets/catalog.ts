@@ -6,6 +6,10 @@ import type { RemoteFile } from "./download.ts";
 
 const BOOK_RAW = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main";
 
+/**
+ * The public files pipelines name (`the-verdict`, `instruction-data`, ...), with their pinned
+ * checksums.
+ */
 export const DATASETS: Record<string, RemoteFile> = {
   "the-verdict": {
     url: `${BOOK_RAW}/ch02/01_main-chapter-code/the-verdict.txt`,

@@ -12,18 +12,32 @@ import { sha256File } from "../runner/hash.ts";
 import type { Logger, ProgressReporter } from "../runner/progress.ts";
 import { mirrorHint } from "./mirror_layout.ts";
 
+/** A public file: where to get it, where it lives locally, and how to check it. */
 export interface RemoteFile {
+  /** Where it is downloaded from. */
   url: string;
   /** Where the file lives under the mirror and cache folders, e.g. "workshop/the-verdict.txt". */
   path: string;
+  /**
+   * Lowercase hex sha256 of the content; checked after download (and on mirror copies) when given.
+   */
   sha256?: string;
+  /** Size in bytes; checked like `sha256` when given. */
   size?: number;
 }
 
+/** Where `fetchFile` looks before the network, and how it reports. */
 export interface FetchOptions {
+  /** A local folder searched first (see `RemoteFile.path`); files there are used in place. */
   mirror?: string;
+  /**
+   * The download cache (default GROUNDUP_DATA_DIR, else $XDG_CACHE_HOME/groundup, else
+   * ~/.cache/groundup).
+   */
   cacheDir?: string;
+  /** Shows a download's bytes as they arrive. */
   progress?: ProgressReporter;
+  /** Says where a file came from (mirror, cache, network) and about retries. */
   log?: Logger;
   /** Attempts in total for network errors, timeouts and 5xx answers. */
   attempts?: number;
@@ -31,6 +45,7 @@ export interface FetchOptions {
   idleTimeoutMs?: number;
   /** Milliseconds before the first retry; doubles each time. */
   retryDelayMs?: number;
+  /** Aborts a download; the partial file stays for a later resume. */
   signal?: AbortSignal;
 }
 

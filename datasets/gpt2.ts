@@ -26,6 +26,7 @@ export const OPENAI_GPT2_FILE_NAMES = [
   "model.ckpt.meta",
   "vocab.bpe",
 ] as const;
+/** The files of one OpenAI GPT-2 release folder (TensorFlow checkpoint, hparams, tokenizer). */
 export type OpenaiGpt2FileName = typeof OPENAI_GPT2_FILE_NAMES[number];
 
 const OPENAI_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/models";
@@ -73,7 +74,9 @@ export function openaiGpt2Files(size: Gpt2Size): Record<OpenaiGpt2FileName, Remo
   return files;
 }
 
+/** The files of one Hugging Face GPT-2 repository that groundup reads. */
 export const HF_GPT2_FILE_NAMES = ["config.json", "model.safetensors"] as const;
+/** One of `HF_GPT2_FILE_NAMES`. */
 export type HfGpt2FileName = typeof HF_GPT2_FILE_NAMES[number];
 
 /** Hugging Face's safetensors copy of one size (unpinned: no checked copy was available). */

@@ -46,6 +46,10 @@ export function csvFolderHas(dir: string, subject: string, split: MmluSplit): bo
   return existsSync(join(dir, originalCsvPath(subject, split)));
 }
 
+/**
+ * Where MMLU questions are read from: the original release's CSV folder, `cais/mmlu` parquet files,
+ * or the release tarball.
+ */
 export type MmluSource = "csv" | "parquet" | "tar";
 
 /**

@@ -37,7 +37,7 @@ export const DataloaderParams = z.strictObject({
 });
 export type DataloaderParams = z.infer<typeof DataloaderParams>;
 
-interface SplitInfo {
+export interface SplitInfo {
   file: string;
   characters: number;
   tokens: number;

@@ -34,4 +34,4 @@ export {
 };
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openTokenizeArtifact } from "./tokenize.ts";
-export type { DataloaderArtifact, LoaderManifest } from "./dataloader.ts";
+export type { DataloaderArtifact, LoaderManifest, SplitInfo } from "./dataloader.ts";

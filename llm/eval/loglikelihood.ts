@@ -16,8 +16,14 @@ import * as tf from "@tensorflow/tfjs";
 import type { GPTModel } from "../model/gpt.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 
+/**
+ * One request of the harness's loglikelihood kind, as token ids: how likely is `continuation` after
+ * `context`?
+ */
 export interface TokenizedRequest {
+  /** The context's tokens (may be empty; it is then scored after end-of-text). */
   context: number[];
+  /** The continuation's tokens (at least one). */
   continuation: number[];
 }
 
@@ -39,6 +45,7 @@ export function encodePair(
 
 /** One model input and the next-token log-probabilities to read from it. */
 export interface ScoreRow {
+  /** The tokens fed to the model (at most its context length). */
   input: number[];
   /** (position in `input`, token whose log-probability at that position is wanted). */
   picks: { position: number; token: number }[];
@@ -79,11 +86,13 @@ export function sharedContextRow(context: number[], tokens: number[], maxLength:
   return { input, picks: tokens.map((token) => ({ position: input.length - 1, token })) };
 }
 
+/** How `scoreRows` and `loglikelihoods` batch their forward passes. */
 export interface ScoreOptions {
   /** Rows per forward pass at most. */
   batchSize: number;
   /** Upper bound on one batch's logits [rows, tokens, vocab] in bytes (default 256 MiB). */
   maxLogitBytes?: number;
+  /** Checked between batches; aborting throws the signal's reason. */
   signal?: AbortSignal;
   /** Called after each batch with the number of rows done. */
   onBatch?: (rowsDone: number, rowsTotal: number) => void;

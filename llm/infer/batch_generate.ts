@@ -26,6 +26,7 @@ import { generate, sampleNextToken, type SamplingOptions } from "../model/genera
 import type { GPTModel } from "../model/gpt.ts";
 import { SeededRandom } from "../random.ts";
 
+/** Options of `batchGenerate` and `batchGenerateRows`. */
 export interface BatchGenerateOptions extends SamplingOptions {
   /** New tokens per row at most. */
   maxNewTokens: number;
@@ -59,7 +60,9 @@ export interface BatchGenerateOptions extends SamplingOptions {
 
 /** One finished row: its index among the prompts and its new tokens (the stop token excluded). */
 export interface FinishedRow {
+  /** Index of the prompt in the list given. */
   row: number;
+  /** Its new tokens, the stop token excluded. */
   tokens: number[];
 }
 

@@ -17,10 +17,13 @@ import { batchGenerateRows } from "./batch_generate.ts";
 
 /** The fields a prompt template reads (Alpaca's). */
 export interface InstructionPromptFields {
+  /** The task. */
   instruction: string;
+  /** Its input, if any ("" and absent both mean none). */
   input?: string;
 }
 
+/** Options of `generateResponses`: sampling, batching, templates and resuming. */
 export interface ResponseOptions extends SamplingOptions {
   /** New tokens per entry at most (default 256, the book's). */
   maxNewTokens?: number;
@@ -44,6 +47,7 @@ export interface ResponseOptions extends SamplingOptions {
   onProgress?: (progress: ResponseProgress) => void;
 }
 
+/** One entry's answer. */
 export interface ResponseResult {
   /** The entry's index in the list given. */
   index: number;
@@ -55,13 +59,17 @@ export interface ResponseResult {
   stopped: boolean;
 }
 
+/** Where a `generateResponses` run stands, after each finished entry. */
 export interface ResponseProgress {
   /** Entries finished in this run (skipped ones not counted) and how many this run has. */
   done: number;
+  /** Entries this run generates (skipped ones not counted). */
   total: number;
   /** Tokens decoded so far in this run, every row of every step (padding excluded). */
   tokens: number;
+  /** Seconds since this run started. */
   elapsedSeconds: number;
+  /** `tokens` / `elapsedSeconds`. */
   tokensPerSecond: number;
   /** Remaining time at the entry rate so far (prompts are sorted short to long, so optimistic). */
   etaSeconds: number;

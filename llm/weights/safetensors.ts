@@ -20,7 +20,9 @@ import { dirname, join } from "node:path";
 
 /** A tensor as the model code exchanges it: row-major float32 values and their shape. */
 export interface NamedTensor {
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** Row-major values; length is the product of `shape`. */
   data: Float32Array;
 }
 
@@ -45,6 +47,7 @@ export interface SafetensorsHeader {
 
 /** Any malformed file or unwritable tensor. The message names the file and the tensor. */
 export class SafetensorsError extends Error {
+  /** Error name, for matching without `instanceof`. */
   override name = "SafetensorsError";
 }
 

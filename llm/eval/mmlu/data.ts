@@ -12,9 +12,13 @@ import { parseCsv } from "./csv.ts";
 
 export const CHOICE_LETTERS = ["A", "B", "C", "D"] as const;
 
+/** One multiple-choice question, as the harness's `cais/mmlu` rows hold it. */
 export interface MmluQuestion {
+  /** The subject's file name, e.g. "high_school_physics". */
   subject: string;
+  /** The question text. */
   question: string;
+  /** The four answers, in order A–D. */
   choices: [string, string, string, string];
   /** Index of the right choice, 0–3 (the harness's `answer`). */
   answer: number;

@@ -23,6 +23,7 @@ import { expandMmluTasks, type MmluTask, subjectTaskName } from "./subjects.ts";
 /** Where questions come from: one subject's split. */
 export type MmluLoader = (subject: string, split: MmluSplit) => Promise<MmluQuestion[]>;
 
+/** What `evaluateMmlu` scores and how. */
 export interface MmluEvalOptions {
   /** Harness task names: "mmlu", "mmlu_<category>", "mmlu_<subject>". */
   tasks: readonly string[];
@@ -32,32 +33,49 @@ export interface MmluEvalOptions {
   limit?: number;
   /** Model inputs per forward pass. */
   batchSize: number;
+  /** Reads one subject's split (see `mmluLoader` in datasets/). */
   load: MmluLoader;
+  /** Checked between batches; aborting throws the signal's reason. */
   signal?: AbortSignal;
+  /** Called as questions are scored. */
   onProgress?: (questionsDone: number, questionsTotal: number) => void;
+  /** Upper bound on one batch's logits in bytes (see `ScoreOptions.maxLogitBytes`). */
   maxLogitBytes?: number;
 }
 
 /** One question's record (samples.jsonl). */
 export interface MmluSample {
+  /** The subject's task name, e.g. "mmlu_anatomy". */
   task: string;
+  /** The question's index in its subject's test split. */
   doc_id: number;
+  /** The question itself. */
   doc: MmluQuestion;
   /** The context the model saw (before any left truncation). */
   prompt: string;
+  /** The four continuations scored (" A" ... " D"). */
   continuations: readonly string[];
+  /** Their log-likelihoods, in the same order. */
   loglikelihoods: number[];
+  /** The continuation with the highest log-likelihood. */
   prediction: string;
+  /** The right continuation. */
   target: string;
+  /** Whether prediction equals target. */
   correct: boolean;
   /** Context tokens (before truncation) and whether it was cut from the left. */
   context_tokens: number;
+  /** Whether the context was cut from the left to fit the model. */
   truncated: boolean;
 }
 
+/** Accuracy of one task, as the harness's results table reports it. */
 export interface MmluTaskResult {
+  /** The harness's display name (subjects indented under their group). */
   alias: string;
+  /** Fraction of questions answered right. */
   acc: number;
+  /** Standard error of `acc` (sample stderr for a subject, pooled over children for a group). */
   acc_stderr: number;
   /** Questions scored (after `limit`). */
   samples: number;
@@ -65,13 +83,17 @@ export interface MmluTaskResult {
   original?: number;
 }
 
+/** What `evaluateMmlu` measured, in the shape of lm-evaluation-harness's results. */
 export interface MmluEvaluation {
   /** Every reported task, children before their groups. */
   tasks: MmluTask[];
+  /** Accuracy by task name. */
   results: Record<string, MmluTaskResult>;
+  /** Every scored question, for samples.jsonl. */
   samples: MmluSample[];
   /** Whether every question was scored with one forward pass for its four choices. */
   singleTokenContinuations: boolean;
+  /** Wall-clock seconds of the whole evaluation. */
   seconds: number;
 }
 
@@ -123,6 +145,10 @@ function argmax(values: readonly number[]): number {
   return best;
 }
 
+/**
+ * Score MMLU as lm-evaluation-harness does (loglikelihood of " A"–" D" after the few-shot prompt,
+ * accuracy per subject and group), on the subjects `options.tasks` names.
+ */
 export async function evaluateMmlu(
   model: GPTModel,
   tokenizer: Tokenizer,

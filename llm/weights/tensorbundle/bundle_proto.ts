@@ -21,9 +21,13 @@ import {
   WIRE_VARINT,
 } from "./protobuf.ts";
 
+/** The bundle's header entry (TensorFlow's BundleHeaderProto). */
 export interface BundleHeader {
+  /** Number of data shard files (`.data-0000i-of-0000n`). */
   numShards: number;
+  /** Byte order the tensors were written in. */
   endianness: "little" | "big";
+  /** TensorFlow's VersionDef: the writer's version and the oldest reader that may read it. */
   version: { producer: number; minConsumer: number; badConsumers: number[] };
 }
 

@@ -18,12 +18,15 @@ import { keyText, type ParsedTable, readTable } from "./table.ts";
 
 /** One tensor as the index describes it. */
 export interface TensorBundleEntry {
+  /** The tensor's name, e.g. "model/h0/attn/c_attn/w". */
   name: string;
   /** TensorFlow dtype name, e.g. "DT_FLOAT". */
   dtype: string;
   /** The DataType enum number as stored. */
   dtypeEnum: number;
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** Which data shard file holds it. */
   shardId: number;
   /** Byte offset of the tensor in its shard file. */
   offset: number;
@@ -35,7 +38,9 @@ export interface TensorBundleEntry {
 
 /** What an `.index` file holds. */
 export interface TensorBundleIndex {
+  /** The `.index` file that was read. */
   indexPath: string;
+  /** The bundle's header entry. */
   header: BundleHeader;
   /** Tensors by name, in the index's (sorted) key order. */
   entries: Map<string, TensorBundleEntry>;
@@ -149,6 +154,10 @@ export function numElements(shape: readonly number[]): number {
 
 /** An opened checkpoint: the parsed index plus access to its data shards. */
 export class TensorBundle {
+  /**
+   * An index already read and the shard sizes it was checked against; `openTensorBundle` builds
+   * one.
+   */
   constructor(
     readonly prefix: string,
     readonly index: TensorBundleIndex,
@@ -156,10 +165,12 @@ export class TensorBundle {
     readonly shardSizes: number[],
   ) {}
 
+  /** The bundle's header (shard count, byte order, version). */
   get header(): BundleHeader {
     return this.index.header;
   }
 
+  /** Tensors by name. */
   get entries(): Map<string, TensorBundleEntry> {
     return this.index.entries;
   }
@@ -178,6 +189,7 @@ export class TensorBundle {
     return entry;
   }
 
+  /** The path of data shard `shardId`. */
   shardPath(shardId: number): string {
     return shardFileName(this.prefix, shardId, this.header.numShards);
   }

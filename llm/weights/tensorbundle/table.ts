@@ -29,29 +29,44 @@ const BLOCK_TRAILER_SIZE = 5;
 export const COMPRESSION_NONE = 0;
 export const COMPRESSION_SNAPPY = 1;
 
+/** Where a block lies in the table file. */
 export interface BlockHandle {
+  /** Byte offset of the block. */
   offset: number;
+  /** Byte length of its contents (without the 5-byte trailer). */
   size: number;
 }
 
+/** How a block's contents are stored: raw, or Snappy-compressed. */
 export type BlockCompression = "none" | "snappy";
 
+/** One key/value pair of the table. */
 export interface TableEntry {
+  /** The key bytes (a tensor name; the empty key is the bundle header). */
   key: Uint8Array;
+  /** The value bytes (a serialized BundleEntryProto or BundleHeaderProto). */
   value: Uint8Array;
 }
 
+/** One block, decompressed and decoded. */
 export interface ParsedBlock {
+  /** How it was stored. */
   compression: BlockCompression;
+  /** Its key/value pairs, keys restored from their prefix compression. */
   entries: TableEntry[];
+  /** Byte offsets of the restart points (entries whose key is stored whole). */
   restarts: number[];
 }
 
 /** The whole table: all key/value pairs in order, plus the structure (for diagnostics/tests). */
 export interface ParsedTable {
+  /** Handles of the metaindex and index blocks, from the 48-byte footer. */
   footer: { metaindex: BlockHandle; index: BlockHandle };
+  /** The index block: one entry per data block. */
   indexBlock: ParsedBlock;
+  /** Every data block with its handle, in file order. */
   dataBlocks: Array<{ handle: BlockHandle; block: ParsedBlock }>;
+  /** All key/value pairs of the data blocks, in key order. */
   entries: TableEntry[];
 }
 

@@ -17,6 +17,7 @@ import {
   TABLE_MAGIC,
 } from "./table.ts";
 
+/** Layout choices for a written table; the defaults are TensorFlow's. */
 export interface TableBuilderOptions {
   /** Flush a data block once it reaches about this many bytes (TensorFlow: 256 KiB). */
   blockSize?: number;

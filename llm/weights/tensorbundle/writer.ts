@@ -25,6 +25,7 @@ export type WritableTensor =
   | { shape: number[]; data: NumericArray; dtype?: string }
   | { shape: number[]; strings: Array<Uint8Array | string> };
 
+/** Options of `writeTensorBundle`. */
 export interface TensorBundleWriterOptions {
   /** Index table layout; tests use small blocks or Snappy to exercise the reader. */
   index?: TableBuilderOptions;
