@@ -197,7 +197,7 @@ export type {
   ResponseProgress,
   ResponseResult,
 } from "./llm/infer/responses.ts";
-export type { SplitInfo } from "./stages/mod.ts";
+export type { SplitInfo, TokenizeArtifact } from "./stages/mod.ts";
 export type {
   BlockCompression,
   BlockHandle,

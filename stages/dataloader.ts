@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { defineStage } from "../runner/stage.ts";
+import { defineStage, type StageDefinition } from "../runner/stage.ts";
 import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
@@ -37,28 +37,48 @@ export const DataloaderParams = z.strictObject({
 });
 export type DataloaderParams = z.infer<typeof DataloaderParams>;
 
+/** One part (train or validation) of a dataloader artifact, as `loader.json` records it. */
 export interface SplitInfo {
+  /** The token file in the artifact (`train.bin` / `val.bin`). */
   file: string;
+  /** Characters of the corpus in this part. */
   characters: number;
+  /** Tokens they encode to. */
   tokens: number;
+  /** Sliding windows cut from them. */
   windows: number;
+  /** Batches one epoch yields. */
   batches: number;
   /** Tokens inside the batches one epoch visits. */
   batch_tokens: number;
+  /** Whether each epoch visits the windows in a new seeded order. */
   shuffle: boolean;
+  /** Whether a last, smaller batch is dropped. */
   drop_last: boolean;
 }
 
+/** `loader.json`: everything needed to rebuild the batches exactly. */
 export interface LoaderManifest {
+  /** Windows per batch. */
   batch_size: number;
+  /** Tokens per window. */
   max_length: number;
+  /** Tokens between the starts of consecutive windows. */
   stride: number;
+  /** Seed of the per-epoch shuffles. */
   seed: number;
+  /** The training part. */
   train: SplitInfo;
+  /** The validation part. */
   val: SplitInfo;
 }
 
-export const dataloaderStage = defineStage({
+/**
+ * The `dataloader` stage (book ch02/ch05): splits the corpus by characters (`train_ratio`,
+ * default 0.9), cuts each part into sliding windows and records how to batch them; downstream
+ * stages rebuild the loaders with `openDataloaderArtifact`.
+ */
+export const dataloaderStage: StageDefinition = defineStage({
   type: "dataloader",
   version: "2",
   description: "Split by characters, cut sliding windows, batch (seeded shuffle)",
@@ -140,10 +160,15 @@ export const dataloaderStage = defineStage({
   },
 });
 
+/** A dataloader artifact opened for training: its record, its tokenizer and the two loaders. */
 export interface DataloaderArtifact {
+  /** The artifact's `loader.json`. */
   manifest: LoaderManifest;
+  /** The tokenizer the tokens were made with. */
   tokenizer: Tokenizer;
+  /** Batches of the training part. */
   train: WindowLoader;
+  /** Batches of the validation part. */
   val: WindowLoader;
 }
 

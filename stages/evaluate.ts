@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { resolvePath, writeFileAtomic } from "../llm/files.ts";
-import { defineStage, type StageContext } from "../runner/stage.ts";
+import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { csvFolderHas, mmluLoader, mmluMirrorFolder } from "../datasets/mmlu.ts";
 import { originalCsvPath } from "../llm/eval/mmlu/data.ts";
 import { evaluateMmlu, type MmluLoader } from "../llm/eval/mmlu/evaluate.ts";
@@ -95,7 +95,11 @@ function dataLoader(ctx: StageContext<EvaluateParams>): { load: MmluLoader; used
 const round = (value: number, digits = 4) =>
   Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : "N/A";
 
-export const evaluateStage = defineStage({
+/**
+ * The `evaluate` stage: MMLU accuracy of a model folder as lm-evaluation-harness computes it, with
+ * per-question samples.
+ */
+export const evaluateStage: StageDefinition = defineStage({
   type: "evaluate",
   version: "1",
   description: "MMLU as the LM Evaluation Harness computes it; write results.json + samples.jsonl",

@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
-import { defineStage, type StageContext } from "../runner/stage.ts";
+import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import {
   extractResponse,
   formatInstructionPrompt,
@@ -181,7 +181,11 @@ export interface Generation {
   output?: string;
 }
 
-export const generateStage = defineStage({
+/**
+ * The `generate` stage: completes prompts with a trained or loaded model (greedy or sampled) and
+ * writes the texts.
+ */
+export const generateStage: StageDefinition = defineStage({
   type: "generate",
   version: "1",
   description: "Continue prompts with an upstream model; stream them; write generations.json",

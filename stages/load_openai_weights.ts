@@ -20,7 +20,12 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { hfGpt2Files, openaiGpt2Files } from "../datasets/gpt2.ts";
-import { defineStage, type PipelineSettings, type StageContext } from "../runner/stage.ts";
+import {
+  defineStage,
+  type PipelineSettings,
+  type StageContext,
+  type StageDefinition,
+} from "../runner/stage.ts";
 import { readJsonObject, resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { countParameters } from "../llm/model/config.ts";
 import {
@@ -195,7 +200,11 @@ async function fetchHf(
 // ---------------------------------------------------------------------------------------------
 // the stage
 
-export const loadOpenaiWeightsStage = defineStage({
+/**
+ * The `load-openai-weights` stage (book ch05): converts OpenAI's (or Hugging Face's) GPT-2 weights
+ * into a model folder.
+ */
+export const loadOpenaiWeightsStage: StageDefinition = defineStage({
   type: "load-openai-weights",
   version: "1",
   description:

@@ -34,4 +34,5 @@ export {
 };
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openTokenizeArtifact } from "./tokenize.ts";
+export type { TokenizeArtifact } from "./tokenize.ts";
 export type { DataloaderArtifact, LoaderManifest, SplitInfo } from "./dataloader.ts";

@@ -16,7 +16,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { defineStage, type StageContext } from "../runner/stage.ts";
+import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { generate } from "../llm/model/generate.ts";
 import { saveModel } from "../llm/model/weights_io.ts";
@@ -93,7 +93,11 @@ function lrAt(p: PretrainParams, step: number, totalSteps: number): number {
   });
 }
 
-export const pretrainStage = defineStage({
+/**
+ * The `pretrain` stage (book ch05): trains a GPT from scratch on the dataloader's batches, with
+ * checkpoints and exact resume, and writes the model folder and loss curves.
+ */
+export const pretrainStage: StageDefinition = defineStage({
   type: "pretrain",
   // 2: dropout masks come from the fused cpu kernels' own seeded generator.
   // 3: the artifact carries the tokenizer (tokenizer.json, vocab.json).

@@ -10,12 +10,17 @@ import { join } from "node:path";
 import { z } from "zod";
 import { datasetNames, DATASETS } from "../datasets/catalog.ts";
 import { resolvePath, writeFileAtomic } from "../llm/files.ts";
-import { defineStage, type PipelineSettings, type StageContext } from "../runner/stage.ts";
+import {
+  defineStage,
+  type PipelineSettings,
+  type StageContext,
+  type StageDefinition,
+} from "../runner/stage.ts";
 import { decodeUtf8Strict } from "../llm/data/utf8.ts";
 import { writeTokenFile } from "../llm/data/token_file.ts";
 import { buildVocabulary, splitSimple } from "../llm/tokenizer/simple.ts";
 import { createTokenizer, type TokenizerSpec } from "../llm/tokenizer/mod.ts";
-import { readTokenizerFolder } from "../llm/tokenizer/files.ts";
+import { readTokenizerFolder, type TokenizerFolder } from "../llm/tokenizer/files.ts";
 import { fetchForStage } from "./common.ts";
 
 const CorpusSchema = z.union([
@@ -83,7 +88,11 @@ async function readCorpus(
   return { path, text };
 }
 
-export const tokenizeStage = defineStage({
+/**
+ * The `tokenize` stage (book ch02): reads the corpus, tokenizes it and writes the token ids with
+ * the tokenizer's description.
+ */
+export const tokenizeStage: StageDefinition = defineStage({
   type: "tokenize",
   version: "1",
   description: "Read a corpus and convert it to token ids (regex vocabulary or GPT-2 BPE)",
@@ -130,8 +139,14 @@ export const tokenizeStage = defineStage({
   },
 });
 
+/** A tokenize artifact read back: the tokenizer and the corpus text it tokenized. */
+export interface TokenizeArtifact extends TokenizerFolder {
+  /** The corpus, as read (`corpus.txt`). */
+  text: string;
+}
+
 /** Read back what a tokenize stage wrote. */
-export async function openTokenizeArtifact(dir: string) {
+export async function openTokenizeArtifact(dir: string): Promise<TokenizeArtifact> {
   return {
     ...(await readTokenizerFolder(dir)),
     text: await Deno.readTextFile(join(dir, "corpus.txt")),
