@@ -89,6 +89,7 @@ export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/t
 export type {
   AnyBatch,
   BatchSource,
+  EvaluateOptions,
   TokenBatch,
   TokenMatrix,
   TrainStepOptions,
@@ -104,7 +105,11 @@ export type {
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
 export { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./llm/train/checkpoint.ts";
-export type { CheckpointState, TrainingPosition } from "./llm/train/checkpoint.ts";
+export type {
+  CheckpointContents,
+  CheckpointState,
+  TrainingPosition,
+} from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
 export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
@@ -155,7 +160,11 @@ export type {
 } from "./llm/model/gpt2_mapping.ts";
 export type { CheckpointFiles, ConvertOptions } from "./llm/model/gpt2_import.ts";
 export type { NamedTensor } from "./llm/weights/safetensors.ts";
-export type { GenerateOptions, SamplingOptions } from "./llm/model/generate.ts";
+export type {
+  GenerateOptions,
+  GenerateSimpleOptions,
+  SamplingOptions,
+} from "./llm/model/generate.ts";
 export type { BackendChoice, EngineInfo, EngineOptions } from "./llm/engine/backend.ts";
 export type { LoadModelOptions } from "./llm/model/weights_io.ts";
 export type {

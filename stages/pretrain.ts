@@ -178,10 +178,10 @@ export const pretrainStage: StageDefinition = defineStage({
         initialEval: p.initial_eval,
         sample: p.sample_tokens > 0 ? (m) => sample(m, tokenizer, p) : undefined,
         saveCheckpoint: async ({ position, ...extra }) => {
-          await saveCheckpoint<RunState>(checkpointDir, model, optimizer, {
-            position,
-            runId: runId(ctx),
-            extra,
+          await saveCheckpoint<RunState>(checkpointDir, {
+            model,
+            optimizer,
+            state: { position, runId: runId(ctx), extra },
           });
           lastCheckpoint = performance.now();
           return checkpointDir;

@@ -156,6 +156,14 @@ export async function generate(
   return generated;
 }
 
+/** The book's keyword arguments of `generate_text_simple`. */
+export interface GenerateSimpleOptions {
+  /** Tokens to append to each sequence. */
+  maxNewTokens: number;
+  /** Window the model sees: each step feeds the last `contextSize` tokens. */
+  contextSize: number;
+}
+
 /**
  * The book's `generate_text_simple`: greedy decoding for a batch of equally long sequences,
  * recomputing the cropped window every step; returns each sequence with its new tokens appended.
@@ -163,9 +171,9 @@ export async function generate(
 export async function generateTextSimple(
   model: GPTModel,
   idx: readonly (readonly number[])[],
-  maxNewTokens: number,
-  contextSize: number,
+  options: GenerateSimpleOptions,
 ): Promise<number[][]> {
+  const { maxNewTokens, contextSize } = options;
   const sequences = idx.map((row) => [...row]);
   const vocab = model.config.vocab_size;
   for (let step = 0; step < maxNewTokens; step++) {

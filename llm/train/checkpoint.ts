@@ -50,16 +50,25 @@ export interface CheckpointState<Extra> {
 const STATE_FILE = "state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
 
+/** What `saveCheckpoint` writes. */
+export interface CheckpointContents<Extra> {
+  /** Its weights, all of them (frozen ones too). */
+  model: GPTModel;
+  /** Its moments and step count. */
+  optimizer: AdamW;
+  /** Where training stands; the dropout RNG state and file list are added by `saveCheckpoint`. */
+  state: Omit<CheckpointState<Extra>, "format" | "dropoutRngState" | "files">;
+}
+
 /**
  * Writes a checkpoint of `model` (all its weights), `optimizer` and `state` into `dir`,
  * replacing the previous one only once the new one is complete.
  */
 export async function saveCheckpoint<Extra>(
   dir: string,
-  model: GPTModel,
-  optimizer: AdamW,
-  state: Omit<CheckpointState<Extra>, "format" | "dropoutRngState" | "files">,
+  contents: CheckpointContents<Extra>,
 ): Promise<void> {
+  const { model, optimizer, state } = contents;
   // Weights plus AdamW's two moments: 12 bytes a parameter, and the previous checkpoint
   // stays on disk until the new one is complete. Fail before writing anything if it won't fit.
   await ensureFreeSpace(

@@ -140,21 +140,24 @@ export class TrainingInterrupted extends Error {
 export class NonFiniteLossError extends Error {
   /** The class name, for error reports. */
   override name = "NonFiniteLossError";
-  /** `what` loss (training, validation) was `loss` at `step`, with learning rate `lr`. */
-  constructor(
-    /** Which loss: training, validation, ... */
-    readonly what: string,
-    /** The loss value (NaN or ±Infinity). */
-    readonly loss: number,
-    /** The step it appeared at. */
-    readonly step: number,
-    lr: number,
-  ) {
+  /** Which loss: training, validation, ... */
+  readonly what: string;
+  /** The loss value (NaN or ±Infinity). */
+  readonly loss: number;
+  /** The step it appeared at. */
+  readonly step: number;
+
+  /** `what` loss was `loss` at `step`, with learning rate `lr` (named in the advice). */
+  constructor(details: { what: string; loss: number; step: number; lr: number }) {
+    const { what, loss, step, lr } = details;
     super(
       `the ${what} loss is ${loss} at step ${step}: training stopped, this state was not ` +
         `saved (the last checkpoint, if any, is kept). Usually the learning rate is too high ` +
         `(lr ${lr}: try a smaller one, warmup or max_grad_norm) or the data is broken.`,
     );
+    this.what = what;
+    this.loss = loss;
+    this.step = step;
   }
 }
 
@@ -183,7 +186,9 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
   };
   const position = state.position;
   const checkFinite = (what: string, loss: number, step: number) => {
-    if (!Number.isFinite(loss)) throw new NonFiniteLossError(what, loss, step, optimizer.lr);
+    if (!Number.isFinite(loss)) {
+      throw new NonFiniteLossError({ what, loss, step, lr: optimizer.lr });
+    }
   };
 
   if (!options.resume && options.initialEval) {

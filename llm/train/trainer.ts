@@ -113,15 +113,24 @@ export async function calcLossLoader(
   return counted === 0 ? NaN : total / counted;
 }
 
+/** What `evaluateModel` measures on: the book's train_loader, val_loader and eval_iter. */
+export interface EvaluateOptions {
+  /** Training batches; the first `evalIter` are used. */
+  train: BatchSource;
+  /** Validation batches; the first `evalIter` are used. */
+  val: BatchSource;
+  /** Batches per split to average over. */
+  evalIter: number;
+}
+
 /** The book's evaluate_model: train and validation loss over `evalIter` batches each, no dropout. */
 export async function evaluateModel(
   model: GPTModel,
-  trainBatches: BatchSource,
-  valBatches: BatchSource,
-  evalIter: number,
+  options: EvaluateOptions,
 ): Promise<{ trainLoss: number; valLoss: number }> {
-  const trainLoss = await calcLossLoader(model, trainBatches, evalIter);
-  const valLoss = await calcLossLoader(model, valBatches, evalIter);
+  const { train, val, evalIter } = options;
+  const trainLoss = await calcLossLoader(model, train, evalIter);
+  const valLoss = await calcLossLoader(model, val, evalIter);
   return { trainLoss, valLoss };
 }
 

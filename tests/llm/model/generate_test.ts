@@ -62,7 +62,10 @@ Deno.test("greedy generation with the cache equals generation without it, past t
     const uncached = await generate(model, prompt, { maxNewTokens: 36, useCache: false });
     assert.equal(cached.length, 36);
     assert.deepEqual(cached, uncached, `prompt ${prompt}`);
-    const [simple] = await generateTextSimple(model, [prompt], 36, CONFIG.context_length);
+    const [simple] = await generateTextSimple(model, [prompt], {
+      maxNewTokens: 36,
+      contextSize: CONFIG.context_length,
+    });
     assert.deepEqual(simple.slice(prompt.length), cached, "the book's generate_text_simple");
     assert.ok(new Set(cached).size > 1, "a non-trivial continuation");
   }

@@ -257,12 +257,10 @@ export function registerParityTests(options: ParitySuiteOptions): void {
           loadStateDict(model, weights, `expected.safetensors (${prefix}*)`);
         }
         for (const c of cases.cases) {
-          const [simple] = await generateTextSimple(
-            model,
-            [c.prompt],
-            c.max_new_tokens,
-            c.context_size,
-          );
+          const [simple] = await generateTextSimple(model, [c.prompt], {
+            maxNewTokens: c.max_new_tokens,
+            contextSize: c.context_size,
+          });
           assert.deepEqual(
             simple.slice(c.prompt.length),
             c.expected_new_tokens,

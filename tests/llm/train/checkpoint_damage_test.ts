@@ -33,10 +33,14 @@ const position = { epoch: 0, batch: 3, step: 3, tokensSeen: 30 };
 async function writeCheckpoint(dir: string) {
   const model = new GPTModel(CONFIG, { seed: 1 });
   const optimizer = new AdamW(model.trainableParameters(), { lr: 1e-3, weightDecay: 0.1 });
-  await saveCheckpoint(join(dir, "checkpoint"), model, optimizer, {
-    position,
-    runId: "r",
-    extra: {},
+  await saveCheckpoint(join(dir, "checkpoint"), {
+    model: model,
+    optimizer,
+    state: {
+      position,
+      runId: "r",
+      extra: {},
+    },
   });
   return join(dir, "checkpoint");
 }

@@ -46,10 +46,14 @@ Deno.test("a checkpoint of a sharded-vocabulary run stores whole moments and res
     const optimizer = new AdamW(sharded.trainableParameters(), { lr: 1e-2, weightDecay: 0.1 });
     for (let step = 0; step < 2; step++) await trainStep(sharded, optimizer, batch(step));
     const position = { epoch: 0, batch: 2, step: 2, tokensSeen: 20 };
-    await saveCheckpoint(join(dir, "ckpt"), sharded, optimizer, {
-      position,
-      runId: "t",
-      extra: {},
+    await saveCheckpoint(join(dir, "ckpt"), {
+      model: sharded,
+      optimizer,
+      state: {
+        position,
+        runId: "t",
+        extra: {},
+      },
     });
 
     const file = await readSafetensorsFile(join(dir, "ckpt", "optimizer.safetensors"));

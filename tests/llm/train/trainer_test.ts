@@ -61,14 +61,18 @@ Deno.test("training on The Verdict drives the loss down (and dropout stays off i
   assert.equal(batches.length, 4);
   const model = new GPTModel(configFor(vocabSize), { seed: 123 });
   const optimizer = new AdamW(model.trainableParameters(), { lr: 1e-2, weightDecay: 0.1 });
-  const initial = await evaluateModel(model, batches, batches.slice(0, 1), 4);
+  const initial = await evaluateModel(model, {
+    train: batches,
+    val: batches.slice(0, 1),
+    evalIter: 4,
+  });
   // Untrained: close to ln(vocab) (REFERENCE.md's 10.99 for 50,257 is the same effect).
   assert.ok(
     Math.abs(initial.trainLoss - Math.log(vocabSize)) < 1.5,
     `initial ${initial.trainLoss}`,
   );
   assert.deepEqual(
-    await evaluateModel(model, batches, batches.slice(0, 1), 4),
+    await evaluateModel(model, { train: batches, val: batches.slice(0, 1), evalIter: 4 }),
     initial,
     "evaluation is deterministic",
   );
@@ -78,7 +82,11 @@ Deno.test("training on The Verdict drives the loss down (and dropout stays off i
       assert.ok(Number.isFinite(loss));
     }
   }
-  const trained = await evaluateModel(model, batches, batches.slice(0, 1), 4);
+  const trained = await evaluateModel(model, {
+    train: batches,
+    val: batches.slice(0, 1),
+    evalIter: 4,
+  });
   assert.ok(
     trained.trainLoss < initial.trainLoss / 2,
     `train loss ${initial.trainLoss} → ${trained.trainLoss}`,
