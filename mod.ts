@@ -151,7 +151,11 @@ export type {
 } from "./llm/model/layers.ts";
 export type { ForwardOptions, TransformerBlock } from "./llm/model/gpt.ts";
 export type { KVCache, LayerKV, MultiHeadAttention } from "./llm/model/attention.ts";
-export type { ShardedEmbedding, StateTensor } from "./llm/model/sharded.ts";
+export type {
+  ShardedEmbedding,
+  ShardedEmbeddingOptions,
+  StateTensor,
+} from "./llm/model/sharded.ts";
 export type { AdamWState } from "./llm/train/adamw.ts";
 export type {
   CheckpointSource,

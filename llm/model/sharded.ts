@@ -83,6 +83,23 @@ function zerosInit(rng: SeededRandom) {
   return { mode: "zeros" as const, rng };
 }
 
+/** What a `ShardedEmbedding` is built from. */
+export interface ShardedEmbeddingOptions {
+  /** Rows of the whole table (the vocabulary size). */
+  numEmbeddings: number;
+  /** Width of each row. */
+  dim: number;
+  /** Rows of each shard, in order; they sum to `numEmbeddings`. */
+  rowCounts: readonly number[];
+  /**
+   * The whole table, row-major (e.g. the N(0, 1) draw an unsharded Embedding would make), or
+   * "zeros".
+   */
+  values: Float32Array | "zeros";
+  /** Handed to the shards' zero init, which draws nothing from it: the values come from `values`. */
+  rng: SeededRandom;
+}
+
 /** nn.Embedding whose [numEmbeddings, dim] table is stored as row shards. */
 export class ShardedEmbedding implements Module {
   /** The row blocks, in order; each an Embedding of its own rows. */
@@ -90,17 +107,16 @@ export class ShardedEmbedding implements Module {
   /** The global row id where each shard starts (ascending, first 0). */
   readonly rowStarts: number[];
 
-  /**
-   * `values`: the whole table, row-major (e.g. the N(0, 1) draw an unsharded Embedding would
-   * make), or "zeros".
-   */
-  constructor(
-    readonly numEmbeddings: number,
-    readonly dim: number,
-    rowCounts: readonly number[],
-    values: Float32Array | "zeros",
-    rng: SeededRandom,
-  ) {
+  /** Rows of the whole table. */
+  readonly numEmbeddings: number;
+  /** Width of each row. */
+  readonly dim: number;
+
+  /** The shards, filled from `options.values` (built by `vocabEmbedding`). */
+  constructor(options: ShardedEmbeddingOptions) {
+    const { numEmbeddings, dim, rowCounts, values, rng } = options;
+    this.numEmbeddings = numEmbeddings;
+    this.dim = dim;
     const total = rowCounts.reduce((a, b) => a + b, 0);
     if (total !== numEmbeddings) {
       throw new Error(`ShardedEmbedding: shards hold ${total} rows, expected ${numEmbeddings}`);
@@ -306,7 +322,13 @@ export function vocabEmbedding(
 ): Embedding | ShardedEmbedding {
   if (shards.length === 1) return new Embedding(vocab, dim, init);
   const weights = init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng);
-  return new ShardedEmbedding(vocab, dim, shards, weights, init.rng);
+  return new ShardedEmbedding({
+    numEmbeddings: vocab,
+    dim,
+    rowCounts: shards,
+    values: weights,
+    rng: init.rng,
+  });
 }
 
 /**
