@@ -130,7 +130,11 @@ export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
 export { SafetensorsError } from "./llm/weights/safetensors.ts";
 
-// Types the functions and classes above mention
+// Types the functions and classes above mention. `deno doc --lint mod.ts` (a CI gate) wants each
+// export documented and each type a public signature mentions exported here. tfjs's and zod's own
+// types (Tensor, Variable, ZodType) are the exception: re-exported, deno doc would lint those
+// packages' declarations too (it treats node_modules as local files), so a signature mentioning
+// one carries `// deno-doc-ignore private-type-ref` instead.
 export type { Json, Path, SourceMap } from "./runner/pipeline.ts";
 export type { StepStatus } from "./runner/plan.ts";
 export type { Output, ProgressOptions } from "./runner/progress.ts";
