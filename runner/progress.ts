@@ -64,8 +64,22 @@ function formatValues(values: Record<string, number | string> | undefined): stri
     .join("  ");
 }
 
+/** A snapshot of a unit of work, for listeners such as the run record. */
+export interface ProgressState {
+  label: string;
+  unit: string;
+  done: number;
+  total: number;
+  values?: Record<string, number | string>;
+  elapsedSeconds: number;
+  /** null while the rate is unknown. */
+  etaSeconds: number | null;
+}
+
 export interface ProgressOptions {
   out?: Output;
+  /** Called on every update (the listener throttles itself). */
+  onState?: (state: ProgressState) => void;
   /** Seconds between plain lines when not on a terminal. */
   plainInterval?: number;
   now?: () => number;
@@ -100,6 +114,20 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
     }`;
   };
 
+  const snapshot = (done: number, t: number): ProgressState => {
+    const elapsedSeconds = (t - startedAt) / 1000;
+    const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
+    return {
+      label,
+      unit,
+      done,
+      total,
+      values: lastValues,
+      elapsedSeconds,
+      etaSeconds: done >= total ? 0 : rate > 0 ? (total - done) / rate : null,
+    };
+  };
+
   return {
     start(newLabel, newTotal, newUnit = "items") {
       label = newLabel, total = newTotal, unit = newUnit, startedAt = now(), lastDone = 0;
@@ -110,6 +138,7 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
       lastDone = done;
       if (values) lastValues = values;
       const t = now();
+      if (options.onState) options.onState(snapshot(done, t));
       if (out.isTerminal) {
         if (t - lastDraw < 100 && done < total) return;
         out.write(`\r\x1b[2K${line(done)}`);

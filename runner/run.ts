@@ -5,12 +5,13 @@
  * last checkpoint) and skips everything downstream.
  */
 import { relative } from "node:path";
-import { ArtifactCache, writeFileAtomic } from "./cache.ts";
+import { ArtifactCache } from "./cache.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
 import { createLogger, createProgress, type Output, stderrOutput } from "./progress.ts";
 import type { Artifact, Manifest, PipelineSettings } from "./stage.ts";
+import { RunRecord } from "./run_record.ts";
 import { formatMetric, table } from "./summary.ts";
 
 export const GROUNDUP_VERSION = "0.1.0";
@@ -117,8 +118,13 @@ export async function runPipeline(
     return report;
   }
 
+  const record = await RunRecord.begin(options.cacheDir, {
+    name: pipeline.settings.name,
+    file: pipeline.file,
+  }, steps);
   let failed = false;
   for (const step of steps) {
+    await record.sync(report.steps);
     const { stage } = step;
     const base = { stage: stage.name, type: stage.type, key: step.key };
     if (step.status === "skip" || failed) {
@@ -147,6 +153,7 @@ export async function runPipeline(
     const environment: Record<string, unknown> = {};
     const log = createLogger(stage.name, out);
     log.info(`running (${step.reason ?? "not cached"})`);
+    await record.running(stage.name);
     try {
       const result = await stage.definition.run({
         name: stage.name,
@@ -155,7 +162,10 @@ export async function runPipeline(
         outDir,
         progressDir,
         pipeline: settings,
-        progress: createProgress(stage.name, { out }),
+        progress: createProgress(stage.name, {
+          out,
+          onState: record.progressListener(stage.name),
+        }),
         log,
         signal: options.signal ?? new AbortController().signal,
         recordEnvironment: (facts) => Object.assign(environment, facts),
@@ -205,17 +215,6 @@ export async function runPipeline(
       report.error = new StageFailedError(stage.name, error);
     }
   }
-  await writeRunLog(options.cacheDir, report).catch(() => {});
+  await record.finish(report.steps, report.ok);
   return report;
-}
-
-async function writeRunLog(cacheDir: string, report: RunReport) {
-  const dir = `${cacheDir}/runs`;
-  await Deno.mkdir(dir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const { artifacts: _artifacts, error: _error, ...rest } = report;
-  await writeFileAtomic(
-    `${dir}/${stamp}-${report.pipeline}.json`,
-    JSON.stringify(rest, null, 2) + "\n",
-  );
 }
