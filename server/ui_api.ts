@@ -127,7 +127,8 @@ export class UiApi {
   handler = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
     if (this.options.allowedHosts) {
-      const host = (request.headers.get("host") ?? "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+      // Deno.serve builds the request URL from the Host header.
+      const host = url.hostname.replace(/^\[|\]$/g, "");
       if (!this.options.allowedHosts.includes(host)) {
         return problem(403, `host ${JSON.stringify(host)} not allowed`);
       }
@@ -638,7 +639,7 @@ export class UiApi {
       return problem(400, "the request body is not valid JSON");
     }
     const { dir } = await this.#artifactDir(isObject(body) ? String(body.model ?? "") : "");
-    return this.options.chat.stream(dir, body, request.signal);
+    return this.options.chat.stream(dir, body);
   }
 }
 

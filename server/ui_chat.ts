@@ -117,7 +117,7 @@ export class ChatService {
   }
 
   /** Answers with an event stream; the work waits its turn behind earlier requests. */
-  stream(dir: string, body: unknown, signal: AbortSignal): Response {
+  stream(dir: string, body: unknown): Response {
     let request: ChatRequest;
     try {
       request = parseChatRequest(body);
@@ -138,7 +138,7 @@ export class ChatService {
         };
         const job = async () => {
           try {
-            if (signal.aborted) return;
+            if (closed) return;
             const loaded = await this.#load(dir);
             const alpaca = request.template === "auto"
               ? loaded.alpaca
@@ -155,13 +155,13 @@ export class ChatService {
               stop_token: loaded.tokenizer.endOfTextId ?? null,
               seed: request.seed,
             }, (text) => {
-              // A client that went away stops the generation at the next token.
-              if (signal.aborted) throw new DOMException("client went away", "AbortError");
+              // A client that went away (the stream was cancelled) stops the generation.
+              if (closed) throw new DOMException("client went away", "AbortError");
               send("token", { text });
             });
             send("done", { tokens: done.tokens, seconds: done.seconds, stopped: done.stopped });
           } catch (error) {
-            if (!signal.aborted) send("error", { error: (error as Error).message });
+            send("error", { error: (error as Error).message });
           } finally {
             this.#waiting--;
             if (!closed) closed = true, controller.close();
