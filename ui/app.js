@@ -40,7 +40,7 @@ function fmtNumber(v) {
 
 function fmtSeconds(s) {
   if (typeof s !== "number" || !Number.isFinite(s)) return "";
-  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`.replace(/^0\.00 s$/, "< 0.01 s");
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
@@ -480,7 +480,9 @@ function artifactBody(a, token) {
           ),
         ),
     }[v];
-    render?.().catch((e) => box.replaceChildren(h("p", { class: "error" }, `${v}: ${e.message}`)));
+    Promise.resolve().then(render).catch((e) =>
+      box.replaceChildren(h("p", { class: "error" }, `${v}: ${e.message}`))
+    );
   }
   return h("div", {}, views, grid);
 }
@@ -1005,10 +1007,11 @@ async function showChat(token, params) {
         } else if (event === "token") {
           answer += data.text;
           reply.textContent = answer;
+          reply.dataset.pieces = String(Number(reply.dataset.pieces ?? 0) + 1);
           log.scrollTop = log.scrollHeight;
         } else if (event === "done") {
           status.textContent = `${data.tokens} tokens in ${fmtSeconds(data.seconds)} (${
-            data.stopped.replace("_", " ")
+            data.stopped.replaceAll("_", " ")
           })`;
         } else if (event === "error") {
           throw new Error(data.error);
@@ -1057,7 +1060,13 @@ async function showChat(token, params) {
           h("div", {}, send, " ", reset, " ", status),
         ),
       ),
-      h("div", {}, h("h3", {}, "Prompt template"), templateNote),
+      h(
+        "div",
+        {},
+        h("h3", {}, "Prompt template"),
+        h("p", { class: "muted" }, "the text the model continues"),
+        templateNote,
+      ),
     ),
   );
 }
