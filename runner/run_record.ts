@@ -98,9 +98,8 @@ export class RunRecord {
     for (const done of steps) {
       const step = this.#step(done.stage);
       if (!step) continue;
-      const { progress: _progress, ...rest } = step;
-      Object.assign(step, { ...rest, ...done });
-      if (step.progress) delete step.progress;
+      Object.assign(step, done);
+      delete step.progress;
     }
     await this.#write();
   }

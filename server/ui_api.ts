@@ -312,7 +312,18 @@ export class UiApi {
   async listArtifacts(url: URL) {
     const offset = intParam(url, "offset", 0);
     const limit = intParam(url, "limit", 50, MAX_LIMIT);
-    const only = url.searchParams.get("stage");
+    const found = await this.#artifactRefs(url.searchParams.get("stage"));
+    const page = found.slice(offset, offset + limit);
+    return {
+      total: found.length,
+      offset,
+      limit,
+      artifacts: await Promise.all(page.map((a) => this.artifact(a.ref))),
+    };
+  }
+
+  /** Every finished artifact (a folder named by a key, with a manifest), newest first. */
+  async #artifactRefs(only: string | null) {
     const found: { ref: string; finishedAt: string }[] = [];
     const stages: string[] = [];
     try {
@@ -335,19 +346,13 @@ export class UiApi {
         });
       }
     }
-    found.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
-    const page = found.slice(offset, offset + limit);
-    return {
-      total: found.length,
-      offset,
-      limit,
-      artifacts: await Promise.all(page.map((a) => this.artifact(a.ref))),
-    };
+    return found.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
   }
 
   async models() {
-    const { artifacts } = await this.listArtifacts(new URL("http://x/?limit=200"));
-    const models = artifacts.filter((a) => a.views.includes("model"));
+    const refs = await this.#artifactRefs(null);
+    const models = (await Promise.all(refs.map((r) => this.artifact(r.ref))))
+      .filter((a) => a.views.includes("model"));
     return {
       models: await Promise.all(models.map(async (m) => ({
         ref: m.ref,
@@ -374,6 +379,8 @@ export class UiApi {
         "content-length": String(info.size),
         "content-disposition": `inline; filename="${basename(real).replace(/"/g, "")}"`,
         "x-content-type-options": "nosniff",
+        // An artifact's file (an SVG, say) must never run script in the UI's origin.
+        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
       },
     });
   }

@@ -101,8 +101,30 @@ Deno.test({
         );
         assert.match(await text(page, "tr.run-row"), /running[\s\S]*ETA[\s\S]*loss 4\.250/);
         await shot(page, "ui-runs.png");
+        // The run's own page follows it too: the running stage's progress, then the end.
+        const liveId = await page.$eval("tr.run-row", (tr) => (tr as HTMLElement).dataset.run!);
+        const runPage = await browser.newPage();
+        await runPage.goto(`${base}/#/run/${encodeURIComponent(liveId)}`);
+        await runPage.waitForFunction(
+          () => document.querySelector(".live-progress")?.textContent?.includes("3/10"),
+          { timeout: 15_000 },
+        );
+        assert.match(
+          await runPage.$eval(
+            'svg.graph .node[data-stage="wait"]',
+            (g) => g.getAttribute("class")!,
+          ),
+          /running/,
+        );
         gate.release();
         await waiting;
+        await runPage.waitForFunction(
+          () => document.querySelector("h1 .badge")?.textContent === "ok",
+          { timeout: 15_000 },
+        );
+        await runPage.close();
+        // (waitForFunction polls on animation frames, which a tab in the background never gets)
+        await page.bringToFront();
         await page.waitForFunction(
           () => document.querySelector("tr.run-row .badge")?.textContent === "ok",
           { timeout: 15_000 },

@@ -243,6 +243,7 @@ Deno.test("ui api: paths from the browser never reach outside the cache", async 
   await withUi(async (base, { outside }) => {
     const ok = await fetch(`${base}/api/ui/file?ref=pretrain/${HISTORY_KEY}&path=manifest.json`);
     assert.equal(ok.status, 200);
+    assert.match(ok.headers.get("content-security-policy")!, /sandbox/, "no script in our origin");
     assert.equal((await ok.json()).key, HISTORY_KEY.repeat(4));
 
     const attempts = [
@@ -343,5 +344,56 @@ Deno.test("ui api: a loopback server refuses other Host names (DNS rebinding)", 
     const rebound = await api.handler(new Request("http://evil.example:8077/api/ui/runs"));
     assert.equal(rebound.status, 403);
     await rebound.body?.cancel();
+  });
+});
+
+Deno.test("ui api: responses of several models side by side, filtered by either one's score", async () => {
+  await withUi(async (base, { cache }) => {
+    const dir = join(cache, "judge", "dddddddddddddddd");
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(join(dir, "manifest.json"), JSON.stringify({ key: "d".repeat(64) }));
+    const entries = [
+      { instruction: "a", input: "", output: "A", base_response: "x", tuned_response: "A" },
+      { instruction: "b", input: "in", output: "B", base_response: "B", tuned_response: "y" },
+      { instruction: "c", input: "", output: "C", base_response: "z" }, // tuned one missing
+    ];
+    await Deno.writeTextFile(join(dir, "responses.json"), JSON.stringify(entries));
+    const scores = [
+      { index: 0, field: "base_response", score: 10 },
+      { index: 0, field: "tuned_response", score: 95 },
+      { index: 1, field: "base_response", score: 90 },
+      { index: 1, field: "tuned_response", score: 5 },
+      { index: 2, field: "base_response", score: null }, // the judge gave no number
+    ];
+    await Deno.writeTextFile(
+      join(dir, "scores.jsonl"),
+      scores.map((s) => JSON.stringify(s)).join("\n") + '\n{"index": 2, "fie', // a torn line
+    );
+    const ref = "judge/dddddddddddddddd";
+    const all = await getJson(`${base}/api/ui/responses?ref=${ref}`);
+    assert.deepEqual(all.fields, ["base_response", "tuned_response"]);
+    assert.deepEqual(all.rows[0].responses, {
+      base_response: { text: "x", score: 10 },
+      tuned_response: { text: "A", score: 95 },
+    });
+    assert.deepEqual(all.rows[2].responses, { base_response: { text: "z", score: null } });
+    const tunedHigh = await getJson(
+      `${base}/api/ui/responses?ref=${ref}&field=tuned_response&min=50`,
+    );
+    assert.deepEqual(tunedHigh.rows.map((r: { index: number }) => r.index), [0]);
+    const baseHigh = await getJson(
+      `${base}/api/ui/responses?ref=${ref}&field=base_response&min=50`,
+    );
+    assert.deepEqual(baseHigh.rows.map((r: { index: number }) => r.index), [1]);
+
+    const judge = await getJson(`${base}/api/ui/judge?ref=${ref}`);
+    const byField = Object.fromEntries(
+      judge.models.map((m: { field: string }) => [m.field, m]),
+    );
+    assert.equal(byField.base_response.scored, 2);
+    assert.equal(byField.base_response.total, 3);
+    assert.equal(byField.base_response.mean, 50);
+    assert.equal(byField.tuned_response.mean, 50);
+    assert.deepEqual(byField.tuned_response.histogram, [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
   });
 });
