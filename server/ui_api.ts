@@ -165,6 +165,7 @@ export class UiApi {
       return problem(404, `no such endpoint: ${url.pathname}`);
     } catch (error) {
       if (error instanceof UiPathError) return problem(error.status, error.message);
+      if (error instanceof URIError) return problem(400, `malformed URL: ${url.pathname}`);
       return problem(500, error instanceof Error ? error.message : String(error));
     }
   };

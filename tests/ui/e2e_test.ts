@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The web UI end to end in a real browser: headless Chromium (Debian's `chromium`) driven by
  * puppeteer-core. The runner trains the smoke pipeline (plus a stage laying out evaluation
@@ -13,14 +12,25 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import puppeteer, { type Page } from "puppeteer-core";
 import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { UiApi } from "../../server/ui_api.ts";
 import { ChatService } from "../../server/ui_chat.ts";
 import { Gate, overlapScore, RESPONSES_FIXTURE, runUiPipeline } from "./ui_cache.ts";
 
+// Callbacks below run in the page. The DOM's types stay out of this program (a lib "dom"
+// reference would change the types of every test checked with it), so they are loose here.
+// deno-lint-ignore no-explicit-any
+type InPage = any;
+declare const document: InPage;
+
+type Page = InPage;
+
 const CHROMIUM = Deno.env.get("GROUNDUP_CHROMIUM") ?? "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
+// puppeteer-core's types bring their own @types/node, which would change node:assert's types
+// for every test type-checked together with this one; so it is imported without types.
+const PUPPETEER = "puppeteer-core";
+const puppeteer: InPage = hasChromium ? (await import(PUPPETEER)).default : undefined;
 const screenshots = Deno.env.get("GROUNDUP_UI_SCREENSHOTS");
 if (!hasChromium) {
   console.warn(`ui e2e ignored: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
@@ -33,8 +43,7 @@ async function shot(page: Page, name: string) {
   await page.screenshot({ path: join(dir, name) as `${string}.png`, fullPage: false });
 }
 
-const text = (page: Page, selector: string) =>
-  page.$eval(selector, (el) => (el as HTMLElement).innerText);
+const text = (page: Page, selector: string) => page.$eval(selector, (el: InPage) => el.innerText);
 
 Deno.test({
   name: hasChromium
@@ -70,15 +79,15 @@ Deno.test({
       try {
         const page = await browser.newPage();
         const errors: string[] = [];
-        page.on("pageerror", (e) => errors.push(String(e)));
+        page.on("pageerror", (e: InPage) => errors.push(String(e)));
 
         // 1. The runs list: both runs, newest first, the second reusing the cached stages.
         await page.goto(`${base}/#/`);
         await page.waitForFunction(() => document.querySelectorAll("tr.run-row").length === 2);
-        const rows = await page.$$eval("tr.run-row", (trs) =>
-          trs.map((tr) => ({
-            text: (tr as HTMLElement).innerText,
-            chips: [...tr.querySelectorAll(".stage-chip")].map((c) => c.className),
+        const rows = await page.$$eval("tr.run-row", (trs: InPage) =>
+          trs.map((tr: InPage) => ({
+            text: tr.innerText,
+            chips: [...tr.querySelectorAll(".stage-chip")].map((c: InPage) => c.className),
           })));
         assert.match(rows[0].text, /smoke/);
         assert.deepEqual(rows[0].chips, [
@@ -87,7 +96,12 @@ Deno.test({
           "stage-chip ran",
           "stage-chip ran",
         ]);
-        assert.deepEqual(rows[1].chips.map((c) => c.split(" ")[1]), ["ran", "ran", "ran", "ran"]);
+        assert.deepEqual(rows[1].chips.map((c: string) => c.split(" ")[1]), [
+          "ran",
+          "ran",
+          "ran",
+          "ran",
+        ]);
         assert.match(rows[1].text, /val_loss/);
 
         // 2. A run in progress appears and updates without a reload.
@@ -102,7 +116,7 @@ Deno.test({
         assert.match(await text(page, "tr.run-row"), /running[\s\S]*ETA[\s\S]*loss 4\.250/);
         await shot(page, "ui-runs.png");
         // The run's own page follows it too: the running stage's progress, then the end.
-        const liveId = await page.$eval("tr.run-row", (tr) => (tr as HTMLElement).dataset.run!);
+        const liveId = await page.$eval("tr.run-row", (tr: InPage) => tr.dataset.run!);
         const runPage = await browser.newPage();
         await runPage.goto(`${base}/#/run/${encodeURIComponent(liveId)}`);
         await runPage.waitForFunction(
@@ -112,7 +126,7 @@ Deno.test({
         assert.match(
           await runPage.$eval(
             'svg.graph .node[data-stage="wait"]',
-            (g) => g.getAttribute("class")!,
+            (g: InPage) => g.getAttribute("class")!,
           ),
           /running/,
         );
@@ -137,33 +151,37 @@ Deno.test({
         // 3. The first run's page: the stage graph, pretrain's curve and samples.
         const firstId = await page.$$eval(
           "tr.run-row",
-          (trs) => (trs[2] as HTMLElement).dataset.run!,
+          (trs: InPage) => trs[2].dataset.run!,
         );
         await page.goto(`${base}/#/run/${encodeURIComponent(firstId)}`);
         await page.waitForSelector("svg.graph .node");
         const nodes = await page.$$eval(
           "svg.graph .node",
-          (gs) => gs.map((g) => [g.getAttribute("data-stage"), g.getAttribute("class")]),
+          (gs: InPage) =>
+            gs.map((g: InPage) => [g.getAttribute("data-stage"), g.getAttribute("class")]),
         );
-        assert.deepEqual(nodes.map((n) => n[0]), [
+        assert.deepEqual(nodes.map((n: string[]) => n[0]), [
           "tokenize",
           "dataloader",
           "pretrain",
           "evaluate",
         ]);
-        assert.equal(await page.$$eval("svg.graph path.edge", (p) => p.length), 3);
+        assert.equal(await page.$$eval("svg.graph path.edge", (p: InPage) => p.length), 3);
         await page.click('svg.graph .node[data-stage="pretrain"]');
         await page.waitForSelector(".loss-chart canvas");
-        const drawn = await page.$eval(".loss-chart", (el) => {
+        const drawn = await page.$eval(".loss-chart", (el: InPage) => {
           const chart = (el as unknown as { _uplot: { data: (number | null)[][] } })._uplot;
-          return { x: chart.data[0], train: chart.data[1].filter((v) => v !== null).length };
+          return {
+            x: chart.data[0],
+            train: chart.data[1].filter((v: InPage) => v !== null).length,
+          };
         });
         assert.equal(drawn.x.length, history.evaluations.length);
         assert.deepEqual(drawn.x, history.evaluations.map((e: { step: number }) => e.step));
         assert.equal(drawn.train, history.evaluations.length);
         const samples = await page.$$eval(
           ".samples li",
-          (lis) => lis.map((li) => (li as HTMLElement).innerText),
+          (lis: InPage) => lis.map((li: InPage) => li.innerText),
         );
         assert.equal(samples.length, 2);
         assert.ok(samples[1].includes(history.samples[1].text));
@@ -177,7 +195,7 @@ Deno.test({
         await page.click('svg.graph .node[data-stage="evaluate"]');
         await page.waitForSelector("tr.response-row");
         const entries = JSON.parse(await Deno.readTextFile(RESPONSES_FIXTURE));
-        assert.equal(await page.$$eval("tr.response-row", (r) => r.length), 20);
+        assert.equal(await page.$$eval("tr.response-row", (r: InPage) => r.length), 20);
         assert.match(await text(page, "table.mmlu"), /mmlu_philosophy\s+0\.5691\s+0\.0281\s+311/);
         assert.match(
           await text(page, "table.judge"),
@@ -189,18 +207,22 @@ Deno.test({
         await page.type(".filters input[name=min]", "80");
         await page.click(".filters button");
         await page.waitForFunction(
-          (n) =>
+          (n: InPage) =>
             document.querySelector(".view-responses")?.textContent?.includes(`${n} of`),
           {},
           high,
         );
-        assert.equal(await page.$$eval("tr.response-row", (r) => r.length), Math.min(20, high));
+        assert.equal(
+          await page.$$eval("tr.response-row", (r: InPage) =>
+            r.length),
+          Math.min(20, high),
+        );
         const scores = await page.$$eval(
           "tr.response-row .score",
-          (s) => s.map((x) => Number(x.textContent)),
+          (s: InPage) => s.map((x: InPage) => Number(x.textContent)),
         );
-        assert.ok(scores.every((s) => s >= 80));
-        await page.$eval(".view-responses", (el) => el.scrollIntoView());
+        assert.ok(scores.every((s: number) => s >= 80));
+        await page.$eval(".view-responses", (el: InPage) => el.scrollIntoView());
         await shot(page, "ui-responses.png");
 
         // 5. Two learning rates overlaid.
@@ -208,10 +230,10 @@ Deno.test({
         await page.waitForSelector(".loss-chart canvas");
         const series = await page.$eval(
           ".loss-chart",
-          (el) =>
-            (el as unknown as { _uplot: { series: { label: string }[] } })._uplot.series.map((s) =>
-              s.label
-            ),
+          (el: InPage) =>
+            (el as unknown as { _uplot: { series: { label: string }[] } })._uplot.series.map((
+              s: InPage,
+            ) => s.label),
         );
         assert.equal(series.length, 5);
         assert.match(series.join(), /lr=0\.003 train/);
@@ -222,7 +244,7 @@ Deno.test({
         const setNumber = async (name: string, value: string) => {
           await page.$eval(
             `.chat-settings input[name=${name}]`,
-            (el, v) => ((el as HTMLInputElement).value = v),
+            (el: InPage, v: string) => (el.value = v),
             value,
           );
         };
@@ -235,7 +257,7 @@ Deno.test({
         assert.equal("Every effort moves you" + reply, history.samples[1].text);
         const pieces = await page.$eval(
           ".msg.assistant",
-          (el) => Number((el as HTMLElement).dataset.pieces),
+          (el: InPage) => Number(el.dataset.pieces),
         );
         assert.ok(pieces >= 2, `the reply arrived as a stream of token events (${pieces})`);
         assert.match(await text(page, "pre.template"), /^Every effort moves you$/);

@@ -266,6 +266,7 @@ Deno.test("ui api: paths from the browser never reach outside the cache", async 
       `runs/..%2F..%2Fsecret`,
       `runs/%2E%2E%2Fsecret`,
       `runs/${encodeURIComponent(outside)}`,
+      `runs/%E0%A4%A`, // not valid percent-encoding
     ];
     for (const attempt of attempts) {
       const response = await fetch(`${base}/api/ui/${attempt}`);
