@@ -57,7 +57,6 @@ export async function main(args: string[]): Promise<number> {
     console.error(`error: expected one pipeline file, got ${positionals.length}\n\n${USAGE}`);
     return 2;
   }
-  if (values.mirror) Deno.env.set("GROUNDUP_MIRROR", values.mirror);
   const sets = [...(values.set ?? [])];
   if (values.backend) sets.push(`backend=${values.backend}`);
   const cacheDir = values["cache-dir"] ?? Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
@@ -75,6 +74,7 @@ export async function main(args: string[]): Promise<number> {
     const pipeline = await loadPipeline(positionals[0], builtinStages(), {
       overlays: values.config,
       sets,
+      mirror: values.mirror,
     });
     const force = values.force?.includes("all") ? "all" : values.force;
     const report = await runPipeline(pipeline, {

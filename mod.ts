@@ -40,26 +40,32 @@ export type {
 export {
   builtinStages,
   dataloaderStage,
+  evaluateStage,
   generateStage,
   loadOpenaiWeightsStage,
   pretrainStage,
   tokenizeStage,
 } from "./stages/mod.ts";
-export { complete, readModelTokenizer } from "./stages/generate.ts";
-export { openDataloaderArtifact } from "./stages/dataloader.ts";
-export { openTokenizeArtifact } from "./stages/tokenize.ts";
+export { openDataloaderArtifact, openTokenizeArtifact } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";
 export { DATASETS } from "./datasets/catalog.ts";
-export { GPT2_SIZES, hfGpt2Files, openaiGpt2Files } from "./datasets/gpt2.ts";
+export {
+  HF_GPT2_FILE_NAMES,
+  hfGpt2Files,
+  OPENAI_GPT2_FILE_NAMES,
+  openaiGpt2Files,
+} from "./datasets/gpt2.ts";
 
 // The from-scratch library
 export { createTokenizer, Gpt2Tokenizer, SimpleTokenizer } from "./llm/tokenizer/mod.ts";
 export type { Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
 export { slidingWindows, WindowLoader } from "./llm/data/windows.ts";
-export type { Batch, Windows } from "./llm/data/windows.ts";
+export type { LoaderOptions, Windows } from "./llm/data/windows.ts";
+export { batchFromRows } from "./llm/data/batch.ts";
+export type { Batch } from "./llm/data/batch.ts";
 export { SeededRandom } from "./llm/random.ts";
 export { OpenAiBpe } from "./llm/tokenizer/bpe.ts";
 export {
@@ -74,11 +80,107 @@ export { countParameters, loadModelConfig } from "./llm/model/config.ts";
 export type { GPTConfig } from "./llm/model/config.ts";
 export { GPTModel } from "./llm/model/gpt.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
+export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
+export { generateResponses } from "./llm/infer/responses.ts";
 export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
 export { AdamW } from "./llm/train/adamw.ts";
 export { crossEntropy } from "./llm/train/loss.ts";
 export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/train/trainer.ts";
+export type {
+  AnyBatch,
+  BatchSource,
+  TokenBatch,
+  TokenMatrix,
+  TrainStepOptions,
+  TrainStepResult,
+} from "./llm/train/trainer.ts";
+export { NonFiniteLossError, TrainingInterrupted, trainModel } from "./llm/train/loop.ts";
+export type {
+  EpochBatches,
+  EvalPoint,
+  LoopProgress,
+  Sample,
+  TrainingState,
+  TrainLoopOptions,
+} from "./llm/train/loop.ts";
+export { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./llm/train/checkpoint.ts";
+export type { CheckpointState, TrainingPosition } from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
-export { convertGpt2Weights } from "./llm/weights/gpt2_mapping.ts";
-export { initEngine } from "./llm/engine/backend.ts";
+export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
+export {
+  convertCheckpointToModelFolder,
+  findLocalCheckpoint,
+  openCheckpoint,
+} from "./llm/model/gpt2_import.ts";
+export { GPT2_SIZES, gpt2SizeFor } from "./llm/model/gpt2_sizes.ts";
+export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
+
+// Inference
+export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
+export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";
+export { isInstructionTuned, isModelFolder, readModelTokenizer } from "./llm/infer/model_folder.ts";
+export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
+export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
+export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
+export { SafetensorsError } from "./llm/weights/safetensors.ts";
+
+// Types the functions and classes above mention
+export type { Json, Path, SourceMap } from "./runner/pipeline.ts";
+export type { StepStatus } from "./runner/plan.ts";
+export type { Output, ProgressOptions } from "./runner/progress.ts";
+export type { StepOutcome } from "./runner/run.ts";
+export type { PipelineProblem, SourceLocation } from "./runner/errors.ts";
+export type { FetchOptions } from "./datasets/download.ts";
+export type { HfGpt2FileName, OpenaiGpt2FileName } from "./datasets/gpt2.ts";
+export type { DataloaderArtifact, LoaderManifest } from "./stages/mod.ts";
+export type {
+  Embedding,
+  LayerNorm,
+  LinearLayer,
+  Module,
+  NamedParameter,
+} from "./llm/model/layers.ts";
+export type { ForwardOptions, TransformerBlock } from "./llm/model/gpt.ts";
+export type { KVCache, LayerKV, MultiHeadAttention } from "./llm/model/attention.ts";
+export type { ShardedEmbedding, StateTensor } from "./llm/model/sharded.ts";
+export type { AdamWState } from "./llm/train/adamw.ts";
+export type {
+  CheckpointSource,
+  Gpt2MappingOptions,
+  Gpt2WeightPlan,
+} from "./llm/model/gpt2_mapping.ts";
+export type { CheckpointFiles, ConvertOptions } from "./llm/model/gpt2_import.ts";
+export type { NamedTensor } from "./llm/weights/safetensors.ts";
+export type { GenerateOptions, SamplingOptions } from "./llm/model/generate.ts";
+export type { BackendChoice, EngineInfo, EngineOptions } from "./llm/engine/backend.ts";
+export type { LoadModelOptions } from "./llm/model/weights_io.ts";
+export type {
+  TensorBundle,
+  TensorBundleEntry,
+  TensorBundleIndex,
+} from "./llm/weights/tensorbundle/reader.ts";
+export type {
+  InstructionEntry,
+  InstructionSplit,
+  SplitFractions,
+} from "./llm/data/instructions.ts";
+export type { TokenizerFolder } from "./llm/tokenizer/files.ts";
+export type {
+  TensorBundleWriterOptions,
+  WritableTensor,
+} from "./llm/weights/tensorbundle/writer.ts";
+export type { Gpt2Layout } from "./llm/model/gpt2_mapping.ts";
+export type { BundleHeader } from "./llm/weights/tensorbundle/bundle_proto.ts";
+export type { NumericArray, TensorValues } from "./llm/weights/tensorbundle/dtypes.ts";
+export type { TableBuilderOptions } from "./llm/weights/tensorbundle/table_builder.ts";
+export type { FeedForward, ForwardContext } from "./llm/model/layers.ts";
+
+// Evaluation (MMLU as lm-evaluation-harness computes it)
+export { encodePair, loglikelihoods, scoreRows } from "./llm/eval/loglikelihood.ts";
+export { accStderr, pooledStderr } from "./llm/eval/metrics.ts";
+export { evaluateMmlu } from "./llm/eval/mmlu/evaluate.ts";
+export type { MmluEvaluation, MmluSample } from "./llm/eval/mmlu/evaluate.ts";
+export { mmluContext } from "./llm/eval/mmlu/prompt.ts";
+export { parseMmluCsv, parseMmluParquet, readTar } from "./llm/eval/mmlu/data.ts";
+export { mmluLoader } from "./datasets/mmlu.ts";

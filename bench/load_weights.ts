@@ -16,7 +16,7 @@ import {
   GPT2_VOCAB_SIZE,
   type Gpt2Size,
   isGpt2Size,
-} from "../datasets/gpt2.ts";
+} from "../llm/model/gpt2_sizes.ts";
 import { loadPipeline } from "../runner/pipeline.ts";
 import { runPipeline } from "../runner/run.ts";
 import { builtinStages } from "../stages/mod.ts";

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { formatInstructionQuery } from "../llm/data/instructions.ts";
-import { complete } from "../stages/generate.ts";
+import { complete } from "../llm/infer/complete.ts";
 import {
   checkCommonFlags,
   COMMON_OPTIONS,
@@ -110,7 +110,7 @@ async function main(args: string[]): Promise<void> {
         : transcript
         ? `${transcript}\n${message}`
         : message;
-      const done = await complete(model, tokenizer, prompt, settings, writeOut);
+      const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
       writeOut("\n");
       if (!alpaca) transcript = prompt + done.text;
     }

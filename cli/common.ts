@@ -11,14 +11,14 @@ import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/b
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
-import { GPT2_SIZES, isGpt2Size } from "../datasets/gpt2.ts";
+import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
+import type { SamplingSettings } from "../llm/infer/complete.ts";
 import {
   isInstructionTuned,
   isModelFolder,
   readModelTokenizer,
-  type SamplingSettings,
-} from "../stages/generate.ts";
-import { LoadOpenaiWeightsParams, loadOpenaiWeightsStage } from "../stages/load_openai_weights.ts";
+} from "../llm/infer/model_folder.ts";
+import { loadOpenaiWeightsStage } from "../stages/mod.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
@@ -139,7 +139,7 @@ export function checkCommonFlags(values: FlagValues): void {
  * with the same parameters a pipeline would give it, so `pipelines/gpt2.yaml` and this command
  * share one cached artifact.
  */
-export async function resolveModelFolder(values: FlagValues): Promise<string> {
+async function resolveModelFolder(values: FlagValues): Promise<string> {
   const spec = String(values.model);
   if (!isGpt2Size(spec)) {
     if (isModelFolder(spec)) return spec;
@@ -163,7 +163,7 @@ export async function resolveModelFolder(values: FlagValues): Promise<string> {
       type: stage.type,
       definition: stage,
       needs: [],
-      params: LoadOpenaiWeightsParams.parse({ source: values.source, size: spec }),
+      params: loadOpenaiWeightsStage.params.parse({ source: values.source, size: spec }),
     }],
     sources: new SourceMap(),
   };

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { formatInstructionQuery } from "../llm/data/instructions.ts";
-import { complete } from "../stages/generate.ts";
+import { complete } from "../llm/infer/complete.ts";
 import {
   checkCommonFlags,
   COMMON_OPTIONS,
@@ -52,7 +52,7 @@ async function main(args: string[]): Promise<void> {
     const prompt = alpaca ? formatInstructionQuery({ instruction: values.prompt }) : values.prompt;
     // The book prints the prompt with its continuation; an instruction prints only the answer.
     if (!alpaca) writeOut(tokenizer.decode(tokenizer.encode(prompt)));
-    const done = await complete(model, tokenizer, prompt, settings, writeOut);
+    const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
     writeOut("\n");
     console.error(
       `${done.tokens} tokens in ${done.seconds.toFixed(2)} s (${

@@ -40,7 +40,7 @@ export class DownloadError extends Error {
   }
 }
 
-export function defaultDataDir(): string {
+function defaultDataDir(): string {
   const explicit = Deno.env.get("GROUNDUP_DATA_DIR");
   if (explicit) return explicit;
   const xdg = Deno.env.get("XDG_CACHE_HOME");
@@ -57,7 +57,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Check a local file against the expected size and sha256; throws naming what differs. */
-export async function verifyFile(path: string, file: RemoteFile): Promise<void> {
+async function verifyFile(path: string, file: RemoteFile): Promise<void> {
   if (file.size !== undefined) {
     const size = (await Deno.stat(path)).size;
     if (size !== file.size) {

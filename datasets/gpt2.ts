@@ -13,55 +13,8 @@
  * 124M release. Everything else is fetched unpinned; the TensorFlow reader still checks the
  * CRC32C of every tensor it reads, and the stage checks every shape.
  */
+import { GPT2_SIZE_INFO, type Gpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { RemoteFile } from "./download.ts";
-
-export const GPT2_SIZES = ["124M", "355M", "774M", "1558M"] as const;
-export type Gpt2Size = typeof GPT2_SIZES[number];
-
-export interface Gpt2SizeInfo {
-  emb_dim: number;
-  n_layers: number;
-  n_heads: number;
-  /** The Hugging Face repository under `openai-community/`. */
-  hfRepo: string;
-  /** The matching config under `configs/models/`. */
-  configName: string;
-}
-
-/** The four published sizes (REFERENCE.md, "Architecture"); all use vocabulary 50,257 and context 1,024. */
-export const GPT2_SIZE_INFO: Record<Gpt2Size, Gpt2SizeInfo> = {
-  "124M": { emb_dim: 768, n_layers: 12, n_heads: 12, hfRepo: "gpt2", configName: "gpt2-small" },
-  "355M": {
-    emb_dim: 1024,
-    n_layers: 24,
-    n_heads: 16,
-    hfRepo: "gpt2-medium",
-    configName: "gpt2-medium",
-  },
-  "774M": {
-    emb_dim: 1280,
-    n_layers: 36,
-    n_heads: 20,
-    hfRepo: "gpt2-large",
-    configName: "gpt2-large",
-  },
-  "1558M": { emb_dim: 1600, n_layers: 48, n_heads: 25, hfRepo: "gpt2-xl", configName: "gpt2-xl" },
-};
-
-export const GPT2_VOCAB_SIZE = 50257;
-export const GPT2_CONTEXT_LENGTH = 1024;
-
-/** The size whose width and depth these are, if any. */
-export function gpt2SizeFor(dims: { emb_dim: number; n_layers: number }): Gpt2Size | undefined {
-  return GPT2_SIZES.find((size) =>
-    GPT2_SIZE_INFO[size].emb_dim === dims.emb_dim &&
-    GPT2_SIZE_INFO[size].n_layers === dims.n_layers
-  );
-}
-
-export function isGpt2Size(value: string): value is Gpt2Size {
-  return (GPT2_SIZES as readonly string[]).includes(value);
-}
 
 /** The seven files of each OpenAI release folder, as the book's download script fetches them. */
 export const OPENAI_GPT2_FILE_NAMES = [

@@ -8,6 +8,7 @@
  * Because the finished folder only ever appears by a rename, a crash or Ctrl-C can never
  * leave a half-written artifact that looks complete.
  */
+import { writeFileAtomic } from "../llm/files.ts";
 import { join } from "node:path";
 import type { Artifact, Manifest } from "./stage.ts";
 
@@ -99,15 +100,4 @@ export class ArtifactCache {
   }
 }
 
-/** Write a file under a temporary name in the same folder, then rename it into place. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    if (typeof data === "string") await Deno.writeTextFile(temp, data);
-    else await Deno.writeFile(temp, data);
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-}
+export { writeFileAtomic };

@@ -10,7 +10,7 @@ export interface SourceLocation {
   column?: number;
 }
 
-export function formatLocation(loc: SourceLocation | undefined): string {
+function formatLocation(loc: SourceLocation | undefined): string {
   if (!loc) return "<pipeline>";
   if (loc.line === undefined) return loc.source;
   return `${loc.source}:${loc.line}:${loc.column ?? 1}`;
@@ -25,7 +25,7 @@ export interface PipelineProblem {
   message: string;
 }
 
-export function formatProblem(p: PipelineProblem): string {
+function formatProblem(p: PipelineProblem): string {
   const where = formatLocation(p.location);
   const what = [p.stage ? `stage "${p.stage}"` : undefined, p.key ? `key "${p.key}"` : undefined]
     .filter(Boolean).join(", ");

@@ -10,9 +10,12 @@ import { PipelineError, type PipelineProblem, type SourceLocation } from "./erro
 import { knownKeysAt, schemaAt } from "./schema_paths.ts";
 import type { PipelineSettings, StageDefinition, StageRegistry } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
+import { resolvePath } from "../llm/files.ts";
 
-type Path = (string | number)[];
-type Json = Record<string, unknown>;
+/** A key path into a YAML document: keys and list indices. */
+export type Path = (string | number)[];
+/** A YAML value as parsed: an object of keys to values. */
+export type Json = Record<string, unknown>;
 
 /** Where each key path of the merged pipeline was written (the last writer wins). */
 export class SourceMap {
@@ -72,6 +75,11 @@ export interface LoadOptions {
   sets?: string[];
   /** Folder relative paths resolve against (default: the working folder). */
   baseDir?: string;
+  /**
+   * A local folder consulted before any download (`--mirror`); it wins over GROUNDUP_MIRROR,
+   * which wins over the pipeline's `mirror:`.
+   */
+  mirror?: string;
 }
 
 const TOP_LEVEL_KEYS = Object.keys(PipelineFileSchema.shape);
@@ -81,7 +89,7 @@ function isPlainObject(value: unknown): value is Json {
 }
 
 /** Objects merge key by key; anything else (scalars, lists) is replaced by the overlay. */
-export function deepMerge(base: unknown, overlay: unknown): unknown {
+function deepMerge(base: unknown, overlay: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(overlay)) return structuredClone(overlay);
   const out: Json = { ...base };
   for (const [key, value] of Object.entries(overlay)) {
@@ -147,10 +155,6 @@ async function readYamlFile(
 /** A model configuration file has the model's keys at its top level. */
 function looksLikeModelConfig(value: unknown): boolean {
   return isPlainObject(value) && ("emb_dim" in value || "n_layers" in value);
-}
-
-function resolvePath(baseDir: string, path: string): string {
-  return path.startsWith("/") ? path : `${baseDir}/${path}`;
 }
 
 /** `--set a.b.c=value`: the key path inside the pipeline (top-level keys, or a stage's). */
@@ -262,7 +266,7 @@ export async function loadPipeline(
 
   let model: Json | undefined;
   if (typeof pipeline.model === "string") {
-    const modelFile = resolvePath(baseDir, pipeline.model);
+    const modelFile = resolvePath(pipeline.model, baseDir);
     const loaded = await readYamlFile(modelFile, sources, problems, ["model"]);
     fail();
     if (!isPlainObject(loaded)) {
@@ -370,8 +374,8 @@ export async function loadPipeline(
       baseDir,
       seed: pipeline.seed,
       backend: pipeline.backend,
-      mirror: Deno.env.get("GROUNDUP_MIRROR") ??
-        (pipeline.mirror ? resolvePath(baseDir, pipeline.mirror) : undefined),
+      mirror: options.mirror ?? Deno.env.get("GROUNDUP_MIRROR") ??
+        (pipeline.mirror ? resolvePath(pipeline.mirror, baseDir) : undefined),
     },
     model,
     stages,

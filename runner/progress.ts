@@ -10,8 +10,11 @@ export interface Logger {
 }
 
 export interface ProgressReporter {
-  /** Begin a unit of work of `total` items (e.g. steps, tokens, bytes). */
-  start(label: string, total: number, unit?: string): void;
+  /**
+   * Begin a unit of work of `total` items (e.g. steps, tokens, bytes), of which `done` are
+   * already behind (a resumed run): those count toward the total but not toward the rate.
+   */
+  start(label: string, total: number, unit?: string, done?: number): void;
   /** Mark the current position (absolute) with optional headline values such as the loss. */
   update(done: number, values?: Record<string, number | string>): void;
   /** Finish the current unit of work. */
@@ -44,7 +47,7 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
 
-export function formatCount(n: number, unit = ""): string {
+function formatCount(n: number, unit = ""): string {
   const scaled = unit === "B"
     ? (n >= 1 << 30
       ? `${(n / (1 << 30)).toFixed(2)} GiB`
@@ -90,12 +93,13 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
   const plainInterval = (options.plainInterval ?? 10) * 1000;
   const now = options.now ?? (() => performance.now());
   let label = "", unit = "", total = 0, startedAt = 0, lastDraw = -Infinity, lastDone = 0;
+  let doneBefore = 0;
   let lastValues: Record<string, number | string> | undefined;
   let active = false;
 
   const line = (done: number) => {
     const elapsed = (now() - startedAt) / 1000;
-    const rate = elapsed > 0 ? done / elapsed : 0;
+    const rate = elapsed > 0 ? Math.max(0, done - doneBefore) / elapsed : 0;
     const eta = rate > 0 ? (total - done) / rate : Infinity;
     const fraction = total > 0 ? Math.min(1, done / total) : 0;
     const rateText = unit === "B" ? `${formatCount(rate, "B")}/s` : `${rate.toFixed(2)} ${unit}/s`;
@@ -116,7 +120,7 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
 
   const snapshot = (done: number, t: number): ProgressState => {
     const elapsedSeconds = (t - startedAt) / 1000;
-    const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
+    const rate = elapsedSeconds > 0 ? Math.max(0, done - doneBefore) / elapsedSeconds : 0;
     return {
       label,
       unit,
@@ -129,8 +133,9 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
   };
 
   return {
-    start(newLabel, newTotal, newUnit = "items") {
-      label = newLabel, total = newTotal, unit = newUnit, startedAt = now(), lastDone = 0;
+    start(newLabel, newTotal, newUnit = "items", done = 0) {
+      label = newLabel, total = newTotal, unit = newUnit, startedAt = now(), lastDone = done;
+      doneBefore = done;
       lastDraw = -Infinity, lastValues = undefined, active = true;
     },
     update(done, values) {

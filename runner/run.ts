@@ -46,7 +46,7 @@ export interface RunReport {
   error?: StageFailedError;
 }
 
-export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {
+function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {
   return { ...pipeline.settings, cacheDir };
 }
 

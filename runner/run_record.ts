@@ -48,7 +48,7 @@ export interface RunRecordFile {
 
 export class RunRecord {
   #chain: Promise<void> = Promise.resolve();
-  #lastProgressWrite = 0;
+  #lastProgressWrite = -Infinity;
   #heartbeat?: ReturnType<typeof setInterval>;
 
   private constructor(readonly path: string, readonly data: RunRecordFile) {}

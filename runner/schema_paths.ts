@@ -8,7 +8,7 @@ import type { z } from "zod";
 type AnySchema = z.ZodType & { _zod: { def: any } };
 
 /** Strip optional/default/nullable/pipe wrappers down to the schema that holds the shape. */
-export function unwrapSchema(schema: z.ZodType): z.ZodType {
+function unwrapSchema(schema: z.ZodType): z.ZodType {
   let current = schema as AnySchema;
   for (let i = 0; i < 20; i++) {
     const def = current._zod.def;

@@ -1,7 +1,7 @@
 /** "Did you mean ...?" hints for misspelt keys and names. */
 
 /** Edit distance counting insertions, deletions, substitutions and adjacent swaps as one. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from(
     { length: a.length + 1 },
     (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
@@ -19,7 +19,7 @@ export function editDistance(a: string, b: string): number {
 }
 
 /** The closest candidate within about a third of the word's length, if any. */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
+function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
   const lower = word.toLowerCase();

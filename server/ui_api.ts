@@ -437,10 +437,19 @@ export class UiApi {
     }
     const groups = isObject(results.groups) ? results.groups : {};
     const nSamples = isObject(results["n-samples"]) ? results["n-samples"] : {};
+    const subtasks = isObject(results.group_subtasks) ? results.group_subtasks : {};
+    // Questions of a task: its own count, or for a group the sum over its subtasks.
+    const questions = (task: string, depth = 0): number | null => {
+      const n = nSamples[task];
+      if (isObject(n)) return Number(n.effective ?? n.original) || null;
+      const children = subtasks[task];
+      if (!Array.isArray(children) || children.length === 0 || depth > 10) return null;
+      const counts = children.map((c) => questions(String(c), depth + 1));
+      return counts.every((c) => c !== null) ? counts.reduce((a, b) => a! + b!, 0) : null;
+    };
     const rows = Object.entries(results.results).filter(([, r]) => isObject(r)).map(
       ([task, r]) => {
         const row = r as Json;
-        const n = nSamples[task];
         const pick = (...keys: string[]) => {
           for (const k of keys) if (typeof row[k] === "number") return row[k] as number;
           return null;
@@ -451,11 +460,7 @@ export class UiApi {
           acc: pick("acc,none", "acc"),
           stderr: pick("acc_stderr,none", "acc_stderr"),
           acc_norm: pick("acc_norm,none", "acc_norm"),
-          n: isObject(n)
-            ? (n.effective ?? n.original ?? null)
-            : typeof row.samples === "number"
-            ? row.samples
-            : null,
+          n: questions(task) ?? (typeof row.samples === "number" ? row.samples : null),
         };
       },
     ).sort((a, b) => Number(a.group) - Number(b.group) || a.task.localeCompare(b.task));

@@ -1,8 +1,8 @@
 /**
  * The chat playground behind POST /api/ui/chat: one model loaded at a time (kept until another
  * is asked for), requests served one after another, tokens sent as server-sent events as they
- * are decoded. Uses the library's `complete()` (stages/generate.ts) until the `serve` server
- * can take over.
+ * are decoded. Uses the library's `complete()` (llm/infer/) until the `serve` server can take
+ * over.
  *
  * Request: {model: "<stage>/<key>", messages: [{role: "user"|"assistant", content}],
  *           template?: "auto"|"none"|"alpaca", temperature?, top_k?, max_tokens?, seed?}
@@ -14,12 +14,12 @@ import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
+import { complete } from "../llm/infer/complete.ts";
 import {
-  complete,
   isInstructionTuned,
   isModelFolder,
   readModelTokenizer,
-} from "../stages/generate.ts";
+} from "../llm/infer/model_folder.ts";
 
 export const MAX_CHAT_TOKENS = 1024;
 const MAX_PROMPT_CHARS = 32_000;
@@ -84,10 +84,22 @@ export function parseChatRequest(body: unknown): ChatRequest {
   };
 }
 
-/** The text the model continues: the Alpaca template around the last message, or the transcript. */
+/**
+ * The text the model continues: the Alpaca template around the last message, or (a base model)
+ * the transcript as `deno task chat` builds it: each reply right after its prompt, each new
+ * message on a new line.
+ */
 export function buildPrompt(request: ChatRequest, alpaca: boolean): string {
   if (alpaca) return formatInstructionQuery({ instruction: request.messages.at(-1)!.content });
-  return request.messages.map((m) => m.content).join("\n");
+  let transcript = "";
+  for (const m of request.messages) {
+    transcript = m.role === "assistant"
+      ? transcript + m.content
+      : transcript
+      ? `${transcript}\n${m.content}`
+      : m.content;
+  }
+  return transcript;
 }
 
 export class ChatService {
@@ -148,16 +160,21 @@ export class ChatService {
               throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
             }
             send("meta", { prompt, template: alpaca ? "alpaca" : "none", queued });
-            const done = await complete(loaded.model, loaded.tokenizer, prompt, {
-              max_new_tokens: request.max_tokens,
-              temperature: request.temperature,
-              top_k: request.top_k,
-              stop_token: loaded.tokenizer.endOfTextId ?? null,
-              seed: request.seed,
-            }, (text) => {
-              // A client that went away (the stream was cancelled) stops the generation.
-              if (closed) throw new DOMException("client went away", "AbortError");
-              send("token", { text });
+            const done = await complete(loaded.model, {
+              tokenizer: loaded.tokenizer,
+              prompt,
+              settings: {
+                max_new_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_k: request.top_k,
+                stop_token: loaded.tokenizer.endOfTextId ?? null,
+                seed: request.seed,
+              },
+              onText: (text) => {
+                // A client that went away (the stream was cancelled) stops the generation.
+                if (closed) throw new DOMException("client went away", "AbortError");
+                send("token", { text });
+              },
             });
             send("done", { tokens: done.tokens, seconds: done.seconds, stopped: done.stopped });
           } catch (error) {

@@ -1,6 +1,8 @@
 /** Small pieces every stage uses: finding its inputs and fetching public data. */
 import { fetchFile, type FetchOptions, type RemoteFile } from "../datasets/download.ts";
 import type { Artifact, StageContext } from "../runner/stage.ts";
+import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { CONFIG_FILE, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
 
 /** The single upstream artifact of a given stage type (the pipeline check guarantees one). */
 export function inputOfType(ctx: StageContext<unknown>, type: string): Artifact {
@@ -29,4 +31,37 @@ export function fetchForStage(
     signal: ctx.signal,
     ...extra,
   });
+}
+
+/**
+ * The upstream artifact that holds a model (model.safetensors + config.json): the one named by
+ * `from`, else the only one among the stage's needs.
+ */
+export function modelInput(ctx: StageContext<unknown>, from?: string): Artifact {
+  const needs = Object.keys(ctx.inputs).join(", ") || "none";
+  if (from !== undefined) {
+    const named = ctx.inputs[from];
+    if (!named) {
+      throw new Error(`${ctx.name}: from: "${from}" is not among this stage's needs (${needs})`);
+    }
+    if (!isModelFolder(named.dir)) {
+      throw new Error(
+        `${ctx.name}: stage "${from}" produced no model (${WEIGHTS_FILE} + ${CONFIG_FILE})`,
+      );
+    }
+    return named;
+  }
+  const models = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  if (models.length === 1) return models[0];
+  if (models.length === 0) {
+    throw new Error(
+      `stage "${ctx.name}" needs a stage that produced a model (${WEIGHTS_FILE} + ` +
+        `${CONFIG_FILE}), e.g. \`needs: load-openai-weights\`; needs: ${needs}`,
+    );
+  }
+  throw new Error(
+    `stage "${ctx.name}" has several models upstream (${
+      models.map((m) => m.stage).join(", ")
+    }): say which with \`from:\``,
+  );
 }

@@ -14,19 +14,26 @@ import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { inputOfType } from "./common.ts";
-import { copyTokenizerFiles, openTokenizeArtifact, readTokenizer } from "./tokenize.ts";
+import { openTokenizeArtifact } from "./tokenize.ts";
+import { copyTokenizerFiles, readTokenizerFolder } from "../llm/tokenizer/files.ts";
 
 export const DataloaderParams = z.strictObject({
-  train_ratio: z.number().gt(0).lt(1).default(0.9),
-  batch_size: z.number().int().min(1).default(2),
-  max_length: z.number().int().min(1).default(256),
-  /** Defaults to max_length (no overlap), as in the workshop's pretraining. */
-  stride: z.number().int().min(1).optional(),
-  /** Shuffle the training batches (validation is never shuffled). */
-  shuffle: z.boolean().default(true),
-  /** Drop an incomplete last training batch (validation keeps it). */
-  drop_last: z.boolean().default(true),
-  seed: z.number().int().min(0).default(123),
+  train_ratio: z.number().gt(0).lt(1).default(0.9).describe(
+    "Fraction of the _characters_ that train (the rest validates), as the workshop splits.",
+  ),
+  batch_size: z.number().int().min(1).default(2).describe("Windows per batch."),
+  max_length: z.number().int().min(1).default(256).describe("Tokens per window."),
+  stride: z.number().int().min(1).optional().describe(
+    "Step between window starts; default `max_length` (no overlap), as in the workshop's " +
+      "pretraining.",
+  ),
+  shuffle: z.boolean().default(true).describe(
+    "Shuffle the training batches with a seeded permutation per epoch (validation never).",
+  ),
+  drop_last: z.boolean().default(true).describe(
+    "Drop an incomplete last training batch (validation keeps it).",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Shuffle seed."),
 });
 export type DataloaderParams = z.infer<typeof DataloaderParams>;
 
@@ -153,6 +160,6 @@ export async function openDataloaderArtifact(dir: string): Promise<DataloaderArt
       seed: manifest.seed,
     });
   };
-  const { tokenizer } = await readTokenizer(dir);
+  const { tokenizer } = await readTokenizerFolder(dir);
   return { manifest, tokenizer, train: await open("train"), val: await open("val") };
 }

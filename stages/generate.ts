@@ -9,17 +9,10 @@
  *
  * Artifact: generations.json, `[{prompt, response, settings, ...}]`.
  */
-import { existsSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
-import { MANIFEST_FILE, writeFileAtomic } from "../runner/cache.ts";
-import {
-  type Artifact,
-  defineStage,
-  type PipelineSettings,
-  type StageContext,
-} from "../runner/stage.ts";
+import { defineStage, type StageContext } from "../runner/stage.ts";
 import {
   extractResponse,
   formatInstructionPrompt,
@@ -27,142 +20,12 @@ import {
   readInstructionData,
   splitInstructionData,
 } from "../llm/data/instructions.ts";
-import { generate } from "../llm/model/generate.ts";
-import type { GPTModel } from "../llm/model/gpt.ts";
-import { CONFIG_FILE, loadModel, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
-import { SeededRandom } from "../llm/random.ts";
-import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
-import { fetchForStage } from "./common.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import { parseJson, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
+import { isInstructionTuned, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { readTokenizer } from "./tokenize.ts";
-
-// ---------------------------------------------------------------------------------------------
-// model folders (shared with cli/generate.ts and cli/chat.ts)
-
-/** True when `dir` holds a saved model (model.safetensors + config.json). */
-export function isModelFolder(dir: string): boolean {
-  return existsSync(join(dir, WEIGHTS_FILE)) && existsSync(join(dir, CONFIG_FILE));
-}
-
-/** The tokenizer a model folder names in tokenizer.json (+ vocab.json); GPT-2's BPE otherwise. */
-export async function readModelTokenizer(dir: string): Promise<Tokenizer> {
-  if (!existsSync(join(dir, "tokenizer.json"))) return createTokenizer({ kind: "gpt2" });
-  return (await readTokenizer(dir)).tokenizer;
-}
-
-/**
- * Whether the model was instruction-finetuned, so prompts get the Alpaca template: its
- * manifest says so with `metrics.prompt_template: "alpaca"`, or it was trained on the
- * instruction dataset (`params.dataset: instruction-data`).
- */
-export async function isInstructionTuned(dir: string): Promise<boolean> {
-  try {
-    const manifest = JSON.parse(await Deno.readTextFile(join(dir, MANIFEST_FILE)));
-    return manifest?.metrics?.prompt_template === "alpaca" ||
-      manifest?.params?.dataset === "instruction-data";
-  } catch {
-    return false; // no manifest: a folder saved outside the runner
-  }
-}
-
-/**
- * Turns tokens into text as they arrive. A GPT-2 token can end in the middle of a UTF-8
- * character, so trailing replacement characters are held back until the next token completes
- * them.
- */
-export class IncrementalDecoder {
-  readonly #ids: number[];
-  #emitted: number;
-
-  constructor(private readonly tokenizer: Tokenizer, prefix: readonly number[] = []) {
-    this.#ids = [...prefix];
-    this.#emitted = tokenizer.decode(this.#ids).length;
-  }
-
-  /** The new text that `id` completes (possibly empty). */
-  push(id: number): string {
-    this.#ids.push(id);
-    const text = this.tokenizer.decode(this.#ids);
-    let end = text.length;
-    while (end > this.#emitted && text[end - 1] === "\uFFFD") end--;
-    const delta = text.slice(this.#emitted, end);
-    this.#emitted = Math.max(this.#emitted, end);
-    return delta;
-  }
-
-  /** Whatever is still held back. */
-  flush(): string {
-    const text = this.tokenizer.decode(this.#ids);
-    const rest = text.slice(this.#emitted);
-    this.#emitted = text.length;
-    return rest;
-  }
-}
-
-export interface SamplingSettings {
-  max_new_tokens: number;
-  temperature: number;
-  top_k?: number;
-  top_p?: number;
-  /** null: never stop early. */
-  stop_token: number | null;
-  seed: number;
-}
-
-export interface Completion {
-  /** The decoded text after the prompt (the book's `generated_text[len(input_text):]`). */
-  text: string;
-  tokens: number;
-  stopped: "stop_token" | "max_new_tokens";
-  seconds: number;
-}
-
-/**
- * Continues `prompt` with `model`, calling `onText` with each piece of text as it is decoded.
- * Every call starts its own RNG from `settings.seed`, so a prompt's output does not depend on
- * what was generated before it.
- */
-export async function complete(
-  model: GPTModel,
-  tokenizer: Tokenizer,
-  prompt: string,
-  settings: SamplingSettings,
-  onText?: (text: string) => void,
-): Promise<Completion> {
-  const ids = tokenizer.encode(prompt);
-  if (ids.length === 0) throw new Error(`the prompt ${JSON.stringify(prompt)} has no tokens`);
-  const vocab = model.config.vocab_size;
-  const outside = ids.find((id) => id >= vocab);
-  if (outside !== undefined) {
-    throw new Error(
-      `prompt token id ${outside} (${tokenizer.name} tokenizer) is outside the model's ` +
-        `vocabulary of ${vocab}`,
-    );
-  }
-  const stream = new IncrementalDecoder(tokenizer, ids);
-  const t0 = performance.now();
-  const generated = await generate(model, ids, {
-    maxNewTokens: settings.max_new_tokens,
-    temperature: settings.temperature,
-    topK: settings.top_k,
-    topP: settings.top_p,
-    eosId: settings.stop_token ?? undefined,
-    rng: new SeededRandom(settings.seed),
-    onToken: (id) => {
-      const piece = stream.push(id);
-      if (piece) onText?.(piece);
-    },
-  });
-  const rest = stream.flush();
-  if (rest) onText?.(rest);
-  const full = tokenizer.decode([...ids, ...generated]);
-  return {
-    text: full.slice(tokenizer.decode(ids).length),
-    tokens: generated.length,
-    stopped: generated.length < settings.max_new_tokens ? "stop_token" : "max_new_tokens",
-    seconds: (performance.now() - t0) / 1000,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // parameters
@@ -170,29 +33,42 @@ export async function complete(
 const TEMPLATES = ["auto", "none", "alpaca"] as const;
 
 export const GenerateParams = z.strictObject({
-  /** Prompts given inline. */
-  prompts: z.array(z.string().min(1)).min(1).optional(),
-  /** A text file (one prompt per line) or a JSON file (strings or {instruction, input}). */
-  file: z.string().min(1).optional(),
-  /** A named instruction dataset; its entries are formatted with the Alpaca template. */
-  dataset: z.enum(["instruction-data"]).optional(),
-  split: z.enum(["train", "test", "val"]).default("test"),
-  /** Use only the first `limit` prompts. */
-  limit: z.number().int().min(1).optional(),
-  /** auto: Alpaca when the model was instruction-finetuned (dataset entries always are). */
-  template: z.enum(TEMPLATES).default("auto"),
-  max_new_tokens: z.number().int().min(1).default(50),
-  /** 0: greedy decoding. */
-  temperature: z.number().min(0).default(0),
-  top_k: z.number().int().min(1).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  /** Stop at this token (default: the tokenizer's end of text, 50256 for GPT-2); null: never. */
-  stop_token: z.number().int().min(0).nullable().optional(),
-  seed: z.number().int().min(0).default(123),
-  /** Which upstream stage's model to use when `needs` lists several. */
-  from: z.string().optional(),
-  /** Show the text on the console as it is generated. */
-  stream: z.boolean().default(true),
+  prompts: z.array(z.string().min(1)).min(1).optional().describe(
+    "Prompts given inline (give exactly one of `prompts`, `file`, `dataset`).",
+  ),
+  file: z.string().min(1).optional().describe(
+    "A text file (one prompt per line) or a JSON file (strings or `{instruction, input}`).",
+  ),
+  dataset: z.enum(["instruction-data"]).optional().describe(
+    "A named instruction dataset; its entries are formatted with the Alpaca template.",
+  ),
+  split: z.enum(["train", "test", "val"]).default("test").describe(
+    "Which part of `dataset` (the book's 85/10/5 split).",
+  ),
+  limit: z.number().int().min(1).optional().describe("Use only the first `limit` prompts."),
+  template: z.enum(TEMPLATES).default("auto").describe(
+    "`alpaca`, `none`, or `auto`: Alpaca when the model was instruction-finetuned (dataset " +
+      "entries always are).",
+  ),
+  max_new_tokens: z.number().int().min(1).default(50).describe("Tokens to generate per prompt."),
+  temperature: z.number().min(0).default(0).describe("Sampling temperature; 0: greedy decoding."),
+  top_k: z.number().int().min(1).optional().describe(
+    "Sample only from the k most likely tokens (off by default).",
+  ),
+  top_p: z.number().gt(0).max(1).optional().describe(
+    "Nucleus sampling: only from the most likely tokens whose probabilities sum to p (off by " +
+      "default).",
+  ),
+  stop_token: z.number().int().min(0).nullable().optional().describe(
+    "Stop at this token (default: the tokenizer's end of text, 50256 for GPT-2); `null`: never.",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Sampling seed."),
+  from: z.string().optional().describe(
+    "Which upstream stage's model to use when `needs` lists several.",
+  ),
+  stream: z.boolean().default(true).describe(
+    "Show the text on the console as it is generated.",
+  ),
 }).superRefine((p, issues) => {
   const given = (["prompts", "file", "dataset"] as const).filter((k) => p[k] !== undefined);
   if (given.length !== 1) {
@@ -206,10 +82,6 @@ export const GenerateParams = z.strictObject({
   }
 });
 export type GenerateParams = z.infer<typeof GenerateParams>;
-
-function resolvePath(path: string, pipeline: PipelineSettings): string {
-  return isAbsolute(path) ? path : join(pipeline.baseDir, path);
-}
 
 // ---------------------------------------------------------------------------------------------
 // prompts
@@ -227,12 +99,7 @@ async function readPromptFile(path: string): Promise<PromptItem[]> {
     if (lines.length === 0) throw new Error(`${path}: no prompts (one per non-empty line)`);
     return lines.map((line) => ({ text: line }));
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${path}: not valid JSON: ${(error as Error).message}`);
-  }
+  const value = parseJson(text, path);
   if (!Array.isArray(value) || value.length === 0) {
     throw new Error(`${path}: expected a non-empty JSON list of prompts`);
   }
@@ -262,7 +129,7 @@ async function collectPrompts(ctx: StageContext<GenerateParams>): Promise<Prompt
   const p = ctx.params;
   let items: PromptItem[];
   if (p.prompts) items = p.prompts.map((text) => ({ text }));
-  else if (p.file) items = await readPromptFile(resolvePath(p.file, ctx.pipeline));
+  else if (p.file) items = await readPromptFile(resolvePath(p.file, ctx.pipeline.baseDir));
   else {
     const path = await fetchForStage(ctx, DATASETS[p.dataset!]);
     const parts = splitInstructionData(await readInstructionData(path));
@@ -270,42 +137,6 @@ async function collectPrompts(ctx: StageContext<GenerateParams>): Promise<Prompt
     ctx.log.info(`${p.dataset} ${p.split} split: ${items.length} entries`);
   }
   return p.limit ? items.slice(0, p.limit) : items;
-}
-
-/** Picks the upstream artifact that holds the model. */
-function modelArtifact(ctx: StageContext<GenerateParams>): Artifact {
-  const { from } = ctx.params;
-  if (from !== undefined) {
-    const named = ctx.inputs[from];
-    if (!named) {
-      throw new Error(
-        `generate: from: "${from}" is not among this stage's needs (${
-          Object.keys(ctx.inputs).join(", ") || "none"
-        })`,
-      );
-    }
-    if (!isModelFolder(named.dir)) {
-      throw new Error(
-        `generate: stage "${from}" produced no model (${WEIGHTS_FILE} + ${CONFIG_FILE})`,
-      );
-    }
-    return named;
-  }
-  const models = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
-  if (models.length === 1) return models[0];
-  if (models.length === 0) {
-    throw new Error(
-      `stage "${ctx.name}" needs a stage that produced a model (${WEIGHTS_FILE} + ` +
-        `${CONFIG_FILE}), e.g. \`needs: load-openai-weights\`; needs: ${
-          Object.keys(ctx.inputs).join(", ") || "none"
-        }`,
-    );
-  }
-  throw new Error(
-    `stage "${ctx.name}" has several models upstream (${
-      models.map((m) => m.stage).join(", ")
-    }): say which with \`from:\``,
-  );
 }
 
 /**
@@ -356,11 +187,11 @@ export const generateStage = defineStage({
   description: "Continue prompts with an upstream model; stream them; write generations.json",
   params: GenerateParams,
   inherits: ["seed"],
-  localFiles: (p, pipeline) => (p.file ? [resolvePath(p.file, pipeline)] : []),
+  localFiles: (p, pipeline) => (p.file ? [resolvePath(p.file, pipeline.baseDir)] : []),
   headline: ["prompts", "tokens", "tokens_per_second"],
   async run(ctx) {
     const p = ctx.params;
-    const source = modelArtifact(ctx);
+    const source = modelInput(ctx, ctx.params.from);
     const items = await collectPrompts(ctx);
     await useEngine(ctx);
     const tokenizer = await readModelTokenizer(source.dir);
@@ -391,7 +222,12 @@ export const generateStage = defineStage({
           ? formatInstructionPrompt(item.entry ?? { instruction: item.text! })
           : item.text!;
         if (p.stream) ctx.log.info(`prompt ${i + 1}/${items.length}: ${JSON.stringify(prompt)}`);
-        const done = await complete(model, tokenizer, prompt, settings, sink.write);
+        const done = await complete(model, {
+          tokenizer,
+          prompt,
+          settings,
+          onText: sink.write,
+        });
         sink.end();
         tokens += done.tokens, seconds += done.seconds;
         generations.push({

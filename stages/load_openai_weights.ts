@@ -14,40 +14,24 @@
  * Artifact: model.safetensors (the book's state_dict names, F32; the output head is tied to the
  * token embedding and stored under both names so the book's PyTorch GPTModel loads it as is),
  * config.json (context 1024, qkv_bias true), tokenizer.json (GPT-2 BPE), source.json.
- *
- * Conversion streams one checkpoint tensor at a time from the source file into the output file,
- * so memory holds about one tensor (the embedding: 147 MiB for 124M, 307 MiB for 1558M), never
- * a copy of the model.
+ * * The finding, opening, checking and streaming conversion live in llm/model/gpt2_import.ts.
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { z } from "zod";
-import {
-  GPT2_CONTEXT_LENGTH,
-  GPT2_SIZE_INFO,
-  GPT2_SIZES,
-  GPT2_VOCAB_SIZE,
-  type Gpt2Size,
-  gpt2SizeFor,
-  hfGpt2Files,
-  openaiGpt2Files,
-} from "../datasets/gpt2.ts";
-import { writeFileAtomic } from "../runner/cache.ts";
+import { hfGpt2Files, openaiGpt2Files } from "../datasets/gpt2.ts";
 import { defineStage, type PipelineSettings, type StageContext } from "../runner/stage.ts";
-import { countParameters, type GPTConfig } from "../llm/model/config.ts";
-import { CONFIG_FILE, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
-import { OpenAiBpe } from "../llm/tokenizer/bpe.ts";
-import { Gpt2Tokenizer } from "../llm/tokenizer/gpt2.ts";
-import type { TokenizerSpec } from "../llm/tokenizer/mod.ts";
+import { readJsonObject, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { countParameters } from "../llm/model/config.ts";
 import {
-  type CheckpointSource,
-  checkpointSourceFromTensorBundle,
-  convertGpt2Weights,
-  type Gpt2WeightPlan,
-  planGpt2Weights,
-} from "../llm/weights/gpt2_mapping.ts";
-import { openSafetensors, writeSafetensorsStream } from "../llm/weights/safetensors.ts";
-import { openTensorBundle } from "../llm/weights/tensorbundle/reader.ts";
+  checkEncoderMatchesTokenizer,
+  type CheckpointFiles,
+  convertCheckpointToModelFolder,
+  findLocalCheckpoint,
+  openCheckpoint,
+} from "../llm/model/gpt2_import.ts";
+import type { Gpt2WeightPlan } from "../llm/model/gpt2_mapping.ts";
+import { GPT2_SIZE_INFO, GPT2_SIZES, type Gpt2Size, gpt2SizeFor } from "../llm/model/gpt2_sizes.ts";
 import { fetchForStage } from "./common.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -60,15 +44,25 @@ const InheritedModel = z.object({
 });
 
 const ParamsInput = z.strictObject({
-  source: z.enum(["openai", "hf", "local"]).default("openai"),
-  /** Which GPT-2; default: the one matching the pipeline's `model`, else 124M. */
-  size: z.enum(GPT2_SIZES).optional(),
-  /** For `source: local`: a folder with a TensorFlow checkpoint or a Hugging Face safetensors file. */
-  path: z.string().min(1).optional(),
-  /** Dropout written into config.json for later training; the weights do not carry one. */
-  drop_rate: z.number().min(0).lt(1).default(0),
-  /** Inherited from the pipeline's `model:` to pick the size. */
-  model: InheritedModel.optional(),
+  source: z.enum(["openai", "hf", "local"]).default("openai").describe(
+    "`openai` (the TensorFlow checkpoint OpenAI published), `hf` (Hugging Face's " +
+      "`model.safetensors`), `local` (+ `path`: a folder in either layout).",
+  ),
+  size: z.enum(GPT2_SIZES).optional().describe(
+    "Which GPT-2; default: the size matching the pipeline's `model` (so `--config " +
+      "configs/models/gpt2-large.yaml` switches the download), else 124M.",
+  ),
+  path: z.string().min(1).optional().describe(
+    "For `source: local`: a folder with a TensorFlow checkpoint or a Hugging Face safetensors " +
+      "file.",
+  ),
+  drop_rate: z.number().min(0).lt(1).default(0).describe(
+    "Dropout written into config.json for later training; the weights do not carry one.",
+  ),
+  model: InheritedModel.optional().describe(
+    "Inherited from the pipeline's `model:`; only `emb_dim` and `n_layers` are read, to pick " +
+      "the size.",
+  ),
 });
 
 /** The GPT-2 size the inherited model has, if it is one. */
@@ -135,84 +129,6 @@ export type LoadOpenaiWeightsParams = z.infer<typeof LoadOpenaiWeightsParams>;
 // ---------------------------------------------------------------------------------------------
 // locating the checkpoint
 
-type Layout = "openai" | "hf";
-
-/** The files of one checkpoint on disk, whichever way they got there. */
-interface CheckpointFiles {
-  layout: Layout;
-  /** openai: `<prefix>.index` + `<prefix>.data-*`; hf: the safetensors file. */
-  weights: string;
-  /** hparams.json (openai) or config.json (hf), when present. */
-  hparams?: string;
-  /** encoder.json, when present: checked against the tokenizer we use. */
-  encoder?: string;
-  /** Every file used, for source.json. */
-  files: Record<string, string>;
-}
-
-function resolveLocal(path: string, pipeline: PipelineSettings): string {
-  return isAbsolute(path) ? path : join(pipeline.baseDir, path);
-}
-
-/** `model_checkpoint_path` from TensorFlow's `checkpoint` text file, if it names one. */
-function checkpointPrefixFromStateFile(path: string): string | undefined {
-  const text = Deno.readTextFileSync(path);
-  const match = /^model_checkpoint_path:\s*"([^"]+)"/m.exec(text);
-  return match?.[1];
-}
-
-/** Finds the checkpoint inside a local folder (synchronous: the planner calls it too). */
-function findLocalCheckpoint(folder: string): CheckpointFiles {
-  let names: string[];
-  try {
-    if (!statSync(folder).isDirectory()) throw new Error("not a folder");
-    names = readdirSync(folder);
-  } catch (error) {
-    throw new Error(`${folder}: cannot read the checkpoint folder: ${(error as Error).message}`);
-  }
-  const optional = (name: string) => names.includes(name) ? join(folder, name) : undefined;
-  const indexFiles = names.filter((n) => n.endsWith(".index"));
-  if (indexFiles.length > 0) {
-    let prefix: string;
-    const stateFile = optional("checkpoint");
-    const named = stateFile ? checkpointPrefixFromStateFile(stateFile) : undefined;
-    if (named) prefix = isAbsolute(named) ? named : join(folder, named);
-    else if (indexFiles.length === 1) prefix = join(folder, indexFiles[0].slice(0, -6));
-    else {
-      throw new Error(
-        `${folder}: ${indexFiles.length} checkpoints (${
-          indexFiles.join(", ")
-        }) and no \`checkpoint\` file naming one`,
-      );
-    }
-    const shards = names.filter((n) => n.startsWith(`${basename(prefix)}.data-`));
-    const files: Record<string, string> = { index: `${prefix}.index` };
-    for (const shard of shards) files[shard] = join(folder, shard);
-    const hparams = optional("hparams.json");
-    const encoder = optional("encoder.json");
-    if (hparams) files.hparams = hparams;
-    if (encoder) files.encoder = encoder;
-    return { layout: "openai", weights: `${prefix}.index`, hparams, encoder, files };
-  }
-  const safetensors = names.includes("model.safetensors")
-    ? ["model.safetensors"]
-    : names.filter((n) => n.endsWith(".safetensors"));
-  if (safetensors.length === 1) {
-    const weights = join(folder, safetensors[0]);
-    const hparams = optional("config.json");
-    const encoder = optional("encoder.json");
-    const files: Record<string, string> = { weights };
-    if (hparams) files.config = hparams;
-    if (encoder) files.encoder = encoder;
-    return { layout: "hf", weights, hparams, encoder, files };
-  }
-  throw new Error(
-    `${folder}: no GPT-2 checkpoint found: expected a TensorFlow checkpoint (<prefix>.index + ` +
-      `<prefix>.data-00000-of-00001, hparams.json) or one Hugging Face model.safetensors ` +
-      `(+ config.json)${safetensors.length > 1 ? `; found ${safetensors.join(", ")}` : ""}`,
-  );
-}
-
 /**
  * Local files that decide the output. For a TensorFlow checkpoint the index suffices: it holds
  * a CRC32C of every tensor, so it changes whenever the data does, and hashing it is instant
@@ -220,7 +136,7 @@ function findLocalCheckpoint(folder: string): CheckpointFiles {
  */
 function localFilesToHash(params: LoadOpenaiWeightsParams, pipeline: PipelineSettings): string[] {
   if (params.source !== "local") return [];
-  const folder = resolveLocal(params.path!, pipeline);
+  const folder = resolvePath(params.path!, pipeline.baseDir);
   let found: CheckpointFiles;
   try {
     found = findLocalCheckpoint(folder);
@@ -276,132 +192,6 @@ async function fetchHf(
   return { layout: "hf", weights, hparams: config, files: { config, weights } };
 }
 
-async function readJsonObject(path: string): Promise<Record<string, unknown>> {
-  let value: unknown;
-  try {
-    value = JSON.parse(await Deno.readTextFile(path));
-  } catch (error) {
-    throw new Error(`${path}: not valid JSON: ${(error as Error).message}`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new Error(`${path}: expected a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-/** An opened checkpoint: shapes up front, tensors on demand. */
-async function openCheckpoint(
-  found: CheckpointFiles,
-): Promise<CheckpointSource & { close(): void }> {
-  if (found.layout === "openai") {
-    const bundle = await openTensorBundle(found.weights);
-    return { ...checkpointSourceFromTensorBundle(bundle), close() {} };
-  }
-  const reader = await openSafetensors(found.weights);
-  return {
-    shapes: new Map([...reader.header.tensors].map(([name, info]) => [name, info.shape])),
-    read: async (name) => (await reader.read(name)).data,
-    description: found.weights,
-    close: () => reader.close(),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// checks
-
-/** Stops a checkpoint of the wrong size before anything is converted. */
-function checkIsSize(config: GPTConfig, size: Gpt2Size, where: string): void {
-  const info = GPT2_SIZE_INFO[size];
-  const expected: Partial<GPTConfig> = {
-    vocab_size: GPT2_VOCAB_SIZE,
-    context_length: GPT2_CONTEXT_LENGTH,
-    emb_dim: info.emb_dim,
-    n_layers: info.n_layers,
-    n_heads: info.n_heads,
-  };
-  const wrong = Object.entries(expected)
-    .filter(([key, want]) => config[key as keyof GPTConfig] !== want)
-    .map(([key, want]) => `${key} ${config[key as keyof GPTConfig]} (expected ${want})`);
-  if (wrong.length > 0) {
-    throw new Error(`${where}: this checkpoint is not GPT-2 ${size}: ${wrong.join(", ")}`);
-  }
-}
-
-/**
- * The release's encoder.json must be the vocabulary our tokenizer (js-tiktoken's "gpt2"
- * ranks) uses, token for token, or the weights would read the wrong ids.
- */
-async function checkEncoderMatchesTokenizer(path: string): Promise<void> {
-  const encoder = await readJsonObject(path);
-  const entries = Object.entries(encoder);
-  if (entries.length !== GPT2_VOCAB_SIZE) {
-    throw new Error(`${path}: ${entries.length} tokens, expected ${GPT2_VOCAB_SIZE}`);
-  }
-  const tokenizer = new Gpt2Tokenizer();
-  // OpenAI's own decoder (encoder.py's byte alphabet) reads what each id of this file means.
-  const release = new OpenAiBpe(encoder as Record<string, number>, "");
-  for (const [token, id] of entries) {
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= GPT2_VOCAB_SIZE) {
-      throw new Error(`${path}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}`);
-    }
-    const expected = release.decode([id]);
-    if (tokenizer.decode([id]) !== expected) {
-      throw new Error(
-        `${path}: token id ${id} is ${JSON.stringify(token)} here but ` +
-          `${JSON.stringify(tokenizer.decode([id]))} in our GPT-2 tokenizer`,
-      );
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// writing
-
-/** The tokenizer GPT-2 was trained with, in the spec format of the tokenize stage. */
-export const GPT2_TOKENIZER_SPEC: TokenizerSpec = {
-  kind: "gpt2",
-  allowedSpecial: ["<|endoftext|>"],
-};
-
-/** The safetensors metadata key `loadModel` reads to tie the output head to the embedding. */
-const TIED_HEAD_METADATA = "groundup.tied_head";
-
-/**
- * Converts the opened checkpoint tensor by tensor into `outDir`: model.safetensors,
- * config.json and tokenizer.json. Returns the plan (layout and config).
- */
-export async function convertCheckpointToModelFolder(
-  source: CheckpointSource,
-  outDir: string,
-  options: {
-    hparams?: Record<string, unknown>;
-    dropRate?: number;
-    expectSize?: Gpt2Size;
-    /** Called with 0 before the first tensor, then after each one. */
-    onProgress?: (bytesWritten: number, totalBytes: number) => void;
-  } = {},
-): Promise<Gpt2WeightPlan> {
-  const where = source.description ?? "checkpoint";
-  const mapping = { hparams: options.hparams, dropRate: options.dropRate ?? 0 };
-  // Every name and shape is checked (errors name the tensor and both shapes) before any data.
-  const plan = planGpt2Weights(source.shapes, mapping, where);
-  if (options.expectSize) checkIsSize(plan.config, options.expectSize, where);
-  const total = [...plan.outputs.values()].reduce(
-    (n, shape) => n + 4 * shape.reduce((a, b) => a * b, 1),
-    0,
-  );
-  await writeSafetensorsStream(
-    join(outDir, WEIGHTS_FILE),
-    plan.outputs,
-    convertGpt2Weights(source, mapping),
-    { format: "pt", [TIED_HEAD_METADATA]: "true" },
-    (done) => options.onProgress?.(done, total),
-  );
-  await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(plan.config, null, 2) + "\n");
-  await writeFileAtomic(join(outDir, "tokenizer.json"), JSON.stringify(GPT2_TOKENIZER_SPEC) + "\n");
-  return plan;
-}
-
 // ---------------------------------------------------------------------------------------------
 // the stage
 
@@ -419,7 +209,7 @@ export const loadOpenaiWeightsStage = defineStage({
     let found: CheckpointFiles;
     if (p.source === "openai") found = await fetchOpenai(ctx, p.size!);
     else if (p.source === "hf") found = await fetchHf(ctx, p.size!);
-    else found = findLocalCheckpoint(resolveLocal(p.path!, ctx.pipeline));
+    else found = findLocalCheckpoint(resolvePath(p.path!, ctx.pipeline.baseDir));
 
     if (found.encoder) await checkEncoderMatchesTokenizer(found.encoder);
     const hparams = found.hparams ? await readJsonObject(found.hparams) : undefined;

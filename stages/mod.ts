@@ -1,18 +1,34 @@
-/** The built-in stages, registered in pipeline order. */
+/**
+ * The built-in stages, registered in pipeline order, and the readers of the artifacts whose
+ * layout a stage defines.
+ */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
+import { evaluateStage } from "./evaluate.ts";
 import { generateStage } from "./generate.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { tokenizeStage } from "./tokenize.ts";
 
+/** A registry holding every built-in stage. */
 export function builtinStages(): StageRegistry {
   return new StageRegistry()
     .register(tokenizeStage)
     .register(dataloaderStage)
     .register(pretrainStage)
     .register(loadOpenaiWeightsStage)
-    .register(generateStage);
+    .register(generateStage)
+    .register(evaluateStage);
 }
 
-export { dataloaderStage, generateStage, loadOpenaiWeightsStage, pretrainStage, tokenizeStage };
+export {
+  dataloaderStage,
+  evaluateStage,
+  generateStage,
+  loadOpenaiWeightsStage,
+  pretrainStage,
+  tokenizeStage,
+};
+export { openDataloaderArtifact } from "./dataloader.ts";
+export { openTokenizeArtifact } from "./tokenize.ts";
+export type { DataloaderArtifact, LoaderManifest } from "./dataloader.ts";

@@ -3,96 +3,84 @@
  * scratch on the dataloader's batches with AdamW, evaluating every `eval_freq` steps on
  * `eval_iter` batches of each split and printing a greedy sample after each epoch.
  *
+ * The loop itself is llm/train/loop.ts; this stage configures it and writes the artifact.
+ *
  * Crash safety: a checkpoint (weights, optimizer moments, dropout RNG, data position,
- * history) is written to the progress folder every `checkpoint_every` steps and at the end of
- * each epoch. Running the pipeline again after a crash or kill continues from it and ends
- * with exactly the weights an uninterrupted run ends with.
+ * history) is written to the progress folder when `checkpoint_minutes` have passed since the
+ * last one, every `checkpoint_every` steps if set, and when the run is interrupted (Ctrl-C,
+ * SIGTERM). Running the pipeline again after a crash or kill continues from the last one and
+ * ends with exactly the weights an uninterrupted run ends with.
  *
  * Artifact: model.safetensors + config.json, history.json, history.csv, loss.svg,
  * samples.json.
  */
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
 import { defineStage, type StageContext } from "../runner/stage.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { generate } from "../llm/model/generate.ts";
 import { saveModel } from "../llm/model/weights_io.ts";
+import { copyTokenizerFiles } from "../llm/tokenizer/files.ts";
+import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { AdamW } from "../llm/train/adamw.ts";
 import { loadCheckpoint, readCheckpointState, saveCheckpoint } from "../llm/train/checkpoint.ts";
+import { type TrainingState, trainModel } from "../llm/train/loop.ts";
 import { lossPlotSvg } from "../llm/train/plot.ts";
 import { warmupCosineLr } from "../llm/train/schedule.ts";
-import { calcLossLoader, evaluateModel, trainStep } from "../llm/train/trainer.ts";
-import type { Batch, WindowLoader } from "../llm/data/windows.ts";
 import { inputOfType } from "./common.ts";
 import { openDataloaderArtifact } from "./dataloader.ts";
-import { copyTokenizerFiles } from "./tokenize.ts";
 import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
 
 export const PretrainParams = z.strictObject({
-  model: ModelConfigSchema,
-  seed: z.number().int().min(0).default(123),
-  epochs: z.number().int().min(1).default(10),
-  lr: z.number().gt(0).default(4e-4),
-  weight_decay: z.number().min(0).default(0.1),
-  /** Evaluate every this many optimizer steps (the book: 5). */
-  eval_freq: z.number().int().min(1).default(5),
-  /** Batches of each split per evaluation (the book: 5). */
-  eval_iter: z.number().int().min(1).default(5),
-  sample_prompt: z.string().min(1).default("Every effort moves you"),
-  sample_tokens: z.number().int().min(0).default(50),
-  /** Clip gradients to this global norm (off by default, as in the workshop). */
-  max_grad_norm: z.number().gt(0).optional(),
-  /** Linear warmup then cosine decay to min_lr (off by default: a constant lr). */
-  schedule: z.enum(["constant", "warmup_cosine"]).default("constant"),
-  warmup_steps: z.number().int().min(0).default(0),
-  min_lr: z.number().min(0).default(0),
-  /**
-   * Write a checkpoint (weights + AdamW moments, ~2 GB for 124M) when this many minutes have
-   * passed since the last one, and when the run is interrupted (Ctrl-C, SIGTERM).
-   */
-  checkpoint_minutes: z.number().gt(0).default(10),
-  /** Also write one every this many steps (off by default). */
-  checkpoint_every: z.number().int().min(1).optional(),
-  /** Measure the untrained loss over every batch of both splits first (book: ≈ 10.99 / 10.98). */
-  initial_eval: z.boolean().default(true),
+  model: ModelConfigSchema.describe(
+    "The GPT config, book keys; the stage's values are merged over the pipeline's `model`.",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Initial weights and dropout."),
+  epochs: z.number().int().min(1).default(10).describe("Passes over the training batches."),
+  lr: z.number().gt(0).default(4e-4).describe(
+    "AdamW learning rate (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8).",
+  ),
+  weight_decay: z.number().min(0).default(0.1).describe(
+    "AdamW's decoupled weight decay (as PyTorch's).",
+  ),
+  eval_freq: z.number().int().min(1).default(5).describe(
+    "Evaluate at steps 0, `eval_freq`, 2 × `eval_freq`, ... (the book: 5).",
+  ),
+  eval_iter: z.number().int().min(1).default(5).describe(
+    "Batches of each split per evaluation (the book: 5).",
+  ),
+  sample_prompt: z.string().min(1).default("Every effort moves you").describe(
+    "Prompt of the greedy sample after each epoch.",
+  ),
+  sample_tokens: z.number().int().min(0).default(50).describe(
+    "Tokens of the greedy sample after each epoch.",
+  ),
+  max_grad_norm: z.number().gt(0).optional().describe(
+    "Clip gradients to this global norm (off by default, as in the workshop).",
+  ),
+  schedule: z.enum(["constant", "warmup_cosine"]).default("constant").describe(
+    "`warmup_cosine`: linear warmup then cosine decay to `min_lr` (default: a constant lr).",
+  ),
+  warmup_steps: z.number().int().min(0).default(0).describe(
+    "Warmup steps of `warmup_cosine`.",
+  ),
+  min_lr: z.number().min(0).default(0).describe("Final learning rate of `warmup_cosine`."),
+  checkpoint_minutes: z.number().gt(0).default(10).describe(
+    "Write a checkpoint (weights + AdamW state, ≈ 2 GB at 124M) when this many minutes have " +
+      "passed since the last one, and when the run is interrupted (Ctrl-C, SIGTERM).",
+  ),
+  checkpoint_every: z.number().int().min(1).optional().describe(
+    "Also checkpoint every this many steps (off by default).",
+  ),
+  initial_eval: z.boolean().default(true).describe(
+    "Measure the untrained loss over every batch of both splits first (book: ≈ 10.99 / 10.98).",
+  ),
 });
 export type PretrainParams = z.infer<typeof PretrainParams>;
 
-export interface EvalPoint {
-  step: number;
-  /** Epochs elapsed, fractional (for the plot's x axis). */
-  epoch: number;
-  tokens_seen: number;
-  train_loss: number;
-  val_loss: number;
-}
-
-export interface Sample {
-  epoch: number;
-  step: number;
-  text: string;
-}
-
-interface RunState {
-  history: EvalPoint[];
-  samples: Sample[];
-  initial?: { train_loss: number; val_loss: number };
-  trainSeconds: number;
-}
-
-/** A dataloader batch in the trainer's shape. */
-function asTrainerBatch(b: Batch) {
-  return {
-    inputs: { shape: [b.batchSize, b.seqLen] as const, data: b.inputs },
-    targets: { shape: [b.batchSize, b.seqLen] as const, data: b.targets },
-  };
-}
-
-function* trainerBatches(loader: WindowLoader, epoch: number) {
-  for (const b of loader.batches(epoch)) yield asTrainerBatch(b);
-}
+/** What a checkpoint carries besides the position (the loop's state, as format 1 stored it). */
+type RunState = Omit<TrainingState, "position">;
 
 function lrAt(p: PretrainParams, step: number, totalSteps: number): number {
   if (p.schedule === "constant") return p.lr;
@@ -126,16 +114,14 @@ export const pretrainStage = defineStage({
       new AdamW(model.trainableParameters(), { lr: p.lr, weightDecay: p.weight_decay });
     const checkpointDir = join(ctx.progressDir, "checkpoint");
     const stepsPerEpoch = data.train.numBatches;
-    const totalSteps = stepsPerEpoch * p.epochs;
 
     let model: GPTModel, optimizer: AdamW;
-    let position = { epoch: 0, batch: 0, step: 0, tokensSeen: 0 };
-    let state: RunState = { history: [], samples: [], trainSeconds: 0 };
+    let resume: TrainingState | undefined;
     const saved = await readCheckpointState<RunState>(checkpointDir);
     if (saved && saved.runId === runId(ctx)) {
       ({ model, optimizer } = await loadCheckpoint<RunState>(checkpointDir, makeOptimizer));
-      position = saved.position;
-      state = saved.extra;
+      resume = { ...saved.extra, position: saved.position };
+      const { position } = resume;
       ctx.log.info(
         `resuming from the checkpoint at step ${position.step} (epoch ${
           position.epoch + 1
@@ -148,91 +134,42 @@ export const pretrainStage = defineStage({
       ctx.log.info(
         `model: ${params.toLocaleString("en-US")} parameters; ${stepsPerEpoch} steps per epoch`,
       );
-      if (p.initial_eval) {
-        const train_loss = await calcLossLoader(model, trainerBatches(data.train, 0));
-        const val_loss = await calcLossLoader(model, trainerBatches(data.val, 0));
-        state.initial = { train_loss, val_loss };
-        ctx.log.info(`untrained loss: train ${train_loss.toFixed(3)}, val ${val_loss.toFixed(3)}`);
-      }
     }
 
     let lastCheckpoint = performance.now();
-    const checkpoint = async () => {
-      await saveCheckpoint<RunState>(checkpointDir, model, optimizer, {
-        position,
-        runId: runId(ctx),
-        extra: state,
-      });
-      lastCheckpoint = performance.now();
-      ctx.log.info(`checkpoint saved at step ${position.step}`);
-    };
-    const checkpointDue = () =>
-      (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
-      performance.now() - lastCheckpoint >= p.checkpoint_minutes * 60_000;
-
     try {
-      ctx.progress.start("training", totalSteps, "steps");
-      ctx.progress.update(position.step);
-      let lastLoss = NaN;
-      while (position.epoch < p.epochs) {
-        const order = data.train.order(position.epoch);
-        while (position.batch < stepsPerEpoch) {
-          if (ctx.signal.aborted) {
-            await checkpoint();
-            ctx.signal.throwIfAborted();
-          }
-          const t0 = performance.now();
-          const batch = data.train.batch(position.epoch, position.batch, order);
-          const { loss } = await trainStep(model, optimizer, asTrainerBatch(batch), {
-            maxGradNorm: p.max_grad_norm,
-            lr: lrAt(p, position.step, totalSteps),
+      const state = await trainModel({
+        model,
+        optimizer,
+        train: data.train,
+        val: data.val,
+        epochs: p.epochs,
+        evalFreq: p.eval_freq,
+        evalIter: p.eval_iter,
+        lrAt: (step, totalSteps) => lrAt(p, step, totalSteps),
+        maxGradNorm: p.max_grad_norm,
+        resume,
+        initialEval: p.initial_eval,
+        sample: p.sample_tokens > 0 ? (m) => sample(m, tokenizer, p) : undefined,
+        saveCheckpoint: async ({ position, ...extra }) => {
+          await saveCheckpoint<RunState>(checkpointDir, model, optimizer, {
+            position,
+            runId: runId(ctx),
+            extra,
           });
-          state.trainSeconds += (performance.now() - t0) / 1000;
-          lastLoss = loss;
-          position.tokensSeen += batch.inputs.length;
-          position.step += 1;
-          position.batch += 1;
-          // The book evaluates at global_step % eval_freq == 0 with global_step counted from 0.
-          if ((position.step - 1) % p.eval_freq === 0) {
-            const { trainLoss, valLoss } = await evaluateModel(
-              model,
-              trainerBatches(data.train, position.epoch),
-              trainerBatches(data.val, 0),
-              p.eval_iter,
-            );
-            state.history.push({
-              step: position.step - 1,
-              epoch: position.epoch + position.batch / stepsPerEpoch,
-              tokens_seen: position.tokensSeen,
-              train_loss: trainLoss,
-              val_loss: valLoss,
-            });
-            ctx.log.info(
-              `Ep ${position.epoch + 1} (Step ${String(position.step - 1).padStart(6, "0")}): ` +
-                `Train loss ${trainLoss.toFixed(3)}, Val loss ${valLoss.toFixed(3)}`,
-            );
-          }
-          ctx.progress.update(position.step, {
-            epoch: position.epoch + 1,
-            loss: lastLoss,
-            "tok/s": Math.round(position.tokensSeen / Math.max(state.trainSeconds, 1e-9)),
-          });
-          // An epoch's last step is checkpointed after its sample, below.
-          if (position.batch < stepsPerEpoch && checkpointDue()) await checkpoint();
-        }
-        if (p.sample_tokens > 0) {
-          const text = await sample(model, tokenizer, p);
-          state.samples.push({ epoch: position.epoch + 1, step: position.step, text });
-          ctx.log.info(`sample after epoch ${position.epoch + 1}: ${text.replace(/\n/g, " ")}`);
-        }
-        position.epoch += 1;
-        position.batch = 0;
-        if (position.epoch < p.epochs && checkpointDue()) await checkpoint();
-      }
-      ctx.progress.finish();
+          lastCheckpoint = performance.now();
+          return checkpointDir;
+        },
+        checkpointDue: (position) =>
+          (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
+          performance.now() - lastCheckpoint >= p.checkpoint_minutes * 60_000,
+        signal: ctx.signal,
+        progress: ctx.progress,
+        log: (line) => ctx.log.info(line),
+      });
       // The trained model decodes with the tokenizer it was trained on (`deno task generate`).
       await copyTokenizerFiles(dataArtifact.dir, ctx.outDir);
-      return await writeArtifact(ctx, model, state, position.tokensSeen, position.step);
+      return await writeArtifact(ctx, model, state);
     } finally {
       model.dispose();
     }
@@ -259,11 +196,7 @@ function checkCompatible(ctx: StageContext<PretrainParams>, maxLength: number, v
   }
 }
 
-async function sample(
-  model: GPTModel,
-  tokenizer: { encode(t: string): number[]; decode(ids: Iterable<number>): string },
-  p: PretrainParams,
-): Promise<string> {
+async function sample(model: GPTModel, tokenizer: Tokenizer, p: PretrainParams): Promise<string> {
   const prompt = tokenizer.encode(p.sample_prompt);
   const generated = await generate(model, prompt, { maxNewTokens: p.sample_tokens });
   return tokenizer.decode([...prompt, ...generated]);
@@ -272,10 +205,9 @@ async function sample(
 async function writeArtifact(
   ctx: StageContext<PretrainParams>,
   model: GPTModel,
-  state: RunState,
-  tokensSeen: number,
-  steps: number,
+  state: TrainingState,
 ) {
+  const { tokensSeen, step: steps } = state.position;
   await saveModel(ctx.outDir, model);
   const history = {
     initial: state.initial ?? null,
@@ -323,7 +255,5 @@ async function writeArtifact(
       initial_val_loss: state.initial.val_loss,
     });
   }
-  // tfjs keeps no tensors beyond the model's; a leak here would show in long pipelines.
-  ctx.log.info(`tensors alive after training: ${tf.memory().numTensors}`);
   return { metrics };
 }

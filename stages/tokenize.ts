@@ -6,15 +6,16 @@
  * tokenizer.json (the spec to rebuild the tokenizer), vocab.json (simple only), stats.json.
  */
 import { existsSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
 import { datasetNames, DATASETS } from "../datasets/catalog.ts";
-import { writeFileAtomic } from "../runner/cache.ts";
+import { resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { defineStage, type PipelineSettings, type StageContext } from "../runner/stage.ts";
 import { decodeUtf8Strict } from "../llm/data/utf8.ts";
 import { writeTokenFile } from "../llm/data/token_file.ts";
 import { buildVocabulary, splitSimple } from "../llm/tokenizer/simple.ts";
 import { createTokenizer, type TokenizerSpec } from "../llm/tokenizer/mod.ts";
+import { readTokenizerFolder } from "../llm/tokenizer/files.ts";
 import { fetchForStage } from "./common.ts";
 
 const CorpusSchema = z.union([
@@ -36,8 +37,15 @@ const CorpusSchema = z.union([
 ]);
 
 export const TokenizeParams = z.strictObject({
-  corpus: CorpusSchema,
-  tokenizer: z.enum(["gpt2", "simple"]).default("gpt2"),
+  corpus: CorpusSchema.describe(
+    "A named dataset (`the-verdict`, `instruction-data`), a local file path, or " +
+      "`{url, sha256, path?}` (`path`: the file name under the mirror and download cache, " +
+      "default the URL's last segment).",
+  ),
+  tokenizer: z.enum(["gpt2", "simple"]).default("gpt2").describe(
+    "`gpt2` (BPE via js-tiktoken, `<|endoftext|>` allowed) or `simple` (the workshop's regex " +
+      "tokenizer with a vocabulary built from the corpus plus `<|endoftext|>` and `<|unk|>`).",
+  ),
 });
 export type TokenizeParams = z.infer<typeof TokenizeParams>;
 
@@ -46,7 +54,7 @@ function isLocalPath(corpus: TokenizeParams["corpus"]): corpus is string {
 }
 
 function localPath(corpus: string, pipeline: PipelineSettings): string {
-  return isAbsolute(corpus) ? corpus : join(pipeline.baseDir, corpus);
+  return resolvePath(corpus, pipeline.baseDir);
 }
 
 async function readCorpus(
@@ -116,44 +124,10 @@ export const tokenizeStage = defineStage({
   },
 });
 
-/**
- * The tokenizer described by `tokenizer.json` (+ `vocab.json` for the regex tokenizer) in an
- * artifact folder: a tokenize stage's, and every artifact that passes it on.
- */
-export async function readTokenizer(dir: string) {
-  const specPath = join(dir, "tokenizer.json");
-  let spec: TokenizerSpec;
-  try {
-    spec = JSON.parse(await Deno.readTextFile(specPath));
-    if (spec.kind === "simple") {
-      spec.vocabulary = JSON.parse(await Deno.readTextFile(join(dir, "vocab.json")));
-    }
-  } catch (error) {
-    throw new Error(`${specPath}: cannot read the tokenizer: ${(error as Error).message}`);
-  }
-  const kind: string = spec.kind;
-  if (kind !== "gpt2" && kind !== "simple") {
-    throw new Error(`${specPath}: unknown tokenizer kind ${JSON.stringify(kind)}`);
-  }
-  return { spec, tokenizer: createTokenizer(spec) };
-}
-
-/** Files that describe the tokenizer. */
-const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
-
-/** Pass the tokenizer on: later stages (and `deno task generate`) decode with the same one. */
-export async function copyTokenizerFiles(fromDir: string, toDir: string): Promise<void> {
-  for (const file of TOKENIZER_FILES) {
-    await Deno.copyFile(join(fromDir, file), join(toDir, file)).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
-  }
-}
-
 /** Read back what a tokenize stage wrote. */
 export async function openTokenizeArtifact(dir: string) {
   return {
-    ...(await readTokenizer(dir)),
+    ...(await readTokenizerFolder(dir)),
     text: await Deno.readTextFile(join(dir, "corpus.txt")),
   };
 }

@@ -2,6 +2,7 @@
  * Instruction data (book ch07): the `{instruction, input, output}` entries of
  * `instruction-data.json`, the Alpaca prompt template, and the book's in-order split.
  */
+import { readJsonFile } from "../files.ts";
 
 export interface InstructionEntry {
   instruction: string;
@@ -11,7 +12,7 @@ export interface InstructionEntry {
 
 const PREAMBLE = "Below is an instruction that describes a task. " +
   "Write a response that appropriately completes the request.";
-export const RESPONSE_HEADER = "### Response:";
+const RESPONSE_HEADER = "### Response:";
 
 /**
  * The book's `format_input`: the preamble and the instruction, plus the input when it is not
@@ -74,13 +75,7 @@ export function parseInstructionData(
 }
 
 export async function readInstructionData(path: string): Promise<InstructionEntry[]> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await Deno.readTextFile(path));
-  } catch (error) {
-    throw new Error(`${path}: not valid JSON: ${(error as Error).message}`);
-  }
-  return parseInstructionData(parsed, path);
+  return parseInstructionData(await readJsonFile(path), path);
 }
 
 export type InstructionSplit = "train" | "test" | "val";

@@ -8,7 +8,7 @@ export interface TokenFileHeader {
   count: number;
 }
 
-export function encodeTokens(
+function encodeTokens(
   ids: ArrayLike<number>,
   vocabSize: number,
 ): { header: TokenFileHeader; bytes: Uint8Array } {
@@ -19,7 +19,7 @@ export function encodeTokens(
   return { header: { dtype, count: ids.length }, bytes };
 }
 
-export function decodeTokens(
+function decodeTokens(
   bytes: Uint8Array,
   header: TokenFileHeader,
   source: string,

@@ -4,6 +4,7 @@
  * next-token targets), then grouped into batches.
  */
 import { deriveSeed, permutation, SeededRandom } from "../random.ts";
+import type { Batch } from "./batch.ts";
 
 export interface Windows {
   maxLength: number;
@@ -24,15 +25,6 @@ export function slidingWindows(
   // range(0, len(token_ids) - max_length, stride) in the book.
   for (let i = 0; i < tokens.length - maxLength; i += stride) starts.push(i);
   return { maxLength, count: starts.length, starts: Uint32Array.from(starts), tokens };
-}
-
-export interface Batch {
-  /** Row-major [batchSize, seqLen] input ids. */
-  inputs: Int32Array;
-  /** Row-major [batchSize, seqLen] target ids (inputs shifted by one). */
-  targets: Int32Array;
-  batchSize: number;
-  seqLen: number;
 }
 
 export interface LoaderOptions {
@@ -78,9 +70,10 @@ export class WindowLoader {
     return { inputs, targets, batchSize: size, seqLen: maxLength };
   }
 
-  *batches(epoch = 0): Generator<Batch> {
+  /** The batches of `epoch` in order, from index `start` (where a resumed run continues). */
+  *batches(epoch = 0, start = 0): Generator<Batch> {
     const order = this.order(epoch);
-    for (let i = 0; i < this.numBatches; i++) yield this.batch(epoch, i, order);
+    for (let i = start; i < this.numBatches; i++) yield this.batch(epoch, i, order);
   }
 
   /** Tokens the model sees in one epoch (inputs only, as the book counts "tokens seen"). */

@@ -27,6 +27,19 @@ import {
   unregisterFusedKernels,
 } from "./fused_ops.ts";
 
+/**
+ * Bytes of the largest buffer a kernel of the current backend can bind: the WebGPU device's
+ * `maxStorageBufferBindingSize`, or Infinity for backends without such a limit (the model
+ * splits a larger vocabulary matrix into row shards that fit, see model/sharded.ts).
+ */
+export function backendBindingLimit(): number {
+  if (tf.getBackend() !== "webgpu") return Infinity;
+  // WebGPUBackend keeps its GPUDevice in a public field; tfjs's typings do not expose it.
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  return device?.limits.maxStorageBufferBindingSize ?? Infinity;
+}
+
+/** The backends `initEngine` accepts. */
 export type BackendChoice = "auto" | "webgpu" | "cpu" | "wasm";
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "cpu", "wasm"];
 

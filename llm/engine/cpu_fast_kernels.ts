@@ -169,7 +169,7 @@ function binaryRow(
 }
 
 /** a ⊕ b with broadcasting into a fresh Float32Array, or undefined if the shapes mismatch. */
-export function broadcastBinary(
+function broadcastBinary(
   op: BinaryOp,
   aShape: readonly number[],
   a: Float32Array,
@@ -290,7 +290,7 @@ const fround = Math.fround;
  * Row by row: max, exp(x - max), sum, divide: the stock kernel's five passes over the whole
  * tensor, with each intermediate rounded to float32 exactly where stock stores one.
  */
-export function softmaxRows(x: Float32Array, rowLength: number): Float32Array {
+function softmaxRows(x: Float32Array, rowLength: number): Float32Array {
   const out = new Float32Array(x.length);
   for (let start = 0; start < x.length; start += rowLength) {
     const end = start + rowLength;
@@ -342,7 +342,7 @@ function emptyLike(values: NumericArray, size: number): NumericArray {
 }
 
 /** x permuted by `perm` (output dim d = input dim perm[d]), written in output order. */
-export function transposeValues(
+function transposeValues(
   x: NumericArray,
   shape: readonly number[],
   perm: readonly number[],
@@ -385,7 +385,7 @@ const transpose: FastKernel = ({ inputs, attrs, backend }) => {
 };
 
 /** x repeated reps[d] times along each dim d. */
-export function tileValues(
+function tileValues(
   x: NumericArray,
   shape: readonly number[],
   reps: readonly number[],
@@ -450,7 +450,7 @@ function parseAxes(axis: unknown, rank: number): number[] | undefined {
  * order of the reduced dims, in double precision: the order and precision of stock tfjs (which
  * transposes the reduced dims innermost, then loops), hence the same float32 results.
  */
-export function reduceValues(
+function reduceValues(
   kind: Reduce,
   x: Float32Array,
   shape: readonly number[],

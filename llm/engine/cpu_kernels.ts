@@ -119,10 +119,10 @@ export function planMatMul(
  * gain from splitting them: measured on 2 cores under load, 576 of them took 2.7–2.8 s on 2
  * threads and 0.25–0.29 s on 1 (bench/RESULTS.md).
  */
-export const SINGLE_THREAD_MAX_MACS = 2 ** 22;
+const SINGLE_THREAD_MAX_MACS = 2 ** 22;
 
 /** C = op(A) · op(B) per the plan, into a fresh Float32Array. */
-export function blasMatMul(
+function blasMatMul(
   blas: Blas,
   plan: MatMulPlan,
   a: Float32Array,

@@ -40,7 +40,7 @@ export function fastExp(v: number): number {
  * every softmax here, where scale·x − shift ≤ 0 (shift is the row's maximum). `fastExp` written
  * out in the loop: V8 does not inline it reliably, and the call doubles the cost per element.
  */
-export function expRowInto(
+function expRowInto(
   x: Float32Array,
   start: number,
   end: number,

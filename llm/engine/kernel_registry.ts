@@ -53,13 +53,6 @@ export function replacedCpuKernels(): string[] {
   return [...stockKernels.keys()];
 }
 
-/** The stock kernel function for `kernelName`, whether or not it is replaced now. */
-export function stockCpuKernel(kernelName: string): tf.KernelFunc {
-  const stock = stockKernels.get(kernelName) ?? tf.getKernel(kernelName, BACKEND);
-  if (!stock) throw new Error(`tfjs has no '${kernelName}' kernel on the cpu backend`);
-  return stock.kernelFunc;
-}
-
 /** Run whichever cpu kernel is registered under `kernelName` now (ours or stock). */
 export function runCpuKernel(
   kernelName: string,

@@ -62,6 +62,31 @@ function causalMask(numQueries: number, numKeys: number, offset: number): tf.Ten
   return tf.tensor2d(mask, [numQueries, numKeys]);
 }
 
+/**
+ * Additive padding mask [batch, 1, queries, keys] for left-padded rows (batched generation):
+ * -∞ where key j is one of row b's first `padding[b]` slots (pad tokens), so no real query sees
+ * them. A pad query still sees itself: its row of weights must not be all -∞ (that would be NaN,
+ * and NaN keys/values would poison every later product), and what it computes is never read.
+ * The causal part stays with the caller, so the fused causal softmax can still apply it.
+ */
+export function paddingMask(
+  padding: readonly number[],
+  numQueries: number,
+  numKeys: number,
+  offset: number,
+): tf.Tensor4D {
+  const mask = new Float32Array(padding.length * numQueries * numKeys);
+  padding.forEach((pads, b) => {
+    for (let i = 0; i < numQueries; i++) {
+      const row = (b * numQueries + i) * numKeys;
+      for (let j = 0; j < Math.min(pads, numKeys); j++) {
+        if (j !== offset + i) mask[row + j] = -Infinity;
+      }
+    }
+  });
+  return tf.tensor4d(mask, [padding.length, 1, numQueries, numKeys]);
+}
+
 export class MultiHeadAttention implements Module {
   readonly headDim: number;
   W_query: LinearLayer;
@@ -95,9 +120,16 @@ export class MultiHeadAttention implements Module {
   /**
    * x: [batch, tokens, dim] → [batch, tokens, dim]. With `cache`, x holds the tokens that follow
    * the cached ones: their keys/values are appended to the cache (which keeps them beyond the
-   * caller's tf.tidy) and the queries attend to cached and new keys.
+   * caller's tf.tidy) and the queries attend to cached and new keys. `keyMask` (see
+   * `paddingMask`) is added to the scores before the causal softmax.
    */
-  apply(x: tf.Tensor, context: ForwardContext, cache?: LayerKV, cachedLength = 0): tf.Tensor {
+  apply(
+    x: tf.Tensor,
+    context: ForwardContext,
+    cache?: LayerKV,
+    cachedLength = 0,
+    keyMask?: tf.Tensor,
+  ): tf.Tensor {
     const [batch, tokens] = x.shape;
     const queries = this.splitHeads(this.W_query.apply(x), batch, tokens);
     let keys = this.splitHeads(this.W_key.apply(x), batch, tokens);
@@ -115,7 +147,8 @@ export class MultiHeadAttention implements Module {
     }
 
     const numKeys = keys.shape[2];
-    const scores = tf.matMul(queries, keys, false, true); // [batch, heads, tokens, numKeys]
+    let scores = tf.matMul(queries, keys, false, true); // [batch, heads, tokens, numKeys]
+    if (keyMask) scores = tf.add(scores, keyMask);
     const weights = fusedOpsActive()
       // cpu: mask, scale and softmax in one kernel each way, no mask tensor.
       ? fusedCausalSoftmax(scores, Math.sqrt(this.headDim), cachedLength)

@@ -36,7 +36,7 @@ const POSITIVE_INTEGER_KEYS = [
 ] as const;
 
 /** The folder holding the named model configs (`configs/models/<name>.yaml`). */
-export const MODEL_CONFIG_DIR = fileURLToPath(new URL("../../configs/models/", import.meta.url));
+const MODEL_CONFIG_DIR = fileURLToPath(new URL("../../configs/models/", import.meta.url));
 
 /**
  * Checks an untrusted value (parsed YAML/JSON) and returns it as a `GPTConfig`.

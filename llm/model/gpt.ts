@@ -7,35 +7,29 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { deriveSeed, SeededRandom } from "../random.ts";
-import { KVCache, MultiHeadAttention } from "./attention.ts";
+import { KVCache, MultiHeadAttention, paddingMask } from "./attention.ts";
 import type { GPTConfig } from "./config.ts";
 import { countParameters } from "./config.ts";
-import {
-  type InitMode,
-  linearInitBound,
-  type ParameterInit,
-  standardNormal,
-  uniform,
-} from "./init.ts";
+import type { InitMode, ParameterInit } from "./init.ts";
 import {
   dropout,
   Embedding,
   FeedForward,
   type ForwardContext,
   LayerNorm,
-  Linear,
   type LinearLayer,
   type Module,
   type NamedParameter,
   prefixed,
 } from "./layers.ts";
+import { backendBindingLimit } from "../engine/backend.ts";
 import {
-  backendBindingLimit,
   groupShards,
   planRowShards,
-  ShardedEmbedding,
-  ShardedLinear,
+  type ShardedEmbedding,
   type StateTensor,
+  vocabEmbedding,
+  vocabHead,
 } from "./sharded.ts";
 
 export class TransformerBlock implements Module {
@@ -57,7 +51,13 @@ export class TransformerBlock implements Module {
     this.norm2 = new LayerNorm(config.emb_dim);
   }
 
-  apply(x: tf.Tensor, context: ForwardContext, cache?: KVCache, layerIndex = 0): tf.Tensor {
+  apply(
+    x: tf.Tensor,
+    context: ForwardContext,
+    cache?: KVCache,
+    layerIndex = 0,
+    keyMask?: tf.Tensor,
+  ): tf.Tensor {
     const rate = this.config.drop_rate;
     // Attention sub-block with a residual connection (pre-LN, drop_shortcut before the add).
     const attended = this.att.apply(
@@ -65,6 +65,7 @@ export class TransformerBlock implements Module {
       context,
       cache?.layers[layerIndex],
       cache?.length ?? 0,
+      keyMask,
     );
     x = tf.add(dropout(attended, rate, context), x);
     // Feed-forward sub-block with a residual connection.
@@ -81,6 +82,29 @@ export class TransformerBlock implements Module {
       ...this.norm2.namedParameters(prefixed(prefix, "norm2")),
     ];
   }
+}
+
+/** Position ids [batch, tokens] of left-padded rows: slot s of row b is at s - padding[b] (pads: 0). */
+function paddedPositions(padding: readonly number[], start: number, tokens: number): tf.Tensor2D {
+  const ids = new Int32Array(padding.length * tokens);
+  padding.forEach((pads, b) => {
+    for (let i = 0; i < tokens; i++) ids[b * tokens + i] = Math.max(0, start + i - pads);
+  });
+  return tf.tensor2d(ids, [padding.length, tokens], "int32");
+}
+
+function checkPadding(padding: readonly number[], batch: number, slots: number): void {
+  if (padding.length !== batch) {
+    throw new Error(`GPTModel.forward: padding has ${padding.length} entries for ${batch} rows`);
+  }
+  padding.forEach((pads, b) => {
+    if (!Number.isInteger(pads) || pads < 0 || pads >= slots) {
+      throw new Error(
+        `GPTModel.forward: padding[${b}] = ${pads}, expected an integer in 0..${slots - 1} ` +
+          `(each row needs at least its last slot to be a real token)`,
+      );
+    }
+  });
 }
 
 export interface GPTModelOptions {
@@ -108,6 +132,13 @@ export interface ForwardOptions {
   cache?: KVCache;
   /** Compute logits only for the last position ([batch, 1, vocab]): all generation needs. */
   lastTokenOnly?: boolean;
+  /**
+   * Left padding of each row (batched generation, llm/infer/batch_generate.ts): the first
+   * `padding[b]` slots of row b (counted from the cache's start) are pad tokens. No real token
+   * attends to them, and row b's positions start at 0 at its first real token, so a padded row
+   * computes what it would alone (GPT-2's learned positions make the shift necessary).
+   */
+  padding?: readonly number[];
 }
 
 export class GPTModel implements Module {
@@ -135,39 +166,17 @@ export class GPTModel implements Module {
     this.maxTensorBytes = options.maxTensorBytes ?? backendBindingLimit();
     const { vocab_size: vocab, emb_dim: dim } = config;
     this.vocabShards = planRowShards(vocab, dim, this.maxTensorBytes);
-    const sharded = this.vocabShards.length > 1;
 
     // Parameters are created in the book's order, so the seeded init draws the same numbers
-    // whether or not the vocabulary matrices are sharded.
-    this.tok_emb = sharded
-      ? new ShardedEmbedding(
-        vocab,
-        dim,
-        this.vocabShards,
-        init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng),
-        init.rng,
-      )
-      : new Embedding(vocab, dim, init);
+    // whether or not the vocabulary matrices are sharded (see vocabEmbedding).
+    this.tok_emb = vocabEmbedding(vocab, dim, this.vocabShards, init);
     this.pos_emb = new Embedding(config.context_length, config.emb_dim, init);
     this.trf_blocks = Array.from(
       { length: config.n_layers },
       () => new TransformerBlock(this.config, init),
     );
     this.final_norm = new LayerNorm(config.emb_dim);
-    if (this.tok_emb instanceof ShardedEmbedding) {
-      const weights = this.tiedHead
-        ? { shared: this.tok_emb.shards.map((shard) => shard.weight) }
-        : init.mode === "zeros"
-        ? "zeros"
-        : uniform(vocab * dim, linearInitBound(dim), init.rng);
-      this.out_head = new ShardedLinear(dim, vocab, this.vocabShards, weights, init.rng);
-    } else {
-      this.out_head = new Linear(dim, vocab, {
-        bias: false,
-        init,
-        sharedWeight: this.tiedHead ? this.tok_emb.weight : undefined,
-      });
-    }
+    this.out_head = vocabHead(this.tok_emb, this.vocabShards, init, this.tiedHead);
   }
 
   /**
@@ -178,9 +187,15 @@ export class GPTModel implements Module {
     const { training = false, cache, lastTokenOnly = false } = options;
     const [batch, tokens] = ids.shape;
     const start = cache?.length ?? 0;
-    if (start + tokens > this.config.context_length) {
+    if (options.padding) checkPadding(options.padding, batch, start + tokens);
+    // No row padded: the plain path (no mask tensor, shared positions).
+    const padding = options.padding?.some((pads) => pads > 0) ? options.padding : undefined;
+    // Without padding every row's positions are start..start+tokens-1; with it, a row's shift
+    // down by its pad count, so the least padded row reaches the highest position.
+    const first = start - (padding ? Math.min(...padding) : 0);
+    if (first + tokens > this.config.context_length) {
       throw new Error(
-        `GPTModel.forward: positions ${start}..${start + tokens - 1} exceed context_length ` +
+        `GPTModel.forward: positions ${first}..${first + tokens - 1} exceed context_length ` +
           `${this.config.context_length}; crop the input to the last ${this.config.context_length} tokens`,
       );
     }
@@ -191,11 +206,14 @@ export class GPTModel implements Module {
     const context: ForwardContext = { training, rng: this.dropoutRng };
 
     const logits = tf.tidy(() => {
-      const positions = tf.range(start, start + tokens, 1, "int32");
+      const positions = padding
+        ? paddedPositions(padding, start, tokens)
+        : tf.range(start, start + tokens, 1, "int32");
+      const keyMask = padding ? paddingMask(padding, tokens, start + tokens, start) : undefined;
       const embedded = tf.add(this.tok_emb.apply(ids), this.pos_emb.apply(positions));
       let x = dropout(embedded, this.config.drop_rate, context);
       this.trf_blocks.forEach((block, i) => {
-        x = block.apply(x, context, cache, i);
+        x = block.apply(x, context, cache, i, keyMask);
       });
       if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, this.config.emb_dim]);
       return this.out_head.apply(this.final_norm.apply(x)) as tf.Tensor3D;

@@ -31,7 +31,7 @@ export function prefixed(prefix: string, name: string): string {
   return prefix === "" ? name : `${prefix}.${name}`;
 }
 
-export function newVariable(shape: number[], values: Float32Array | "zeros" | "ones"): tf.Variable {
+function newVariable(shape: number[], values: Float32Array | "zeros" | "ones"): tf.Variable {
   const initial = values === "zeros"
     ? tf.zeros(shape)
     : values === "ones"

@@ -28,6 +28,7 @@ import {
   prefixed,
 } from "./layers.ts";
 import type { SeededRandom } from "../random.ts";
+import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
 
 const BYTES_PER_FLOAT32 = 4;
 
@@ -37,17 +38,6 @@ export interface StateTensor {
   shape: number[];
   /** Consecutive row blocks (one element when not sharded); they concatenate along axis 0. */
   parts: tf.Variable[];
-}
-
-/**
- * Bytes of the largest buffer a kernel of the current backend can bind: the WebGPU device's
- * `maxStorageBufferBindingSize`, or Infinity for backends without such a limit.
- */
-export function backendBindingLimit(): number {
-  if (tf.getBackend() !== "webgpu") return Infinity;
-  // WebGPUBackend keeps its GPUDevice in a public field; tfjs's typings do not expose it.
-  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
-  return device?.limits.maxStorageBufferBindingSize ?? Infinity;
 }
 
 /**
@@ -71,7 +61,7 @@ export function planRowShards(rows: number, cols: number, maxBytes: number): num
 }
 
 /** `name[start:end]`, Python slice notation for the rows a shard holds. */
-export function shardName(name: string, start: number, count: number): string {
+function shardName(name: string, start: number, count: number): string {
   return `${name}[${start}:${start + count}]`;
 }
 
@@ -296,4 +286,45 @@ export function assignStateTensor(tensor: StateTensor, values: Float32Array): vo
     block.dispose();
     offset += part.size;
   }
+}
+
+/**
+ * The token embedding: one [vocab, dim] matrix when `shards` is one block, else row shards
+ * (initialised from one stream of draws, so the numbers are the same either way).
+ */
+export function vocabEmbedding(
+  vocab: number,
+  dim: number,
+  shards: readonly number[],
+  init: ParameterInit,
+): Embedding | ShardedEmbedding {
+  if (shards.length === 1) return new Embedding(vocab, dim, init);
+  const weights = init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng);
+  return new ShardedEmbedding(vocab, dim, shards, weights, init.rng);
+}
+
+/**
+ * The output head matching `tokEmb`'s layout: one Linear(dim, vocab) or the same row shards;
+ * with `tied`, it shares the embedding's weights instead of owning its own.
+ */
+export function vocabHead(
+  tokEmb: Embedding | ShardedEmbedding,
+  shards: readonly number[],
+  init: ParameterInit,
+  tied: boolean,
+): LinearLayer {
+  const [vocab, dim] = [tokEmb.numEmbeddings, tokEmb.dim];
+  if (tokEmb instanceof ShardedEmbedding) {
+    const weights = tied
+      ? { shared: tokEmb.shards.map((shard) => shard.weight) }
+      : init.mode === "zeros"
+      ? "zeros"
+      : uniform(vocab * dim, linearInitBound(dim), init.rng);
+    return new ShardedLinear(dim, vocab, shards, weights, init.rng);
+  }
+  return new Linear(dim, vocab, {
+    bias: false,
+    init,
+    sharedWeight: tied ? tokEmb.weight : undefined,
+  });
 }

@@ -9,6 +9,7 @@
  */
 import { dirname, join } from "node:path";
 import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
+import { parseJson } from "../files.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";
@@ -16,7 +17,7 @@ import { assignStateTensor, readStateTensor } from "./sharded.ts";
 export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
 /** safetensors metadata key recording that the output head shares the token embedding. */
-const TIED_HEAD_KEY = "groundup.tied_head";
+export const TIED_HEAD_KEY = "groundup.tied_head";
 
 const sameShape = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
@@ -139,7 +140,7 @@ export async function saveModel(dir: string, model: GPTModel): Promise<void> {
 }
 
 /** Reads and validates `config.json` of a saved model folder. */
-export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
+async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
   const path = join(dir, CONFIG_FILE);
   let text: string;
   try {
@@ -150,13 +151,7 @@ export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
     }
     throw error;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${path}: not valid JSON: ${(error as Error).message}`);
-  }
-  return validateConfig(parsed, path);
+  return validateConfig(parseJson(text, path), path);
 }
 
 export interface LoadModelOptions {

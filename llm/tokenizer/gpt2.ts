@@ -4,7 +4,7 @@
  */
 import { getEncoding, type Tiktoken } from "js-tiktoken";
 
-export const GPT2_END_OF_TEXT_ID = 50256;
+const GPT2_END_OF_TEXT_ID = 50256;
 export const GPT2_VOCAB_SIZE = 50257;
 
 let shared: Tiktoken | undefined;

@@ -4,8 +4,8 @@
  * from the corpus, and fall back to <|unk|> for anything unseen.
  */
 
-export const END_OF_TEXT = "<|endoftext|>";
-export const UNKNOWN = "<|unk|>";
+const END_OF_TEXT = "<|endoftext|>";
+const UNKNOWN = "<|unk|>";
 
 /** The book's pattern: `([,.:;?_!"()']|--|\s)`. Captured separators are kept as tokens. */
 const SPLIT = /([,.:;?_!"()']|--|\s)/;

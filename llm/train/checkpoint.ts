@@ -14,6 +14,7 @@ import { loadModel, saveModel } from "../model/weights_io.ts";
 import type { AdamW, AdamWState } from "./adamw.ts";
 import { loadAdamWState, saveAdamWState } from "./optimizer_io.ts";
 
+/** Where a run stands: the next step's epoch and batch, and what was done before it. */
 export interface TrainingPosition {
   /** 0-based epoch the next step belongs to. */
   epoch: number;
@@ -21,21 +22,31 @@ export interface TrainingPosition {
   batch: number;
   /** Optimizer steps taken so far. */
   step: number;
+  /** Input tokens trained on so far. */
   tokensSeen: number;
 }
 
+/** state.json of a checkpoint: everything but the weights and the optimizer's moments. */
 export interface CheckpointState<Extra> {
+  /** The layout version of the checkpoint folder. */
   format: 1;
+  /** Where training continues. */
   position: TrainingPosition;
+  /** The model's dropout RNG, so resumed masks are the ones an uninterrupted run draws. */
   dropoutRngState: number;
   /** Identifies the run the checkpoint belongs to (e.g. a cache key); checked on resume. */
   runId: string;
+  /** Whatever the caller carries (the loop's history and samples). */
   extra: Extra;
 }
 
 const STATE_FILE = "state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
 
+/**
+ * Writes a checkpoint of `model` (all its weights), `optimizer` and `state` into `dir`,
+ * replacing the previous one only once the new one is complete.
+ */
 export async function saveCheckpoint<Extra>(
   dir: string,
   model: GPTModel,

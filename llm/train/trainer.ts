@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { GPTModel } from "../model/gpt.ts";
 import { type AdamW, clipGradientsByGlobalNorm } from "./adamw.ts";
 import { crossEntropy } from "./loss.ts";
+import type { Batch } from "../data/batch.ts";
 
 /** Token ids [batch, tokens]: a tfjs int32 tensor, nested arrays, or a flat typed array + shape. */
 export type TokenMatrix =
@@ -14,14 +15,29 @@ export type TokenMatrix =
   | number[][]
   | { shape: readonly [number, number]; data: ArrayLike<number> };
 
-/** One batch: inputs and the next-token targets (-100 = ignored), as an object or a pair. */
-export type Batch =
+/**
+ * Inputs and next-token targets (-100 = ignored) given as token matrices, as an object or a
+ * pair: for examples and tests. Loaders yield {@link Batch}.
+ */
+export type TokenBatch =
   | { inputs: TokenMatrix; targets: TokenMatrix }
   | readonly [inputs: TokenMatrix, targets: TokenMatrix];
 
-export type BatchSource = Iterable<Batch> | AsyncIterable<Batch>;
+/** What the training functions take: a loader's batch or token matrices. */
+export type AnyBatch = Batch | TokenBatch;
 
-function batchParts(batch: Batch): [TokenMatrix, TokenMatrix] {
+/** A data loader: any iterable (sync or async) of batches. */
+export type BatchSource = Iterable<AnyBatch> | AsyncIterable<AnyBatch>;
+
+function isLoaderBatch(batch: AnyBatch): batch is Batch {
+  return !Array.isArray(batch) && "seqLen" in batch;
+}
+
+function batchParts(batch: AnyBatch): [TokenMatrix, TokenMatrix] {
+  if (isLoaderBatch(batch)) {
+    const shape = [batch.batchSize, batch.seqLen] as const;
+    return [{ shape, data: batch.inputs }, { shape, data: batch.targets }];
+  }
   return Array.isArray(batch)
     ? [batch[0], batch[1]]
     : [(batch as { inputs: TokenMatrix }).inputs, (batch as { targets: TokenMatrix }).targets];
@@ -113,7 +129,7 @@ export async function evaluateModel(
  */
 export function computeGradients(
   model: GPTModel,
-  batch: Batch,
+  batch: AnyBatch,
   options: { training?: boolean } = {},
 ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const params = model.trainableParameters();
@@ -157,7 +173,7 @@ export interface TrainStepResult {
 export async function trainStep(
   model: GPTModel,
   optimizer: AdamW,
-  batch: Batch,
+  batch: AnyBatch,
   options: TrainStepOptions = {},
 ): Promise<TrainStepResult> {
   const { loss, grads } = computeGradients(model, batch, { training: true });

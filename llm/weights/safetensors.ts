@@ -377,7 +377,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 }
 
 /** Reads one tensor from an open file whose header was parsed by {@link readSafetensorsHeader}. */
-export async function readTensor(
+async function readTensor(
   file: Deno.FsFile,
   header: SafetensorsHeader,
   name: string,

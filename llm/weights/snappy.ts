@@ -12,27 +12,28 @@
  *
  * Old TensorFlow releases wrote Snappy-compressed `.index` blocks, so the reader needs this.
  */
+import { SnappyError } from "./errors.ts";
 
 /** Reads the varint32 length prefix of a Snappy block. */
-export function snappyUncompressedLength(
+function snappyUncompressedLength(
   src: Uint8Array,
   source = "snappy block",
 ): { length: number; headerBytes: number } {
   let length = 0;
   for (let i = 0; i < 5; i++) {
     if (i >= src.length) {
-      throw new Error(`${source}: truncated Snappy length varint at byte ${i}`);
+      throw new SnappyError(`${source}: truncated Snappy length varint at byte ${i}`);
     }
     const byte = src[i];
     length += (byte & 0x7f) * 2 ** (7 * i);
     if ((byte & 0x80) === 0) {
       if (length > 0xffffffff) {
-        throw new Error(`${source}: Snappy length ${length} exceeds 32 bits`);
+        throw new SnappyError(`${source}: Snappy length ${length} exceeds 32 bits`);
       }
       return { length, headerBytes: i + 1 };
     }
   }
-  throw new Error(`${source}: Snappy length varint longer than 5 bytes`);
+  throw new SnappyError(`${source}: Snappy length varint longer than 5 bytes`);
 }
 
 /**
@@ -47,7 +48,7 @@ export function snappyDecompress(src: Uint8Array, source = "snappy block"): Uint
 
   const need = (count: number, tagAt: number) => {
     if (ip + count > src.length) {
-      throw new Error(
+      throw new SnappyError(
         `${source}: truncated Snappy element at input offset ${tagAt}: needs ${count} more ` +
           `byte(s), only ${src.length - ip} left`,
       );
@@ -70,7 +71,7 @@ export function snappyDecompress(src: Uint8Array, source = "snappy block"): Uint
       literalLength += 1;
       need(literalLength, tagAt);
       if (op + literalLength > length) {
-        throw new Error(
+        throw new SnappyError(
           `${source}: Snappy literal at input offset ${tagAt} writes past the declared ` +
             `uncompressed length ${length}`,
         );
@@ -99,13 +100,13 @@ export function snappyDecompress(src: Uint8Array, source = "snappy block"): Uint
       ip += 4;
     }
     if (offset === 0 || offset > op) {
-      throw new Error(
+      throw new SnappyError(
         `${source}: Snappy copy at input offset ${tagAt} has offset ${offset}, but only ${op} ` +
           `byte(s) were produced so far`,
       );
     }
     if (op + copyLength > length) {
-      throw new Error(
+      throw new SnappyError(
         `${source}: Snappy copy at input offset ${tagAt} writes past the declared uncompressed ` +
           `length ${length}`,
       );
@@ -119,7 +120,7 @@ export function snappyDecompress(src: Uint8Array, source = "snappy block"): Uint
     }
   }
   if (op !== length) {
-    throw new Error(
+    throw new SnappyError(
       `${source}: Snappy block produced ${op} byte(s) but declares ${length} (truncated input?)`,
     );
   }

@@ -44,3 +44,17 @@ Deno.test("durations read naturally", () => {
   assert.equal(formatDuration(3 * 3600 + 120), "3h02m");
   assert.equal(formatDuration(Infinity), "?");
 });
+
+Deno.test("a resumed run's rate and ETA count only the steps done since it started", () => {
+  let now = 0;
+  const { out, chunks } = recorder(false);
+  const progress = createProgress("pretrain", { out, now: () => now, plainInterval: 0 });
+  progress.start("training", 72, "steps", 35); // 35 steps came from the checkpoint
+  progress.update(35);
+  now = 4000;
+  progress.update(37);
+  const last = chunks.at(-1)!;
+  assert.ok(last.includes("37 steps/72 steps  0.50 steps/s"), last);
+  assert.ok(last.includes("ETA 1m10s"), last);
+  assert.ok(chunks[0].includes("0.00 steps/s"), chunks[0]);
+});

@@ -9,12 +9,8 @@ import { loadPipeline } from "../../runner/pipeline.ts";
 import { runPipeline } from "../../runner/run.ts";
 import { defineStage, StageRegistry } from "../../runner/stage.ts";
 import { useEngine } from "../../stages/engine.ts";
-import {
-  complete,
-  generateStage,
-  type Generation,
-  IncrementalDecoder,
-} from "../../stages/generate.ts";
+import { generateStage, type Generation } from "../../stages/generate.ts";
+import { complete, IncrementalDecoder } from "../../llm/infer/complete.ts";
 import { loadOpenaiWeightsStage } from "../../stages/load_openai_weights.ts";
 import { loadModelConfig } from "../../llm/model/config.ts";
 import { GPTModel } from "../../llm/model/gpt.ts";
@@ -269,13 +265,12 @@ Deno.test("streaming: one piece of text per token, multi-byte characters held un
   const model = new GPTModel(await loadModelConfig("tiny"), { seed: 3 });
   try {
     const streamed: string[] = [];
-    const done = await complete(
-      model,
+    const done = await complete(model, {
       tokenizer,
-      "Every effort moves you",
-      { max_new_tokens: 6, temperature: 0, stop_token: null, seed: 123 },
-      (text) => streamed.push(text),
-    );
+      prompt: "Every effort moves you",
+      settings: { max_new_tokens: 6, temperature: 0, stop_token: null, seed: 123 },
+      onText: (text) => streamed.push(text),
+    });
     assert.equal(done.tokens, 6);
     assert.equal(streamed.join(""), done.text);
     assert.ok(streamed.length >= 1 && streamed.length <= 6);

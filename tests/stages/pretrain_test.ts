@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { loadPipeline } from "../../runner/pipeline.ts";
 import { runPipeline } from "../../runner/run.ts";
 import { builtinStages } from "../../stages/mod.ts";
-import { readModelTokenizer } from "../../stages/generate.ts";
+import { readModelTokenizer } from "../../llm/infer/model_folder.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { REPO_ROOT, SHARED_FIXTURES, withTempDir } from "../fixtures.ts";

@@ -74,7 +74,7 @@ Deno.test("while a stage runs, the record says running and holds its progress", 
     await gate.running;
     // The first progress write is immediate; give the serialised writer a moment.
     let record;
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 500; i++) { // up to ~10 s on a loaded machine
       [record] = await records(cache);
       if (record.steps[0].progress) break;
       await new Promise((r) => setTimeout(r, 20));

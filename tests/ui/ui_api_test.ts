@@ -194,9 +194,11 @@ Deno.test("ui api: MMLU table, judge scores with histogram, pairwise, responses 
     assert.deepEqual(mmlu.rows.map((r: { task: string }) => r.task), [
       "mmlu_astronomy",
       "mmlu_philosophy",
+      "mmlu_demo",
     ]);
     const philosophy = mmlu.rows[1];
     assert.deepEqual([philosophy.acc, philosophy.stderr, philosophy.n], [0.5691, 0.0281, 311]);
+    assert.deepEqual([mmlu.rows[2].group, mmlu.rows[2].n], [true, 311 + 152]);
 
     const entries: { output: string; model_response: string }[] = JSON.parse(
       await Deno.readTextFile(RESPONSES_FIXTURE),

@@ -35,11 +35,15 @@ export function overlapScore(reference: string, response: string): number {
   return Math.round((100 * [...ref].filter((w) => got.has(w)).length) / ref.size);
 }
 
+/** As llm/eval/mmlu/results.ts lays it out (the harness's layout). */
 export const MMLU_RESULTS = {
   results: {
+    mmlu_demo: { alias: "demo group", "acc,none": 0.4672, "acc_stderr,none": 0.0232 },
     mmlu_philosophy: { alias: "philosophy", "acc,none": 0.5691, "acc_stderr,none": 0.0281 },
     mmlu_astronomy: { alias: "astronomy", "acc,none": 0.25, "acc_stderr,none": 0.0352 },
   },
+  groups: { mmlu_demo: { alias: "demo group", "acc,none": 0.4672, "acc_stderr,none": 0.0232 } },
+  group_subtasks: { mmlu_demo: ["mmlu_philosophy", "mmlu_astronomy"] },
   "n-samples": {
     mmlu_philosophy: { original: 311, effective: 311 },
     mmlu_astronomy: { original: 152, effective: 152 },

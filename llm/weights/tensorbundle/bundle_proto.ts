@@ -12,6 +12,7 @@
  *
  * proto3 omits fields equal to their default (0), so absent means 0.
  */
+import { TensorBundleError } from "../errors.ts";
 import {
   ProtoReader,
   ProtoWriter,
@@ -54,7 +55,9 @@ export function decodeBundleHeader(bytes: Uint8Array, where: string): BundleHead
       reader.expectWireType(field, wireType, WIRE_VARINT, "endianness");
       const value = reader.readVarint();
       if (value !== 0 && value !== 1) {
-        throw new Error(`${where}: unknown endianness ${value} (expected 0 LITTLE or 1 BIG)`);
+        throw new TensorBundleError(
+          `${where}: unknown endianness ${value} (expected 0 LITTLE or 1 BIG)`,
+        );
       }
       header.endianness = value === 0 ? "little" : "big";
     } else if (field === 3) {
@@ -133,7 +136,7 @@ export function decodeBundleEntry(bytes: Uint8Array, where: string): RawBundleEn
     }
   }
   for (const [name, value] of [["offset", entry.offset], ["size", entry.size]] as const) {
-    if (value < 0) throw new Error(`${where}: negative ${name} ${value}`);
+    if (value < 0) throw new TensorBundleError(`${where}: negative ${name} ${value}`);
   }
   return entry;
 }
@@ -148,7 +151,9 @@ function decodeTensorShape(bytes: Uint8Array, where: string): number[] {
       dims.push(decodeDimSize(reader.readBytes(), `${where}: dim ${dims.length}`));
     } else if (field === 3) {
       reader.expectWireType(field, wireType, WIRE_VARINT, "unknown_rank");
-      if (reader.readVarint() !== 0) throw new Error(`${where}: shape has unknown rank`);
+      if (reader.readVarint() !== 0) {
+        throw new TensorBundleError(`${where}: shape has unknown rank`);
+      }
     } else {
       reader.skip(wireType, field);
     }
@@ -168,7 +173,9 @@ function decodeDimSize(bytes: Uint8Array, where: string): number {
       reader.skip(wireType, field);
     }
   }
-  if (size < 0) throw new Error(`${where}: dimension size ${size} is unknown (negative)`);
+  if (size < 0) {
+    throw new TensorBundleError(`${where}: dimension size ${size} is unknown (negative)`);
+  }
   return size;
 }
 

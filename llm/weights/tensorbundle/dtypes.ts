@@ -2,6 +2,7 @@
  * TensorFlow `DataType` numbers (tensorflow/core/framework/types.proto) and how a checkpoint's
  * raw little-endian bytes turn into JavaScript arrays.
  */
+import { TensorBundleError } from "../errors.ts";
 
 /** DataType enum numbers as stored in BundleEntryProto.dtype. */
 export const TF_DTYPE_NAMES: Readonly<Record<number, string>> = {
@@ -118,7 +119,7 @@ export function decodeNumeric(
     case "DT_BFLOAT16":
       return bfloat16ToFloat32(new Uint16Array(buffer, byteOffset, byteLength / 2));
     default:
-      throw new Error(`dtype ${dtype} cannot be decoded as numbers`);
+      throw new TensorBundleError(`dtype ${dtype} cannot be decoded as numbers`);
   }
 }
 
@@ -128,7 +129,7 @@ function alignedBuffer(bytes: Uint8Array, alignment: number): Uint8Array {
 }
 
 /** IEEE 754 binary16 → float32 (exact: every half value is representable). */
-export function halfToFloat32(halves: Uint16Array): Float32Array {
+function halfToFloat32(halves: Uint16Array): Float32Array {
   const out = new Float32Array(halves.length);
   for (let i = 0; i < halves.length; i++) {
     const h = halves[i];
@@ -143,7 +144,7 @@ export function halfToFloat32(halves: Uint16Array): Float32Array {
 }
 
 /** bfloat16 is the top half of a float32, so widening is a 16-bit shift. */
-export function bfloat16ToFloat32(values: Uint16Array): Float32Array {
+function bfloat16ToFloat32(values: Uint16Array): Float32Array {
   const bits = new Uint32Array(values.length);
   for (let i = 0; i < values.length; i++) bits[i] = values[i] << 16;
   return new Float32Array(bits.buffer);

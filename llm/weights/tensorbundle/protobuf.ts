@@ -3,9 +3,10 @@
  * varints, fixed32/fixed64, length-delimited fields, and skipping fields we do not know.
  * (Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; 3/4 are deprecated groups.)
  */
+import { ProtobufError } from "../errors.ts";
 
 export const WIRE_VARINT = 0;
-export const WIRE_FIXED64 = 1;
+const WIRE_FIXED64 = 1;
 export const WIRE_LENGTH_DELIMITED = 2;
 export const WIRE_FIXED32 = 5;
 
@@ -24,7 +25,7 @@ export class ProtoReader {
     const key = this.readVarint();
     const field = Math.floor(key / 8);
     if (field === 0) {
-      throw new Error(`${this.where}: invalid protobuf field number 0 at byte ${at}`);
+      throw new ProtobufError(`${this.where}: invalid protobuf field number 0 at byte ${at}`);
     }
     return { field, wireType: key % 8 };
   }
@@ -39,19 +40,21 @@ export class ProtoReader {
     let value = 0n;
     for (let shift = 0n; shift < 70n; shift += 7n) {
       if (this.pos >= this.bytes.length) {
-        throw new Error(`${this.where}: truncated varint at byte ${at}`);
+        throw new ProtobufError(`${this.where}: truncated varint at byte ${at}`);
       }
       const byte = this.bytes[this.pos++];
       value |= BigInt(byte & 0x7f) << shift;
       if ((byte & 0x80) === 0) {
         const signed = BigInt.asIntN(64, value);
         if (signed > BigInt(Number.MAX_SAFE_INTEGER) || signed < -BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw new Error(`${this.where}: varint at byte ${at} does not fit a safe integer`);
+          throw new ProtobufError(
+            `${this.where}: varint at byte ${at} does not fit a safe integer`,
+          );
         }
         return Number(signed);
       }
     }
-    throw new Error(`${this.where}: varint at byte ${at} is longer than 10 bytes`);
+    throw new ProtobufError(`${this.where}: varint at byte ${at} is longer than 10 bytes`);
   }
 
   readFixed32(): number {
@@ -65,7 +68,7 @@ export class ProtoReader {
   /** Reads the payload of a length-delimited field (a view, not a copy). */
   readBytes(): Uint8Array {
     const length = this.readVarint();
-    if (length < 0) throw new Error(`${this.where}: negative length at byte ${this.pos}`);
+    if (length < 0) throw new ProtobufError(`${this.where}: negative length at byte ${this.pos}`);
     this.need(length, "length-delimited field");
     const out = this.bytes.subarray(this.pos, this.pos + length);
     this.pos += length;
@@ -90,7 +93,7 @@ export class ProtoReader {
         this.pos += 4;
         return;
       default:
-        throw new Error(
+        throw new ProtobufError(
           `${this.where}: unsupported protobuf wire type ${wireType} for field ${field} ` +
             `at byte ${this.pos}`,
         );
@@ -100,7 +103,7 @@ export class ProtoReader {
   /** Throws unless the field has the wire type its schema says. */
   expectWireType(field: number, wireType: number, expected: number, name: string): void {
     if (wireType !== expected) {
-      throw new Error(
+      throw new ProtobufError(
         `${this.where}: field ${field} (${name}) has wire type ${wireType}, expected ${expected}`,
       );
     }
@@ -108,7 +111,7 @@ export class ProtoReader {
 
   private need(count: number, what: string): void {
     if (this.pos + count > this.bytes.length) {
-      throw new Error(
+      throw new ProtobufError(
         `${this.where}: truncated ${what} at byte ${this.pos}: needs ${count} byte(s), ` +
           `${this.bytes.length - this.pos} left`,
       );

@@ -4,6 +4,7 @@
  * tensor_bundle). The index is parsed up front; tensor bytes are read one tensor at a time
  * through a file handle, so a multi-gigabyte checkpoint is never loaded whole.
  */
+import { namingSync, TensorBundleError } from "../errors.ts";
 import { crc32c, unmaskCrc } from "../crc32c.ts";
 import { type BundleHeader, decodeBundleEntry, decodeBundleHeader } from "./bundle_proto.ts";
 import {
@@ -55,7 +56,7 @@ export async function readIndexOnly(indexPath: string): Promise<TensorBundleInde
     bytes = await Deno.readFile(indexPath);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`${indexPath}: checkpoint index file not found`);
+      throw new TensorBundleError(`${indexPath}: checkpoint index file not found`, indexPath);
     }
     throw error;
   }
@@ -64,22 +65,31 @@ export async function readIndexOnly(indexPath: string): Promise<TensorBundleInde
 
 /** Parses index bytes already in memory; `indexPath` names the file in errors. */
 export function parseIndex(bytes: Uint8Array, indexPath: string): TensorBundleIndex {
+  return namingSync(indexPath, () => parseIndexBytes(bytes, indexPath));
+}
+
+function parseIndexBytes(bytes: Uint8Array, indexPath: string): TensorBundleIndex {
   const table = readTable(bytes, indexPath);
   const [first, ...rest] = table.entries;
   if (!first || keyText(first.key) !== HEADER_KEY) {
-    throw new Error(
+    throw new TensorBundleError(
       `${indexPath}: missing the header entry (empty key) that every TensorBundle index ` +
         `starts with`,
+      indexPath,
     );
   }
   const header = decodeBundleHeader(first.value, `${indexPath}: header entry`);
   if (header.numShards < 1) {
-    throw new Error(`${indexPath}: header says ${header.numShards} shards, expected at least 1`);
+    throw new TensorBundleError(
+      `${indexPath}: header says ${header.numShards} shards, expected at least 1`,
+      indexPath,
+    );
   }
   if (header.endianness !== "little" || !HOST_IS_LITTLE_ENDIAN) {
-    throw new Error(
+    throw new TensorBundleError(
       `${indexPath}: checkpoint byte order is ${header.endianness}-endian; only ` +
         `little-endian checkpoints on little-endian hosts are supported`,
+      indexPath,
     );
   }
 
@@ -90,23 +100,25 @@ export function parseIndex(bytes: Uint8Array, indexPath: string): TensorBundleIn
     const raw = decodeBundleEntry(value, where);
     const dtype = TF_DTYPE_NAMES[raw.dtype];
     if (dtype === undefined) {
-      throw new Error(`${where}: unknown dtype number ${raw.dtype} (not a TensorFlow DataType)`);
+      throw new TensorBundleError(
+        `${where}: unknown dtype number ${raw.dtype} (not a TensorFlow DataType)`,
+      );
     }
     if (raw.sliceCount > 0) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: stored as ${raw.sliceCount} slice(s) of a partitioned variable; sliced ` +
           `tensors are not supported`,
       );
     }
     if (raw.shardId >= header.numShards) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: shard_id ${raw.shardId} but the header declares ${header.numShards} shard(s)`,
       );
     }
     const width = elementSize(dtype);
     const count = numElements(raw.shape);
     if (width !== undefined && count * width !== raw.size) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: ${dtype} shape [${raw.shape}] needs ${count * width} bytes but the entry ` +
           `says ${raw.size}`,
       );
@@ -157,9 +169,10 @@ export class TensorBundle {
     const entry = this.entries.get(name);
     if (!entry) {
       const known = [...this.entries.keys()].slice(0, 5).join(", ");
-      throw new Error(
+      throw new TensorBundleError(
         `${this.index.indexPath}: no tensor named "${name}" (${this.entries.size} tensors, ` +
           `e.g. ${known})`,
+        this.index.indexPath,
       );
     }
     return entry;
@@ -181,10 +194,11 @@ export class TensorBundle {
       const actual = crc32c(bytes);
       const expected = unmaskCrc(entry.crc32c);
       if (actual !== expected) {
-        throw new Error(
+        throw new TensorBundleError(
           `${path}: tensor "${name}" (bytes ${entry.offset}..${entry.offset + entry.size}) ` +
             `fails its checksum: index says CRC32C 0x${hex32(expected)}, data has ` +
             `0x${hex32(actual)} (corrupt data file)`,
+          path,
         );
       }
     }
@@ -196,12 +210,14 @@ export class TensorBundle {
     const entry = this.entry(name);
     if (entry.dtype === "DT_STRING") {
       const bytes = await this.readBytes(name);
-      return decodeStringTensor(bytes, entry, this.shardPath(entry.shardId));
+      const path = this.shardPath(entry.shardId);
+      return namingSync(path, () => decodeStringTensor(bytes, entry, path));
     }
     if (!isSupportedNumeric(entry.dtype)) {
-      throw new Error(
+      throw new TensorBundleError(
         `${this.index.indexPath}: tensor "${name}" has dtype ${entry.dtype}, which this ` +
           `reader does not decode`,
+        this.index.indexPath,
       );
     }
     return decodeNumeric(entry.dtype, await this.readBytes(name));
@@ -213,9 +229,10 @@ export class TensorBundle {
     const values = await this.read(name);
     if (values instanceof Float32Array) return values;
     if (values instanceof Float64Array) return Float32Array.from(values);
-    throw new Error(
+    throw new TensorBundleError(
       `${this.index.indexPath}: tensor "${name}" is ${entry.dtype}, expected a floating-point ` +
         `dtype`,
+      this.index.indexPath,
     );
   }
 }
@@ -236,8 +253,9 @@ export async function openTensorBundle(prefix: string): Promise<TensorBundle> {
       size = (await Deno.stat(path)).size;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
-        throw new Error(
+        throw new TensorBundleError(
           `${path}: data shard ${shard} of ${numShards} is missing (listed by ${index.indexPath})`,
+          path,
         );
       }
       throw error;
@@ -247,10 +265,12 @@ export async function openTensorBundle(prefix: string): Promise<TensorBundle> {
   for (const entry of index.entries.values()) {
     const end = entry.offset + entry.size;
     if (end > shardSizes[entry.shardId]) {
-      throw new Error(
-        `${shardFileName(base, entry.shardId, numShards)}: file is ${
+      const path = shardFileName(base, entry.shardId, numShards);
+      throw new TensorBundleError(
+        `${path}: file is ${
           shardSizes[entry.shardId]
         } bytes but tensor "${entry.name}" ends at byte ${end} (truncated data file)`,
+        path,
       );
     }
   }
@@ -271,9 +291,10 @@ async function readRange(
   while (filled < length) {
     const n = await file.read(out.subarray(filled));
     if (n === null) {
-      throw new Error(
+      throw new TensorBundleError(
         `${path}: unexpected end of file at byte ${offset + filled} while reading tensor ` +
           `"${tensorName}" (bytes ${offset}..${offset + length})`,
+        path,
       );
     }
     filled += n;
@@ -301,24 +322,28 @@ function decodeStringTensor(
     let value = 0;
     let shift = 0;
     for (;;) {
-      if (pos >= bytes.length) throw new Error(`${where}: truncated length of element ${i}`);
+      if (pos >= bytes.length) {
+        throw new TensorBundleError(`${where}: truncated length of element ${i}`);
+      }
       const byte = bytes[pos++];
       value += (byte & 0x7f) * 2 ** shift;
       shift += 7;
       if ((byte & 0x80) === 0) break;
-      if (shift > 63) throw new Error(`${where}: length of element ${i} is not a valid varint`);
+      if (shift > 63) {
+        throw new TensorBundleError(`${where}: length of element ${i} is not a valid varint`);
+      }
     }
     lengths.push(value);
     crc = crc32c(lengthBytesForChecksum(value), crc);
   }
-  if (pos + 4 > bytes.length) throw new Error(`${where}: truncated length checksum`);
+  if (pos + 4 > bytes.length) throw new TensorBundleError(`${where}: truncated length checksum`);
   const checksumBytes = bytes.subarray(pos, pos + 4);
   const storedLengthsCrc = unmaskCrc(
     (checksumBytes[0] | (checksumBytes[1] << 8) | (checksumBytes[2] << 16) |
       (checksumBytes[3] << 24)) >>> 0,
   );
   if (storedLengthsCrc !== crc) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: checksum of element lengths mismatch: stored 0x${hex32(storedLengthsCrc)}, ` +
         `computed 0x${hex32(crc)} (corrupt data file)`,
     );
@@ -327,7 +352,7 @@ function decodeStringTensor(
   pos += 4;
   const total = lengths.reduce((a, b) => a + b, 0);
   if (pos + total !== bytes.length) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: element lengths add up to ${total} bytes but ${bytes.length - pos} follow ` +
         `the length header`,
     );
@@ -341,7 +366,7 @@ function decodeStringTensor(
   }
   const expected = unmaskCrc(entry.crc32c);
   if (crc !== expected) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: checksum mismatch: index says CRC32C 0x${hex32(expected)}, data has ` +
         `0x${hex32(crc)} (corrupt data file)`,
     );

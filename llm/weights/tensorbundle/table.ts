@@ -15,16 +15,17 @@
  *
  * The index is small (kilobytes even for GPT-2 XL), so the whole file is parsed in memory.
  */
+import { TensorBundleError } from "../errors.ts";
 import { crc32c, unmaskCrc } from "../crc32c.ts";
 import { snappyDecompress } from "../snappy.ts";
 
 /** Magic number at the end of every table, stored little-endian. */
 export const TABLE_MAGIC = 0xdb4775248b80fb57n;
 /** Two block handles (at most 10 + 10 bytes each) padded to 40 bytes, plus the 8-byte magic. */
-export const FOOTER_SIZE = 48;
+const FOOTER_SIZE = 48;
 export const BLOCK_HANDLE_MAX_SIZE = 20;
 /** Compression type byte + fixed32 masked CRC. */
-export const BLOCK_TRAILER_SIZE = 5;
+const BLOCK_TRAILER_SIZE = 5;
 export const COMPRESSION_NONE = 0;
 export const COMPRESSION_SNAPPY = 1;
 
@@ -62,26 +63,28 @@ export function readVarint(
 ): { value: number; next: number } {
   let value = 0;
   for (let i = 0; i < 10; i++) {
-    if (pos + i >= bytes.length) throw new Error(`${where}: truncated varint at byte ${pos}`);
+    if (pos + i >= bytes.length) {
+      throw new TensorBundleError(`${where}: truncated varint at byte ${pos}`);
+    }
     const byte = bytes[pos + i];
     value += (byte & 0x7f) * 2 ** (7 * i);
     if ((byte & 0x80) === 0) {
       if (!Number.isSafeInteger(value)) {
-        throw new Error(`${where}: varint at byte ${pos} exceeds 2^53`);
+        throw new TensorBundleError(`${where}: varint at byte ${pos} exceeds 2^53`);
       }
       return { value, next: pos + i + 1 };
     }
   }
-  throw new Error(`${where}: varint at byte ${pos} is longer than 10 bytes`);
+  throw new TensorBundleError(`${where}: varint at byte ${pos} is longer than 10 bytes`);
 }
 
-export function readUint32LE(bytes: Uint8Array, pos: number): number {
+function readUint32LE(bytes: Uint8Array, pos: number): number {
   return (bytes[pos] | (bytes[pos + 1] << 8) | (bytes[pos + 2] << 16) | (bytes[pos + 3] << 24)) >>>
     0;
 }
 
 /** Decodes a block handle (varint offset, varint size) starting at `pos`. */
-export function decodeBlockHandle(
+function decodeBlockHandle(
   bytes: Uint8Array,
   pos: number,
   where: string,
@@ -92,12 +95,12 @@ export function decodeBlockHandle(
 }
 
 /** Parses the 48-byte footer and checks the magic number. */
-export function parseFooter(
+function parseFooter(
   file: Uint8Array,
   source: string,
 ): { metaindex: BlockHandle; index: BlockHandle } {
   if (file.length < FOOTER_SIZE) {
-    throw new Error(
+    throw new TensorBundleError(
       `${source}: file is ${file.length} bytes, shorter than the ${FOOTER_SIZE}-byte table ` +
         `footer (truncated or not a TensorFlow checkpoint index)`,
     );
@@ -106,7 +109,7 @@ export function parseFooter(
   const footer = file.subarray(footerAt);
   const magic = new DataView(footer.buffer, footer.byteOffset + 40, 8).getBigUint64(0, true);
   if (magic !== TABLE_MAGIC) {
-    throw new Error(
+    throw new TensorBundleError(
       `${source}: bad table magic number 0x${magic.toString(16).padStart(16, "0")} at offset ` +
         `${footerAt + 40}, expected 0x${TABLE_MAGIC.toString(16)} (truncated, or not a ` +
         `TensorFlow checkpoint .index file)`,
@@ -116,7 +119,7 @@ export function parseFooter(
   const metaindex = decodeBlockHandle(footer, 0, where);
   const index = decodeBlockHandle(footer, metaindex.next, where);
   if (index.next > 2 * BLOCK_HANDLE_MAX_SIZE) {
-    throw new Error(`${where}: block handles overrun the 40-byte handle area`);
+    throw new TensorBundleError(`${where}: block handles overrun the 40-byte handle area`);
   }
   return { metaindex: metaindex.handle, index: index.handle };
 }
@@ -125,7 +128,7 @@ export function parseFooter(
  * Returns the contents of the block at `handle`, after checking its trailer CRC and
  * decompressing it if needed.
  */
-export function readBlock(
+function readBlock(
   file: Uint8Array,
   handle: BlockHandle,
   source: string,
@@ -134,7 +137,7 @@ export function readBlock(
   const where = `${source}: ${what} at offset ${handle.offset} (size ${handle.size})`;
   const end = handle.offset + handle.size + BLOCK_TRAILER_SIZE;
   if (end > file.length - FOOTER_SIZE) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: block and trailer end at byte ${end}, past the data area that ends at ` +
         `${file.length - FOOTER_SIZE} (truncated or corrupt file)`,
     );
@@ -146,7 +149,7 @@ export function readBlock(
   const actual = crc32c(file.subarray(handle.offset, handle.offset + handle.size + 1));
   const expected = unmaskCrc(storedMasked);
   if (actual !== expected) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: block checksum mismatch: stored CRC32C 0x${hex32(expected)}, computed ` +
         `0x${hex32(actual)} (corrupt file)`,
     );
@@ -155,21 +158,23 @@ export function readBlock(
   if (type === COMPRESSION_SNAPPY) {
     return { contents: snappyDecompress(raw, where), compression: "snappy" };
   }
-  throw new Error(`${where}: unknown block compression type ${type} (expected 0 or 1)`);
+  throw new TensorBundleError(`${where}: unknown block compression type ${type} (expected 0 or 1)`);
 }
 
 /** Splits a block's contents into its key/value entries, undoing the prefix compression. */
-export function parseBlockEntries(
+function parseBlockEntries(
   contents: Uint8Array,
   where: string,
 ): { entries: TableEntry[]; restarts: number[] } {
   if (contents.length < 4) {
-    throw new Error(`${where}: block of ${contents.length} bytes cannot hold a restart count`);
+    throw new TensorBundleError(
+      `${where}: block of ${contents.length} bytes cannot hold a restart count`,
+    );
   }
   const numRestarts = readUint32LE(contents, contents.length - 4);
   const restartsAt = contents.length - 4 - 4 * numRestarts;
   if (numRestarts === 0 || restartsAt < 0) {
-    throw new Error(
+    throw new TensorBundleError(
       `${where}: block of ${contents.length} bytes claims ${numRestarts} restart points`,
     );
   }
@@ -177,7 +182,7 @@ export function parseBlockEntries(
   for (let i = 0; i < numRestarts; i++) {
     const restart = readUint32LE(contents, restartsAt + 4 * i);
     if (restart >= Math.max(restartsAt, 1) || (i > 0 && restart <= restarts[i - 1])) {
-      throw new Error(`${where}: restart point ${i} has bad offset ${restart}`);
+      throw new TensorBundleError(`${where}: restart point ${i} has bad offset ${restart}`);
     }
     restarts.push(restart);
   }
@@ -195,20 +200,20 @@ export function parseBlockEntries(
     const valueLength = readVarint(contents, nonShared.next, where);
     pos = valueLength.next;
     if (restartSet.has(entryAt) && shared.value !== 0) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: entry at restart point ${entryAt} shares ${shared.value} key bytes; ` +
           `restart entries must store the full key`,
       );
     }
     if (shared.value > previousKey.length) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: entry at byte ${entryAt} shares ${shared.value} key bytes but the previous ` +
           `key has only ${previousKey.length}`,
       );
     }
     const end = pos + nonShared.value + valueLength.value;
     if (end > restartsAt) {
-      throw new Error(
+      throw new TensorBundleError(
         `${where}: entry at byte ${entryAt} runs to byte ${end}, past the restart array at ` +
           `${restartsAt}`,
       );
@@ -224,7 +229,7 @@ export function parseBlockEntries(
   }
   for (const restart of restarts) {
     if (restartsAt > 0 && !entryStarts.has(restart)) {
-      throw new Error(`${where}: restart point ${restart} does not start an entry`);
+      throw new TensorBundleError(`${where}: restart point ${restart} does not start an entry`);
     }
   }
   return { entries, restarts };
@@ -245,14 +250,16 @@ export function readTable(file: Uint8Array, source: string): ParsedTable {
     const where = `${source}: index entry ${i}`;
     const { handle, next } = decodeBlockHandle(indexEntry.value, 0, where);
     if (next !== indexEntry.value.length) {
-      throw new Error(`${where}: block handle has ${indexEntry.value.length - next} extra bytes`);
+      throw new TensorBundleError(
+        `${where}: block handle has ${indexEntry.value.length - next} extra bytes`,
+      );
     }
     const what = `data block ${i}`;
     const data = readBlock(file, handle, source, what);
     const parsed = parseBlockEntries(data.contents, `${source}: ${what}`);
     const last = parsed.entries.at(-1);
     if (last && compareBytes(last.key, indexEntry.key) > 0) {
-      throw new Error(
+      throw new TensorBundleError(
         `${source}: ${what} ends with key "${keyText(last.key)}", beyond its index key ` +
           `"${keyText(indexEntry.key)}"`,
       );
@@ -260,7 +267,7 @@ export function readTable(file: Uint8Array, source: string): ParsedTable {
     for (const entry of parsed.entries) {
       const previous = entries.at(-1);
       if (previous && compareBytes(previous.key, entry.key) >= 0) {
-        throw new Error(
+        throw new TensorBundleError(
           `${source}: ${what}: key "${keyText(entry.key)}" is not after "${
             keyText(previous.key)
           }" (keys must be strictly increasing)`,

@@ -187,7 +187,7 @@ function encodeHandle(handle: BlockHandle): Uint8Array {
  * A short key k with start <= k < limit (LevelDB's BytewiseComparator::FindShortestSeparator):
  * keeps the index block small. Falls back to `start` itself.
  */
-export function shortestSeparator(start: Uint8Array, limit: Uint8Array): Uint8Array {
+function shortestSeparator(start: Uint8Array, limit: Uint8Array): Uint8Array {
   const n = Math.min(start.length, limit.length);
   let diff = 0;
   while (diff < n && start[diff] === limit[diff]) diff++;
@@ -200,7 +200,7 @@ export function shortestSeparator(start: Uint8Array, limit: Uint8Array): Uint8Ar
 }
 
 /** A short key k >= key (FindShortSuccessor): bump the first byte that is not 0xff. */
-export function shortSuccessor(key: Uint8Array): Uint8Array {
+function shortSuccessor(key: Uint8Array): Uint8Array {
   for (let i = 0; i < key.length; i++) {
     if (key[i] !== 0xff) {
       const out = key.slice(0, i + 1);

@@ -7,6 +7,7 @@
  * Both files are written under temporary names and renamed into place when complete, data
  * first and index last, so a crash never leaves an index that points at missing data.
  */
+import { TensorBundleError } from "../errors.ts";
 import { dirname } from "node:path";
 import { randomUUID } from "node:crypto";
 import { crc32c, maskCrc } from "../crc32c.ts";
@@ -89,14 +90,20 @@ export class TensorBundleWriter {
 
   /** Appends one tensor's bytes to the data file and records its index entry. */
   async add(name: string, tensor: WritableTensor): Promise<void> {
-    if (this.closed) throw new Error(`${this.indexPath}: add("${name}") after finish/abort`);
-    if (name === "") {
-      throw new Error(`${this.indexPath}: the empty name is reserved for the header`);
+    if (this.closed) {
+      throw new TensorBundleError(`${this.indexPath}: add("${name}") after finish/abort`);
     }
-    if (this.entries.has(name)) throw new Error(`${this.indexPath}: duplicate tensor "${name}"`);
+    if (name === "") {
+      throw new TensorBundleError(`${this.indexPath}: the empty name is reserved for the header`);
+    }
+    if (this.entries.has(name)) {
+      throw new TensorBundleError(`${this.indexPath}: duplicate tensor "${name}"`);
+    }
     for (const [axis, dim] of tensor.shape.entries()) {
       if (!Number.isSafeInteger(dim) || dim < 0) {
-        throw new Error(`${this.indexPath}: tensor "${name}" has bad size ${dim} on axis ${axis}`);
+        throw new TensorBundleError(
+          `${this.indexPath}: tensor "${name}" has bad size ${dim} on axis ${axis}`,
+        );
       }
     }
     const count = numElements(tensor.shape);
@@ -106,7 +113,7 @@ export class TensorBundleWriter {
     let written: number;
     if ("strings" in tensor) {
       if (tensor.strings.length !== count) {
-        throw new Error(
+        throw new TensorBundleError(
           `${this.indexPath}: tensor "${name}" has ${tensor.strings.length} strings but shape ` +
             `[${tensor.shape}] needs ${count}`,
         );
@@ -116,7 +123,7 @@ export class TensorBundleWriter {
     } else {
       dtypeName = resolveDtype(name, tensor.data, tensor.dtype, this.indexPath);
       if (tensor.data.length !== count) {
-        throw new Error(
+        throw new TensorBundleError(
           `${this.indexPath}: tensor "${name}" has ${tensor.data.length} values but shape ` +
             `[${tensor.shape}] needs ${count}`,
         );
@@ -142,7 +149,7 @@ export class TensorBundleWriter {
 
   /** Writes the index and renames both files into place. */
   async finish(): Promise<void> {
-    if (this.closed) throw new Error(`${this.indexPath}: finish called twice`);
+    if (this.closed) throw new TensorBundleError(`${this.indexPath}: finish called twice`);
     this.closed = true;
     const indexTempPath = `${this.indexPath}.tmp-${randomUUID()}`;
     try {
@@ -248,10 +255,12 @@ function resolveDtype(
   indexPath: string,
 ): string {
   const natural = DEFAULT_DTYPES.find(([type]) => data instanceof type)?.[1];
-  if (!natural) throw new Error(`${indexPath}: tensor "${name}" has an unsupported array type`);
+  if (!natural) {
+    throw new TensorBundleError(`${indexPath}: tensor "${name}" has an unsupported array type`);
+  }
   if (requested === undefined || requested === natural) return natural;
   if (COMPATIBLE[natural]?.includes(requested)) return requested;
-  throw new Error(
+  throw new TensorBundleError(
     `${indexPath}: tensor "${name}" is a ${data.constructor.name}, which cannot be stored as ` +
       `${requested}`,
   );

@@ -9,6 +9,7 @@ import { randn, relativeError, withStockKernels } from "./compare.ts";
 
 const blasAvailable = loadBlas().ok;
 const quiet = { log: () => {} };
+const webgpuProbe = await probeWebGpu();
 
 Deno.test("initEngine cpu registers the BLAS matmul kernels and says which library", async () => {
   const lines: string[] = [];
@@ -52,17 +53,21 @@ Deno.test("nativeKernels: false gives plain tfjs kernels; fastKernels: false kee
   await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
 });
 
-Deno.test("auto picks webgpu only for a hardware adapter, otherwise the CPU path", async () => {
-  const probe = await probeWebGpu();
-  const hardware = !!probe.adapter && !probe.software;
-  if (hardware) return; // a machine with a real GPU: covered by the webgpu parity runs
+Deno.test({
+  name: "auto picks webgpu only for a hardware adapter, otherwise the CPU path",
+  // On a machine with a real GPU auto picks webgpu: covered by the webgpu parity runs.
+  ignore: !!webgpuProbe.adapter && !webgpuProbe.software,
+  fn: autoPicksCpu,
+});
+
+async function autoPicksCpu() {
   const info = await initEngine({ backend: "auto", ...quiet });
   assert.equal(info.backend, "cpu");
   assert.equal(tf.getBackend(), "cpu");
   assert.match(info.notes[0], /^auto: /);
   if (blasAvailable) assert.ok(info.blas);
   unregisterBlasKernels();
-});
+}
 
 Deno.test("software adapters are recognised by name or by the fallback flag", () => {
   const fake = (info: Record<string, unknown>) => ({ info }) as unknown as GPUAdapter;
@@ -127,8 +132,6 @@ Deno.test({
     await initEngine({ backend: "cpu", nativeKernels: false, ...quiet });
   },
 });
-
-const webgpuProbe = await probeWebGpu();
 
 Deno.test({
   name: "webgpu starts on whatever adapter exists (lavapipe too), multiplies, and restarts cheaply",

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { initEngine, probeWebGpu } from "../../../llm/engine/backend.ts";
 import type { GPTConfig } from "../../../llm/model/config.ts";
 import { GPTModel } from "../../../llm/model/gpt.ts";
-import { backendBindingLimit } from "../../../llm/model/sharded.ts";
+import { backendBindingLimit } from "../../../llm/engine/backend.ts";
 import { getStateDict, loadStateDict } from "../../../llm/model/weights_io.ts";
 import { calcLossBatch } from "../../../llm/train/trainer.ts";
 import { relativeError } from "./parity_suite.ts";

@@ -9,11 +9,11 @@ import { getStateDict, loadModel, saveModel } from "../../../llm/model/weights_i
 import { AdamW } from "../../../llm/train/adamw.ts";
 import { loadAdamWState, saveAdamWState } from "../../../llm/train/optimizer_io.ts";
 import {
-  type Batch,
   calcLossBatch,
   calcLossLoader,
   evaluateModel,
   toIdTensor,
+  type TokenBatch as Batch,
   trainStep,
 } from "../../../llm/train/trainer.ts";
 import { useCpuBackend } from "../model/tf_setup.ts";

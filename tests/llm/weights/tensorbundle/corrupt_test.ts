@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { crc32c, maskCrc } from "../../../../llm/weights/crc32c.ts";
+import { WeightsFileError } from "../../../../llm/weights/errors.ts";
 import {
   encodeBundleEntry,
   encodeBundleHeader,
@@ -41,6 +42,9 @@ function fixBlockCrc(file: Uint8Array, offset: number, size: number): void {
 async function rejects(promise: Promise<unknown>, file: string, pattern: RegExp): Promise<void> {
   await assert.rejects(promise, (error: Error) => {
     assert.ok(error.message.includes(file), `message names ${file}: ${error.message}`);
+    // A typed error (TensorBundleError, SnappyError, ProtobufError) that carries the file.
+    assert.ok(error instanceof WeightsFileError, `${error.name}: ${error.message}`);
+    assert.equal(error.file, file, error.message);
     assert.match(error.message, pattern);
     return true;
   });

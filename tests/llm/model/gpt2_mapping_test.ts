@@ -6,13 +6,17 @@ import {
   convertGpt2Weights,
   type Gpt2MappingOptions,
   loadGpt2Weights,
-  type NamedTensor,
   planGpt2Weights,
-} from "../../../llm/weights/gpt2_mapping.ts";
+} from "../../../llm/model/gpt2_mapping.ts";
+import type { NamedTensor } from "../../../llm/weights/safetensors.ts";
 import { openTensorBundle, readIndexOnly } from "../../../llm/weights/tensorbundle/reader.ts";
 import { writeTensorBundle } from "../../../llm/weights/tensorbundle/writer.ts";
 import { sharedFixture, withTempDir } from "../../fixtures.ts";
-import { type Float32Tensor, hfFromOpenai, openaiGpt2Tensors } from "./gpt2_test_weights.ts";
+import {
+  type Float32Tensor,
+  hfFromOpenai,
+  openaiGpt2Tensors,
+} from "../weights/gpt2_test_weights.ts";
 
 const DIMS = { layers: 2, emb: 8, vocab: 11, ctx: 5 };
 const HPARAMS = { n_vocab: 11, n_ctx: 5, n_embd: 8, n_head: 2, n_layer: 2 };

@@ -14,13 +14,10 @@
  * read), then streams: one source tensor is read, turned into book tensors, and handed on, so a
  * multi-gigabyte checkpoint never needs two full copies in memory.
  */
-import type { GPTConfig } from "../model/config.ts";
-import type { TensorBundle } from "./tensorbundle/reader.ts";
-
-export interface NamedTensor {
-  shape: number[];
-  data: Float32Array;
-}
+import type { NamedTensor } from "../weights/safetensors.ts";
+import type { TensorBundle } from "../weights/tensorbundle/reader.ts";
+import type { GPTConfig } from "./config.ts";
+import { gpt2HeadsForWidth } from "./gpt2_sizes.ts";
 
 /** Where the checkpoint comes from: every shape up front, values one tensor at a time. */
 export interface CheckpointSource {
@@ -80,9 +77,6 @@ export interface Gpt2WeightPlan {
   /** Checkpoint tensors deliberately not used (HF attention-mask buffers, tied lm_head). */
   skipped: string[];
 }
-
-/** GPT-2 sizes by width: n_heads is not visible in tensor shapes (head size is always 64). */
-const GPT2_HEADS_BY_EMB_DIM: Record<number, number> = { 768: 12, 1024: 16, 1280: 20, 1600: 25 };
 
 /** How a checkpoint tensor becomes book tensors. */
 type Conversion =
@@ -157,7 +151,7 @@ class LayoutNames {
 }
 
 /** Which layout the names follow. */
-export function detectGpt2Layout(
+function detectGpt2Layout(
   names: Iterable<string>,
 ): { layout: Gpt2Layout; hfPrefix: string } {
   const all = new Set(names);
@@ -324,7 +318,7 @@ function inferConfig(
   crossCheck(["n_embd"], emb, "embedding size");
   crossCheck(["n_layer"], layers, "number of blocks");
 
-  const heads = pick("n_head")?.[1] ?? GPT2_HEADS_BY_EMB_DIM[emb];
+  const heads = pick("n_head")?.[1] ?? gpt2HeadsForWidth(emb);
   if (heads === undefined) {
     throw new Error(
       `${description}: cannot tell n_heads for emb_dim ${emb} (not a standard GPT-2 size); ` +
@@ -447,7 +441,7 @@ function applyRule(rule: Rule, data: Float32Array): Array<[string, NamedTensor]>
  * Columns [start, start + count) of a row-major [rows, cols] matrix, transposed into a new
  * row-major [count, rows] matrix. Works in square tiles so both sides stay cache-friendly.
  */
-export function transposeColumns(
+function transposeColumns(
   src: Float32Array,
   rows: number,
   cols: number,

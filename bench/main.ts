@@ -1,0 +1,106 @@
+/**
+ * One entry point for the benchmarks: `deno task bench NAME [flags]` runs one of them in its own
+ * process (each needs its own Deno flags, and a fresh process keeps its peak memory its own);
+ * the flags after NAME go to that script. Without a name it lists them. Results and the machine
+ * they ran on: bench/RESULTS.md.
+ *
+ *   deno task bench train --steps 3
+ *   deno task bench gemm --backends cpu+blas,webgpu
+ */
+import { fileURLToPath } from "node:url";
+
+interface Bench {
+  /** What it measures, in one line. */
+  about: string;
+  /** The program and its arguments before the user's flags; "deno" is this Deno. */
+  command: string[];
+  env?: Record<string, string>;
+}
+
+const BENCHES: Record<string, Bench> = {
+  train: {
+    about: "one 124M training step, ours and PyTorch's (bench/train_step.ts)",
+    command: ["deno", "run", "-A", "bench/train_step.ts"],
+  },
+  generate: {
+    about: "124M generation with and without the KV cache, ours and PyTorch's (bench/generate.ts)",
+    command: ["deno", "run", "-A", "bench/generate.ts"],
+  },
+  batch: {
+    about:
+      "responses on the instruction test split, one at a time vs batched (bench/batch_generate.ts)",
+    command: ["deno", "run", "-A", "bench/batch_generate.ts"],
+  },
+  gemm: {
+    about: "GEMM GFLOP/s per tfjs backend on GPT-2 shapes (bench/gemm.ts)",
+    command: ["deno", "run", "-A", "--unstable-webgpu", "bench/gemm.ts"],
+    // Deno's WebGPU refuses to start without a runtime folder (lavapipe on a bare machine).
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+  },
+  kernels: {
+    about: "stock tfjs cpu kernels vs our tight-loop kernels (bench/kernels.ts)",
+    command: ["deno", "run", "-A", "bench/kernels.ts"],
+  },
+  simd: {
+    about: "fused-op loops and AdamW: plain JS vs WebAssembly SIMD (bench/simd.ts)",
+    command: ["deno", "run", "-A", "bench/simd.ts"],
+  },
+  mmlu: {
+    about: "MMLU questions per second on a fixture subject (bench/mmlu.ts)",
+    command: ["deno", "run", "-A", "bench/mmlu.ts"],
+  },
+  load: {
+    about: "time and peak memory of converting and loading GPT-2 weights (bench/load_weights.ts)",
+    command: ["deno", "run", "-A", "bench/load_weights.ts"],
+  },
+  profile: {
+    about: "one training step, kernel by kernel (bench/train_step.ts --profile)",
+    command: [
+      "deno",
+      "run",
+      "-A",
+      "bench/train_step.ts",
+      "--steps",
+      "1",
+      "--torch",
+      "off",
+      "--profile",
+    ],
+  },
+  torch: {
+    about: "the book's GPTModel in PyTorch alone (tools/torch_bench.py, Debian's python3-torch)",
+    command: ["nice", "-n", "10", "/usr/bin/python3", "tools/torch_bench.py"],
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(BENCHES).map((name) => name.length));
+  const lines = Object.entries(BENCHES).map(([name, bench]) =>
+    `  ${name.padEnd(width)}  ${bench.about}`
+  );
+  return ["usage: deno task bench NAME [flags for that benchmark]", "", ...lines].join("\n");
+}
+
+if (import.meta.main) {
+  const [name, ...flags] = Deno.args;
+  if (name === undefined || name === "--help" || name === "-h") {
+    console.log(usage());
+    Deno.exit(0);
+  }
+  const bench = BENCHES[name];
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"\n\n${usage()}`);
+    Deno.exit(2);
+  }
+  const [program, ...args] = bench.command;
+  const child = new Deno.Command(program === "deno" ? Deno.execPath() : program, {
+    args: [...args, ...flags],
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    env: bench.env,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const { code } = await child.status;
+  Deno.exit(code);
+}

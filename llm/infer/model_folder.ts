@@ -1,0 +1,39 @@
+/**
+ * Model folders: what a stage that produces a model leaves behind (model.safetensors +
+ * config.json, the tokenizer's files, the runner's manifest.json), and how to read back which
+ * tokenizer and prompt template go with it.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { CONFIG_FILE, WEIGHTS_FILE } from "../model/weights_io.ts";
+import { createTokenizer, type Tokenizer } from "../tokenizer/mod.ts";
+import { readTokenizerFolder } from "../tokenizer/files.ts";
+
+/** The manifest the pipeline runner writes into every artifact (runner/cache.ts). */
+const MANIFEST_FILE = "manifest.json";
+
+/** True when `dir` holds a saved model (model.safetensors + config.json). */
+export function isModelFolder(dir: string): boolean {
+  return existsSync(join(dir, WEIGHTS_FILE)) && existsSync(join(dir, CONFIG_FILE));
+}
+
+/** The tokenizer a model folder names in tokenizer.json (+ vocab.json); GPT-2's BPE otherwise. */
+export async function readModelTokenizer(dir: string): Promise<Tokenizer> {
+  if (!existsSync(join(dir, "tokenizer.json"))) return createTokenizer({ kind: "gpt2" });
+  return (await readTokenizerFolder(dir)).tokenizer;
+}
+
+/**
+ * Whether the model was instruction-finetuned, so prompts get the Alpaca template: its
+ * manifest says so with `metrics.prompt_template: "alpaca"`, or it was trained on the
+ * instruction dataset (`params.dataset: instruction-data`).
+ */
+export async function isInstructionTuned(dir: string): Promise<boolean> {
+  try {
+    const manifest = JSON.parse(await Deno.readTextFile(join(dir, MANIFEST_FILE)));
+    return manifest?.metrics?.prompt_template === "alpaca" ||
+      manifest?.params?.dataset === "instruction-data";
+  } catch {
+    return false; // no manifest: a folder saved outside the runner
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Stage `evaluate`: MMLU as lm-evaluation-harness computes it, on a model an upstream stage
+ * produced (model.safetensors + config.json). The work is in llm/eval/mmlu/; this stage picks
+ * the model and the data source and writes the artifact:
+ *   results.json   the harness's output layout (results / groups / configs / n-samples / config)
+ *   samples.jsonl  one line per question: prompt, the four log-likelihoods, prediction, target
+ * and the headline numbers (accuracy of each requested task) for the run summary.
+ *
+ * Data sources: `csv` (a folder of the original CSVs, default the mirror's `mmlu/`), `parquet`
+ * (the `cais/mmlu` files the harness reads, downloaded and cached), `tar` (the original
+ * data.tar); `auto` uses the CSV folder where it has the subject and Parquet elsewhere.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { defineStage, type StageContext } from "../runner/stage.ts";
+import { csvFolderHas, mmluLoader, mmluMirrorFolder } from "../datasets/mmlu.ts";
+import { originalCsvPath } from "../llm/eval/mmlu/data.ts";
+import { evaluateMmlu, type MmluLoader } from "../llm/eval/mmlu/evaluate.ts";
+import { harnessResults } from "../llm/eval/mmlu/results.ts";
+import { expandMmluTasks, mmluTask } from "../llm/eval/mmlu/subjects.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import { fetchForStage, modelInput } from "./common.ts";
+import { useEngine } from "./engine.ts";
+import { readModelTokenizer } from "../llm/infer/model_folder.ts";
+
+export const EvaluateParams = z.strictObject({
+  tasks: z.array(z.string()).min(1).default(["mmlu"]).describe(
+    "harness task names: `mmlu` (57 subjects), `mmlu_stem`, `mmlu_humanities`, `mmlu_social_sciences`, `mmlu_other`, or `mmlu_<subject>` (e.g. `mmlu_philosophy`)",
+  ).superRefine((tasks, issues) => {
+    for (const [i, name] of tasks.entries()) {
+      try {
+        mmluTask(name);
+      } catch (error) {
+        issues.addIssue({ code: "custom", path: [i], message: (error as Error).message });
+      }
+    }
+  }),
+  num_fewshot: z.number().int().min(0).max(5).default(0).describe(
+    "solved questions shown before each question (the first n of the `dev` split; 5 per subject)",
+  ),
+  limit: z.number().int().min(1).optional().describe(
+    "only the first `limit` test questions of each subject (the harness's `--limit`)",
+  ),
+  batch_size: z.number().int().min(1).default(8).describe(
+    "model inputs per forward pass (fewer when the logits would pass 256 MiB)",
+  ),
+  source: z.enum(["auto", "csv", "parquet", "tar"]).default("auto").describe(
+    "`csv` (the original CSVs: `csv_dir` or the mirror's `mmlu/`), `parquet` (`cais/mmlu`, as the harness reads it), `tar` (the original `data.tar`); `auto`: the mirror's CSVs where it has the subject, else Parquet",
+  ),
+  csv_dir: z.string().min(1).optional().describe(
+    "a folder of the original CSVs (`{dev,val,test}/<subject>_<split>.csv`); default the mirror's `mmlu/`",
+  ),
+  from: z.string().optional().describe(
+    "which upstream stage's model to evaluate when `needs` lists several",
+  ),
+});
+export type EvaluateParams = z.infer<typeof EvaluateParams>;
+
+function csvFolder(ctx: StageContext<EvaluateParams>): string | undefined {
+  const dir = ctx.params.csv_dir;
+  if (dir !== undefined) return resolvePath(dir, ctx.pipeline.baseDir);
+  return mmluMirrorFolder(ctx.pipeline.mirror);
+}
+
+/** The loader for the chosen source, and a description of where each split came from. */
+function dataLoader(ctx: StageContext<EvaluateParams>): { load: MmluLoader; used: Set<string> } {
+  const fetch = (file: Parameters<typeof fetchForStage>[1]) => fetchForStage(ctx, file);
+  const csvDir = csvFolder(ctx);
+  const used = new Set<string>();
+  const source = ctx.params.source;
+  if (source === "csv" && !csvDir) {
+    throw new Error(
+      "evaluate: source csv needs `csv_dir:` or a mirror folder with mmlu/{dev,val,test}/<subject>_<split>.csv",
+    );
+  }
+  const csv = csvDir ? mmluLoader("csv", { csvDir, fetch }) : undefined;
+  const parquet = mmluLoader("parquet", { fetch });
+  const tar = mmluLoader("tar", { fetch });
+  const load: MmluLoader = (subject, split) => {
+    if (source === "csv" || (source === "auto" && csv && csvFolderHas(csvDir!, subject, split))) {
+      used.add(`csv ${join(csvDir!, originalCsvPath(subject, split))}`);
+      return csv!(subject, split);
+    }
+    if (source === "tar") {
+      used.add("tar data.tar");
+      return tar(subject, split);
+    }
+    used.add(`parquet cais/mmlu ${subject}/${split}`);
+    return parquet(subject, split);
+  };
+  return { load, used };
+}
+
+const round = (value: number, digits = 4) =>
+  Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : "N/A";
+
+export const evaluateStage = defineStage({
+  type: "evaluate",
+  version: "1",
+  description: "MMLU as the LM Evaluation Harness computes it; write results.json + samples.jsonl",
+  params: EvaluateParams,
+  localFiles: (p, pipeline) => {
+    if (!p.csv_dir) return [];
+    // The CSVs read are part of the inputs: a changed file means a new evaluation.
+    const dir = resolvePath(p.csv_dir, pipeline.baseDir);
+    const { subjects } = expandMmluTasks(p.tasks);
+    const splits = p.num_fewshot > 0 ? (["test", "dev"] as const) : (["test"] as const);
+    return subjects.flatMap((s) => splits.map((split) => join(dir, originalCsvPath(s, split))));
+  },
+  headline: ["task", "acc", "acc_stderr", "questions", "questions_per_second"],
+  async run(ctx) {
+    const p = ctx.params;
+    const source = modelInput(ctx, ctx.params.from);
+    await useEngine(ctx);
+    const tokenizer = await readModelTokenizer(source.dir);
+    const { load, used } = dataLoader(ctx);
+    const model = await loadModel(source.dir);
+    ctx.log.info(
+      `model from "${source.stage}" (${model.config.n_layers} layers, emb ${model.config.emb_dim}, ` +
+        `context ${model.config.context_length}); tasks ${
+          p.tasks.join(", ")
+        }, ${p.num_fewshot}-shot` +
+        (p.limit ? `, limit ${p.limit}` : ""),
+    );
+    let evaluation;
+    let started = false;
+    try {
+      evaluation = await evaluateMmlu(model, tokenizer, {
+        tasks: p.tasks,
+        numFewshot: p.num_fewshot,
+        limit: p.limit,
+        batchSize: p.batch_size,
+        load,
+        signal: ctx.signal,
+        onProgress: (done, total) => {
+          if (started) ctx.progress.update(done);
+          else ctx.progress.start("questions", total, "questions"), started = true;
+        },
+      });
+    } finally {
+      if (started) ctx.progress.finish();
+      model.dispose();
+    }
+    const results = harnessResults(evaluation, {
+      model: `groundup (stage "${source.stage}")`,
+      model_args: { ...model.config, stage: source.stage, type: source.type },
+      batch_size: p.batch_size,
+      limit: p.limit ?? null,
+      num_fewshot: p.num_fewshot,
+      data_source: [...used].join("; "),
+      tokenizer: tokenizer.name,
+      backend: ctx.pipeline.backend,
+    });
+    await writeFileAtomic(
+      join(ctx.outDir, "results.json"),
+      JSON.stringify(results, null, 2) + "\n",
+    );
+    await writeFileAtomic(
+      join(ctx.outDir, "samples.jsonl"),
+      evaluation.samples.map((s) => JSON.stringify(s)).join("\n") + "\n",
+    );
+    for (const task of p.tasks) {
+      const r = evaluation.results[task];
+      ctx.log.info(
+        `${task}: acc ${round(r.acc)} ± ${round(r.acc_stderr)} (${r.samples} questions)`,
+      );
+    }
+    const first = evaluation.results[p.tasks[0]];
+    const metrics: Record<string, number | string> = {
+      task: p.tasks[0],
+      acc: round(first.acc),
+      acc_stderr: round(first.acc_stderr),
+      questions: evaluation.samples.length,
+      questions_per_second: round(evaluation.samples.length / evaluation.seconds, 2),
+    };
+    for (const task of p.tasks) metrics[`acc:${task}`] = round(evaluation.results[task].acc);
+    return { metrics };
+  },
+});
