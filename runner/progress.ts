@@ -69,13 +69,19 @@ function formatValues(values: Record<string, number | string> | undefined): stri
 
 /** A snapshot of a unit of work, for listeners such as the run record. */
 export interface ProgressState {
+  /** What is being done ("training"). */
   label: string;
+  /** What is counted ("steps"). */
   unit: string;
+  /** Items done so far (including those done before a resume). */
   done: number;
+  /** Items in all. */
   total: number;
+  /** The latest headline values, e.g. the loss. */
   values?: Record<string, number | string>;
+  /** Seconds since `start`. */
   elapsedSeconds: number;
-  /** null while the rate is unknown. */
+  /** Seconds left at the current rate; null while the rate is unknown. */
   etaSeconds: number | null;
 }
 
