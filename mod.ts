@@ -137,7 +137,7 @@ export { SafetensorsError } from "./llm/weights/safetensors.ts";
 // one carries `// deno-doc-ignore private-type-ref` instead.
 export type { Json, Path, SourceMap } from "./runner/pipeline.ts";
 export type { StepStatus } from "./runner/plan.ts";
-export type { Output, ProgressOptions } from "./runner/progress.ts";
+export type { Output, ProgressOptions, ProgressState } from "./runner/progress.ts";
 export type { StepOutcome } from "./runner/run.ts";
 export type { PipelineProblem, SourceLocation } from "./runner/errors.ts";
 export type { DamagedArtifact } from "./runner/cache.ts";

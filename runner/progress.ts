@@ -75,10 +75,30 @@ function formatValues(values: Record<string, number | string> | undefined): stri
     .join("  ");
 }
 
+/** A snapshot of a unit of work, for listeners such as the run record. */
+export interface ProgressState {
+  /** What is being done ("training"). */
+  label: string;
+  /** What is counted ("steps"). */
+  unit: string;
+  /** Items done so far (including those done before a resume). */
+  done: number;
+  /** Items in all. */
+  total: number;
+  /** The latest headline values, e.g. the loss. */
+  values?: Record<string, number | string>;
+  /** Seconds since `start`. */
+  elapsedSeconds: number;
+  /** Seconds left at the current rate; null while the rate is unknown. */
+  etaSeconds: number | null;
+}
+
 /** Where and how often `createProgress` writes. */
 export interface ProgressOptions {
   /** Default stderr. */
   out?: Output;
+  /** Called on every update (the listener throttles itself). */
+  onState?: (state: ProgressState) => void;
   /** Seconds between plain lines when not on a terminal. */
   plainInterval?: number;
   /** Milliseconds clock (default `performance.now`); tests pass a fake one. */
@@ -119,6 +139,20 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
     }`;
   };
 
+  const snapshot = (done: number, t: number): ProgressState => {
+    const elapsedSeconds = (t - startedAt) / 1000;
+    const rate = elapsedSeconds > 0 ? Math.max(0, done - doneBefore) / elapsedSeconds : 0;
+    return {
+      label,
+      unit,
+      done,
+      total,
+      values: lastValues,
+      elapsedSeconds,
+      etaSeconds: done >= total ? 0 : rate > 0 ? (total - done) / rate : null,
+    };
+  };
+
   return {
     start(newLabel, newTotal, newUnit = "items", done = 0) {
       label = newLabel, total = newTotal, unit = newUnit, startedAt = now(), lastDone = done;
@@ -130,6 +164,7 @@ export function createProgress(prefix: string, options: ProgressOptions = {}): P
       lastDone = done;
       if (values) lastValues = values;
       const t = now();
+      if (options.onState) options.onState(snapshot(done, t));
       if (out.isTerminal) {
         if (t - lastDraw < 100 && done < total) return;
         out.write(`\r\x1b[2K${line(done)}`);

@@ -16,6 +16,7 @@ import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
 import { createLogger, createProgress, type Output, stderrOutput } from "./progress.ts";
 import type { Artifact, Manifest, PipelineSettings } from "./stage.ts";
+import { RunRecord } from "./run_record.ts";
 import { formatMetric, table } from "./summary.ts";
 
 export const GROUNDUP_VERSION = "0.1.0";
@@ -184,7 +185,13 @@ export async function runPipeline(
   /** Stage name → the failed stage that blocks it. */
   const blockedBy = new Map<string, string>();
   const signal = options.signal ?? new AbortController().signal;
+  // The run as the web UI shows it: written now, updated per stage and with live progress.
+  const record = await RunRecord.begin(options.cacheDir, {
+    name: pipeline.settings.name,
+    file: pipeline.file,
+  }, steps);
   for (const step of steps) {
+    await record.sync(report.steps);
     const { stage } = step;
     const base = { stage: stage.name, type: stage.type, key: step.key };
     const blocker = stage.needs.map((n) =>
@@ -217,11 +224,11 @@ export async function runPipeline(
       });
       continue;
     }
-    const result = await runStep(step, report, cache, settings, out, signal, options);
+    const result = await runStep(step, report, cache, settings, out, signal, options, record);
     report.steps.push({ ...base, ...result });
     if (result.outcome === "failed" || result.outcome === "interrupted") report.ok = false;
   }
-  await writeRunLog(options.cacheDir, report).catch(() => {});
+  await record.finish(report.steps, report.ok);
   return report;
 }
 
@@ -259,9 +266,11 @@ async function runStep(
   out: Output,
   signal: AbortSignal,
   options: RunOptions,
+  record: RunRecord,
 ): Promise<Omit<StepReport, "stage" | "type" | "key">> {
   const { stage } = step;
   const log = createLogger(stage.name, out);
+  if (step.failure !== undefined) return failure(report, stage.name, new Error(step.failure), 0);
   const started = new Date();
   const t0 = performance.now();
   const elapsed = () => (performance.now() - t0) / 1000;
@@ -326,6 +335,7 @@ async function runStep(
     for (const need of stage.needs) inputs[need] = report.artifacts[need];
     const environment: Record<string, unknown> = {};
     log.info(`running (${step.reason ?? "not cached"})`);
+    await record.running(stage.name);
     options.onStageStart?.(stage.name, progressDir);
     const result = await stage.definition.run({
       name: stage.name,
@@ -334,7 +344,10 @@ async function runStep(
       outDir,
       progressDir,
       pipeline: settings,
-      progress: createProgress(stage.name, { out }),
+      progress: createProgress(stage.name, {
+        out,
+        onState: record.progressListener(stage.name),
+      }),
       log,
       signal,
       recordEnvironment: (facts) => Object.assign(environment, facts),
@@ -400,15 +413,4 @@ function failure(
   report.error ??= new StageFailedError(stage, error);
   const message = error instanceof Error ? error.message : String(error);
   return { outcome: "failed", seconds, metrics: {}, error: message };
-}
-
-async function writeRunLog(cacheDir: string, report: RunReport) {
-  const dir = `${cacheDir}/runs`;
-  await Deno.mkdir(dir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const { artifacts: _artifacts, error: _error, ...rest } = report;
-  await writeFileAtomic(
-    `${dir}/${stamp}-${report.pipeline}.json`,
-    JSON.stringify(rest, null, 2) + "\n",
-  );
 }

@@ -149,6 +149,13 @@ export interface StageDefinition<P = unknown> {
   requires?: string[];
   /** Local files this stage reads; their content hashes become part of the cache key. */
   localFiles?(params: P, pipeline: PipelineSettings): string[];
+  /**
+   * Facts outside the parameters that decide the output, looked up when the pipeline is
+   * planned and hashed into the cache key (e.g. the digest of the weights a judge model
+   * name points to). If the lookup fails the stage fails with that error when its turn
+   * comes, and only the stages that need it are blocked.
+   */
+  keyFacts?(params: P, pipeline: PipelineSettings): Promise<unknown>;
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
   /**

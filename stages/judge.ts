@@ -10,11 +10,11 @@
  * Answers are appended to the progress folder as they arrive, so a run that stops (Ctrl-C,
  * the judge went away) resumes without asking again.
  *
- * Cache key: the runner keys on the parameters (API, URL, model name) and the responses, not
- * on the judge's weights: the digest Ollama reports is resolved at run time and recorded in
- * the manifest (`environment.judge`) and judge.json, so a re-pulled model under the same name
- * is visible there but does not invalidate the cached artifact (the runner has no hook for a
- * key resolved at run time).
+ * Cache key: the parameters (API, URL, model name), the responses and, for Ollama, the digest
+ * of the weights the model name points to (looked up when the pipeline is planned), so a
+ * re-pulled `llama3` judges again. OpenAI-compatible servers report no digest; there the model
+ * name alone is the key. The judge's identity is also recorded in the manifest
+ * (`environment.judge`) and judge.json.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -23,7 +23,7 @@ import { resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { defineStage, type StageContext } from "../runner/stage.ts";
 import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";
-import { DEFAULT_MODELS, DEFAULT_URLS } from "../llm/eval/judge_client.ts";
+import { DEFAULT_MODELS, DEFAULT_URLS, JudgeClient } from "../llm/eval/judge_client.ts";
 import { runJudge } from "../llm/eval/judge_run.ts";
 
 export const RESPONSES_FILE = "responses.json";
@@ -97,6 +97,20 @@ export const judgeStage = defineStage({
   params: JudgeParams,
   localFiles: (p, pipeline) => (p.responses ? [resolvePath(p.responses, pipeline.baseDir)] : []),
   headline: ["judge", "mean", "scored", "win_rate"],
+  // The weights behind the model name decide the scores: Ollama names them by digest.
+  keyFacts: async (p) => {
+    if (p.api !== "ollama") return undefined;
+    const client = new JudgeClient({
+      api: p.api,
+      url: p.url,
+      model: p.model,
+      apiKeyEnv: p.api_key_env,
+      timeoutMs: Math.min(p.timeout_s, 15) * 1000,
+      retries: 1,
+    });
+    const { digest } = await client.identify();
+    return digest ? { digest } : undefined;
+  },
   async run(ctx) {
     const p = ctx.params;
     const path = responsesPath(ctx);

@@ -41,7 +41,7 @@ export interface TinyServer extends RunningServer {
 /** Loads the model in `dir` and serves it on a free loopback port. */
 export async function serveTiny(
   dir: string,
-  options: Partial<ServeOptions> = {},
+  options: Partial<ServeOptions> & { port?: number } = {},
 ): Promise<TinyServer> {
   const model = await loadModel(dir);
   const tokenizer = createTokenizer({ kind: "gpt2" });

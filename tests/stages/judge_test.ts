@@ -147,3 +147,64 @@ stages:
     assert.match(report.error!.message, /ollama serve/);
   });
 });
+
+Deno.test("judge stage (ollama API): the judge's weights digest is part of the cache key; an unreachable judge blocks only what needs it", async () => {
+  await withTempDir(async (dir) => {
+    const responses = join(dir, "responses-src.json");
+    await Deno.writeTextFile(responses, JSON.stringify((await twoFieldResponses()).slice(0, 1)));
+    const pipelineFor = (url: string) =>
+      `name: j
+stages:
+  responses:
+    uses: test-responses
+    file: ${responses}
+  judge:
+    uses: judge
+    needs: responses
+    api: ollama
+    url: ${url}
+    model: tiny
+    fields: [base]
+    pairwise: false
+    retries: 0
+`;
+    // One port for every server, so the judge's URL (a parameter) stays the same.
+    const probe = Deno.serve({ port: 0, onListen() {} }, () => new Response());
+    const port = probe.addr.port;
+    await probe.shutdown();
+    const keyWith = async (token: number) => {
+      const modelDir = join(dir, `model-${token}`);
+      await writeConstantModelFolder(modelDir, token);
+      const served = await serveTiny(modelDir, {
+        defaultMaxTokens: 1,
+        digest: await fileDigest(join(modelDir, WEIGHTS_FILE)),
+        port,
+      });
+      try {
+        const report = await run(dir, pipelineFor(served.url));
+        assert.ok(report.ok, report.error?.message ?? "");
+        const judge = report.steps.find((s) => s.stage === "judge")!;
+        return { key: judge.key, outcome: judge.outcome };
+      } finally {
+        await served.close();
+      }
+    };
+    const first = await keyWith(5332);
+    const again = await keyWith(5332); // same weights, a new server: cached
+    const other = await keyWith(5333); // other weights under the same model name: judged again
+    assert.equal(first.outcome, "ran");
+    assert.deepEqual(again, { key: first.key, outcome: "cached" });
+    assert.notEqual(other.key, first.key);
+    assert.equal(other.outcome, "ran");
+
+    const gone = Deno.serve({ port: 0, onListen() {} }, () => new Response());
+    const url = `http://127.0.0.1:${gone.addr.port}`;
+    await gone.shutdown();
+    const report = await run(dir, pipelineFor(url));
+    assert.equal(report.ok, false);
+    const outcome = Object.fromEntries(report.steps.map((s) => [s.stage, s.outcome]));
+    assert.deepEqual(outcome, { responses: "cached", judge: "failed" });
+    assert.match(report.error!.message, new RegExp(`${url}`));
+    assert.match(report.error!.message, /ollama serve/);
+  });
+});

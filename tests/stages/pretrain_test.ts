@@ -159,3 +159,75 @@ Deno.test("pretrain: windows longer than the model's context are an error before
     await assert.rejects(Deno.stat(join(dir, "cache", "tokenize")), Deno.errors.NotFound);
   });
 });
+
+/**
+ * Runs the pipeline in a child process and sends it SIGINT once it has logged `afterLines`
+ * evaluation lines past its start; returns the child's exit code and what it printed.
+ */
+async function interruptChild(file: string, cache: string, afterLines: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(REPO_ROOT, "main.ts"), file, "--cache-dir", cache],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const decoder = new TextDecoder();
+  let seen = "";
+  let sent = false;
+  const stdout = child.stdout.pipeTo(
+    new WritableStream({ write: (c) => void (seen += decoder.decode(c)) }),
+  );
+  for await (const chunk of child.stderr) {
+    seen += decoder.decode(chunk);
+    if (!sent && (seen.match(/\(Step \d+\)/g)?.length ?? 0) >= afterLines) {
+      child.kill("SIGINT");
+      sent = true;
+    }
+  }
+  await stdout;
+  const { code } = await child.status;
+  return { code, seen, sent };
+}
+
+Deno.test("pretrain: Ctrl-C twice at different points, then a plain re-run: exit 130 each time and the same weights as an uninterrupted run", async () => {
+  await withTempDir(async (dir) => {
+    const epochs = 6; // 192 steps, evaluations every 10
+    const file = await writePipeline(
+      dir,
+      microPipeline(epochs).replace("checkpoint_every: 7\n", ""),
+    );
+    const reference = await runFile(file, join(dir, "reference"));
+    assert.ok(reference.ok, reference.error?.message);
+
+    const cache = join(dir, "interrupted");
+    const steps: number[] = [];
+    for (const afterLines of [3, 6]) {
+      const run = await interruptChild(file, cache, afterLines);
+      assert.ok(run.sent, `the run ended before it could be interrupted:\n${run.seen}`);
+      assert.equal(run.code, 130, run.seen);
+      const saved = /checkpoint saved at step (\d+)/.exec(run.seen);
+      assert.ok(saved, `no checkpoint written on Ctrl-C:\n${run.seen}`);
+      assert.match(run.seen, /run the same command again to resume/);
+      assert.doesNotMatch(run.seen, /pretrain +ran/);
+      steps.push(Number(saved[1]));
+    }
+    // The second run resumed from the first one's checkpoint and went further.
+    assert.ok(steps[1] > steps[0], `checkpoints at steps ${steps}`);
+
+    const resumed: string[] = [];
+    const pipeline = await loadPipeline(file, builtinStages());
+    const report = await runPipeline(pipeline, {
+      cacheDir: cache,
+      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
+    });
+    assert.ok(report.ok, report.error?.message);
+    assert.match(resumed.join(""), new RegExp(`resuming from the checkpoint at step ${steps[1]}`));
+    const a = await readSafetensorsFile(
+      join(reference.artifacts.pretrain.dir, "model.safetensors"),
+    );
+    const b = await readSafetensorsFile(join(report.artifacts.pretrain.dir, "model.safetensors"));
+    for (const [name, tensor] of a.tensors) {
+      assert.deepEqual(b.tensors.get(name)!.data, tensor.data, `${name} differs after two Ctrl-Cs`);
+    }
+  });
+});

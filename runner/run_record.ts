@@ -1,0 +1,142 @@
+/**
+ * The run record: one JSON file per run, `<cacheDir>/runs/<start time>-<pipeline>.json`, written
+ * when the run starts and rewritten as its stages progress, so a reader (the web UI, a script)
+ * sees what ran, what was cached, what failed and, while a stage works, its latest progress.
+ *
+ * Writes are atomic (temp file + rename) and serialised; a failure to write the record never
+ * fails the run. Progress rewrites the file at most once a second.
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "./cache.ts";
+import type { PlannedStep } from "./plan.ts";
+import type { ProgressState } from "./progress.ts";
+import type { StepOutcome, StepReport } from "./run.ts";
+
+export const RUNS_DIR = "runs";
+
+export type RecordedOutcome = StepOutcome | "pending" | "running";
+
+export interface RecordedStep {
+  stage: string;
+  type: string;
+  key: string;
+  /** Stage names this one reads (the pipeline graph's edges). */
+  needs: string[];
+  outcome: RecordedOutcome;
+  seconds: number;
+  metrics: Record<string, number | string>;
+  dir?: string;
+  error?: string;
+  startedAt?: string;
+  /** The latest progress of a running stage. */
+  progress?: ProgressState & { updatedAt: string };
+}
+
+export interface RunRecordFile {
+  format: 1;
+  pipeline: string;
+  /** The pipeline file as given on the command line. */
+  file: string;
+  status: "running" | "ok" | "failed";
+  startedAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  pid: number;
+  ok?: boolean;
+  steps: RecordedStep[];
+}
+
+export class RunRecord {
+  #chain: Promise<void> = Promise.resolve();
+  #lastProgressWrite = -Infinity;
+  #heartbeat?: ReturnType<typeof setInterval>;
+
+  private constructor(readonly path: string, readonly data: RunRecordFile) {}
+
+  /** Creates the record with every planned stage pending (or skipped). */
+  static async begin(
+    cacheDir: string,
+    pipeline: { name: string; file: string },
+    steps: PlannedStep[],
+  ): Promise<RunRecord> {
+    const now = new Date();
+    const stamp = now.toISOString().replace(/[:.]/g, "-");
+    const path = join(cacheDir, RUNS_DIR, `${stamp}-${pipeline.name}.json`);
+    const record = new RunRecord(path, {
+      format: 1,
+      pipeline: pipeline.name,
+      file: pipeline.file,
+      status: "running",
+      startedAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+      pid: Deno.pid,
+      steps: steps.map((s) => ({
+        stage: s.stage.name,
+        type: s.stage.type,
+        key: s.key,
+        needs: [...s.stage.needs],
+        outcome: s.status === "skip" ? "skipped" : "pending",
+        seconds: 0,
+        metrics: {},
+      })),
+    });
+    await Deno.mkdir(join(cacheDir, RUNS_DIR), { recursive: true }).catch(() => {});
+    // A heartbeat, so a reader can tell a run that is still alive from one that crashed.
+    const heartbeat = setInterval(() => record.#write(), 30_000);
+    Deno.unrefTimer(heartbeat);
+    record.#heartbeat = heartbeat;
+    await record.#write();
+    return record;
+  }
+
+  #step(stage: string): RecordedStep | undefined {
+    return this.data.steps.find((s) => s.stage === stage);
+  }
+
+  /** Copies the finished steps of the report into the record. */
+  async sync(steps: StepReport[]): Promise<void> {
+    for (const done of steps) {
+      const step = this.#step(done.stage);
+      if (!step) continue;
+      Object.assign(step, done);
+      delete step.progress;
+    }
+    await this.#write();
+  }
+
+  async running(stage: string): Promise<void> {
+    const step = this.#step(stage);
+    if (step) step.outcome = "running", step.startedAt = new Date().toISOString();
+    await this.#write();
+  }
+
+  /** A progress listener for `stage` (rewrites the file at most once a second). */
+  progressListener(stage: string): (state: ProgressState) => void {
+    return (state) => {
+      const step = this.#step(stage);
+      if (!step) return;
+      step.progress = { ...state, updatedAt: new Date().toISOString() };
+      const now = performance.now();
+      if (now - this.#lastProgressWrite < 1000 && state.done < state.total) return;
+      this.#lastProgressWrite = now;
+      this.#write();
+    };
+  }
+
+  async finish(steps: StepReport[], ok: boolean): Promise<void> {
+    clearInterval(this.#heartbeat);
+    this.data.status = ok ? "ok" : "failed";
+    this.data.ok = ok;
+    this.data.finishedAt = new Date().toISOString();
+    await this.sync(steps);
+  }
+
+  /** Queues a rewrite of the whole record; errors are swallowed (the record is a convenience). */
+  #write(): Promise<void> {
+    this.#chain = this.#chain.then(async () => {
+      this.data.updatedAt = new Date().toISOString();
+      await writeFileAtomic(this.path, JSON.stringify(this.data, null, 2) + "\n");
+    }).catch(() => {});
+    return this.#chain;
+  }
+}

@@ -1,0 +1,662 @@
+/**
+ * The web UI's server: the static page (ui/), uPlot from node_modules, and JSON endpoints over
+ * the artifact cache that the page (or a script) reads. Everything is read-only on the cache
+ * except POST /api/ui/chat, which loads a model from it. Paths from the browser go through
+ * server/ui_paths.ts and never reach a file outside the cache.
+ *
+ *   GET  /api/ui/runs?offset&limit        run records, newest first
+ *   GET  /api/ui/runs/<id>                one run: steps with manifests, files, views; edges
+ *   GET  /api/ui/artifacts?stage&offset&limit   finished artifacts (also those no run record names)
+ *   GET  /api/ui/artifact?ref=<stage>/<key>     one artifact
+ *   GET  /api/ui/history?ref=..&ref=..&points=N loss histories, downsampled to N points
+ *   GET  /api/ui/mmlu?ref  /judge?ref  /pairwise?ref
+ *   GET  /api/ui/responses?ref&field&min&max&offset&limit
+ *   GET  /api/ui/file?ref&path              a file of an artifact, as is
+ *   GET  /api/ui/models                     artifacts holding a model (for the chat)
+ *   POST /api/ui/chat                       server-sent events: meta, token..., done | error
+ */
+import { basename, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MANIFEST_FILE } from "../runner/cache.ts";
+import { RUNS_DIR } from "../runner/run_record.ts";
+import { lttbIndices, pickRows } from "./downsample.ts";
+import {
+  checkName,
+  parseArtifactRef,
+  resolveInside,
+  splitRelativePath,
+  UiPathError,
+} from "./ui_paths.ts";
+import type { ChatService } from "./ui_chat.ts";
+
+type Json = Record<string, unknown>;
+
+export interface UiServerOptions {
+  cacheDir: string;
+  /** The chat playground's model service (absent: POST /api/ui/chat answers 503). */
+  chat?: ChatService;
+  /** Folder of index.html, app.js, style.css (default: the project's ui/). */
+  uiDir?: string;
+  /** uPlot's dist folder (default: node_modules/uplot/dist next to the project). */
+  vendorDir?: string;
+  /** Host names accepted in the Host header (defends a loopback server from DNS rebinding). */
+  allowedHosts?: string[];
+}
+
+const PROJECT = fileURLToPath(new URL("..", import.meta.url));
+const MAX_LIMIT = 200;
+/** A run record not rewritten for this long while "running" was probably interrupted. */
+const STALE_MS = 2 * 60_000;
+
+/** The files that make an artifact show a view in the page. */
+const VIEW_FILES: [string, string[]][] = [
+  ["history", ["history.json"]],
+  ["mmlu", ["results.json"]],
+  ["judge", ["judge.json", "scores.jsonl"]],
+  ["pairwise", ["pairwise.json"]],
+  ["responses", ["responses.json", "generations.json"]],
+];
+
+const STATIC: Record<string, [string, string]> = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/index.html": ["index.html", "text/html; charset=utf-8"],
+  "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/style.css": ["style.css", "text/css; charset=utf-8"],
+};
+const VENDOR: Record<string, [string, string]> = {
+  "/vendor/uPlot.iife.min.js": ["uPlot.iife.min.js", "text/javascript; charset=utf-8"],
+  "/vendor/uPlot.min.css": ["uPlot.min.css", "text/css; charset=utf-8"],
+};
+const CONTENT_TYPES: Record<string, string> = {
+  ".json": "application/json",
+  ".jsonl": "application/x-ndjson",
+  ".txt": "text/plain; charset=utf-8",
+  ".csv": "text/csv; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".html": "text/plain; charset=utf-8", // never rendered as a page of our origin
+};
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
+  });
+}
+
+function problem(status: number, message: string): Response {
+  return json({ error: message }, status);
+}
+
+async function readJson(path: string): Promise<unknown | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Json {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function intParam(url: URL, name: string, fallback: number, max = Infinity): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new UiPathError(
+      `${name} must be a non-negative integer, got ${JSON.stringify(raw)}`,
+      400,
+    );
+  }
+  return Math.min(value, max);
+}
+
+export class UiApi {
+  readonly cacheDir: string;
+  readonly #uiDir: string;
+  readonly #vendorDir: string;
+
+  constructor(readonly options: UiServerOptions) {
+    this.cacheDir = options.cacheDir;
+    this.#uiDir = options.uiDir ?? join(PROJECT, "ui");
+    this.#vendorDir = options.vendorDir ?? join(PROJECT, "node_modules", "uplot", "dist");
+  }
+
+  handler = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (this.options.allowedHosts) {
+      // Deno.serve builds the request URL from the Host header.
+      const host = url.hostname.replace(/^\[|\]$/g, "");
+      if (!this.options.allowedHosts.includes(host)) {
+        return problem(403, `host ${JSON.stringify(host)} not allowed`);
+      }
+    }
+    try {
+      if (request.method === "POST" && url.pathname === "/api/ui/chat") {
+        return await this.chat(request);
+      }
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        return problem(405, `${request.method} not allowed: the UI is read-only`);
+      }
+      const file = STATIC[url.pathname] ?? VENDOR[url.pathname];
+      if (file) {
+        const dir = STATIC[url.pathname] ? this.#uiDir : this.#vendorDir;
+        return new Response(await Deno.readFile(join(dir, file[0])), {
+          headers: { "content-type": file[1], "cache-control": "no-cache" },
+        });
+      }
+      const route = url.pathname.replace(/^\/api\/ui\//, "");
+      if (route === url.pathname) return problem(404, `no such page: ${url.pathname}`);
+      if (route === "runs") return json(await this.listRuns(url));
+      if (route.startsWith("runs/")) {
+        return json(await this.run(decodeURIComponent(route.slice(5))));
+      }
+      if (route === "artifacts") return json(await this.listArtifacts(url));
+      if (route === "artifact") return json(await this.artifact(url.searchParams.get("ref")));
+      if (route === "history") return json(await this.history(url));
+      if (route === "mmlu") return json(await this.mmlu(url.searchParams.get("ref")));
+      if (route === "judge") return json(await this.judge(url.searchParams.get("ref")));
+      if (route === "pairwise") return json(await this.pairwise(url.searchParams.get("ref")));
+      if (route === "responses") return json(await this.responses(url));
+      if (route === "models") return json(await this.models());
+      if (route === "file") return await this.file(url);
+      return problem(404, `no such endpoint: ${url.pathname}`);
+    } catch (error) {
+      if (error instanceof UiPathError) return problem(error.status, error.message);
+      if (error instanceof URIError) return problem(400, `malformed URL: ${url.pathname}`);
+      return problem(500, error instanceof Error ? error.message : String(error));
+    }
+  };
+
+  // ----- runs -------------------------------------------------------------------------------
+
+  async #runIds(): Promise<string[]> {
+    const ids: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(join(this.cacheDir, RUNS_DIR))) {
+        if (entry.isFile && entry.name.endsWith(".json") && !entry.name.startsWith(".")) {
+          ids.push(entry.name.slice(0, -5));
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    // Names start with the ISO start time, so the name order is the time order.
+    return ids.sort().reverse();
+  }
+
+  async #readRun(id: string): Promise<Json | undefined> {
+    checkName(id, "run id");
+    const path = await resolveInside(this.cacheDir, [RUNS_DIR, `${id}.json`]);
+    const record = await readJson(path);
+    if (!isObject(record)) return undefined;
+    const steps = Array.isArray(record.steps) ? record.steps.filter(isObject) : [];
+    let status = typeof record.status === "string"
+      ? record.status
+      : record.ok === false
+      ? "failed"
+      : "ok";
+    const updated = Date.parse(String(record.updatedAt ?? ""));
+    if (status === "running" && (!Number.isFinite(updated) || Date.now() - updated > STALE_MS)) {
+      status = "interrupted";
+    }
+    const fallbackStart = id.match(/^(\d{4}-\d\d-\d\dT\d\d)-(\d\d)-(\d\d)-(\d{3})Z/);
+    return {
+      id,
+      pipeline: record.pipeline ?? id.replace(/^[^Z]*Z-/, ""),
+      file: record.file,
+      status,
+      startedAt: record.startedAt ??
+        (fallbackStart
+          ? `${fallbackStart[1]}:${fallbackStart[2]}:${fallbackStart[3]}.${fallbackStart[4]}Z`
+          : undefined),
+      finishedAt: record.finishedAt,
+      updatedAt: record.updatedAt,
+      steps: steps.map((s) => ({
+        stage: s.stage,
+        type: s.type,
+        key: s.key,
+        ref: typeof s.key === "string" ? `${s.stage}/${s.key.slice(0, 16)}` : undefined,
+        needs: Array.isArray(s.needs) ? s.needs : undefined,
+        outcome: s.outcome,
+        seconds: s.seconds,
+        metrics: isObject(s.metrics) ? s.metrics : {},
+        error: s.error,
+        progress: s.progress,
+      })),
+    };
+  }
+
+  async listRuns(url: URL) {
+    const offset = intParam(url, "offset", 0);
+    const limit = intParam(url, "limit", 50, MAX_LIMIT);
+    const ids = await this.#runIds();
+    const page = ids.slice(offset, offset + limit);
+    const runs = (await Promise.all(page.map((id) => this.#readRun(id).catch(() => undefined))))
+      .filter((r) => r !== undefined);
+    return { total: ids.length, offset, limit, runs };
+  }
+
+  async run(id: string) {
+    const run = await this.#readRun(id);
+    if (!run) throw new UiPathError(`run ${id} is not a readable run record`, 404);
+    const steps = run.steps as Json[];
+    const detailed = await Promise.all(steps.map(async (step) => {
+      const ref = step.ref as string | undefined;
+      if (!ref || step.outcome === "skipped") return step;
+      const artifact = await this.artifact(ref).catch(() => undefined);
+      if (!artifact) return step;
+      // Old records have no `needs`: the manifest's inputs are the same edges.
+      const needs = step.needs ?? Object.keys(
+        isObject(artifact.manifest?.inputs) ? artifact.manifest.inputs : {},
+      );
+      return { ...step, needs, artifact };
+    }));
+    const edges = detailed.flatMap((s) =>
+      Array.isArray(s.needs) ? s.needs.map((n: string) => [n, s.stage]) : []
+    );
+    return { ...run, steps: detailed, edges };
+  }
+
+  // ----- artifacts ----------------------------------------------------------------------------
+
+  async #artifactDir(ref: string | null): Promise<{ stage: string; key: string; dir: string }> {
+    const { stage, key } = parseArtifactRef(ref);
+    return { stage, key, dir: await resolveInside(this.cacheDir, [stage, key]) };
+  }
+
+  async #files(dir: string) {
+    const files: { name: string; size: number }[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile) continue;
+      const info = await Deno.stat(join(dir, entry.name));
+      files.push({ name: entry.name, size: info.size });
+    }
+    return files.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async artifact(ref: string | null) {
+    const { stage, key, dir } = await this.#artifactDir(ref);
+    const manifest = await readJson(join(dir, MANIFEST_FILE));
+    if (!isObject(manifest)) {
+      throw new UiPathError(`${stage}/${key} has no readable ${MANIFEST_FILE}`, 404);
+    }
+    const files = await this.#files(dir);
+    const names = new Set(files.map((f) => f.name));
+    const views = VIEW_FILES.filter(([, needed]) => needed.some((n) => names.has(n))).map(([v]) =>
+      v
+    );
+    if (names.has("model.safetensors") && names.has("config.json")) views.push("model");
+    return {
+      ref: `${stage}/${key}`,
+      stage,
+      type: manifest.type,
+      key: manifest.key,
+      manifest: {
+        params: manifest.params,
+        inputs: manifest.inputs,
+        environment: manifest.environment ?? {},
+        metrics: manifest.metrics ?? {},
+        versions: manifest.versions,
+        startedAt: manifest.startedAt,
+        finishedAt: manifest.finishedAt,
+        seconds: manifest.seconds,
+        files: manifest.files,
+      },
+      files,
+      views,
+    };
+  }
+
+  async listArtifacts(url: URL) {
+    const offset = intParam(url, "offset", 0);
+    const limit = intParam(url, "limit", 50, MAX_LIMIT);
+    const found = await this.#artifactRefs(url.searchParams.get("stage"));
+    const page = found.slice(offset, offset + limit);
+    return {
+      total: found.length,
+      offset,
+      limit,
+      artifacts: await Promise.all(page.map((a) => this.artifact(a.ref))),
+    };
+  }
+
+  /** Every finished artifact (a folder named by a key, with a manifest), newest first. */
+  async #artifactRefs(only: string | null) {
+    const found: { ref: string; finishedAt: string }[] = [];
+    const stages: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.cacheDir)) {
+        if (!entry.isDirectory || entry.name.startsWith(".") || entry.name === RUNS_DIR) continue;
+        if (only && entry.name !== only) continue;
+        stages.push(entry.name);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    for (const stage of stages) {
+      for await (const entry of Deno.readDir(join(this.cacheDir, stage))) {
+        if (!entry.isDirectory || !/^[0-9a-f]{16}$/.test(entry.name)) continue;
+        const manifest = await readJson(join(this.cacheDir, stage, entry.name, MANIFEST_FILE));
+        if (!isObject(manifest)) continue;
+        found.push({
+          ref: `${stage}/${entry.name}`,
+          finishedAt: String(manifest.finishedAt ?? ""),
+        });
+      }
+    }
+    return found.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+  }
+
+  async models() {
+    const refs = await this.#artifactRefs(null);
+    const models = (await Promise.all(refs.map((r) => this.artifact(r.ref))))
+      .filter((a) => a.views.includes("model"));
+    return {
+      models: await Promise.all(models.map(async (m) => ({
+        ref: m.ref,
+        stage: m.stage,
+        type: m.type,
+        finishedAt: m.manifest.finishedAt,
+        template: await this.options.chat?.templateOf(join(this.cacheDir, m.ref)) ?? "none",
+        config: await readJson(join(this.cacheDir, m.ref, "config.json")),
+      }))),
+    };
+  }
+
+  async file(url: URL): Promise<Response> {
+    const { dir } = await this.#artifactDir(url.searchParams.get("ref"));
+    const parts = splitRelativePath(url.searchParams.get("path"));
+    const real = await resolveInside(dir, parts);
+    // The artifact folder itself must also lie in the cache (checked by #artifactDir).
+    const info = await Deno.stat(real);
+    if (!info.isFile) throw new UiPathError(`${parts.join("/")} is not a file`, 400);
+    const file = await Deno.open(real);
+    return new Response(file.readable, {
+      headers: {
+        "content-type": CONTENT_TYPES[extname(real)] ?? "application/octet-stream",
+        "content-length": String(info.size),
+        "content-disposition": `inline; filename="${basename(real).replace(/"/g, "")}"`,
+        "x-content-type-options": "nosniff",
+        // An artifact's file (an SVG, say) must never run script in the UI's origin.
+        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+      },
+    });
+  }
+
+  // ----- histories ----------------------------------------------------------------------------
+
+  async history(url: URL) {
+    const refs = url.searchParams.getAll("ref");
+    if (refs.length === 0) throw new UiPathError("give at least one ref=<stage>/<key>", 400);
+    if (refs.length > 20) throw new UiPathError("at most 20 histories at once", 400);
+    const points = Math.max(3, intParam(url, "points", 1000, 10_000));
+    const series = await Promise.all(refs.map(async (ref) => {
+      const { stage, key, dir } = await this.#artifactDir(ref);
+      const history = await readJson(join(dir, "history.json"));
+      if (!isObject(history)) throw new UiPathError(`${ref} has no readable history.json`, 404);
+      const evaluations = (Array.isArray(history.evaluations) ? history.evaluations : [])
+        .filter(isObject);
+      const column = (name: string) =>
+        evaluations.map((e) => (typeof e[name] === "number" ? e[name] as number : null));
+      const columns = {
+        step: column("step"),
+        epoch: column("epoch"),
+        tokens_seen: column("tokens_seen"),
+        train_loss: column("train_loss"),
+        val_loss: column("val_loss"),
+      };
+      const xs = columns.step.map((s, i) => s ?? i);
+      const ys = columns.train_loss.map((v, i) => v ?? columns.val_loss[i] ?? NaN);
+      const keep = lttbIndices(xs, ys, points);
+      const manifest = await readJson(join(dir, MANIFEST_FILE));
+      const params = isObject(manifest) && isObject(manifest.params) ? manifest.params : {};
+      return {
+        ref: `${stage}/${key}`,
+        label: `${stage}/${key.slice(0, 8)}${params.lr !== undefined ? ` lr=${params.lr}` : ""}`,
+        total: evaluations.length,
+        initial: history.initial,
+        columns: pickRows(columns, keep),
+        samples: Array.isArray(history.samples)
+          ? history.samples
+          : await readJson(join(dir, "samples.json")) ?? [],
+      };
+    }));
+    return { points, series };
+  }
+
+  // ----- evaluations --------------------------------------------------------------------------
+
+  async mmlu(ref: string | null) {
+    const { dir } = await this.#artifactDir(ref);
+    const results = await readJson(join(dir, "results.json"));
+    if (!isObject(results) || !isObject(results.results)) {
+      throw new UiPathError(`${ref} has no results.json with a "results" object`, 404);
+    }
+    const groups = isObject(results.groups) ? results.groups : {};
+    const nSamples = isObject(results["n-samples"]) ? results["n-samples"] : {};
+    const subtasks = isObject(results.group_subtasks) ? results.group_subtasks : {};
+    // Questions of a task: its own count, or for a group the sum over its subtasks.
+    const questions = (task: string, depth = 0): number | null => {
+      const n = nSamples[task];
+      if (isObject(n)) return Number(n.effective ?? n.original) || null;
+      const children = subtasks[task];
+      if (!Array.isArray(children) || children.length === 0 || depth > 10) return null;
+      const counts = children.map((c) => questions(String(c), depth + 1));
+      return counts.every((c) => c !== null) ? counts.reduce((a, b) => a! + b!, 0) : null;
+    };
+    const rows = Object.entries(results.results).filter(([, r]) => isObject(r)).map(
+      ([task, r]) => {
+        const row = r as Json;
+        const pick = (...keys: string[]) => {
+          for (const k of keys) if (typeof row[k] === "number") return row[k] as number;
+          return null;
+        };
+        return {
+          task,
+          group: task in groups,
+          acc: pick("acc,none", "acc"),
+          stderr: pick("acc_stderr,none", "acc_stderr"),
+          acc_norm: pick("acc_norm,none", "acc_norm"),
+          n: questions(task) ?? (typeof row.samples === "number" ? row.samples : null),
+        };
+      },
+    ).sort((a, b) => Number(a.group) - Number(b.group) || a.task.localeCompare(b.task));
+    return { rows, model: results.model_name ?? results.model ?? results.config };
+  }
+
+  async #scores(dir: string): Promise<{ index: number; field: string; score: number | null }[]> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(join(dir, "scores.jsonl"));
+    } catch {
+      return [];
+    }
+    const out = [];
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      try {
+        const s = JSON.parse(line);
+        if (isObject(s) && typeof s.index === "number" && typeof s.field === "string") {
+          out.push({
+            index: s.index,
+            field: s.field,
+            score: typeof s.score === "number" ? s.score : null,
+          });
+        }
+      } catch { /* a torn last line while the judge writes: skip it */ }
+    }
+    return out;
+  }
+
+  async judge(ref: string | null) {
+    const { dir } = await this.#artifactDir(ref);
+    const judge = await readJson(join(dir, "judge.json"));
+    const scores = await this.#scores(dir);
+    const byField = new Map<string, (number | null)[]>();
+    for (const s of scores) {
+      if (!byField.has(s.field)) byField.set(s.field, []);
+      byField.get(s.field)!.push(s.score);
+    }
+    // judge.json: {fields|models|results: {field: {...}}} or [{field, ...}]; take what is there.
+    const summaries = new Map<string, Json>();
+    const container = isObject(judge)
+      ? (judge.fields ?? judge.models ?? judge.results ?? judge)
+      : Array.isArray(judge)
+      ? judge
+      : undefined;
+    if (Array.isArray(container)) {
+      for (const entry of container.filter(isObject)) {
+        const name = String(entry.field ?? entry.model ?? entry.name ?? summaries.size);
+        summaries.set(name, entry);
+      }
+    } else if (isObject(container)) {
+      for (const [name, entry] of Object.entries(container)) {
+        if (isObject(entry)) summaries.set(name, entry);
+      }
+    }
+    if (summaries.size === 0 && byField.size === 0) {
+      throw new UiPathError(`${ref} has no judge.json or scores.jsonl`, 404);
+    }
+    const names = [...new Set([...summaries.keys(), ...byField.keys()])];
+    const models = names.map((name) => {
+      const summary = summaries.get(name) ?? {};
+      const given = Array.isArray(summary.scores) ? summary.scores : undefined;
+      const values = (byField.get(name) ?? given ?? []).map((v) =>
+        typeof v === "number" ? v : isObject(v) && typeof v.score === "number" ? v.score : null
+      );
+      const scored = values.filter((v): v is number => v !== null);
+      const mean = scored.length ? scored.reduce((a, b) => a + b, 0) / scored.length : null;
+      const sd = scored.length > 1 && mean !== null
+        ? Math.sqrt(scored.reduce((a, b) => a + (b - mean) ** 2, 0) / (scored.length - 1))
+        : null;
+      const histogram = Array.from({ length: 10 }, () => 0);
+      for (const v of scored) histogram[Math.min(9, Math.max(0, Math.floor(v / 10)))]++;
+      const number = (k: string) => typeof summary[k] === "number" ? summary[k] : undefined;
+      return {
+        field: name,
+        judge: summary.judge ?? summary.judge_model ?? (isObject(judge) ? judge.model : undefined),
+        mean: number("mean") ?? mean,
+        stderr: number("stderr") ?? (sd !== null ? sd / Math.sqrt(scored.length) : null),
+        scored: number("scored") ?? scored.length,
+        total: number("total") ?? values.length,
+        histogram: values.length ? histogram : summary.histogram ?? histogram,
+      };
+    });
+    return { models };
+  }
+
+  async pairwise(ref: string | null) {
+    const { dir } = await this.#artifactDir(ref);
+    const pairwise = await readJson(join(dir, "pairwise.json"));
+    if (pairwise === undefined) throw new UiPathError(`${ref} has no readable pairwise.json`, 404);
+    const entries = Array.isArray(pairwise) ? pairwise : [pairwise];
+    return {
+      comparisons: entries.filter(isObject).map((p) => ({
+        a: p.a ?? p.field_a ?? p.model_a,
+        b: p.b ?? p.field_b ?? p.model_b,
+        win_rate: p.win_rate ?? p.winRate ?? null,
+        wins: p.wins,
+        losses: p.losses,
+        ties: p.ties,
+        inconsistent: p.inconsistent ?? p.inconsistency ?? p.contradictions,
+        total: p.total ?? p.n,
+        raw: p,
+      })),
+    };
+  }
+
+  async responses(url: URL) {
+    const ref = url.searchParams.get("ref");
+    const { dir } = await this.#artifactDir(ref);
+    let entries = await readJson(join(dir, "responses.json"));
+    if (!Array.isArray(entries)) entries = await readJson(join(dir, "generations.json"));
+    if (!Array.isArray(entries)) {
+      throw new UiPathError(`${ref} has no responses.json (a list of entries)`, 404);
+    }
+    const rows = (entries as unknown[]).filter(isObject);
+    const reserved = new Set(["instruction", "input", "output", "prompt", "settings", "stopped"]);
+    const fields = [
+      ...new Set(
+        rows.flatMap((r) =>
+          Object.keys(r).filter((k) => !reserved.has(k) && typeof r[k] === "string")
+        ),
+      ),
+    ];
+    // Scores: this artifact's scores.jsonl, or one named by scores=<stage>/<key>.
+    const scoresRef = url.searchParams.get("scores");
+    const scoreDir = scoresRef ? (await this.#artifactDir(scoresRef)).dir : dir;
+    const scores = new Map<string, number | null>();
+    for (const s of await this.#scores(scoreDir)) scores.set(`${s.index}\0${s.field}`, s.score);
+
+    const field = url.searchParams.get("field") ?? fields[0];
+    const min = url.searchParams.has("min") ? Number(url.searchParams.get("min")) : -Infinity;
+    const max = url.searchParams.has("max") ? Number(url.searchParams.get("max")) : Infinity;
+    const filtering = url.searchParams.has("min") || url.searchParams.has("max");
+    const all = rows.map((r, index) => ({
+      index,
+      instruction: r.instruction ?? r.prompt ?? "",
+      input: r.input ?? "",
+      output: r.output ?? "",
+      responses: Object.fromEntries(
+        fields.filter((f) => typeof r[f] === "string").map((f) => {
+          const inline = r[`${f}_score`];
+          const score = scores.get(`${index}\0${f}`) ??
+            (typeof inline === "number" ? inline : null);
+          return [f, { text: r[f], score }];
+        }),
+      ),
+    }));
+    const matched = filtering
+      ? all.filter((r) => {
+        const score = (r.responses as Record<string, { score: number | null }>)[field]?.score;
+        return score !== null && score !== undefined && score >= min && score <= max;
+      })
+      : all;
+    const offset = intParam(url, "offset", 0);
+    const limit = intParam(url, "limit", 50, MAX_LIMIT);
+    return {
+      fields,
+      scored: scores.size > 0 ||
+        all.some((r) =>
+          Object.values(r.responses as Record<string, { score: number | null }>).some((x) =>
+            x.score !== null
+          )
+        ),
+      total: all.length,
+      matched: matched.length,
+      offset,
+      limit,
+      rows: matched.slice(offset, offset + limit),
+    };
+  }
+
+  // ----- chat ---------------------------------------------------------------------------------
+
+  async chat(request: Request): Promise<Response> {
+    if (!this.options.chat) return problem(503, "the chat is not enabled on this server");
+    if (!(request.headers.get("content-type") ?? "").startsWith("application/json")) {
+      // A cross-site form cannot send this content type without a CORS preflight we refuse.
+      return problem(415, "send the chat request as application/json");
+    }
+    const length = Number(request.headers.get("content-length") ?? 0);
+    if (length > 256 * 1024) return problem(413, "request body over 256 KiB");
+    let body: unknown;
+    try {
+      const text = await request.text();
+      if (text.length > 256 * 1024) return problem(413, "request body over 256 KiB");
+      body = JSON.parse(text);
+    } catch {
+      return problem(400, "the request body is not valid JSON");
+    }
+    const { dir } = await this.#artifactDir(isObject(body) ? String(body.model ?? "") : "");
+    return this.options.chat.stream(dir, body);
+  }
+}
+
+/** The request handler of the UI server. */
+export function createUiHandler(options: UiServerOptions): (request: Request) => Promise<Response> {
+  return new UiApi(options).handler;
+}

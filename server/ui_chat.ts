@@ -1,0 +1,205 @@
+/**
+ * The chat playground behind POST /api/ui/chat: one model loaded at a time (kept until another
+ * is asked for), requests served one after another, tokens sent as server-sent events as they
+ * are decoded. Uses the library's `complete()` (llm/infer/) until the `serve` server can take
+ * over.
+ *
+ * Request: {model: "<stage>/<key>", messages: [{role: "user"|"assistant", content}],
+ *           template?: "auto"|"none"|"alpaca", temperature?, top_k?, max_tokens?, seed?}
+ * Events:  meta {prompt, template, queued}, token {text}..., done {tokens, seconds, stopped},
+ *          or error {error}.
+ */
+import { formatInstructionQuery } from "../llm/data/instructions.ts";
+import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
+import type { GPTModel } from "../llm/model/gpt.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import type { Tokenizer } from "../llm/tokenizer/mod.ts";
+import { complete } from "../llm/infer/complete.ts";
+import {
+  isInstructionTuned,
+  isModelFolder,
+  readModelTokenizer,
+} from "../llm/infer/model_folder.ts";
+
+export const MAX_CHAT_TOKENS = 1024;
+const MAX_PROMPT_CHARS = 32_000;
+
+interface Loaded {
+  dir: string;
+  model: GPTModel;
+  tokenizer: Tokenizer;
+  alpaca: boolean;
+}
+
+export interface ChatRequest {
+  messages: { role: "user" | "assistant"; content: string }[];
+  template: "auto" | "none" | "alpaca";
+  temperature: number;
+  top_k?: number;
+  max_tokens: number;
+  seed: number;
+}
+
+class BadRequest extends Error {}
+
+/** Checks a chat request body, naming the field that is wrong. */
+export function parseChatRequest(body: unknown): ChatRequest {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const messages = b.messages;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw new BadRequest("messages: expected a non-empty list of {role, content}");
+  }
+  for (const [i, m] of messages.entries()) {
+    if (
+      typeof m !== "object" || m === null || !["user", "assistant"].includes(m.role) ||
+      typeof m.content !== "string"
+    ) {
+      throw new BadRequest(`messages[${i}]: expected {role: "user"|"assistant", content: string}`);
+    }
+  }
+  if (messages.at(-1).role !== "user") {
+    throw new BadRequest("messages: the last must be the user's");
+  }
+  const number = (name: string, fallback: number, min: number, max: number, integer = false) => {
+    const v = b[name] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
+      throw new BadRequest(`${name}: expected a number from ${min} to ${max}`);
+    }
+    if (integer && !Number.isInteger(v)) throw new BadRequest(`${name}: expected an integer`);
+    return v;
+  };
+  const template = b.template ?? "auto";
+  if (template !== "auto" && template !== "none" && template !== "alpaca") {
+    throw new BadRequest(`template: expected auto, none or alpaca`);
+  }
+  return {
+    messages,
+    template,
+    temperature: number("temperature", 0.7, 0, 5),
+    top_k: b.top_k === undefined || b.top_k === null || b.top_k === 0
+      ? undefined
+      : number("top_k", 50, 1, 1_000_000, true),
+    max_tokens: number("max_tokens", 100, 1, MAX_CHAT_TOKENS, true),
+    seed: number("seed", 123, 0, 2 ** 31, true),
+  };
+}
+
+/**
+ * The text the model continues: the Alpaca template around the last message, or (a base model)
+ * the transcript as `deno task chat` builds it: each reply right after its prompt, each new
+ * message on a new line.
+ */
+export function buildPrompt(request: ChatRequest, alpaca: boolean): string {
+  if (alpaca) return formatInstructionQuery({ instruction: request.messages.at(-1)!.content });
+  let transcript = "";
+  for (const m of request.messages) {
+    transcript = m.role === "assistant"
+      ? transcript + m.content
+      : transcript
+      ? `${transcript}\n${m.content}`
+      : m.content;
+  }
+  return transcript;
+}
+
+export class ChatService {
+  #loaded?: Loaded;
+  #queue: Promise<unknown> = Promise.resolve();
+  #waiting = 0;
+  #engine?: Promise<unknown>;
+
+  constructor(readonly backend: BackendChoice = "auto") {}
+
+  /** "alpaca" when the model was instruction-tuned, else "none". */
+  async templateOf(dir: string): Promise<"alpaca" | "none"> {
+    return await isInstructionTuned(dir) ? "alpaca" : "none";
+  }
+
+  async #load(dir: string): Promise<Loaded> {
+    if (this.#loaded?.dir === dir) return this.#loaded;
+    if (!isModelFolder(dir)) throw new BadRequest(`model: ${dir} holds no model`);
+    this.#engine ??= initEngine({ backend: this.backend });
+    await this.#engine;
+    this.#loaded?.model.dispose();
+    this.#loaded = undefined;
+    const tokenizer = await readModelTokenizer(dir);
+    const model = await loadModel(dir);
+    this.#loaded = { dir, model, tokenizer, alpaca: await isInstructionTuned(dir) };
+    return this.#loaded;
+  }
+
+  /** Answers with an event stream; the work waits its turn behind earlier requests. */
+  stream(dir: string, body: unknown): Response {
+    let request: ChatRequest;
+    try {
+      request = parseChatRequest(body);
+    } catch (error) {
+      return new Response(JSON.stringify({ error: (error as Error).message }), {
+        status: 400,
+        headers: { "content-type": "application/json" },
+      });
+    }
+    const encoder = new TextEncoder();
+    const queued = this.#waiting++;
+    let closed = false;
+    const body$ = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        const send = (event: string, data: unknown) => {
+          if (closed) return;
+          controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+        };
+        const job = async () => {
+          try {
+            if (closed) return;
+            const loaded = await this.#load(dir);
+            const alpaca = request.template === "auto"
+              ? loaded.alpaca
+              : request.template === "alpaca";
+            const prompt = buildPrompt(request, alpaca);
+            if (prompt.length > MAX_PROMPT_CHARS) {
+              throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
+            }
+            send("meta", { prompt, template: alpaca ? "alpaca" : "none", queued });
+            const done = await complete(loaded.model, {
+              tokenizer: loaded.tokenizer,
+              prompt,
+              settings: {
+                max_new_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_k: request.top_k,
+                stop_token: loaded.tokenizer.endOfTextId ?? null,
+                seed: request.seed,
+              },
+              onText: (text) => {
+                // A client that went away (the stream was cancelled) stops the generation.
+                if (closed) throw new DOMException("client went away", "AbortError");
+                send("token", { text });
+              },
+            });
+            send("done", { tokens: done.tokens, seconds: done.seconds, stopped: done.stopped });
+          } catch (error) {
+            send("error", { error: (error as Error).message });
+          } finally {
+            this.#waiting--;
+            if (!closed) closed = true, controller.close();
+          }
+        };
+        this.#queue = this.#queue.then(job, job);
+      },
+      cancel: () => {
+        closed = true;
+      },
+    });
+    return new Response(body$, {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+      },
+    });
+  }
+
+  dispose(): void {
+    this.#loaded?.model.dispose();
+    this.#loaded = undefined;
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The web UI end to end in a real browser: headless Chromium (Debian's `chromium`) driven by
+ * puppeteer-core. The runner trains the smoke pipeline (plus a stage laying out evaluation
+ * files) into a temporary cache twice, with two learning rates; the page must show the runs,
+ * their stages, a loss curve drawn with every evaluation of the history, the samples, the
+ * responses table filtered by score, two curves overlaid, a chat reply streamed from the tiny
+ * model (the same text the training's greedy sample holds), and a run in progress updating
+ * without a reload.
+ *
+ * GROUNDUP_UI_SCREENSHOTS=docs saves the screenshots docs/ui-*.png.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT, withTempDir } from "../fixtures.ts";
+import { UiApi } from "../../server/ui_api.ts";
+import { ChatService } from "../../server/ui_chat.ts";
+import { Gate, overlapScore, RESPONSES_FIXTURE, runUiPipeline } from "./ui_cache.ts";
+
+// Callbacks below run in the page. The DOM's types stay out of this program (a lib "dom"
+// reference would change the types of every test checked with it), so they are loose here.
+// deno-lint-ignore no-explicit-any
+type InPage = any;
+declare const document: InPage;
+
+type Page = InPage;
+
+const CHROMIUM = Deno.env.get("GROUNDUP_CHROMIUM") ?? "/usr/bin/chromium";
+const hasChromium = existsSync(CHROMIUM);
+// puppeteer-core's types bring their own @types/node, which would change node:assert's types
+// for every test type-checked together with this one; so it is imported without types.
+const PUPPETEER = "puppeteer-core";
+const puppeteer: InPage = hasChromium ? (await import(PUPPETEER)).default : undefined;
+const screenshots = Deno.env.get("GROUNDUP_UI_SCREENSHOTS");
+if (!hasChromium) {
+  console.warn(`ui e2e ignored: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+}
+
+async function shot(page: Page, name: string) {
+  if (!screenshots) return;
+  const dir = join(REPO_ROOT, screenshots);
+  await Deno.mkdir(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, name) as `${string}.png`, fullPage: false });
+}
+
+const text = (page: Page, selector: string) => page.$eval(selector, (el: InPage) => el.innerText);
+
+Deno.test({
+  name: hasChromium
+    ? "ui e2e: runs, stages, loss curves, responses, chat and a live run in Chromium"
+    : `ui e2e (ignored: no Chromium at ${CHROMIUM})`,
+  ignore: !hasChromium,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const cache = join(dir, "cache");
+      const first = await runUiPipeline(dir, cache);
+      const second = await runUiPipeline(dir, cache, {
+        sets: ["pretrain.lr=0.003", "pretrain.epochs=1"],
+      });
+      const pretrainRef = (r: typeof first) => {
+        const step = r.steps.find((s) => s.stage === "pretrain")!;
+        return `pretrain/${step.key.slice(0, 16)}`;
+      };
+      const [ref1, ref2] = [pretrainRef(first), pretrainRef(second)];
+      const history = JSON.parse(await Deno.readTextFile(join(cache, ref1, "history.json")));
+      const chat = new ChatService("cpu");
+      const server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen() {} },
+        new UiApi({ cacheDir: cache, chat }).handler,
+      );
+      const base = `http://127.0.0.1:${server.addr.port}`;
+      const browser = await puppeteer.launch({
+        executablePath: CHROMIUM,
+        args: ["--no-sandbox", "--headless=new", "--disable-gpu"],
+        defaultViewport: { width: 1280, height: 800 },
+      });
+      try {
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on("pageerror", (e: InPage) => errors.push(String(e)));
+
+        // 1. The runs list: both runs, newest first, the second reusing the cached stages.
+        await page.goto(`${base}/#/`);
+        await page.waitForFunction(() => document.querySelectorAll("tr.run-row").length === 2);
+        const rows = await page.$$eval("tr.run-row", (trs: InPage) =>
+          trs.map((tr: InPage) => ({
+            text: tr.innerText,
+            chips: [...tr.querySelectorAll(".stage-chip")].map((c: InPage) => c.className),
+          })));
+        assert.match(rows[0].text, /smoke/);
+        assert.deepEqual(rows[0].chips, [
+          "stage-chip cached",
+          "stage-chip cached",
+          "stage-chip ran",
+          "stage-chip ran",
+        ]);
+        assert.deepEqual(rows[1].chips.map((c: string) => c.split(" ")[1]), [
+          "ran",
+          "ran",
+          "ran",
+          "ran",
+        ]);
+        assert.match(rows[1].text, /val_loss/);
+
+        // 2. A run in progress appears and updates without a reload.
+        await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+        const gate = new Gate();
+        const waiting = runUiPipeline(dir, cache, { gate, name: "live" });
+        await gate.running;
+        await page.waitForFunction(
+          () => document.querySelector("tr.run-row .progress")?.textContent?.includes("3/10"),
+          { timeout: 15_000 },
+        );
+        assert.match(await text(page, "tr.run-row"), /running[\s\S]*ETA[\s\S]*loss 4\.250/);
+        await shot(page, "ui-runs.png");
+        // The run's own page follows it too: the running stage's progress, then the end.
+        const liveId = await page.$eval("tr.run-row", (tr: InPage) => tr.dataset.run!);
+        const runPage = await browser.newPage();
+        await runPage.goto(`${base}/#/run/${encodeURIComponent(liveId)}`);
+        await runPage.waitForFunction(
+          () => document.querySelector(".live-progress")?.textContent?.includes("3/10"),
+          { timeout: 15_000 },
+        );
+        assert.match(
+          await runPage.$eval(
+            'svg.graph .node[data-stage="wait"]',
+            (g: InPage) => g.getAttribute("class")!,
+          ),
+          /running/,
+        );
+        gate.release();
+        await waiting;
+        await runPage.waitForFunction(
+          () => document.querySelector("h1 .badge")?.textContent === "ok",
+          { timeout: 15_000 },
+        );
+        await runPage.close();
+        // (waitForFunction polls on animation frames, which a tab in the background never gets)
+        await page.bringToFront();
+        await page.waitForFunction(
+          () => document.querySelector("tr.run-row .badge")?.textContent === "ok",
+          { timeout: 15_000 },
+        );
+        assert.equal(
+          await page.evaluate(() => (window as unknown as { marker: number }).marker),
+          42,
+        );
+
+        // 3. The first run's page: the stage graph, pretrain's curve and samples.
+        const firstId = await page.$$eval(
+          "tr.run-row",
+          (trs: InPage) => trs[2].dataset.run!,
+        );
+        await page.goto(`${base}/#/run/${encodeURIComponent(firstId)}`);
+        await page.waitForSelector("svg.graph .node");
+        const nodes = await page.$$eval(
+          "svg.graph .node",
+          (gs: InPage) =>
+            gs.map((g: InPage) => [g.getAttribute("data-stage"), g.getAttribute("class")]),
+        );
+        assert.deepEqual(nodes.map((n: string[]) => n[0]), [
+          "tokenize",
+          "dataloader",
+          "pretrain",
+          "evaluate",
+        ]);
+        assert.equal(await page.$$eval("svg.graph path.edge", (p: InPage) => p.length), 3);
+        await page.click('svg.graph .node[data-stage="pretrain"]');
+        await page.waitForSelector(".loss-chart canvas");
+        const drawn = await page.$eval(".loss-chart", (el: InPage) => {
+          const chart = (el as unknown as { _uplot: { data: (number | null)[][] } })._uplot;
+          return {
+            x: chart.data[0],
+            train: chart.data[1].filter((v: InPage) => v !== null).length,
+          };
+        });
+        assert.equal(drawn.x.length, history.evaluations.length);
+        assert.deepEqual(drawn.x, history.evaluations.map((e: { step: number }) => e.step));
+        assert.equal(drawn.train, history.evaluations.length);
+        const samples = await page.$$eval(
+          ".samples li",
+          (lis: InPage) => lis.map((li: InPage) => li.innerText),
+        );
+        assert.equal(samples.length, 2);
+        assert.ok(samples[1].includes(history.samples[1].text));
+        const details = await text(page, ".stage-details");
+        assert.match(details, /cache key/);
+        assert.match(details, /backend\s+cpu/);
+        assert.match(details, /model\.safetensors/);
+        await shot(page, "ui-run.png");
+
+        // 4. The evaluation stage: MMLU, judge, pairwise and the responses browser.
+        await page.click('svg.graph .node[data-stage="evaluate"]');
+        await page.waitForSelector("tr.response-row");
+        const entries = JSON.parse(await Deno.readTextFile(RESPONSES_FIXTURE));
+        assert.equal(await page.$$eval("tr.response-row", (r: InPage) => r.length), 20);
+        assert.match(await text(page, "table.mmlu"), /mmlu_philosophy\s+0\.5691\s+0\.0281\s+311/);
+        assert.match(
+          await text(page, "table.judge"),
+          new RegExp(`${entries.length} / ${entries.length}`),
+        );
+        const high = entries.filter((e: { output: string; model_response: string }) =>
+          overlapScore(e.output, e.model_response) >= 80
+        ).length;
+        await page.type(".filters input[name=min]", "80");
+        await page.click(".filters button");
+        await page.waitForFunction(
+          (n: InPage) =>
+            document.querySelector(".view-responses")?.textContent?.includes(`${n} of`),
+          {},
+          high,
+        );
+        assert.equal(
+          await page.$$eval("tr.response-row", (r: InPage) =>
+            r.length),
+          Math.min(20, high),
+        );
+        const scores = await page.$$eval(
+          "tr.response-row .score",
+          (s: InPage) => s.map((x: InPage) => Number(x.textContent)),
+        );
+        assert.ok(scores.every((s: number) => s >= 80));
+        await page.$eval(".view-responses", (el: InPage) => el.scrollIntoView());
+        await shot(page, "ui-responses.png");
+
+        // 5. Two learning rates overlaid.
+        await page.goto(`${base}/#/compare?ref=${ref1}&ref=${ref2}`);
+        await page.waitForSelector(".loss-chart canvas");
+        const series = await page.$eval(
+          ".loss-chart",
+          (el: InPage) =>
+            (el as unknown as { _uplot: { series: { label: string }[] } })._uplot.series.map((
+              s: InPage,
+            ) => s.label),
+        );
+        assert.equal(series.length, 5);
+        assert.match(series.join(), /lr=0\.003 train/);
+
+        // 6. The chat: greedy decoding streams the same text as the training's greedy sample.
+        await page.goto(`${base}/#/chat?model=${encodeURIComponent(ref1)}`);
+        await page.waitForSelector("#chat-input");
+        const setNumber = async (name: string, value: string) => {
+          await page.$eval(
+            `.chat-settings input[name=${name}]`,
+            (el: InPage, v: string) => (el.value = v),
+            value,
+          );
+        };
+        await setNumber("temperature", "0");
+        await setNumber("max_tokens", "10");
+        await page.type("#chat-input", "Every effort moves you");
+        await page.click("#chat-send");
+        await page.waitForSelector(".msg.assistant.done", { timeout: 60_000 });
+        const reply = await text(page, ".msg.assistant");
+        assert.equal("Every effort moves you" + reply, history.samples[1].text);
+        const pieces = await page.$eval(
+          ".msg.assistant",
+          (el: InPage) => Number(el.dataset.pieces),
+        );
+        assert.ok(pieces >= 2, `the reply arrived as a stream of token events (${pieces})`);
+        assert.match(await text(page, "pre.template"), /^Every effort moves you$/);
+        assert.match(await text(page, "#chat-status"), /10 tokens/);
+        await shot(page, "ui-chat.png");
+        assert.deepEqual(errors, []);
+      } finally {
+        await browser.close();
+        chat.dispose();
+        await server.shutdown();
+      }
+    });
+  },
+});
