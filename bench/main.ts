@@ -49,6 +49,15 @@ const BENCHES: Record<string, Bench> = {
     about: "MMLU questions per second on a fixture subject (bench/mmlu.ts)",
     command: ["deno", "run", "-A", "bench/mmlu.ts"],
   },
+  "mmlu-torch": {
+    about:
+      "MMLU scoring, ours vs the book's PyTorch model on the same weights (bench/mmlu_vs_torch.ts)",
+    command: ["deno", "run", "-A", "bench/mmlu_vs_torch.ts"],
+  },
+  serve: {
+    about: "serve's streamed tokens/s vs complete(), and 4 concurrent clients (bench/serve.ts)",
+    command: ["deno", "run", "-A", "bench/serve.ts"],
+  },
   load: {
     about: "time and peak memory of converting and loading GPT-2 weights (bench/load_weights.ts)",
     command: ["deno", "run", "-A", "bench/load_weights.ts"],

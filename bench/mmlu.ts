@@ -6,8 +6,8 @@
  *   deno run -A bench/mmlu.ts [--subject philosophy] [--limit 40] [--num-fewshot 0]
  *                             [--batch-size 8] [--backend cpu]
  *
- * Prints one JSON line: questions/s, the prompt tokens, peak RSS. (The PyTorch side, the same
- * prompts through an HF-style loop, is still to come: see issue 12's bench item.)
+ * Prints one JSON line: questions/s, the prompt tokens, peak RSS. The same forward passes in
+ * the book's PyTorch model, side by side: bench/mmlu_vs_torch.ts.
  */
 import { type BackendChoice, describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { readMmluCsvFile } from "../llm/eval/mmlu/data.ts";

@@ -6,7 +6,12 @@
  * --in-process on, in this one (client and server then share one event loop).
  *
  *   deno run -A bench/serve.ts [--model DIR] [--tokens N] [--repeats R] [--clients 4]
- *                              [--requests 20] [--in-process off]
+ *                              [--requests 20] [--in-process off] [--stream-turn-ms 5,20]
+ *
+ * --stream-turn-ms: one server per setting (how often a streaming generation lets the
+ * server's I/O run), measured interleaved; per setting the streamed tokens/s, the time to the
+ * first chunk and the longest wait between chunks (streaming latency). The concurrent-client
+ * part uses the first setting's server.
  *
  * Default model: the tiny config (random weights; context 32, so at most ~28 new tokens).
  * Prints one JSON line per measurement and a summary line.
@@ -35,16 +40,31 @@ const promptTokens = tokenizer.encode(PROMPT).length;
 const tokens = Number(flag("tokens", String(model.config.context_length - promptTokens)));
 
 const inProcess = flag("in-process", "off") === "on";
-let url: string, stopServer: () => Promise<void>;
-if (inProcess) {
-  const running = startServer({ model, tokenizer, modelName: "bench", alpaca: false });
-  url = running.url;
-  stopServer = () => running.server.shutdown();
-} else {
-  let dir = modelDir;
-  if (!dir) {
-    dir = await Deno.makeTempDir({ prefix: "bench-serve-" });
-    await saveModel(dir, model);
+// One server per setting of --stream-turn-ms (comma-separated), all up at once, so the
+// settings are measured interleaved, under the same load.
+const turnSettings = flag("stream-turn-ms", "5").split(",").map(Number);
+
+interface Served {
+  turnMs: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+let savedDir = modelDir;
+async function startServe(turnMs: number): Promise<Served> {
+  if (inProcess) {
+    const running = startServer({
+      model,
+      tokenizer,
+      modelName: "bench",
+      alpaca: false,
+      streamTurnMs: turnMs,
+    });
+    return { turnMs, url: running.url, stop: () => running.server.shutdown() };
+  }
+  if (!savedDir) {
+    savedDir = await Deno.makeTempDir({ prefix: "bench-serve-" });
+    await saveModel(savedDir, model);
   }
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -52,19 +72,21 @@ if (inProcess) {
       "-A",
       "cli/serve.ts",
       "--model",
-      dir,
+      savedDir,
       "--port",
       "0",
       "--backend",
       "cpu",
       "--name",
       "bench",
+      "--stream-turn-ms",
+      String(turnMs),
     ],
     stdout: "null",
     stderr: "piped",
   }).spawn();
   const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
+  let seen = "", url = "";
   for (;;) {
     const { value, done } = await lines.read();
     if (done) throw new Error(`serve exited:\n${seen}`);
@@ -79,12 +101,18 @@ if (inProcess) {
   (async () => {
     while (!(await lines.read()).done);
   })();
-  stopServer = async () => {
-    child.kill("SIGTERM");
-    await child.status;
-    if (!modelDir) await Deno.remove(dir, { recursive: true });
+  return {
+    turnMs,
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
   };
 }
+const servers: Served[] = [];
+for (const turnMs of turnSettings) servers.push(await startServe(turnMs));
+const url = servers[0].url;
 
 async function viaComplete(): Promise<{ tokens: number; seconds: number }> {
   const t0 = performance.now();
@@ -102,7 +130,10 @@ async function viaComplete(): Promise<{ tokens: number; seconds: number }> {
   return { tokens: done.tokens, seconds: (performance.now() - t0) / 1000 };
 }
 
-async function viaServe(): Promise<{ tokens: number; seconds: number; firstTokenMs: number }> {
+/** A streamed completion; `gapMs`: the longest wait between two chunks after the first. */
+async function viaServe(
+  url: string,
+): Promise<{ tokens: number; seconds: number; firstTokenMs: number; maxGapMs: number }> {
   const t0 = performance.now();
   const response = await fetch(`${url}/v1/completions`, {
     method: "POST",
@@ -115,9 +146,12 @@ async function viaServe(): Promise<{ tokens: number; seconds: number; firstToken
       stream_options: { include_usage: true },
     }),
   });
-  let buffer = "", usage = 0, firstTokenMs = 0;
+  let buffer = "", usage = 0, firstTokenMs = 0, last = 0, maxGapMs = 0;
   for await (const chunk of response.body!.pipeThrough(new TextDecoderStream())) {
-    if (!firstTokenMs) firstTokenMs = performance.now() - t0;
+    const now = performance.now();
+    if (!firstTokenMs) firstTokenMs = now - t0;
+    else maxGapMs = Math.max(maxGapMs, now - last);
+    last = now;
     buffer += chunk;
     const events = buffer.split("\n\n");
     buffer = events.pop()!;
@@ -128,25 +162,30 @@ async function viaServe(): Promise<{ tokens: number; seconds: number; firstToken
       if (parsed.usage) usage = parsed.usage.completion_tokens;
     }
   }
-  return { tokens: usage, seconds: (performance.now() - t0) / 1000, firstTokenMs };
+  return { tokens: usage, seconds: (performance.now() - t0) / 1000, firstTokenMs, maxGapMs };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-await viaComplete(), await viaServe(); // warm-up
-const direct: number[] = [], served: number[] = [];
+await viaComplete();
+for (const server of servers) await viaServe(server.url); // warm-up
+const direct: number[] = [];
+const served = new Map<number, { tps: number[]; firstMs: number[]; gapMs: number[] }>(
+  servers.map((s) => [s.turnMs, { tps: [], firstMs: [], gapMs: [] }]),
+);
 for (let r = 0; r < repeats; r++) {
   const a = await viaComplete();
-  const b = await viaServe();
-  direct.push(a.tokens / a.seconds), served.push(b.tokens / b.seconds);
-  console.log(
-    JSON.stringify({
-      repeat: r,
-      complete_tps: a.tokens / a.seconds,
-      serve_tps: b.tokens / b.seconds,
-      tokens: b.tokens,
-      first_token_ms: b.firstTokenMs,
-    }),
-  );
+  direct.push(a.tokens / a.seconds);
+  const row: Record<string, number> = { repeat: r, complete_tps: a.tokens / a.seconds };
+  for (const server of servers) {
+    const b = await viaServe(server.url);
+    const m = served.get(server.turnMs)!;
+    m.tps.push(b.tokens / b.seconds), m.firstMs.push(b.firstTokenMs), m.gapMs.push(b.maxGapMs);
+    row[`serve_tps@${server.turnMs}ms`] = b.tokens / b.seconds;
+    row[`first_token_ms@${server.turnMs}ms`] = b.firstTokenMs;
+    row[`max_gap_ms@${server.turnMs}ms`] = b.maxGapMs;
+    row.tokens = b.tokens;
+  }
+  console.log(JSON.stringify(row));
 }
 
 // Concurrent clients, each sending its requests one after another.
@@ -176,8 +215,12 @@ const summary = {
   server: inProcess ? "in-process" : "subprocess",
   new_tokens: tokens,
   complete_tokens_per_s: Math.round(median(direct) * 10) / 10,
-  serve_streamed_tokens_per_s: Math.round(median(served) * 10) / 10,
-  serve_vs_complete: Math.round((median(served) / median(direct)) * 1000) / 1000,
+  ...Object.fromEntries([...served].flatMap(([turnMs, m]) => [
+    [`serve_streamed_tokens_per_s@${turnMs}ms`, Math.round(median(m.tps) * 10) / 10],
+    [`serve_vs_complete@${turnMs}ms`, Math.round((median(m.tps) / median(direct)) * 1000) / 1000],
+    [`first_token_ms@${turnMs}ms`, Math.round(median(m.firstMs) * 10) / 10],
+    [`max_gap_ms@${turnMs}ms`, Math.round(median(m.gapMs) * 10) / 10],
+  ])),
   clients,
   requests: latencies.length,
   requests_per_s: Math.round((latencies.length / wall) * 10) / 10,
@@ -185,5 +228,6 @@ const summary = {
   latency_ms_p95: Math.round(sorted[Math.floor(sorted.length * 0.95)]),
 };
 console.log(JSON.stringify(summary));
-await stopServer();
+for (const server of servers) await server.stop();
+if (!modelDir && savedDir) await Deno.remove(savedDir, { recursive: true });
 model.dispose();

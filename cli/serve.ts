@@ -32,6 +32,7 @@ ${MODEL_USAGE}
   --api-key-env VAR    require "Authorization: Bearer <key>", the key read from \$VAR
   --max-body-bytes N   largest request body (default 1048576)
   --max-tokens N       max_tokens when a request gives none (default 256, at most the context)
+  --stream-turn-ms N   when streaming, let the server's I/O run at least every N ms (default 5)
   -h, --help           this text
 `;
 
@@ -64,6 +65,7 @@ async function main(args: string[]): Promise<void> {
         "api-key-env": { type: "string" },
         "max-body-bytes": { type: "string" },
         "max-tokens": { type: "string" },
+        "stream-turn-ms": { type: "string" },
       },
     }));
   } catch (error) {
@@ -74,6 +76,7 @@ async function main(args: string[]): Promise<void> {
   const port = intFlag(values.port, "port", 0, 65535)!;
   const maxBodyBytes = intFlag(values["max-body-bytes"], "max-body-bytes", 1, 2 ** 30);
   const defaultMaxTokens = intFlag(values["max-tokens"], "max-tokens", 1, 1 << 20);
+  const streamTurnMs = intFlag(values["stream-turn-ms"], "stream-turn-ms", 0, 1000);
   let apiKey: string | undefined;
   const keyVar = values["api-key-env"];
   if (keyVar !== undefined) {
@@ -95,6 +98,7 @@ async function main(args: string[]): Promise<void> {
     apiKey,
     maxBodyBytes,
     defaultMaxTokens,
+    streamTurnMs,
     hostname: values.host,
     port,
     signal: stop.signal,

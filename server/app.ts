@@ -44,6 +44,8 @@ export interface ServeOptions {
   defaultMaxTokens?: number;
   /** One line per request (method, path, status, tokens); never headers or bodies. */
   log?: (line: string) => void;
+  /** While streaming, the longest stretch of generation between event-loop turns (ms). */
+  streamTurnMs?: number;
 }
 
 export const SERVE_VERSION = "0.1.0";
@@ -204,7 +206,12 @@ export function createServeHandler(options: ServeOptions): {
     signal: AbortSignal,
     onText?: (text: string) => void | Promise<void>,
   ) {
-    return queue.run(() => generateText(model, tokenizer, request, { signal, onText }), signal);
+    return queue.run(() =>
+      generateText(model, tokenizer, request, {
+        signal,
+        onText,
+        streamTurnMs: options.streamTurnMs,
+      }), signal);
   }
 
   /**

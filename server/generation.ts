@@ -66,11 +66,19 @@ export function encodePrompt(model: GPTModel, tokenizer: Tokenizer, prompt: stri
  * (awaited, so a slow client slows the model instead of filling memory). Throws the signal's
  * reason when `signal` aborts.
  */
+/** How often a streaming generation gives the event loop a turn, in ms (see generateText). */
+export const DEFAULT_STREAM_TURN_MS = 5;
+
 export async function generateText(
   model: GPTModel,
   tokenizer: Tokenizer,
   request: GenerationRequest,
-  options: { signal?: AbortSignal; onText?: (text: string) => void | Promise<void> } = {},
+  options: {
+    signal?: AbortSignal;
+    onText?: (text: string) => void | Promise<void>;
+    /** Longest run of tokens without an event-loop turn when streaming (default 5 ms). */
+    streamTurnMs?: number;
+  } = {},
 ): Promise<GenerationResult> {
   const { signal, onText } = options;
   signal?.throwIfAborted();
@@ -105,7 +113,7 @@ export async function generateText(
   // Only a timer turn lets Deno poll its I/O (MessageChannel and setImmediate do not), and a
   // timer turn costs a few ms, so it is taken at most every 5 ms when streaming (the pieces
   // of faster tokens go out together) and every 25 ms otherwise.
-  const yieldEveryMs = onText ? 5 : 25;
+  const yieldEveryMs = onText ? (options.streamTurnMs ?? DEFAULT_STREAM_TURN_MS) : 25;
   let lastTurn = performance.now();
   const maybeTurn = async () => {
     if (performance.now() - lastTurn < yieldEveryMs) return;

@@ -9,6 +9,7 @@ import { generateStage } from "./generate.ts";
 import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { pretrainStage } from "./pretrain.ts";
+import { reportStage } from "./report.ts";
 import { tokenizeStage } from "./tokenize.ts";
 
 /** A registry holding every built-in stage. */
@@ -20,7 +21,8 @@ export function builtinStages(): StageRegistry {
     .register(loadOpenaiWeightsStage)
     .register(generateStage)
     .register(evaluateStage)
-    .register(judgeStage);
+    .register(judgeStage)
+    .register(reportStage);
 }
 
 export {
@@ -30,6 +32,7 @@ export {
   judgeStage,
   loadOpenaiWeightsStage,
   pretrainStage,
+  reportStage,
   tokenizeStage,
 };
 export { openDataloaderArtifact } from "./dataloader.ts";

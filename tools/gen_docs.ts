@@ -44,6 +44,15 @@ and listed). With two response fields it also asks which answer is better, in bo
 \`scores.jsonl\`, \`judge.json\` (per field: scored/total, mean, standard error, histogram, the
 judge's model and digest), \`histogram-<field>.svg\` and \`pairwise.json\`. Answers are kept in
 the progress folder as they arrive, so an interrupted run asks only the rest.`,
+  "report": `
+One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
+reads the artifacts of the stages listed under \`needs\` and recognises them by their files:
+\`history.json\` (a loss curve per training stage), \`results.json\` (the MMLU table: each
+requested task's \`acc,none\` ± \`acc_stderr,none\` and question count, labelled with the model
+the \`evaluate\` stage scored), \`judge.json\` (scored/total, mean ± standard error and a
+histogram per response field), \`pairwise.json\` (win rate with ties as half, how often the order
+flipped the verdict) and \`responses.json\` (or the file the judge read: the responses side by
+side with their scores). Writes \`report.html\` and \`report.json\` (the data drawn).`,
   "evaluate": `
 MMLU scored as EleutherAI's LM Evaluation Harness scores it (\`lm_eval --tasks mmlu_philosophy\`):
 the harness's prompt, the continuations \` A\`…\` D\`, the choice with the highest
