@@ -96,7 +96,9 @@ export const LoraFinetuneParams = z.strictObject({
   lr: z.number().gt(0).default(5e-5).describe(
     "AdamW learning rate (exercise 7.4 keeps the book's 5e-5; LoRA often uses 1e-4 to 1e-3).",
   ),
-  rank: z.number().int().min(1).default(16).describe("Rank of each adapter (A: in × r, B: r × out)."),
+  rank: z.number().int().min(1).default(16).describe(
+    "Rank of each adapter (A: in × r, B: r × out).",
+  ),
   alpha: z.number().gt(0).default(16).describe("LoRA alpha; see `scaling`."),
   targets: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]).describe(
     "Linear layers with an adapter (LitGPT's lora_query, lora_key, lora_value, " +

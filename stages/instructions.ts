@@ -20,8 +20,8 @@ import {
   type PromptTemplate,
   promptTemplate,
   readInstructionData,
-  splitInstructionData,
   type SplitFractions,
+  splitInstructionData,
   type TokenizedExample,
   tokenizeSplits,
 } from "../llm/data/instructions.ts";
@@ -126,7 +126,10 @@ export const instructionsStage = defineStage({
       );
     }
     await writeTemplateFile(ctx.outDir, template);
-    await Deno.writeTextFile(join(ctx.outDir, "tokenizer.json"), JSON.stringify({ kind: "gpt2" }) + "\n");
+    await Deno.writeTextFile(
+      join(ctx.outDir, "tokenizer.json"),
+      JSON.stringify({ kind: "gpt2" }) + "\n",
+    );
     const stats = {
       source: path,
       entries: entries.length,
@@ -137,7 +140,9 @@ export const instructionsStage = defineStage({
     for (const split of SPLITS) {
       const s = tokenized[split].stats;
       ctx.log.info(
-        `${split}: ${s.count} entries, ${s.meanLength.toFixed(1)} tokens on average, longest ${s.maxLength}` +
+        `${split}: ${s.count} entries, ${
+          s.meanLength.toFixed(1)
+        } tokens on average, longest ${s.maxLength}` +
           (s.truncated > 0 ? `, ${s.truncated} longer than ${s.allowedMaxLength}` : ""),
       );
     }

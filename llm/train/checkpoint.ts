@@ -77,9 +77,7 @@ export async function saveCheckpoint<Extra>(
   const { trainable } = contents;
   // Weights plus AdamW's two moments: 12 bytes a parameter, and the previous checkpoint
   // stays on disk until the new one is complete. Fail before writing anything if it won't fit.
-  const saved = trainable
-    ? trainable.reduce((n, [, v]) => n + v.size, 0)
-    : model.numParameters();
+  const saved = trainable ? trainable.reduce((n, [, v]) => n + v.size, 0) : model.numParameters();
   await ensureFreeSpace(
     dirname(dir),
     12 * saved + 1_000_000,
@@ -287,7 +285,9 @@ export async function restoreCheckpoint<Extra>(
       const info = reader.header.tensors.get(name);
       if (!info) throw new Error(`${path}: missing tensor "${name}"`);
       if (info.shape.join() !== variable.shape.join()) {
-        throw new Error(`${path}: "${name}" has shape [${info.shape}], expected [${variable.shape}]`);
+        throw new Error(
+          `${path}: "${name}" has shape [${info.shape}], expected [${variable.shape}]`,
+        );
       }
       const { data } = await reader.read(name);
       variable.assign(tf.tensor(data, variable.shape, "float32"));

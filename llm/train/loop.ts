@@ -200,7 +200,11 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
     checkFinite("untrained training", train_loss, 0);
     checkFinite("untrained validation", val_loss, 0);
     state.initial = { train_loss, val_loss };
-    log(`${n === undefined ? "untrained" : "initial"} loss: train ${train_loss.toFixed(3)}, val ${val_loss.toFixed(3)}`);
+    log(
+      `${n === undefined ? "untrained" : "initial"} loss: train ${train_loss.toFixed(3)}, val ${
+        val_loss.toFixed(3)
+      }`,
+    );
   }
 
   // Where the last checkpoint went, and the step it holds.
