@@ -41,12 +41,20 @@ export {
   builtinStages,
   dataloaderStage,
   evaluateStage,
+  finetuneStage,
   generateStage,
+  instructionsStage,
   loadOpenaiWeightsStage,
+  loraFinetuneStage,
   pretrainStage,
+  responsesStage,
   tokenizeStage,
 } from "./stages/mod.ts";
-export { openDataloaderArtifact, openTokenizeArtifact } from "./stages/mod.ts";
+export {
+  openDataloaderArtifact,
+  openInstructionsArtifact,
+  openTokenizeArtifact,
+} from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
@@ -74,6 +82,13 @@ export {
   readInstructionData,
   splitInstructionData,
 } from "./llm/data/instructions.ts";
+export { collateInstructions, InstructionLoader } from "./llm/data/instruction_batches.ts";
+export {
+  readTemplateFile,
+  readTokenizedExamples,
+  writeTemplateFile,
+  writeTokenizedExamples,
+} from "./llm/data/instruction_files.ts";
 
 // The model, training and weights
 export { countParameters, loadModelConfig } from "./llm/model/config.ts";
@@ -103,8 +118,17 @@ export type {
   TrainingState,
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
-export { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./llm/train/checkpoint.ts";
-export type { CheckpointState, TrainingPosition } from "./llm/train/checkpoint.ts";
+export {
+  loadCheckpoint,
+  readCheckpointState,
+  restoreCheckpoint,
+  saveCheckpoint,
+} from "./llm/train/checkpoint.ts";
+export type {
+  CheckpointContents,
+  CheckpointState,
+  TrainingPosition,
+} from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
 export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
@@ -119,7 +143,12 @@ export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
 // Inference
 export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
 export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";
-export { isInstructionTuned, isModelFolder, readModelTokenizer } from "./llm/infer/model_folder.ts";
+export {
+  isInstructionTuned,
+  isModelFolder,
+  readModelTemplate,
+  readModelTokenizer,
+} from "./llm/infer/model_folder.ts";
 export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
@@ -133,7 +162,7 @@ export type { StepOutcome } from "./runner/run.ts";
 export type { PipelineProblem, SourceLocation } from "./runner/errors.ts";
 export type { FetchOptions } from "./datasets/download.ts";
 export type { HfGpt2FileName, OpenaiGpt2FileName } from "./datasets/gpt2.ts";
-export type { DataloaderArtifact, LoaderManifest } from "./stages/mod.ts";
+export type { DataloaderArtifact, InstructionsArtifact, LoaderManifest } from "./stages/mod.ts";
 export type {
   Embedding,
   LayerNorm,

@@ -83,6 +83,7 @@ function localPath(corpus: string, pipeline: PipelineSettings): string {
   return resolvePath(corpus, pipeline.baseDir);
 }
 
+/** Stage `instructions`: split, format and tokenize instruction data (book ch07). */
 export const instructionsStage = defineStage({
   type: "instructions",
   version: "1",

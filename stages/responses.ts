@@ -96,6 +96,7 @@ function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
   return [["model_response", modelInput(ctx).stage]];
 }
 
+/** Stage `responses`: the book's responses.json, one answer field per model. */
 export const responsesStage = defineStage({
   type: "responses",
   version: "1",
