@@ -9,6 +9,7 @@ import { readModelTemplate } from "../../llm/infer/model_folder.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { REPO_ROOT, SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
 import { quietOutput, writePipeline } from "../runner/helpers.ts";
+import { readResponses, responseFields } from "../../llm/eval/judge.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
@@ -239,6 +240,49 @@ Deno.test("lora-finetune: killed mid-run (SIGKILL), the re-run resumes from the 
   });
 });
 
+Deno.test("lora-finetune: interrupted (Ctrl-C: the run's signal), it checkpoints, and the re-run ends with the same weights", async () => {
+  await withTempDir(async (dir) => {
+    const file = await ftPipeline(dir, LORA.replace("    checkpoint_every: 3\n", ""));
+    const reference = await runFile(file, join(dir, "reference"));
+    assert.ok(reference.ok, reference.error?.message);
+
+    const cache = join(dir, "interrupted");
+    const controller = new AbortController();
+    const pipeline = await loadPipeline(file, builtinStages());
+    const first: string[] = [];
+    const outcome = await runPipeline(pipeline, {
+      cacheDir: cache,
+      signal: controller.signal,
+      out: {
+        write: (t: string) => {
+          first.push(t);
+          if (/\[lora-finetune\] Ep 1 \(Step 000004\)/.test(t)) controller.abort();
+        },
+        isTerminal: false,
+      },
+    }).catch((error) => error);
+    assert.ok(!outcome?.ok, "the first run must have been interrupted");
+    assert.match(first.join(""), /\[lora-finetune\] checkpoint saved at step 5/);
+
+    const resumed: string[] = [];
+    const report = await runPipeline(await loadPipeline(file, builtinStages()), {
+      cacheDir: cache,
+      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
+    });
+    assert.ok(report.ok, report.error?.message);
+    assert.match(resumed.join(""), /\[lora-finetune\] resuming from the checkpoint at step 5/);
+    const a = await readSafetensorsFile(
+      join(reference.artifacts["lora-finetune"].dir, "model.safetensors"),
+    );
+    const b = await readSafetensorsFile(
+      join(report.artifacts["lora-finetune"].dir, "model.safetensors"),
+    );
+    for (const [name, tensor] of a.tensors) {
+      assert.deepEqual(b.tensors.get(name)!.data, tensor.data, `${name} differs after resuming`);
+    }
+  });
+});
+
 const RESPONSES = `  responses:
     needs: [instructions, pretrain]
     split: train
@@ -271,6 +315,9 @@ Deno.test("responses: the book's responses.json; an interrupted run resumes at t
       await Deno.readTextFile(join(reference.artifacts.instructions.dir, "train.json")),
     );
     assert.equal(want.length, 6);
+    // The judge reads it as the book's format, with one response field.
+    const path = join(reference.artifacts.responses.dir, "responses.json");
+    assert.deepEqual(responseFields(await readResponses(path)), ["model_response"]);
     want.forEach((entry: Record<string, string>, i: number) => {
       assert.deepEqual(
         { instruction: entry.instruction, input: entry.input, output: entry.output },
