@@ -82,13 +82,6 @@ export {
   readInstructionData,
   splitInstructionData,
 } from "./llm/data/instructions.ts";
-export { collateInstructions, InstructionLoader } from "./llm/data/instruction_batches.ts";
-export {
-  readTemplateFile,
-  readTokenizedExamples,
-  writeTemplateFile,
-  writeTokenizedExamples,
-} from "./llm/data/instruction_files.ts";
 
 // The model, training and weights
 export { countParameters, loadModelConfig } from "./llm/model/config.ts";
@@ -192,7 +185,9 @@ export type {
 export type {
   InstructionEntry,
   InstructionSplit,
+  PromptTemplate,
   SplitFractions,
+  TokenizedExample,
 } from "./llm/data/instructions.ts";
 export type { TokenizerFolder } from "./llm/tokenizer/files.ts";
 export type {

@@ -355,14 +355,14 @@ async function train_(
 }
 
 /** Stage `finetune`: instruction-finetune every weight of an upstream model. */
-export const finetuneStage = defineFinetune(
+export const finetuneStage: StageDefinition<FinetuneParams> = defineFinetune(
   "finetune",
   "Instruction-finetune every weight of a model (book ch07), with checkpoints",
   FinetuneParams,
 );
 
 /** Stage `lora-finetune`: train LoRA adapters on a frozen upstream model; saves merged weights. */
-export const loraFinetuneStage = defineFinetune(
+export const loraFinetuneStage: StageDefinition<LoraFinetuneParams> = defineFinetune(
   "lora-finetune",
   "Instruction-finetune LoRA adapters on a frozen model (exercise 7.4); saves merged weights",
   LoraFinetuneParams,

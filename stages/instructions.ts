@@ -167,9 +167,13 @@ export const instructionsStage = defineStage({
 
 /** What an `instructions` stage wrote, read back. */
 export interface InstructionsArtifact {
+  /** The artifact folder. */
   dir: string;
+  /** The prompt template the examples were formatted with (template.json). */
   template: PromptTemplate;
+  /** The tokenizer of the token ids (tokenizer.json). */
   tokenizer: Tokenizer;
+  /** The stage's `allowed_max_length`. */
   allowedMaxLength: number;
   /** The entries of a split (train.json, val.json, test.json). */
   entries(split: InstructionSplit): Promise<InstructionEntry[]>;
