@@ -60,7 +60,13 @@ export const InstructionsParams = z.strictObject({
     "In file order: `book` 85% train / 10% test / rest validation (935/110/55), `workshop` " +
       "85/15 (no validation part), or `{train, test}` fractions.",
   ),
-  template: z.string().min(1).default("alpaca").describe(
+  template: z.string().min(1).default("alpaca").superRefine((value, issue) => {
+    try {
+      promptTemplate(value);
+    } catch (error) {
+      issue.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  }).describe(
     "Prompt template: `alpaca` (the book's), `phi3` (exercise 7.1) or a custom template string " +
       "with `{instruction}`, `[[...{input}...]]` and a final `{output}`.",
   ),

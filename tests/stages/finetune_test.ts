@@ -103,6 +103,46 @@ Deno.test("instructions: the book's split of the first 40 entries, tokens, templ
   });
 });
 
+Deno.test("instructions: a local JSONL file (its content in the cache key), a custom template, the workshop split", async () => {
+  await withTempDir(async (dir) => {
+    const records = Array.from({ length: 20 }, (_, i) => ({
+      instruction: `Add ${i} and 1.`,
+      input: i % 2 ? `${i}` : "",
+      output: `${i + 1}`,
+    }));
+    const data = join(dir, "data.jsonl");
+    await Deno.writeTextFile(data, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const file = await writePipeline(
+      dir,
+      `name: local
+stages:
+  instructions:
+    corpus: ${data}
+    split: workshop
+    template: "Q: {instruction}[[ ({input})]]\\nA: {output}"
+`,
+    );
+    const first = await runFile(file, join(dir, "cache"));
+    assert.ok(first.ok, first.error?.message);
+    const artifact = await openInstructionsArtifact(first.artifacts.instructions.dir);
+    assert.equal(artifact.template.name, "custom");
+    assert.equal(artifact.template.prompt(records[3]), "Q: Add 3 and 1. (3)");
+    assert.deepEqual((await artifact.entries("train")).length, 17);
+    assert.deepEqual((await artifact.entries("test")).length, 3);
+    assert.deepEqual(await artifact.entries("val"), []);
+    const cached = await runFile(file, join(dir, "cache"));
+    assert.equal(cached.artifacts.instructions.key, first.artifacts.instructions.key);
+    await Deno.writeTextFile(data, JSON.stringify(records[0]) + "\n", { append: true });
+    const changed = await runFile(file, join(dir, "cache"));
+    assert.ok(changed.ok, changed.error?.message);
+    assert.notEqual(changed.artifacts.instructions.key, first.artifacts.instructions.key);
+    assert.equal(changed.artifacts.instructions.manifest.metrics.duplicates, 1);
+    // A template without {output} is refused before anything runs, naming the key.
+    await Deno.writeTextFile(file, (await Deno.readTextFile(file)).replace("A: {output}", "A:"));
+    await assert.rejects(runFile(file, join(dir, "cache")), /template.*must end with \{output\}/);
+  });
+});
+
 Deno.test("lora-finetune: trains only the adapters, the loss falls, merged weights = base + adapter, template kept", async () => {
   await withTempDir(async (dir) => {
     const report = await runFile(await ftPipeline(dir, LORA), join(dir, "cache"));
