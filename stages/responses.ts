@@ -17,7 +17,7 @@ import { z } from "zod";
 import { writeFileAtomic } from "../llm/files.ts";
 import type { InstructionEntry } from "../llm/data/instructions.ts";
 import { generateResponses } from "../llm/infer/responses.ts";
-import { readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import { defineStage, type StageContext } from "../runner/stage.ts";
 import { inputOfType, modelInput } from "./common.ts";
@@ -90,8 +90,24 @@ function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
   if (ctx.params.models) {
     const entries = Object.entries(ctx.params.models);
     if (entries.length === 0) throw new Error(`${ctx.name}: \`models\` is empty`);
-    for (const [, stage] of entries) modelInput(ctx, stage); // names and checks each
+    for (const [field, stage] of entries) {
+      if (!ctx.inputs[stage]) {
+        throw new Error(
+          `${ctx.name}: models.${field}: "${stage}" is not among this stage's needs (${
+            Object.keys(ctx.inputs).join(", ")
+          })`,
+        );
+      }
+      modelInput(ctx, stage); // checks that it holds a model
+    }
     return entries;
+  }
+  const withModels = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  if (withModels.length > 1) {
+    throw new Error(
+      `${ctx.name}: several models upstream (${withModels.map((a) => a.stage).join(", ")}): ` +
+        "name a field for each with `models:`, e.g. {response_before: ..., response_after: ...}",
+    );
   }
   return [["model_response", modelInput(ctx).stage]];
 }
@@ -105,15 +121,6 @@ export const responsesStage = defineStage({
   inherits: ["seed"],
   requires: ["instructions"],
   headline: ["entries", "fields", "tokens_per_second"],
-  checkUpstream: (p, upstream) => {
-    const names = new Set(upstream.map((s) => s.name));
-    return Object.entries(p.models ?? {}).flatMap(([field, stage]) =>
-      names.has(stage) ? [] : [{
-        key: `models.${field}`,
-        message: `"${stage}" is not a stage this one needs`,
-      }]
-    );
-  },
   async run(ctx) {
     const p = ctx.params;
     const data = await openInstructionsArtifact(inputOfType(ctx, "instructions").dir);

@@ -397,3 +397,18 @@ Deno.test("responses: the book's responses.json; an interrupted run resumes at t
     );
   });
 });
+
+Deno.test("responses: a `models` entry that names no upstream model is an error naming the needs", async () => {
+  await withTempDir(async (dir) => {
+    const file = await ftPipeline(
+      dir,
+      RESPONSES + "    models:\n      response_after: lora-finetune\n",
+    );
+    const report = await runFile(file, join(dir, "cache")).catch((error) => error);
+    const message = report instanceof Error ? report.message : report.error?.message;
+    assert.match(
+      String(message),
+      /models\.response_after: "lora-finetune" is not among this stage's needs \(instructions, pretrain\)/,
+    );
+  });
+});
