@@ -41,12 +41,20 @@ export {
   builtinStages,
   dataloaderStage,
   evaluateStage,
+  finetuneStage,
   generateStage,
+  instructionsStage,
   loadOpenaiWeightsStage,
+  loraFinetuneStage,
   pretrainStage,
+  responsesStage,
   tokenizeStage,
 } from "./stages/mod.ts";
-export { openDataloaderArtifact, openTokenizeArtifact } from "./stages/mod.ts";
+export {
+  openDataloaderArtifact,
+  openInstructionsArtifact,
+  openTokenizeArtifact,
+} from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
@@ -104,7 +112,12 @@ export type {
   TrainingState,
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
-export { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./llm/train/checkpoint.ts";
+export {
+  loadCheckpoint,
+  readCheckpointState,
+  restoreCheckpoint,
+  saveCheckpoint,
+} from "./llm/train/checkpoint.ts";
 export type {
   CheckpointContents,
   CheckpointState,
@@ -124,7 +137,12 @@ export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
 // Inference
 export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
 export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";
-export { isInstructionTuned, isModelFolder, readModelTokenizer } from "./llm/infer/model_folder.ts";
+export {
+  isInstructionTuned,
+  isModelFolder,
+  readModelTemplate,
+  readModelTokenizer,
+} from "./llm/infer/model_folder.ts";
 export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
@@ -145,7 +163,7 @@ export type { HeldLock, LockOwner } from "./runner/lock.ts";
 export type { FileRecord, UpstreamStage } from "./runner/stage.ts";
 export type { FetchOptions } from "./datasets/download.ts";
 export type { HfGpt2FileName, OpenaiGpt2FileName } from "./datasets/gpt2.ts";
-export type { DataloaderArtifact, LoaderManifest } from "./stages/mod.ts";
+export type { DataloaderArtifact, InstructionsArtifact, LoaderManifest } from "./stages/mod.ts";
 export type {
   Embedding,
   LayerNorm,
@@ -183,7 +201,9 @@ export type {
 export type {
   InstructionEntry,
   InstructionSplit,
+  PromptTemplate,
   SplitFractions,
+  TokenizedExample,
 } from "./llm/data/instructions.ts";
 export type { TokenizerFolder } from "./llm/tokenizer/files.ts";
 export type {

@@ -2,14 +2,13 @@
  * `deno task chat`: talk to a model interactively, the reply streaming as it is generated.
  *
  * A base model continues the conversation's transcript (what was said so far, cropped to its
- * context by the generator). An instruction-tuned model (Alpaca template) answers each message
+ * context by the generator). An instruction-tuned model (its own template, e.g. Alpaca) answers each message
  * on its own, as it was trained: the book's finetuned model has no notion of earlier turns.
  *
  * Input: a line is a message; end a line with `\` to continue the message on the next line.
  * `/reset` forgets the transcript, `/exit` (or end of input) quits.
  */
 import { parseArgs } from "node:util";
-import { formatInstructionQuery } from "../llm/data/instructions.ts";
 import { complete } from "../llm/infer/complete.ts";
 import {
   checkCommonFlags,
@@ -24,6 +23,11 @@ import {
   withStopToken,
   writeOut,
 } from "./common.ts";
+
+/** How the chat banner names a template. */
+function templateTitle(name: string): string {
+  return ({ alpaca: "Alpaca", phi3: "Phi-3" } as Record<string, string>)[name] ?? name;
+}
 
 const USAGE = `usage: deno task chat --model M [options]
 
@@ -81,12 +85,14 @@ async function main(args: string[]): Promise<void> {
   checkCommonFlags(values);
   const sampling = samplingFromFlags(values, { max_new_tokens: 200, temperature: 0.7, top_k: 50 });
 
-  const { model, tokenizer, alpaca, dir } = await openModel(values);
+  const { model, tokenizer, template, dir } = await openModel(values);
   const settings = withStopToken(sampling, tokenizer);
   const interactive = Deno.stdin.isTerminal();
   console.error(
     `chatting with ${dir} (${
-      alpaca ? "Alpaca template, one instruction at a time" : "base model"
+      template
+        ? `${templateTitle(template.name)} template, one instruction at a time`
+        : "base model"
     }` +
       `); /reset forgets, /exit quits, a trailing \\ continues the message`,
   );
@@ -106,15 +112,15 @@ async function main(args: string[]): Promise<void> {
         continue;
       }
       if (command === "") continue;
-      const prompt = alpaca
-        ? formatInstructionQuery({ instruction: message })
+      const prompt = template
+        ? template.query({ instruction: message })
         : transcript
         ? `${transcript}\n${message}`
         : message;
       warnIfPromptTooLong(model, tokenizer, prompt);
       const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
       writeOut("\n");
-      if (!alpaca) transcript = prompt + done.text;
+      if (!template) transcript = prompt + done.text;
     }
   } finally {
     model.dispose();

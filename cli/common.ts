@@ -22,11 +22,8 @@ import { ensureMemory } from "../llm/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
-import {
-  isInstructionTuned,
-  isModelFolder,
-  readModelTokenizer,
-} from "../llm/infer/model_folder.ts";
+import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
 import { loadOpenaiWeightsStage } from "../stages/mod.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
@@ -37,7 +34,7 @@ export const MODEL_USAGE =
                        artifact under .groundup/) or a GPT-2 size: ${GPT2_SIZES.join(", ")}
                        (downloaded and converted on first use, then cached)
   --source S           where a size comes from: openai (default) | hf
-  --template T         auto (default: Alpaca when the model was instruction-tuned) | none | alpaca
+  --template T         auto (default: the template a model was instruction-tuned with) | none | alpaca | phi3
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
   --cache-dir DIR      artifact cache (default .groundup, or GROUNDUP_CACHE_DIR)
   --mirror DIR         local folder consulted before any download (or GROUNDUP_MIRROR)`;
@@ -142,8 +139,8 @@ export function checkCommonFlags(values: FlagValues): void {
   if (!["openai", "hf"].includes(String(values.source))) {
     throw new UsageError(`--source ${values.source}: expected openai or hf`);
   }
-  if (!["auto", "none", "alpaca"].includes(String(values.template))) {
-    throw new UsageError(`--template ${values.template}: expected auto, none or alpaca`);
+  if (!["auto", "none", "alpaca", "phi3"].includes(String(values.template))) {
+    throw new UsageError(`--template ${values.template}: expected auto, none, alpaca or phi3`);
   }
   if (!(BACKEND_CHOICES as readonly string[]).includes(String(values.backend))) {
     throw new UsageError(`--backend ${values.backend}: expected ${BACKEND_CHOICES.join(", ")}`);
@@ -196,8 +193,13 @@ export interface OpenedModel {
   dir: string;
   model: GPTModel;
   tokenizer: Tokenizer;
-  /** The Alpaca template applies (by `--template`, or because the model was instruction-tuned). */
+  /**
+   * An instruction template applies (by `--template`, or because the model was
+   * instruction-tuned): `template` says which.
+   */
   alpaca: boolean;
+  /** The prompt template (the fine-tuned model's own, or `--template`'s); none for a base model. */
+  template?: PromptTemplate;
 }
 
 /**
@@ -257,10 +259,12 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   await initEngine({ backend: values.backend as BackendChoice });
   const tokenizer = await readModelTokenizer(dir);
   const model = await loadModel(dir);
-  const alpaca = values.template === "auto"
-    ? await isInstructionTuned(dir)
-    : values.template === "alpaca";
-  return { dir, model, tokenizer, alpaca };
+  const template = values.template === "auto"
+    ? await readModelTemplate(dir)
+    : values.template === "none"
+    ? undefined
+    : promptTemplate(String(values.template));
+  return { dir, model, tokenizer, alpaca: template !== undefined, template };
 }
 
 const encoder = new TextEncoder();

@@ -5,7 +5,6 @@
  *   deno task generate --model 124M --prompt "Every effort moves you" --top-k 50 --temperature 1.5
  */
 import { parseArgs } from "node:util";
-import { formatInstructionQuery } from "../llm/data/instructions.ts";
 import { complete } from "../llm/infer/complete.ts";
 import {
   checkCommonFlags,
@@ -23,10 +22,10 @@ import {
 
 const USAGE = `usage: deno task generate --model M --prompt TEXT [options]
 
-Prints the prompt and its continuation, token by token (with the Alpaca template: the answer).
+Prints the prompt and its continuation, token by token (with an instruction template, Alpaca or the one the model was tuned with: the answer).
 
 ${MODEL_USAGE}
-  --prompt TEXT        the text to continue (or the instruction, with the Alpaca template)
+  --prompt TEXT        the text to continue (or the instruction, with an instruction template)
 ${SAMPLING_USAGE}
                        (defaults here: --max-new-tokens 25, greedy)
   -h, --help           this text
@@ -50,13 +49,13 @@ async function main(args: string[]): Promise<void> {
   }
   const sampling = samplingFromFlags(values, { max_new_tokens: 25, temperature: 0 });
 
-  const { model, tokenizer, alpaca } = await openModel(values);
+  const { model, tokenizer, template } = await openModel(values);
   try {
     const settings = withStopToken(sampling, tokenizer);
-    const prompt = alpaca ? formatInstructionQuery({ instruction: values.prompt }) : values.prompt;
+    const prompt = template ? template.query({ instruction: values.prompt }) : values.prompt;
     warnIfPromptTooLong(model, tokenizer, prompt);
     // The book prints the prompt with its continuation; an instruction prints only the answer.
-    if (!alpaca) writeOut(tokenizer.decode(tokenizer.encode(prompt)));
+    if (!template) writeOut(tokenizer.decode(tokenizer.encode(prompt)));
     const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
     writeOut("\n");
     console.error(

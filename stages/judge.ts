@@ -20,7 +20,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { resolvePath, writeFileAtomic } from "../llm/files.ts";
-import { defineStage, type StageContext } from "../runner/stage.ts";
+import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";
 import { DEFAULT_MODELS, DEFAULT_URLS, JudgeClient } from "../llm/eval/judge_client.ts";
@@ -90,7 +90,7 @@ function responsesPath(ctx: StageContext<JudgeParams>): string {
 /** A field name as a file name part. */
 const fileSafe = (field: string) => field.replace(/[^A-Za-z0-9_.-]+/g, "_");
 
-export const judgeStage = defineStage({
+export const judgeStage: StageDefinition = defineStage({
   type: "judge",
   version: "1",
   description: "Score responses 0–100 with an LLM judge (Ollama/OpenAI API); pairwise preference",

@@ -25,7 +25,7 @@ import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { AdamW } from "../llm/train/adamw.ts";
 import { loadCheckpoint, readCheckpointState, saveCheckpoint } from "../llm/train/checkpoint.ts";
 import { type TrainingState, trainModel } from "../llm/train/loop.ts";
-import { lossPlotSvg } from "../llm/train/plot.ts";
+import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
 import { warmupCosineLr } from "../llm/train/schedule.ts";
 import { inputOfType } from "./common.ts";
 import { openDataloaderArtifact } from "./dataloader.ts";
@@ -237,53 +237,7 @@ async function writeArtifact(
   model: GPTModel,
   state: TrainingState,
 ) {
-  const { tokensSeen, step: steps } = state.position;
   await saveModel(ctx.outDir, model);
-  const history = {
-    initial: state.initial ?? null,
-    evaluations: state.history,
-    samples: state.samples,
-  };
-  await Deno.writeTextFile(
-    join(ctx.outDir, "history.json"),
-    JSON.stringify(history, null, 2) + "\n",
-  );
-  const csv = ["step,epoch,tokens_seen,train_loss,val_loss"]
-    .concat(
-      state.history.map((h) =>
-        [h.step, h.epoch, h.tokens_seen, h.train_loss, h.val_loss].join(",")
-      ),
-    )
-    .join("\n") + "\n";
-  await Deno.writeTextFile(join(ctx.outDir, "history.csv"), csv);
-  await Deno.writeTextFile(
-    join(ctx.outDir, "samples.json"),
-    JSON.stringify(state.samples, null, 2) + "\n",
-  );
-  if (state.history.length > 0) {
-    const svg = lossPlotSvg({
-      epochs: state.history.map((h) => h.epoch),
-      tokensSeen: state.history.map((h) => h.tokens_seen),
-      train: state.history.map((h) => h.train_loss),
-      val: state.history.map((h) => h.val_loss),
-      title: `${ctx.pipeline.name}: ${ctx.name}`,
-    });
-    await Deno.writeTextFile(join(ctx.outDir, "loss.svg"), svg);
-  }
-  const last = state.history.at(-1);
-  const metrics: Record<string, number> = {
-    steps,
-    tokens_seen: tokensSeen,
-    train_seconds: Number(state.trainSeconds.toFixed(2)),
-    seconds_per_step: Number((state.trainSeconds / Math.max(steps, 1)).toFixed(4)),
-    tokens_per_second: Math.round(tokensSeen / Math.max(state.trainSeconds, 1e-9)),
-  };
-  if (last) Object.assign(metrics, { train_loss: last.train_loss, val_loss: last.val_loss });
-  if (state.initial) {
-    Object.assign(metrics, {
-      initial_train_loss: state.initial.train_loss,
-      initial_val_loss: state.initial.val_loss,
-    });
-  }
-  return { metrics };
+  await writeTrainingHistory(ctx.outDir, state, `${ctx.pipeline.name}: ${ctx.name}`);
+  return { metrics: trainingMetrics(state) };
 }

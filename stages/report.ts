@@ -12,7 +12,7 @@ import { z } from "zod";
 import { writeFileAtomic } from "../llm/files.ts";
 import { gatherReport } from "../llm/report/gather.ts";
 import { renderReport } from "../llm/report/html.ts";
-import { defineStage } from "../runner/stage.ts";
+import { defineStage, type StageDefinition } from "../runner/stage.ts";
 
 export const ReportParams = z.strictObject({
   title: z.string().min(1).optional().describe(
@@ -24,7 +24,7 @@ export const ReportParams = z.strictObject({
 });
 export type ReportParams = z.infer<typeof ReportParams>;
 
-export const reportStage = defineStage({
+export const reportStage: StageDefinition = defineStage({
   type: "report",
   version: "1",
   description:

@@ -36,6 +36,38 @@ interface JsonSchema {
 
 /** What each stage writes into its artifact folder, and what the schema cannot say. */
 const STAGE_NOTES: Record<string, string> = {
+  "instructions": `
+Book ch07's data preparation. Writes \`train.json\` / \`val.json\` / \`test.json\` (the entries
+themselves, in file order), \`train.bin\` / \`val.bin\` / \`test.bin\` (+\`.json\`, and
+\`.index.json\`: each example's offset and prompt length), \`template.json\` (name + template
+string), \`tokenizer.json\` and \`stats.json\` (per split: count, mean and longest length, how many
+exceed \`allowed_max_length\`; exact duplicates and repeated prompts, kept as the book keeps them).
+A local file's content hash is part of the cache key. Read back with
+\`openInstructionsArtifact\`.`,
+  "finetune": `
+Book ch07's \`train_model_simple\` on instruction batches (the book's \`custom_collate_fn\`: padded
+with \`<|endoftext|>\`, later pads ignored with -100, cut at \`allowed_max_length\` and at the
+model's context); the defaults are the book's. After each epoch a greedy sample continues the first
+validation entry's prompt. Writes \`model.safetensors\` + \`config.json\` (loadable by \`generate\`,
+\`chat\`, \`evaluate\`, \`responses\` and the book's PyTorch \`GPTModel\`), the tokenizer,
+\`template.json\` (so chat and generate format prompts as in training), \`history.json\` /
+\`history.csv\`, \`loss.svg\`, \`samples.json\`. Checkpoints as \`pretrain\`'s (whole model + AdamW);
+a re-run after a crash or Ctrl-C resumes exactly.`,
+  "lora-finetune": `
+Exercise 7.4 / appendix E: the model is frozen and each selected linear layer gets \`W x + s · (x A)
+B\` (A Kaiming-uniform, B zeros); with the defaults 3,470,608 trainable parameters at 124M. Writes
+what \`finetune\` writes, the weights merged (\`W + s·(A B)ᵀ\` under the book's names, so the
+artifact loads like any model), plus \`adapter.safetensors\` + \`adapter.json\` (rank, alpha,
+targets, base model and its config). Checkpoints hold only the adapters and their AdamW moments
+(megabytes); a re-run after a crash or Ctrl-C resumes exactly.`,
+  "responses": `
+Book ch07's "Extracting and saving responses": each entry of the split is formatted with the
+model's own template (its \`template.json\`, else the instructions artifact's), decoded in
+batches with the KV cache (greedy by default) until \`<|endoftext|>\` or \`max_new_tokens\`, and
+the text after the response header kept. Writes \`responses.json\` (the entries with one field per
+model, the book's format, which \`judge\` scores) and \`stats.json\`. Answers are appended to
+\`responses.jsonl\` in the progress folder as they finish, so an interrupted run answers only the
+rest.`,
   "judge": `
 The book's LLM judge (ch07): each response is scored 0–100 with the book's prompt by a model behind
 Ollama's or an OpenAI-compatible API; a reply that is not a bare integer counts as unscored (kept

@@ -4,19 +4,8 @@
  * order, `drop_last` for training).
  */
 import { deriveSeed, permutation, SeededRandom } from "../random.ts";
+import type { Batch } from "./batch.ts";
 import type { TokenizedExample } from "./instructions.ts";
-
-/** Token ids [rows, cols], row-major: the shape the trainer's `Batch` takes. */
-export interface IdMatrix {
-  shape: [number, number];
-  data: Int32Array;
-}
-
-export interface InstructionBatch {
-  inputs: IdMatrix;
-  /** Next-token targets; -100 where the loss ignores the position. */
-  targets: IdMatrix;
-}
 
 export interface CollateOptions {
   /** Default 50256 (GPT-2's `<|endoftext|>`). */
@@ -38,7 +27,7 @@ export interface CollateOptions {
 export function collateInstructions(
   examples: readonly TokenizedExample[],
   options: CollateOptions = {},
-): InstructionBatch {
+): Batch {
   const pad = options.padTokenId ?? 50256;
   const ignore = options.ignoreIndex ?? -100;
   if (examples.length === 0) throw new Error("collateInstructions: empty batch");
@@ -64,10 +53,7 @@ export function collateInstructions(
       targets[r * cols + t] = target;
     }
   });
-  return {
-    inputs: { shape: [rows, cols], data: inputs },
-    targets: { shape: [rows, cols], data: targets },
-  };
+  return { inputs, targets, batchSize: rows, seqLen: cols };
 }
 
 export interface InstructionLoaderOptions extends CollateOptions {
@@ -84,7 +70,7 @@ export interface InstructionLoaderOptions extends CollateOptions {
 /**
  * The book's `DataLoader(dataset, batch_size, collate_fn, shuffle, drop_last)`. Each epoch's
  * order comes from the seed and the epoch number alone (as `WindowLoader`), so a resumed run sees
- * the same batches.
+ * the same batches. It is an `EpochBatches` source for the training loop (llm/train/loop.ts).
  */
 export class InstructionLoader {
   readonly batchSize: number;
@@ -113,7 +99,7 @@ export class InstructionLoader {
     return permutation(n, new SeededRandom(deriveSeed(this.options.seed ?? 123, "epoch", epoch)));
   }
 
-  batch(epoch: number, index: number, order = this.order(epoch)): InstructionBatch {
+  batch(epoch: number, index: number, order = this.order(epoch)): Batch {
     if (!(index >= 0 && index < this.numBatches)) {
       throw new Error(`InstructionLoader: batch ${index} out of range 0..${this.numBatches - 1}`);
     }
@@ -125,8 +111,9 @@ export class InstructionLoader {
     return collateInstructions(picked, this.options);
   }
 
-  *batches(epoch = 0): Generator<InstructionBatch> {
+  /** The batches of `epoch` in order, from index `start` (a resumed run skips the ones done). */
+  *batches(epoch = 0, start = 0): Generator<Batch> {
     const order = this.order(epoch);
-    for (let i = 0; i < this.numBatches; i++) yield this.batch(epoch, i, order);
+    for (let i = start; i < this.numBatches; i++) yield this.batch(epoch, i, order);
   }
 }

@@ -185,9 +185,11 @@ export interface PromptTemplate {
   readonly name: string;
   /** The template string (see {@link parsePromptTemplate}), stored with tokenized data. */
   readonly source: string;
+  /** What the model sees at generation time (the book's `format_input`): no response header. */
   prompt(entry: { instruction: string; input?: string }): string;
   /** The prompt and the response header: the model's continuation is the answer itself. */
   query(entry: { instruction: string; input?: string }): string;
+  /** A whole training example: the query followed by the expected output. */
   example(entry: InstructionEntry): string;
   /** The answer inside a continuation of `prompt`: the response header removed, trimmed. */
   extractResponse(continuation: string): string;
@@ -287,6 +289,7 @@ export function promptTemplate(nameOrSource: string = "alpaca"): PromptTemplate 
 
 /** One tokenized training example: its ids and how many of them are the prompt. */
 export interface TokenizedExample {
+  /** GPT-2 token ids of the whole example (prompt, response header and output). */
   ids: number[];
   /** Tokens of `template.prompt(entry)` alone: what `mask_instructions` hides from the loss. */
   promptLength: number;

@@ -158,6 +158,10 @@ export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
 export interface LoadModelOptions {
   /** When given, the saved config must equal it (e.g. what a pipeline asked for). */
   expectedConfig?: GPTConfig;
+  /** Config values to use instead of the saved ones that do not change shapes (a fine-tune's drop_rate). */
+  overrides?: Pick<Partial<GPTConfig>, "drop_rate">;
+  /** Seed of the dropout RNG (default 123, as any new model's). */
+  seed?: number;
 }
 
 /**
@@ -166,7 +170,7 @@ export interface LoadModelOptions {
  * buffer of the whole file).
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<GPTModel> {
-  const config = await loadModelConfigFile(dir);
+  const config = { ...await loadModelConfigFile(dir), ...options.overrides };
   if (options.expectedConfig) {
     for (const [key, want] of Object.entries(options.expectedConfig)) {
       const got = config[key as keyof GPTConfig];
@@ -183,7 +187,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   await using reader = await openSafetensors(weightsPath);
   const { header } = reader;
   const tiedHead = header.metadata[TIED_HEAD_KEY] === "true";
-  const model = new GPTModel(config, { init: "zeros", tiedHead });
+  const model = new GPTModel(config, { init: "zeros", tiedHead, seed: options.seed });
   try {
     // Check names and shapes against the config before reading any data.
     const shapes = new Map([...header.tensors].map(([name, info]) => [name, info.shape]));

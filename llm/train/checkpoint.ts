@@ -16,6 +16,8 @@ import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";
 import { loadModel, saveModel } from "../model/weights_io.ts";
+import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
+import * as tf from "@tensorflow/tfjs";
 import type { AdamW, AdamWState } from "./adamw.ts";
 import { loadAdamWState, saveAdamWState } from "./optimizer_io.ts";
 
@@ -49,6 +51,8 @@ export interface CheckpointState<Extra> {
 
 const STATE_FILE = "state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
+/** The named tensors of a checkpoint that holds only what is trained (a LoRA adapter). */
+const TRAINABLE_FILE = "trainable.safetensors";
 
 /** What `saveCheckpoint` writes. */
 export interface CheckpointContents<Extra> {
@@ -58,27 +62,45 @@ export interface CheckpointContents<Extra> {
   optimizer: AdamW;
   /** Where training stands; the dropout RNG state and file list are added by `saveCheckpoint`. */
   state: Omit<CheckpointState<Extra>, "format" | "dropoutRngState" | "files">;
+  /**
+   * Save only these tensors (by name) instead of the whole model: a fine-tune whose base stays
+   * frozen keeps its checkpoints small. Restore them with {@link restoreCheckpoint}.
+   */
+  trainable?: readonly NamedParameter[];
 }
 
 /**
- * Writes a checkpoint of `model` (all its weights), `optimizer` and `state` into `dir`,
- * replacing the previous one only once the new one is complete.
+ * Writes a checkpoint of `model` (all its weights, or only `contents.trainable`), `optimizer` and
+ * `state` into `dir`, replacing the previous one only once the new one is complete.
  */
 export async function saveCheckpoint<Extra>(
   dir: string,
   contents: CheckpointContents<Extra>,
 ): Promise<void> {
-  const { model, optimizer, state } = contents;
+  const { model, optimizer, state, trainable } = contents;
   // Weights plus AdamW's two moments: 12 bytes a parameter, and the previous checkpoint
   // stays on disk until the new one is complete. Fail before writing anything if it won't fit.
+  const saved = trainable ? trainable.reduce((n, [, v]) => n + v.size, 0) : model.numParameters();
   await ensureFreeSpace(
     dirname(dir),
-    12 * model.numParameters() + 1_000_000,
+    12 * saved + 1_000_000,
     `a checkpoint (the previous one in ${dir} is kept)`,
   );
   const temp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await saveModel(temp, model);
+    if (trainable) {
+      await Deno.mkdir(temp, { recursive: true });
+      const tensors = new Map<string, NamedTensor>();
+      for (const [name, variable] of trainable) {
+        tensors.set(name, {
+          shape: [...variable.shape],
+          data: (await variable.data()) as Float32Array,
+        });
+      }
+      await writeSafetensorsFile(join(temp, TRAINABLE_FILE), tensors, { format: "pt" });
+    } else {
+      await saveModel(temp, model);
+    }
     const { state: joined, shapes } = joinShardedState(optimizer.getState(), optimizer.parameters);
     await saveAdamWState(join(temp, OPTIMIZER_FILE), joined, shapes);
     const full: CheckpointState<Extra> = {
@@ -241,6 +263,46 @@ export async function loadCheckpoint<Extra>(
   const path = join(dir, OPTIMIZER_FILE);
   optimizer.setState(splitShardedState(await loadAdamWState(path), optimizer.parameters), path);
   return { model, optimizer, state };
+}
+
+/**
+ * Restore a checkpoint written with `contents.trainable` into the model and optimizer at hand
+ * (the frozen base already loaded, the adapters in place): every named tensor must be in the
+ * file with its shape; the dropout RNG and AdamW's state come back too.
+ */
+export async function restoreCheckpoint<Extra>(
+  dir: string,
+  model: GPTModel,
+  optimizer: AdamW,
+  trainable: readonly NamedParameter[],
+): Promise<CheckpointState<Extra>> {
+  const state = await readCheckpointState<Extra>(dir);
+  if (!state) throw new Error(`${dir}: no checkpoint`);
+  const path = join(dir, TRAINABLE_FILE);
+  {
+    await using reader = await openSafetensors(path);
+    const names = new Set(trainable.map(([name]) => name));
+    const unknown = [...reader.header.tensors.keys()].filter((n) => !names.has(n));
+    if (unknown.length > 0) throw new Error(`${path}: unknown tensor(s) ${unknown.join(", ")}`);
+    for (const [name, variable] of trainable) {
+      const info = reader.header.tensors.get(name);
+      if (!info) throw new Error(`${path}: missing tensor "${name}"`);
+      if (info.shape.join() !== variable.shape.join()) {
+        throw new Error(
+          `${path}: "${name}" has shape [${info.shape}], expected [${variable.shape}]`,
+        );
+      }
+      const { data } = await reader.read(name);
+      variable.assign(tf.tensor(data, variable.shape, "float32"));
+    }
+  }
+  model.dropoutRng.state = state.dropoutRngState;
+  const optimizerPath = join(dir, OPTIMIZER_FILE);
+  optimizer.setState(
+    splitShardedState(await loadAdamWState(optimizerPath), optimizer.parameters),
+    optimizerPath,
+  );
+  return state;
 }
 
 /**

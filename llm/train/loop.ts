@@ -103,6 +103,13 @@ export interface TrainLoopOptions {
   resume?: TrainingState;
   /** On a fresh start, first measure the loss over every batch of both splits. */
   initialEval?: boolean;
+  /** Batches of each split the initial evaluation reads (default: all). */
+  initialEvalIter?: number;
+  /**
+   * Called with true before each training step and false after it: switches what the model's
+   * own dropout flag does not (LoRA adapters' dropout, `LoraAdapters.train`).
+   */
+  setTraining?: (on: boolean) => void;
   /** Generates the sample printed after each epoch (none when omitted). */
   sample?: (model: GPTModel) => Promise<string>;
   /** Writes a checkpoint of `state` (the model and optimizer are the caller's); returns where. */
@@ -192,12 +199,17 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
   };
 
   if (!options.resume && options.initialEval) {
-    const train_loss = await calcLossLoader(model, yielding(train.batches(0)));
-    const val_loss = await calcLossLoader(model, yielding(val.batches(0)));
+    const n = options.initialEvalIter;
+    const train_loss = await calcLossLoader(model, yielding(train.batches(0)), n);
+    const val_loss = await calcLossLoader(model, yielding(val.batches(0)), n);
     checkFinite("untrained training", train_loss, 0);
     checkFinite("untrained validation", val_loss, 0);
     state.initial = { train_loss, val_loss };
-    log(`untrained loss: train ${train_loss.toFixed(3)}, val ${val_loss.toFixed(3)}`);
+    log(
+      `${n === undefined ? "untrained" : "initial"} loss: train ${train_loss.toFixed(3)}, val ${
+        val_loss.toFixed(3)
+      }`,
+    );
   }
 
   // Where the last checkpoint went, and the step it holds.
@@ -223,10 +235,16 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
     for (const batch of train.batches(position.epoch, position.batch)) {
       await stopIfAborted();
       const t0 = performance.now();
-      const { loss } = await trainStep(model, optimizer, batch, {
-        maxGradNorm: options.maxGradNorm,
-        lr: options.lrAt?.(position.step, totalSteps),
-      });
+      options.setTraining?.(true);
+      let loss: number;
+      try {
+        ({ loss } = await trainStep(model, optimizer, batch, {
+          maxGradNorm: options.maxGradNorm,
+          lr: options.lrAt?.(position.step, totalSteps),
+        }));
+      } finally {
+        options.setTraining?.(false);
+      }
       checkFinite("training", loss, position.step);
       state.trainSeconds += (performance.now() - t0) / 1000;
       position.tokensSeen += batch.inputs.length;

@@ -5,6 +5,8 @@ import { withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { parityWords, writeParityModelFolder } from "../stages/parity_checkpoints.ts";
 import { runCli } from "./cli_helpers.ts";
+import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
+import { promptTemplate } from "../../llm/data/instructions.ts";
 
 await useCpuBackend();
 
@@ -57,5 +59,20 @@ Deno.test("chat: an instruction-tuned model (its manifest says so) gets the Alpa
     });
     assert.equal(forcedOff.code, 0, forcedOff.stderr);
     assert.match(forcedOff.stderr, /base model/);
+  });
+});
+
+Deno.test("chat: a fine-tuned model's template.json (phi3) is the template it chats with", async () => {
+  await withTempDir(async (dir) => {
+    await writeParityModelFolder(dir);
+    await writeTemplateFile(dir, promptTemplate("phi3"));
+    const tuned = await runCli("chat", ["--model", dir, ...greedy], { stdin: "t01 t02\n" });
+    assert.equal(tuned.code, 0, tuned.stderr);
+    assert.match(tuned.stderr, /Phi-3 template/);
+    const forced = await runCli("chat", ["--model", dir, "--template", "alpaca", ...greedy], {
+      stdin: "",
+    });
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /Alpaca template/);
   });
 });

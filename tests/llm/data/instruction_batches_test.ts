@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { Batch } from "../../../llm/data/batch.ts";
 import { collateInstructions, InstructionLoader } from "../../../llm/data/instruction_batches.ts";
 import {
   promptTemplate,
@@ -9,10 +10,10 @@ import {
 import { Gpt2Tokenizer } from "../../../llm/tokenizer/gpt2.ts";
 import { localFixture, sharedFixture } from "../../fixtures.ts";
 
-const rows = (m: { shape: [number, number]; data: Int32Array }) =>
+const rows = (b: Batch, which: "inputs" | "targets") =>
   Array.from(
-    { length: m.shape[0] },
-    (_, r) => [...m.data.subarray(r * m.shape[1], (r + 1) * m.shape[1])],
+    { length: b.batchSize },
+    (_, r) => [...b[which].subarray(r * b.seqLen, (r + 1) * b.seqLen)],
   );
 
 Deno.test("collate: the book's example batch (pad to longest + 1, shift, -100 after the first end-of-text)", () => {
@@ -22,12 +23,12 @@ Deno.test("collate: the book's example batch (pad to longest + 1, shift, -100 af
     { ids: [5, 6], promptLength: 1 },
     { ids: [7, 8, 9], promptLength: 2 },
   ]);
-  assert.deepEqual(rows(batch.inputs), [
+  assert.deepEqual(rows(batch, "inputs"), [
     [0, 1, 2, 3, 4],
     [5, 6, 50256, 50256, 50256],
     [7, 8, 9, 50256, 50256],
   ]);
-  assert.deepEqual(rows(batch.targets), [
+  assert.deepEqual(rows(batch, "targets"), [
     [1, 2, 3, 4, 50256],
     [6, 50256, -100, -100, -100],
     [8, 9, 50256, -100, -100],
@@ -37,7 +38,13 @@ Deno.test("collate: the book's example batch (pad to longest + 1, shift, -100 af
     { ids: [0, 1, 2, 3, 4], promptLength: 3 },
     { ids: [5, 6], promptLength: 1 },
   ], { maskInstructions: true });
-  assert.deepEqual(rows(masked.targets), [[-100, -100, 3, 4, 50256], [6, 50256, -100, -100, -100]]);
+  assert.deepEqual(rows(masked, "targets"), [[-100, -100, 3, 4, 50256], [
+    6,
+    50256,
+    -100,
+    -100,
+    -100,
+  ]]);
   // allowed_max_length cuts both after the masking.
   const cut = collateInstructions([{ ids: [0, 1, 2, 3, 4], promptLength: 1 }, {
     ids: [5],
@@ -45,8 +52,8 @@ Deno.test("collate: the book's example batch (pad to longest + 1, shift, -100 af
   }], {
     allowedMaxLength: 3,
   });
-  assert.deepEqual(rows(cut.inputs), [[0, 1, 2], [5, 50256, 50256]]);
-  assert.deepEqual(rows(cut.targets), [[1, 2, 3], [50256, -100, -100]]);
+  assert.deepEqual(rows(cut, "inputs"), [[0, 1, 2], [5, 50256, 50256]]);
+  assert.deepEqual(rows(cut, "targets"), [[1, 2, 3], [50256, -100, -100]]);
 });
 
 Deno.test("loader: batch 8, drop_last leaves 116 training batches averaging ≈ 71 positions; seeded shuffles per epoch", async () => {
@@ -65,9 +72,9 @@ Deno.test("loader: batch 8, drop_last leaves 116 training batches averaging ≈ 
   assert.equal(loader.numBatches, 116);
   const epoch0 = [...loader.batches(0)];
   assert.ok(
-    epoch0.every((b) => b.inputs.shape[0] === 8 && b.targets.shape[1] === b.inputs.shape[1]),
+    epoch0.every((b) => b.batchSize === 8 && b.targets.length === b.inputs.length),
   );
-  const meanLength = epoch0.reduce((n, b) => n + b.inputs.shape[1], 0) / epoch0.length;
+  const meanLength = epoch0.reduce((n, b) => n + b.seqLen, 0) / epoch0.length;
   assert.ok(meanLength > 66 && meanLength < 76, `mean padded length ${meanLength}`);
   // The same seed and epoch give the same order, another epoch another one; every example once.
   assert.deepEqual(
@@ -87,7 +94,7 @@ Deno.test("loader: batch 8, drop_last leaves 116 training batches averaging ≈ 
 
   const valLoader = new InstructionLoader(tokenizeInstructions(val, template, tokenizer).examples);
   assert.equal(valLoader.numBatches, 7); // 55 entries, the last batch has 7
-  assert.equal([...valLoader.batches()].at(-1)!.inputs.shape[0], 7);
+  assert.equal([...valLoader.batches()].at(-1)!.batchSize, 7);
   assert.throws(
     () => new InstructionLoader(examples, { batchSize: 0 }),
     /batchSize must be an integer ≥ 1/,
@@ -110,9 +117,13 @@ Deno.test("collate parity: the book's custom_collate_fn (PyTorch) over the first
   assert.ok(fixture.batches.length >= 2);
   fixture.batches.forEach((want: Record<string, number[][]>, i: number) => {
     const batch = plain.batch(0, i);
-    assert.deepEqual(rows(batch.inputs), want.input_ids, `batch ${i} inputs`);
-    assert.deepEqual(rows(batch.targets), want.target_ids, `batch ${i} targets`);
-    assert.deepEqual(rows(masked.batch(0, i).targets), want.masked_target_ids, `batch ${i} masked`);
-    assert.deepEqual(rows(masked.batch(0, i).inputs), want.input_ids);
+    assert.deepEqual(rows(batch, "inputs"), want.input_ids, `batch ${i} inputs`);
+    assert.deepEqual(rows(batch, "targets"), want.target_ids, `batch ${i} targets`);
+    assert.deepEqual(
+      rows(masked.batch(0, i), "targets"),
+      want.masked_target_ids,
+      `batch ${i} masked`,
+    );
+    assert.deepEqual(rows(masked.batch(0, i), "inputs"), want.input_ids);
   });
 });

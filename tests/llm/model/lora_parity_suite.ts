@@ -97,9 +97,9 @@ export function registerLoraParityTests(options: { label: string }): void {
       maskInstructions: true,
       allowedMaxLength: 1024,
     });
-    assert.deepEqual(batch.inputs.shape, [2, inputs.input_ids[0].length]);
-    assert.deepEqual([...batch.inputs.data], inputs.input_ids.flat());
-    assert.deepEqual([...batch.targets.data], inputs.target_ids.flat());
+    assert.deepEqual([batch.batchSize, batch.seqLen], [2, inputs.input_ids[0].length]);
+    assert.deepEqual([...batch.inputs], inputs.input_ids.flat());
+    assert.deepEqual([...batch.targets], inputs.target_ids.flat());
   });
 
   test("logits and the loss over the kept targets match PyTorch", async () => {

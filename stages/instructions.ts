@@ -1,0 +1,209 @@
+/**
+ * Stage `instructions` (book ch07, workshop part 6): read the instruction data
+ * (`{instruction, input, output}` records, JSON or JSONL), split it in file order, format each
+ * entry with a prompt template and tokenize it with GPT-2's BPE.
+ *
+ * Artifact: train.json / val.json / test.json (the entries themselves, which `responses`
+ * answers), train.bin / val.bin / test.bin (+ .json, .index.json: token ids and each example's
+ * offset and prompt length), template.json (name + source), tokenizer.json, stats.json (per
+ * split: count, mean/max length, truncated; the duplicates report).
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { DATASETS } from "../datasets/catalog.ts";
+import { readJsonFile, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import {
+  findDuplicates,
+  type InstructionEntry,
+  type InstructionSplit,
+  parseInstructionData,
+  type PromptTemplate,
+  promptTemplate,
+  readInstructionData,
+  type SplitFractions,
+  splitInstructionData,
+  type TokenizedExample,
+  tokenizeSplits,
+} from "../llm/data/instructions.ts";
+import {
+  readTemplateFile,
+  readTokenizedExamples,
+  TEMPLATE_FILE,
+  writeTemplateFile,
+  writeTokenizedExamples,
+} from "../llm/data/instruction_files.ts";
+import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
+import { readTokenizerFolder } from "../llm/tokenizer/files.ts";
+import { defineStage, type PipelineSettings, type StageDefinition } from "../runner/stage.ts";
+import { fetchForStage } from "./common.ts";
+
+const SPLITS: readonly InstructionSplit[] = ["train", "val", "test"];
+
+/** The named splits: the book's 85/10/rest (935/110/55) and the workshop's 85/15. */
+const NAMED_SPLITS: Record<string, SplitFractions> = {
+  book: { train: 0.85, test: 0.1 },
+  workshop: { train: 0.85, test: 0.15 },
+};
+
+export const InstructionsParams = z.strictObject({
+  corpus: z.string().min(1).default("instruction-data").describe(
+    "`instruction-data` (the book's 1,100 entries, downloaded or mirrored, checksum verified) " +
+      "or the path of a local JSON array / JSONL file of `{instruction, input, output}` records.",
+  ),
+  split: z.union([
+    z.enum(["book", "workshop"]),
+    z.strictObject({
+      train: z.number().min(0).max(1).describe("Fraction of the entries that train."),
+      test: z.number().min(0).max(1).describe("Fraction that tests; the rest validates."),
+    }),
+  ]).default("book").describe(
+    "In file order: `book` 85% train / 10% test / rest validation (935/110/55), `workshop` " +
+      "85/15 (no validation part), or `{train, test}` fractions.",
+  ),
+  template: z.string().min(1).default("alpaca").superRefine((value, issue) => {
+    try {
+      promptTemplate(value);
+    } catch (error) {
+      issue.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  }).describe(
+    "Prompt template: `alpaca` (the book's), `phi3` (exercise 7.1) or a custom template string " +
+      "with `{instruction}`, `[[...{input}...]]` and a final `{output}`.",
+  ),
+  allowed_max_length: z.number().int().min(2).default(1024).describe(
+    "Batches keep at most this many positions (the book's 1024); longer examples are counted " +
+      "as truncated. A fine-tune also cuts at its model's context length.",
+  ),
+  limit: z.number().int().min(1).optional().describe(
+    "Use only the first N entries (smoke tests, the book's --test_mode).",
+  ),
+  tokenizer: z.enum(["gpt2"]).default("gpt2").describe("GPT-2's BPE (the only one so far)."),
+});
+export type InstructionsParams = z.infer<typeof InstructionsParams>;
+
+function isLocal(corpus: string): boolean {
+  return !(corpus in DATASETS);
+}
+
+function localPath(corpus: string, pipeline: PipelineSettings): string {
+  return resolvePath(corpus, pipeline.baseDir);
+}
+
+/** Stage `instructions`: split, format and tokenize instruction data (book ch07). */
+export const instructionsStage: StageDefinition = defineStage({
+  type: "instructions",
+  version: "1",
+  description: "Split instruction data, format it with a prompt template and tokenize it",
+  params: InstructionsParams,
+  headline: ["train", "val", "test", "max_length"],
+  localFiles: (p, pipeline) => isLocal(p.corpus) ? [localPath(p.corpus, pipeline)] : [],
+  async run(ctx) {
+    const p = ctx.params;
+    const path = isLocal(p.corpus)
+      ? localPath(p.corpus, ctx.pipeline)
+      : await fetchForStage(ctx, DATASETS[p.corpus]);
+    let entries = await readInstructionData(path);
+    if (p.limit !== undefined) entries = entries.slice(0, p.limit);
+    if (entries.length === 0) throw new Error(`${path}: no entries`);
+    const fractions = typeof p.split === "string" ? NAMED_SPLITS[p.split] : p.split;
+    const splits = splitInstructionData(entries, fractions);
+    if (splits.train.length === 0) {
+      throw new Error(
+        `${path}: ${entries.length} entries leave no training entries with split ${
+          JSON.stringify(p.split)
+        }`,
+      );
+    }
+    const template = promptTemplate(p.template);
+    const tokenizer = createTokenizer({ kind: "gpt2" });
+    const tokenized = tokenizeSplits(splits, template, tokenizer, {
+      allowedMaxLength: p.allowed_max_length,
+    });
+    const duplicates = findDuplicates(entries);
+
+    for (const split of SPLITS) {
+      await writeFileAtomic(
+        join(ctx.outDir, `${split}.json`),
+        JSON.stringify(splits[split], null, 1) + "\n",
+      );
+      await writeTokenizedExamples(
+        join(ctx.outDir, `${split}.bin`),
+        tokenized[split].examples,
+        tokenizer.vocabSize,
+      );
+    }
+    await writeTemplateFile(ctx.outDir, template);
+    await Deno.writeTextFile(
+      join(ctx.outDir, "tokenizer.json"),
+      JSON.stringify({ kind: "gpt2" }) + "\n",
+    );
+    const stats = {
+      source: path,
+      entries: entries.length,
+      splits: Object.fromEntries(SPLITS.map((s) => [s, tokenized[s].stats])),
+      duplicates,
+    };
+    await Deno.writeTextFile(join(ctx.outDir, "stats.json"), JSON.stringify(stats, null, 2) + "\n");
+    for (const split of SPLITS) {
+      const s = tokenized[split].stats;
+      ctx.log.info(
+        `${split}: ${s.count} entries, ${
+          s.meanLength.toFixed(1)
+        } tokens on average, longest ${s.maxLength}` +
+          (s.truncated > 0 ? `, ${s.truncated} longer than ${s.allowedMaxLength}` : ""),
+      );
+    }
+    if (duplicates.count > 0) {
+      ctx.log.info(`${duplicates.count} entries repeat an earlier one (kept, as the book does)`);
+    }
+    return {
+      metrics: {
+        train: splits.train.length,
+        val: splits.val.length,
+        test: splits.test.length,
+        max_length: Math.max(...SPLITS.map((s) => tokenized[s].stats.maxLength)),
+        truncated: SPLITS.reduce((n, s) => n + tokenized[s].stats.truncated, 0),
+        duplicates: duplicates.count,
+        prompt_template: template.name,
+        allowed_max_length: p.allowed_max_length,
+      },
+    };
+  },
+});
+
+/** What an `instructions` stage wrote, read back. */
+export interface InstructionsArtifact {
+  /** The artifact folder. */
+  dir: string;
+  /** The prompt template the examples were formatted with (template.json). */
+  template: PromptTemplate;
+  /** The tokenizer of the token ids (tokenizer.json). */
+  tokenizer: Tokenizer;
+  /** The stage's `allowed_max_length`. */
+  allowedMaxLength: number;
+  /** The entries of a split (train.json, val.json, test.json). */
+  entries(split: InstructionSplit): Promise<InstructionEntry[]>;
+  /** The tokenized examples of a split. */
+  examples(split: InstructionSplit): Promise<TokenizedExample[]>;
+}
+
+/** Read back what an `instructions` stage wrote in `dir`. */
+export async function openInstructionsArtifact(dir: string): Promise<InstructionsArtifact> {
+  const template = await readTemplateFile(join(dir, TEMPLATE_FILE));
+  const { tokenizer } = await readTokenizerFolder(dir);
+  const stats = await readJsonFile(join(dir, "stats.json")) as {
+    splits: Record<string, { allowedMaxLength: number }>;
+  };
+  return {
+    dir,
+    template,
+    tokenizer,
+    allowedMaxLength: stats.splits.train.allowedMaxLength,
+    entries: async (split) =>
+      parseInstructionData(
+        await readJsonFile(join(dir, `${split}.json`)),
+        join(dir, `${split}.json`),
+      ),
+    examples: (split) => readTokenizedExamples(join(dir, `${split}.bin`)),
+  };
+}

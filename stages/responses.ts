@@ -1,0 +1,220 @@
+/**
+ * Stage `responses` (book ch07, "Extracting and saving responses"): answer a split of an
+ * `instructions` artifact with one or more models, greedily by default, and save the book's
+ * `responses.json`: the split's entries, each with one field per model (e.g. `response_before`
+ * from the base model and `response_after` from the fine-tuned one), which `judge` scores.
+ *
+ * Each model formats prompts with its own template (the template.json a fine-tune stores),
+ * else with the instructions artifact's. Answers are appended to `responses.jsonl` in the
+ * progress folder as they finish, so an interrupted run continues with the entries not yet
+ * answered.
+ *
+ * Artifact: responses.json, stats.json (per field: new tokens, how many stopped at
+ * end-of-text, tokens per second).
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { writeFileAtomic } from "../llm/files.ts";
+import type { InstructionEntry } from "../llm/data/instructions.ts";
+import { generateResponses } from "../llm/infer/responses.ts";
+import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { loadModel } from "../llm/model/weights_io.ts";
+import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
+import { inputOfType, modelInput } from "./common.ts";
+import { useEngine } from "./engine.ts";
+import { openInstructionsArtifact } from "./instructions.ts";
+import { RESPONSES_FILE } from "./judge.ts";
+
+export const ResponsesParams = z.strictObject({
+  split: z.enum(["test", "val", "train"]).default("test").describe(
+    "Which split of the instructions artifact to answer (the book: test).",
+  ),
+  models: z.record(
+    z.string().regex(/^[A-Za-z_][\w-]*$/, "a field name (letters, digits, _ and -)"),
+    z.string().min(1),
+  ).optional().describe(
+    "Field name → the stage whose model answers into it, e.g. `{response_before: gpt2-medium, " +
+      "response_after: lora-finetune}`. Default: `model_response` from the only model upstream.",
+  ),
+  max_new_tokens: z.number().int().min(1).default(256).describe(
+    "New tokens per answer at most (the book: 256); end-of-text stops earlier.",
+  ),
+  batch_size: z.number().int().min(1).default(8).describe("Entries decoded together."),
+  temperature: z.number().min(0).default(0).describe("0: greedy decoding (the book)."),
+  top_k: z.number().int().min(1).optional().describe(
+    "Sample only from the k most likely tokens (with a temperature).",
+  ),
+  seed: z.number().int().min(0).default(123).describe("Sampling seed (unused when greedy)."),
+  limit: z.number().int().min(1).optional().describe("Answer only the first `limit` entries."),
+});
+export type ResponsesParams = z.infer<typeof ResponsesParams>;
+
+/** One line of responses.jsonl: a finished answer. */
+interface ProgressLine {
+  field: string;
+  index: number;
+  response: string;
+  new_tokens: number;
+  stopped: boolean;
+}
+
+const PROGRESS_FILE = "responses.jsonl";
+
+/** The answers already in the progress file; a last line cut by a crash is dropped. */
+async function readProgress(path: string, warn: (line: string) => void) {
+  const done = new Map<string, Map<number, ProgressLine>>();
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return done;
+    throw error;
+  }
+  const lines = text.split("\n").filter((line) => line.trim() !== "");
+  lines.forEach((line, i) => {
+    let record: ProgressLine;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      warn(`${path}: line ${i + 1} is incomplete (an interrupted write); answering it again`);
+      return;
+    }
+    if (!done.has(record.field)) done.set(record.field, new Map());
+    done.get(record.field)!.set(record.index, record);
+  });
+  return done;
+}
+
+/** Field → upstream stage name. */
+function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
+  if (ctx.params.models) {
+    const entries = Object.entries(ctx.params.models);
+    if (entries.length === 0) throw new Error(`${ctx.name}: \`models\` is empty`);
+    for (const [field, stage] of entries) {
+      if (!ctx.inputs[stage]) {
+        throw new Error(
+          `${ctx.name}: models.${field}: "${stage}" is not among this stage's needs (${
+            Object.keys(ctx.inputs).join(", ")
+          })`,
+        );
+      }
+      modelInput(ctx, stage); // checks that it holds a model
+    }
+    return entries;
+  }
+  const withModels = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  if (withModels.length > 1) {
+    throw new Error(
+      `${ctx.name}: several models upstream (${withModels.map((a) => a.stage).join(", ")}): ` +
+        "name a field for each with `models:`, e.g. {response_before: ..., response_after: ...}",
+    );
+  }
+  return [["model_response", modelInput(ctx).stage]];
+}
+
+/** Stage `responses`: the book's responses.json, one answer field per model. */
+export const responsesStage: StageDefinition = defineStage({
+  type: "responses",
+  version: "1",
+  description: "Answer a split of the instruction data with one or more models (responses.json)",
+  params: ResponsesParams,
+  inherits: ["seed"],
+  requires: ["instructions"],
+  headline: ["entries", "fields", "tokens_per_second"],
+  async run(ctx) {
+    const p = ctx.params;
+    const data = await openInstructionsArtifact(inputOfType(ctx, "instructions").dir);
+    let entries: InstructionEntry[] = await data.entries(p.split);
+    if (p.limit !== undefined) entries = entries.slice(0, p.limit);
+    if (entries.length === 0) throw new Error(`${ctx.name}: the ${p.split} split has no entries`);
+    const models = modelsOf(ctx);
+    await useEngine(ctx);
+
+    const progressPath = join(ctx.progressDir, PROGRESS_FILE);
+    await Deno.mkdir(ctx.progressDir, { recursive: true });
+    const done = await readProgress(progressPath, (line) => ctx.log.warn(line));
+    const stats: Record<string, Record<string, number | string>> = {};
+    let allTokens = 0, allSeconds = 0;
+    for (const [field, stage] of models) {
+      const dir = ctx.inputs[stage].dir;
+      const answered = done.get(field) ?? new Map<number, ProgressLine>();
+      done.set(field, answered);
+      const skip = new Set([...answered.keys()].filter((i) => i < entries.length));
+      const template = (await readModelTemplate(dir)) ?? data.template;
+      if (skip.size > 0) {
+        ctx.log.info(`${field}: ${skip.size} of ${entries.length} answers already done, resuming`);
+      }
+      const tokenizer = await readModelTokenizer(dir);
+      const model = await loadModel(dir);
+      ctx.log.info(
+        `${field}: ${entries.length - skip.size} entries with the model of "${stage}", ` +
+          `template ${template.name}`,
+      );
+      const started = performance.now();
+      let tokens = 0;
+      try {
+        ctx.progress.start(field, entries.length, "entries", skip.size);
+        const results = generateResponses(model, tokenizer, entries, {
+          maxNewTokens: p.max_new_tokens,
+          batchSize: p.batch_size,
+          temperature: p.temperature,
+          topK: p.top_k,
+          seed: p.seed,
+          formatPrompt: (entry) => template.prompt(entry),
+          extract: (continuation) => template.extractResponse(continuation),
+          skip,
+          signal: ctx.signal,
+          onProgress: (progress) => {
+            tokens = progress.tokens;
+            ctx.progress.update(skip.size + progress.done, {
+              "tok/s": Math.round(progress.tokensPerSecond),
+            });
+          },
+        });
+        for await (const result of results) {
+          const line: ProgressLine = {
+            field,
+            index: result.index,
+            response: result.response,
+            new_tokens: result.newTokens,
+            stopped: result.stopped,
+          };
+          await Deno.writeTextFile(progressPath, JSON.stringify(line) + "\n", { append: true });
+          answered.set(result.index, line);
+        }
+        ctx.progress.finish();
+      } finally {
+        model.dispose();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      allTokens += tokens, allSeconds += seconds;
+      const lines = entries.map((_, i) => answered.get(i)!);
+      stats[field] = {
+        stage,
+        template: template.name,
+        mean_new_tokens: lines.reduce((n, l) => n + l.new_tokens, 0) / lines.length,
+        stopped: lines.filter((l) => l.stopped).length,
+        tokens_per_second: seconds > 0 ? Math.round(tokens / seconds) : 0,
+      };
+    }
+    const responses = entries.map((entry, i) => ({
+      ...entry,
+      ...Object.fromEntries(models.map(([field]) => [field, done.get(field)!.get(i)!.response])),
+    }));
+    await writeFileAtomic(
+      join(ctx.outDir, RESPONSES_FILE),
+      JSON.stringify(responses, null, 4) + "\n",
+    );
+    await writeFileAtomic(
+      join(ctx.outDir, "stats.json"),
+      JSON.stringify({ split: p.split, entries: entries.length, fields: stats }, null, 2) + "\n",
+    );
+    return {
+      metrics: {
+        entries: entries.length,
+        fields: models.map(([field]) => field).join(","),
+        tokens_per_second: allSeconds > 0 ? Math.round(allTokens / allSeconds) : 0,
+      },
+    };
+  },
+});
