@@ -6,12 +6,18 @@
  * trainable parameters. LoRA: rank 16, alpha 16 on every linear layer (llm/model/lora.ts).
  *
  *   deno run -A bench/finetune_step.ts [--model 124M|355M] [--steps 3] [--tokens 71] [--torch on|off]
+ *     [--modes full,lora,lora-plain]
+ *
+ * Modes: full, lora (the cpu engine's LoRA linear kernels, llm/engine/lora_kernels.ts) and
+ * lora-plain (the same step with those kernels unregistered: lora.ts's plain-tfjs form).
  *
  * One warm-up step, then the median of --steps timed steps. One JSON line per mode, then the
  * PyTorch lines and the ratios (ours / PyTorch, and LoRA / full for each).
  */
 import * as tf from "@tensorflow/tfjs";
 import { describeEngine, initEngine } from "../llm/engine/backend.ts";
+import { blasInUse } from "../llm/engine/cpu_kernels.ts";
+import { registerLoraKernels, unregisterLoraKernels } from "../llm/engine/lora_kernels.ts";
 import type { GPTConfig } from "../llm/model/config.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { applyLora } from "../llm/model/lora.ts";
@@ -24,6 +30,12 @@ const modelName = flag("model", "124M");
 const steps = Number(flag("steps", "3"));
 const TOKENS = Number(flag("tokens", "71"));
 const withTorch = flag("torch", "on") === "on";
+const modes = flag("modes", "full,lora").split(",");
+for (const mode of modes) {
+  if (!["full", "lora", "lora-plain"].includes(mode)) {
+    throw new Error(`--modes: unknown mode "${mode}" (expected full, lora, lora-plain)`);
+  }
+}
 const BATCH = 8;
 const sizes: Record<string, Pick<GPTConfig, "emb_dim" | "n_heads" | "n_layers">> = {
   "124M": { emb_dim: 768, n_heads: 12, n_layers: 12 },
@@ -48,9 +60,12 @@ for (let r = 0; r < BATCH; r++) targetData.fill(-100, r * TOKENS + TOKENS - 10, 
 const batch = { inputs, targets: { shape: inputs.shape, data: targetData } };
 
 const ours: Record<string, number> = {};
-for (const mode of ["full", "lora"] as const) {
+for (const mode of modes) {
   const model = new GPTModel(config, { seed: 123 });
-  if (mode === "lora") applyLora(model);
+  if (mode !== "full") applyLora(model);
+  const blas = blasInUse();
+  if (mode === "lora-plain") unregisterLoraKernels();
+  else if (blas) registerLoraKernels(blas);
   const optimizer = new AdamW(model.trainableParameters(), { lr: 5e-5, weightDecay: 0.1 });
   const step = async () => {
     const start = performance.now();
@@ -84,6 +99,7 @@ console.log(
     bench: "finetune_step_lora_vs_full",
     impl: "groundup",
     ratio: +(ours.lora / ours.full).toFixed(3),
+    ...(ours["lora-plain"] ? { ratio_plain: +(ours["lora-plain"] / ours.full).toFixed(3) } : {}),
     target: "≤ 0.6",
   }),
 );
