@@ -6,10 +6,12 @@
  * trainable parameters. LoRA: rank 16, alpha 16 on every linear layer (llm/model/lora.ts).
  *
  *   deno run -A bench/finetune_step.ts [--model 124M|355M] [--steps 3] [--tokens 71] [--torch on|off]
- *     [--modes full,lora,lora-plain]
+ *     [--modes full,lora,lora-plain] [--profile] [--layers N]
  *
  * Modes: full, lora (the cpu engine's LoRA linear kernels, llm/engine/lora_kernels.ts) and
  * lora-plain (the same step with those kernels unregistered: lora.ts's plain-tfjs form).
+ * --profile adds, per mode, one line per tfjs kernel of one extra forward + backward (tf.profile);
+ * --layers N (default: the model's) profiles a shallower model of the same width quickly.
  *
  * One warm-up step, then the median of --steps timed steps. One JSON line per mode, then the
  * PyTorch lines and the ratios (ours / PyTorch, and LoRA / full for each).
@@ -24,7 +26,8 @@ import { applyLora } from "../llm/model/lora.ts";
 import { SeededRandom } from "../llm/random.ts";
 import { AdamW } from "../llm/train/adamw.ts";
 import { trainStep } from "../llm/train/trainer.ts";
-import { flag, median, peakRssMb, runTorchBench } from "./common.ts";
+import { computeGradients } from "../llm/train/trainer.ts";
+import { flag, hasFlag, kernelProfile, median, peakRssMb, runTorchBench } from "./common.ts";
 
 const modelName = flag("model", "124M");
 const steps = Number(flag("steps", "3"));
@@ -49,6 +52,8 @@ const config: GPTConfig = {
   qkv_bias: true,
   ...sizes[modelName],
 };
+if (flag("layers", "")) config.n_layers = Number(flag("layers", ""));
+const profile = hasFlag("profile");
 
 const engine = await initEngine({ backend: "cpu", log: () => {} });
 const rng = new SeededRandom(7);
@@ -91,6 +96,16 @@ for (const mode of modes) {
     loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
     peak_rss_mb: peakRssMb(),
   }));
+  if (profile) {
+    const lines = await kernelProfile(async () => {
+      const { loss, grads } = computeGradients(model, batch, { training: true });
+      await loss.data();
+      tf.dispose([loss, ...grads.values()]);
+    });
+    for (const line of lines) {
+      console.log(JSON.stringify({ bench: "finetune_profile", mode, ...line }));
+    }
+  }
   model.dispose();
   tf.disposeVariables();
 }
