@@ -26,6 +26,7 @@ const BACKWARD = "GroundupLoraLinearGrad";
 /** The kernel names this module registers on the cpu backend. */
 export const LORA_KERNEL_NAMES: readonly string[] = [FORWARD, BACKWARD];
 
+/** The library the kernels compute with (set by `registerLoraKernels`). */
 let activeBlas: Blas | undefined;
 
 function values(backend: CpuBackend, info: tf.TensorInfo | undefined, what: string): Float32Array {
@@ -36,9 +37,38 @@ function values(backend: CpuBackend, info: tf.TensorInfo | undefined, what: stri
   return v;
 }
 
-function blas(): Blas {
+/**
+ * C = alpha · op(A) op(B) + beta · C for contiguous row-major matrices (op(A) M×K, op(B) K×N):
+ * the leading dimensions follow from the shapes.
+ */
+function gemm(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  b: Float32Array,
+  beta: number,
+  c: Float32Array,
+): void {
   if (!activeBlas) throw new Error("LoRA linear kernel: no BLAS library registered");
-  return activeBlas;
+  activeBlas.sgemm(
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    alpha,
+    a,
+    transA ? m : k,
+    b,
+    transB ? k : n,
+    beta,
+    c,
+    n,
+  );
 }
 
 /** Sizes of a call: rows of x, in, out, rank. */
@@ -48,57 +78,29 @@ function dims(inputs: tf.NamedTensorInfoMap) {
   return { rows, inFeatures, outFeatures, rank };
 }
 
-/** Forward: [y [rows, out], down = s·x A [rows, r]] (down is saved for B's gradient). */
+/**
+ * Forward: [y [rows, out], down = s·u A [rows, r]] (down is saved for B's gradient), where u is
+ * the adapter's own input when given (x after adapter dropout), else x.
+ */
 function forward({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const { rows, inFeatures, outFeatures, rank } = dims(inputs);
   const scale = attrs!.scale as number;
   const x = values(backend, inputs.x, "x");
+  const u = inputs.u ? values(backend, inputs.u, "adapter input") : x;
   const weight = values(backend, inputs.weight, "weight");
-  const a = values(backend, inputs.A, "A");
-  const b = values(backend, inputs.B, "B");
   const down = new Float32Array(rows * rank);
   const y = new Float32Array(rows * outFeatures);
   if (rows > 0) {
-    const gemm = blas();
-    // down = s · x A
-    gemm.sgemm(false, false, rows, rank, inFeatures, scale, x, inFeatures, a, rank, 0, down, rank);
+    gemm(false, false, rows, rank, inFeatures, scale, u, values(backend, inputs.A, "A"), 0, down);
     // y = x Wᵀ (+ b, added after the product as tfjs's fused matMul does), then y += down B.
-    gemm.sgemm(
-      false,
-      true,
-      rows,
-      outFeatures,
-      inFeatures,
-      1,
-      x,
-      inFeatures,
-      weight,
-      inFeatures,
-      0,
-      y,
-      outFeatures,
-    );
+    gemm(false, true, rows, outFeatures, inFeatures, 1, x, weight, 0, y);
     if (inputs.bias) {
       const bias = values(backend, inputs.bias, "bias");
       for (let start = 0; start < y.length; start += outFeatures) {
         for (let j = 0; j < outFeatures; j++) y[start + j] += bias[j];
       }
     }
-    gemm.sgemm(
-      false,
-      false,
-      rows,
-      outFeatures,
-      rank,
-      1,
-      down,
-      rank,
-      b,
-      outFeatures,
-      1,
-      y,
-      outFeatures,
-    );
+    gemm(false, false, rows, outFeatures, rank, 1, down, values(backend, inputs.B, "B"), 1, y);
   }
   return [
     backend.makeTensorInfo([rows, outFeatures], "float32", y),
@@ -106,58 +108,29 @@ function forward({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   ];
 }
 
-/** Backward: [dx [rows, in], dA [in, r], dB [r, out]]. */
+/**
+ * Backward: [dx [rows, in], dA [in, r], dB [r, out]], or with a separate adapter input u
+ * [dx, du [rows, in], dA, dB] (dx then holds only the frozen path's dy W).
+ */
 function backward({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const { rows, inFeatures, outFeatures, rank } = dims(inputs);
   const scale = attrs!.scale as number;
   const dy = values(backend, inputs.dy, "dy");
   const x = values(backend, inputs.x, "x");
-  const weight = values(backend, inputs.weight, "weight");
+  const u = inputs.u ? values(backend, inputs.u, "adapter input") : undefined;
   const a = values(backend, inputs.A, "A");
-  const b = values(backend, inputs.B, "B");
-  const down = values(backend, inputs.down, "down");
   const dx = new Float32Array(rows * inFeatures);
+  const du = u ? new Float32Array(rows * inFeatures) : undefined;
   const dA = new Float32Array(inFeatures * rank);
   const dB = new Float32Array(rank * outFeatures);
   if (rows > 0) {
-    const gemm = blas();
-    const dDown = new Float32Array(rows * rank);
-    // dB = downᵀ dy
-    gemm.sgemm(
-      true,
-      false,
-      rank,
-      outFeatures,
-      rows,
-      1,
-      down,
-      rank,
-      dy,
-      outFeatures,
-      0,
-      dB,
-      outFeatures,
-    );
-    // dDown·s = s · dy Bᵀ: the gradient at x A
-    gemm.sgemm(
-      false,
-      true,
-      rows,
-      rank,
-      outFeatures,
-      scale,
-      dy,
-      outFeatures,
-      b,
-      outFeatures,
-      0,
-      dDown,
-      rank,
-    );
-    // dA = xᵀ (s · dy Bᵀ)
-    gemm.sgemm(true, false, inFeatures, rank, rows, 1, x, inFeatures, dDown, rank, 0, dA, rank);
-    // dx = dy W + (s · dy Bᵀ) Aᵀ
-    gemm.sgemm(
+    // g = s · dy Bᵀ, the gradient at u A; B's gradient downᵀ dy. Both read dy [rows, out].
+    const g = new Float32Array(rows * rank);
+    gemm(true, false, rank, outFeatures, rows, 1, values(backend, inputs.down, "down"), dy, 0, dB);
+    gemm(false, true, rows, rank, outFeatures, scale, dy, values(backend, inputs.B, "B"), 0, g);
+    gemm(true, false, inFeatures, rank, rows, 1, u ?? x, g, 0, dA);
+    // dx = dy W + g Aᵀ (or g Aᵀ into du when the adapter has its own input).
+    gemm(
       false,
       false,
       rows,
@@ -165,20 +138,19 @@ function backward({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
       outFeatures,
       1,
       dy,
-      outFeatures,
-      weight,
-      inFeatures,
+      values(backend, inputs.weight, "weight"),
       0,
       dx,
-      inFeatures,
     );
-    gemm.sgemm(false, true, rows, inFeatures, rank, 1, dDown, rank, a, rank, 1, dx, inFeatures);
+    gemm(false, true, rows, inFeatures, rank, 1, g, a, du ? 0 : 1, du ?? dx);
   }
-  return [
+  const grads = [
     backend.makeTensorInfo([rows, inFeatures], "float32", dx),
     backend.makeTensorInfo([inFeatures, rank], "float32", dA),
     backend.makeTensorInfo([rank, outFeatures], "float32", dB),
   ];
+  if (du) grads.splice(1, 0, backend.makeTensorInfo([rows, inFeatures], "float32", du));
+  return grads;
 }
 
 /** Register the LoRA linear kernels on the tfjs cpu backend, computing with `blasLibrary`. */
@@ -223,8 +195,9 @@ function run(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrM
 }
 
 /**
- * `x Wᵀ + b + (s · x A) B` for x [rows, in], a frozen W [out, in] and b [out] (or null), and the
- * adapter's A [in, r] and B [r, out]; gradients for x, A and B only. Needs `loraKernelsActive()`.
+ * `x Wᵀ + b + (s · u A) B` for x [rows, in], a frozen W [out, in] and b [out] (or null), and the
+ * adapter's A [in, r] and B [r, out]; u is `adapterInput` (x after adapter dropout) or x itself.
+ * Gradients for x, u, A and B only. Needs `loraKernelsActive()`.
  */
 export function loraLinear(
   x: tf.Tensor2D,
@@ -233,13 +206,30 @@ export function loraLinear(
   A: tf.Tensor2D,
   B: tf.Tensor2D,
   scale: number,
+  adapterInput?: tf.Tensor2D,
 ): tf.Tensor2D {
   const frozen: tf.NamedTensorMap = bias ? { weight, bias } : { weight };
   if (!recordingGradients()) {
     // Evaluation or generation: no gradient to take, so `down` is not kept.
-    const [y, down] = run(FORWARD, { x, A, B, ...frozen }, { scale });
+    const inputs: tf.NamedTensorMap = { x, A, B, ...frozen };
+    if (adapterInput) inputs.u = adapterInput;
+    const [y, down] = run(FORWARD, inputs, { scale });
     down.dispose();
     return y as tf.Tensor2D;
+  }
+  if (adapterInput) {
+    const op = tf.customGrad(
+      ((x: tf.Tensor2D, u: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D, save: tf.GradSaveFunc) => {
+        const [y, down] = run(FORWARD, { x, u, A, B, ...frozen }, { scale });
+        save([x, u, A, B, down]);
+        return {
+          value: y,
+          gradFunc: (dy: tf.Tensor2D, [sx, su, sA, sB, sDown]: tf.Tensor[]) =>
+            run(BACKWARD, { dy, x: sx, u: su, A: sA, B: sB, down: sDown, weight }, { scale }),
+        };
+      }) as unknown as Parameters<typeof tf.customGrad>[0],
+    ) as (x: tf.Tensor2D, u: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D) => tf.Tensor2D;
+    return op(x, adapterInput, A, B);
   }
   const op = tf.customGrad(
     ((x: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D, save: tf.GradSaveFunc) => {

@@ -212,10 +212,10 @@ export class LoraLinear implements LinearLayer {
   apply(x: tf.Tensor): tf.Tensor {
     const leading = x.shape.slice(0, -1);
     const x2d = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
-    const adapterDropout = this.dropoutRate > 0 && this.mode.training;
-    if (!adapterDropout && this.base instanceof Linear && loraKernelsActive()) {
+    if (this.base instanceof Linear && loraKernelsActive()) {
       // One kernel forward and one backward on BLAS: the update accumulates into the frozen
       // product's buffer, with no [rows, out] temporaries (llm/engine/lora_kernels.ts).
+      const adapterInput = dropout(x2d, this.dropoutRate, this.mode);
       const y = loraLinear(
         x2d,
         this.base.weight as tf.Tensor2D,
@@ -223,6 +223,7 @@ export class LoraLinear implements LinearLayer {
         this.A as tf.Tensor2D,
         this.B as tf.Tensor2D,
         this.scale,
+        adapterInput === x2d ? undefined : adapterInput as tf.Tensor2D,
       );
       return tf.reshape(y, [...leading, this.outFeatures]);
     }

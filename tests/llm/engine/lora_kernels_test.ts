@@ -14,7 +14,7 @@ import {
 } from "../../../llm/engine/lora_kernels.ts";
 import type { GPTConfig } from "../../../llm/model/config.ts";
 import { GPTModel } from "../../../llm/model/gpt.ts";
-import { applyLora } from "../../../llm/model/lora.ts";
+import { applyLora, type LoraAdapters } from "../../../llm/model/lora.ts";
 import { SeededRandom } from "../../../llm/random.ts";
 import { computeGradients } from "../../../llm/train/trainer.ts";
 import { randn, relativeError } from "./compare.ts";
@@ -34,7 +34,7 @@ function withoutLoraKernels<T>(fn: () => T): T {
   }
 }
 
-/** y = x Wᵀ + b + (s · x A) B, as lora.ts writes it in plain tfjs. */
+/** y = x Wᵀ + b + (s · u A) B (u = x unless given), as lora.ts writes it in plain tfjs. */
 function plainLoraLinear(
   x: tf.Tensor2D,
   w: tf.Tensor2D,
@@ -42,16 +42,20 @@ function plainLoraLinear(
   A: tf.Tensor2D,
   B: tf.Tensor2D,
   s: number,
+  u?: tf.Tensor2D,
 ) {
   const base = tf.matMul(x, w, false, true);
   const withBias = b ? tf.add(base, b) : base;
-  return tf.add(withBias, tf.matMul(tf.mul(tf.matMul(x, A), s) as tf.Tensor2D, B)) as tf.Tensor2D;
+  const down = tf.mul(tf.matMul(u ?? x, A), s) as tf.Tensor2D;
+  return tf.add(withBias, tf.matMul(down, B)) as tf.Tensor2D;
 }
 
-Deno.test("LoRA linear kernel: output and gradients for x, A and B match the plain-tfjs form", () => {
-  for (const withBias of [true, false]) {
+Deno.test("LoRA linear kernel: output and gradients for x, A, B (and a separate adapter input) match the plain-tfjs form", () => {
+  for (const [withBias, separateInput] of [[true, false], [false, false], [true, true]]) {
+    const label = `bias ${withBias}, separate adapter input ${separateInput}`;
     const [rows, inF, outF, rank, scale] = [9, 13, 21, 4, 2.5];
     const x = randn([rows, inF], 1) as tf.Tensor2D;
+    const u = separateInput ? randn([rows, inF], 7) as tf.Tensor2D : undefined;
     const w = randn([outF, inF], 2) as tf.Tensor2D;
     const b = withBias ? randn([outF], 3) : null;
     const A = randn([inF, rank], 4) as tf.Tensor2D;
@@ -59,28 +63,48 @@ Deno.test("LoRA linear kernel: output and gradients for x, A and B match the pla
     // A random weighting of the outputs, so each output element gets its own upstream gradient.
     const upstream = randn([rows, outF], 6);
     const run = (f: typeof plainLoraLinear) => {
-      const y = f(x, w, b, A, B, scale);
-      const grads = tf.grads((xx, aa, bb) =>
-        tf.sum(
-          tf.mul(f(xx as tf.Tensor2D, w, b, aa as tf.Tensor2D, bb as tf.Tensor2D, scale), upstream),
-        )
-      )([x, A, B]);
+      const y = f(x, w, b, A, B, scale, u);
+      const inputs = u ? [x, A, B, u] : [x, A, B];
+      const grads = tf.grads((...t: tf.Tensor[]) =>
+        tf.sum(tf.mul(
+          f(
+            t[0] as tf.Tensor2D,
+            w,
+            b,
+            t[1] as tf.Tensor2D,
+            t[2] as tf.Tensor2D,
+            scale,
+            t[3] as tf.Tensor2D | undefined,
+          ),
+          upstream,
+        ))
+      )(inputs);
       return [y, ...grads].map((t) => t.dataSync() as Float32Array);
     };
     const fused = run(loraLinear);
     const plain = run(plainLoraLinear);
-    ["y", "dx", "dA", "dB"].forEach((what, i) => {
+    assert.equal(fused.length, separateInput ? 5 : 4);
+    ["y", "dx", "dA", "dB", "du"].slice(0, fused.length).forEach((what, i) => {
       const error = relativeError(fused[i], plain[i]);
-      assert.ok(error < 1e-5, `${what} (bias ${withBias}): relative error ${error}`);
+      assert.ok(error < 1e-5, `${what} (${label}): relative error ${error}`);
     });
     // Without a tape (evaluation): the same output.
-    const inference = loraLinear(x, w, b, A, B, scale).dataSync() as Float32Array;
+    const inference = loraLinear(x, w, b, A, B, scale, u).dataSync() as Float32Array;
     assert.ok(relativeError(inference, plain[0]) < 1e-5);
-    tf.dispose([x, w, b, A, B, upstream].filter((t): t is tf.Tensor => t !== null));
+    tf.dispose([x, w, b, A, B, u, upstream].filter((t): t is tf.Tensor => !!t));
   }
 });
 
-Deno.test("LoRA linear kernel: a LoRA model's gradients equal the plain path's; every adapter runs it; no weight gradients", async () => {
+/** Non-zero B (as if trained), so every term of the gradient is exercised. */
+function randomizeB(adapters: LoraAdapters): void {
+  const rng = new SeededRandom(9);
+  for (const layer of adapters.layers.values()) {
+    const values = Float32Array.from({ length: layer.B.size }, () => rng.next() - 0.5);
+    layer.B.assign(tf.tensor(values, layer.B.shape));
+  }
+}
+
+Deno.test("LoRA linear kernel: a LoRA model's gradients equal the plain path's (with and without adapter dropout); every adapter runs it; no weight gradients", async () => {
   const config: GPTConfig = {
     vocab_size: 61,
     context_length: 12,
@@ -92,13 +116,7 @@ Deno.test("LoRA linear kernel: a LoRA model's gradients equal the plain path's; 
   };
   const model = new GPTModel(config, { seed: 5 });
   const adapters = applyLora(model, { rank: 3 });
-  // Non-zero B (as if trained), so every term of the gradient is exercised.
-  const rng = new SeededRandom(9);
-  for (const layer of adapters.layers.values()) {
-    layer.B.assign(
-      tf.tensor(Float32Array.from({ length: layer.B.size }, () => rng.next() - 0.5), layer.B.shape),
-    );
-  }
+  randomizeB(adapters);
   const batch = {
     inputs: [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]],
     targets: [[2, 3, 4, 5, 6, 50], [8, 9, 10, -100, -100, -100]],
@@ -135,4 +153,31 @@ Deno.test("LoRA linear kernel: a LoRA model's gradients equal the plain path's; 
     assert.ok(error < 1e-5, `${name}: relative error ${error}`);
   }
   model.dispose();
+
+  // With adapter dropout in training (LitGPT's lora_dropout): the same masks (same seeds) on both
+  // paths, so the same gradients again.
+  const withDropout = new GPTModel(config, { seed: 5 });
+  const dropoutAdapters = applyLora(withDropout, { rank: 3, dropout: 0.25 });
+  randomizeB(dropoutAdapters);
+  dropoutAdapters.train(true);
+  const seededGradients = () => {
+    dropoutAdapters.mode.rng = new SeededRandom(11);
+    const { loss, grads } = computeGradients(withDropout, batch);
+    const out = new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array]));
+    tf.dispose([loss, ...grads.values()]);
+    return out;
+  };
+  const dropoutFused = seededGradients();
+  const dropoutPlain = withoutLoraKernels(seededGradients);
+  for (const [name, values] of dropoutFused) {
+    const error = relativeError(values, dropoutPlain.get(name)!);
+    assert.ok(error < 1e-5, `${name} (adapter dropout): relative error ${error}`);
+  }
+  // The masks really differ between draws: the dropout is live on this path.
+  dropoutAdapters.mode.rng = new SeededRandom(12);
+  const other = computeGradients(withDropout, batch);
+  const name = "trf_blocks.0.att.W_query.lora.A";
+  assert.ok(relativeError(other.grads.get(name)!.dataSync(), dropoutFused.get(name)!) > 1e-3);
+  tf.dispose([other.loss, ...other.grads.values()]);
+  withDropout.dispose();
 });
