@@ -6,10 +6,11 @@
  * trainable parameters. LoRA: rank 16, alpha 16 on every linear layer (llm/model/lora.ts).
  *
  *   deno run -A bench/finetune_step.ts [--model 124M|355M] [--steps 3] [--tokens 71] [--torch on|off]
- *     [--modes full,lora,lora-plain] [--profile] [--layers N]
+ *     [--modes full,lora,lora-plain] [--interleave] [--profile] [--layers N]
  *
  * Modes: full, lora (the cpu engine's LoRA linear kernels, llm/engine/lora_kernels.ts) and
  * lora-plain (the same step with those kernels unregistered: lora.ts's plain-tfjs form).
+ * --interleave builds every mode's model first and alternates their steps (one of each in turn).
  * --profile adds, per mode, one line per tfjs kernel of one extra forward + backward (tf.profile);
  * --layers N (default: the model's) profiles a shallower model of the same width quickly.
  *
@@ -54,6 +55,7 @@ const config: GPTConfig = {
 };
 if (flag("layers", "")) config.n_layers = Number(flag("layers", ""));
 const profile = hasFlag("profile");
+const interleave = hasFlag("interleave");
 
 const engine = await initEngine({ backend: "cpu", log: () => {} });
 const rng = new SeededRandom(7);
@@ -64,50 +66,80 @@ const targetData = randomIds();
 for (let r = 0; r < BATCH; r++) targetData.fill(-100, r * TOKENS + TOKENS - 10, (r + 1) * TOKENS);
 const batch = { inputs, targets: { shape: inputs.shape, data: targetData } };
 
-const ours: Record<string, number> = {};
-for (const mode of modes) {
+/** One mode's model, optimizer and timed step (each step first selects the mode's kernels). */
+function setUp(mode: string) {
   const model = new GPTModel(config, { seed: 123 });
   if (mode !== "full") applyLora(model);
-  const blas = blasInUse();
-  if (mode === "lora-plain") unregisterLoraKernels();
-  else if (blas) registerLoraKernels(blas);
   const optimizer = new AdamW(model.trainableParameters(), { lr: 5e-5, weightDecay: 0.1 });
+  const blas = blasInUse();
+  const selectKernels = () => {
+    if (mode === "lora-plain") unregisterLoraKernels();
+    else if (blas) registerLoraKernels(blas);
+  };
   const step = async () => {
+    selectKernels();
     const start = performance.now();
     await trainStep(model, optimizer, batch);
     return (performance.now() - start) / 1e3;
   };
-  await step(); // warm-up
-  const times = [];
-  for (let i = 0; i < steps; i++) times.push(await step());
-  ours[mode] = median(times);
+  return { mode, model, step, selectKernels, times: [] as number[] };
+}
+
+const ours: Record<string, number> = {};
+function report(run: ReturnType<typeof setUp>) {
+  ours[run.mode] = median(run.times);
   console.log(JSON.stringify({
     bench: "finetune_step",
     impl: "groundup",
-    mode,
+    mode: run.mode,
     model: modelName,
     engine: describeEngine(engine),
     batch: BATCH,
     tokens: TOKENS,
     steps,
-    trainable_parameters: model.numParameters({ trainableOnly: true }),
-    seconds: +ours[mode].toFixed(4),
-    seconds_all: times.map((t) => +t.toFixed(4)),
+    interleaved: interleave,
+    trainable_parameters: run.model.numParameters({ trainableOnly: true }),
+    seconds: +ours[run.mode].toFixed(4),
+    seconds_all: run.times.map((t) => +t.toFixed(4)),
     loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
     peak_rss_mb: peakRssMb(),
   }));
-  if (profile) {
-    const lines = await kernelProfile(async () => {
-      const { loss, grads } = computeGradients(model, batch, { training: true });
-      await loss.data();
-      tf.dispose([loss, ...grads.values()]);
-    });
-    for (const line of lines) {
-      console.log(JSON.stringify({ bench: "finetune_profile", mode, ...line }));
-    }
+}
+
+async function profileOf(run: ReturnType<typeof setUp>) {
+  run.selectKernels();
+  const lines = await kernelProfile(async () => {
+    const { loss, grads } = computeGradients(run.model, batch, { training: true });
+    await loss.data();
+    tf.dispose([loss, ...grads.values()]);
+  });
+  for (const line of lines) {
+    console.log(JSON.stringify({ bench: "finetune_profile", mode: run.mode, ...line }));
   }
-  model.dispose();
+}
+
+if (interleave) {
+  // All models at once, one step of each mode in turn: load changes on a shared machine hit
+  // every mode alike (peak RSS is then that of all models together).
+  const runs = modes.map(setUp);
+  for (const run of runs) await run.step(); // warm-up
+  for (let i = 0; i < steps; i++) {
+    for (const run of runs) run.times.push(await run.step());
+  }
+  for (const run of runs) report(run);
+  for (const run of runs) if (profile) await profileOf(run);
+  for (const run of runs) run.model.dispose();
   tf.disposeVariables();
+} else {
+  for (const mode of modes) {
+    const run = setUp(mode);
+    await run.step(); // warm-up
+    for (let i = 0; i < steps; i++) run.times.push(await run.step());
+    report(run);
+    if (profile) await profileOf(run);
+    run.model.dispose();
+    tf.disposeVariables();
+  }
 }
 console.log(
   JSON.stringify({
