@@ -10,7 +10,8 @@
  *
  * Modes: full, lora (the cpu engine's LoRA linear kernels, llm/engine/lora_kernels.ts) and
  * lora-plain (the same step with those kernels unregistered: lora.ts's plain-tfjs form).
- * --interleave builds every mode's model first and alternates their steps (one of each in turn).
+ * --interleave builds every mode's model first and alternates their steps (one of each in turn);
+ * run with `--v8-flags=--expose-gc` to collect garbage before each timed step.
  * --profile adds, per mode, one line per tfjs kernel of one extra forward + backward (tf.profile);
  * --layers N (default: the model's) profiles a shallower model of the same width quickly.
  *
@@ -78,6 +79,9 @@ function setUp(mode: string) {
   };
   const step = async () => {
     selectKernels();
+    // With --v8-flags=--expose-gc, collect the garbage of earlier steps (another mode's, when
+    // interleaved) before the clock starts rather than inside this step.
+    (globalThis as { gc?: () => void }).gc?.();
     const start = performance.now();
     await trainStep(model, optimizer, batch);
     return (performance.now() - start) / 1e3;
