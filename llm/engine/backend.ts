@@ -20,6 +20,7 @@ import { dirname } from "node:path";
 import { type BlasLoadResult, loadBlas } from "./blas.ts";
 import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
+import { registerLoraKernels, unregisterLoraKernels } from "./lora_kernels.ts";
 import {
   FUSED_OPS,
   fusedOpsUseSimd,
@@ -142,6 +143,7 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
     unregisterFastKernels();
     unregisterFusedKernels();
     unregisterBlasKernels();
+    unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
   }
   if (options.fastKernels === false) {
@@ -156,9 +158,11 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {
     unregisterBlasKernels();
+    unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`] };
   }
   registerBlasKernels(loaded.blas);
+  registerLoraKernels(loaded.blas);
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
   return { backend: "cpu", blas, notes };

@@ -25,6 +25,7 @@ import {
   prefixed,
 } from "./layers.ts";
 import { ShardedLinear } from "./sharded.ts";
+import { loraKernelsActive, loraLinear } from "../engine/lora_kernels.ts";
 import { getStateDict, loadStateDict } from "./weights_io.ts";
 
 /** LitGPT's switches `lora_query`, `lora_key`, `lora_value`, `lora_projection`, `lora_mlp`, `lora_head`. */
@@ -211,6 +212,21 @@ export class LoraLinear implements LinearLayer {
   apply(x: tf.Tensor): tf.Tensor {
     const leading = x.shape.slice(0, -1);
     const x2d = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
+    if (this.base instanceof Linear && loraKernelsActive()) {
+      // One kernel forward and one backward on BLAS: the update accumulates into the frozen
+      // product's buffer, with no [rows, out] temporaries (llm/engine/lora_kernels.ts).
+      const adapterInput = dropout(x2d, this.dropoutRate, this.mode);
+      const y = loraLinear(
+        x2d,
+        this.base.weight as tf.Tensor2D,
+        this.base.bias,
+        this.A as tf.Tensor2D,
+        this.B as tf.Tensor2D,
+        this.scale,
+        adapterInput === x2d ? undefined : adapterInput as tf.Tensor2D,
+      );
+      return tf.reshape(y, [...leading, this.outFeatures]);
+    }
     const base = frozenApply(this.base, x2d, this.outFeatures);
     const adapterInput = dropout(x2d, this.dropoutRate, this.mode);
     // The scale goes on the small [rows, rank] product rather than on [rows, out] (the book
