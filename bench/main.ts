@@ -45,6 +45,11 @@ const BENCHES: Record<string, Bench> = {
     about: "fused-op loops and AdamW: plain JS vs WebAssembly SIMD (bench/simd.ts)",
     command: ["deno", "run", "-A", "bench/simd.ts"],
   },
+  finetune: {
+    about:
+      "one instruction fine-tuning step, full and LoRA, ours and the book's PyTorch code (bench/finetune_step.ts)",
+    command: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/finetune_step.ts"],
+  },
   mmlu: {
     about: "MMLU questions per second on a fixture subject (bench/mmlu.ts)",
     command: ["deno", "run", "-A", "bench/mmlu.ts"],
