@@ -345,7 +345,7 @@ async function showRun(token, id) {
         ` · record ${run.id}`,
       ),
       // The report stage's page of the whole run (loss curves, MMLU, judge, responses).
-      run.steps.filter((s) => s.artifact?.views?.includes("report")).map((s) =>
+      ...run.steps.filter((s) => s.artifact?.views?.includes("report")).map((s) =>
         h(
           "p",
           { class: "report-link" },

@@ -14,7 +14,8 @@
  * - `ui-wait`, a stage that reports progress and waits until the test lets it finish (a run in
  *   progress, for the live view).
  * - `runUiPipeline` runs the smoke pipeline (tokenize → dataloader → pretrain → evaluate) plus
- *   the responses and the judge into a cache; `train: false` leaves out the training.
+ *   the responses, the judge and the report into a cache; `train: false`: no training (and no
+ *   report), the MMLU stand-in instead of `evaluate`.
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -214,7 +215,8 @@ export async function runUiPipeline(
       ? `  wait:\n    uses: ui-wait\n`
       : options.train === false
       ? evaluationStages(judge.url, true)
-      : TRAIN_STAGES + evaluationStages(judge.url, false);
+      : TRAIN_STAGES + evaluationStages(judge.url, false) +
+        `  report:\n    needs: [pretrain, evaluate, responses, judge]\n`;
     const text = `name: ${name}\nseed: 123\nbackend: cpu\nmodel: ${
       join(REPO_ROOT, "configs", "models", "tiny.yaml")
     }\nstages:\n${stages}`;
