@@ -389,6 +389,10 @@ Deno.test("ui api: read-only except the chat; the chat streams a model's reply t
     assert.equal(tokens.map((t) => t.data.text).join(""), " " + parityWords(expected_new_tokens));
     assert.deepEqual(events.at(-1)!.event, "done");
     assert.equal(events.at(-1)!.data.tokens, expected_new_tokens.length);
+    assert.equal(
+      events.at(-1)!.data.stopped,
+      expected_new_tokens.length < max_new_tokens ? "stop_token" : "max_new_tokens",
+    );
   });
 });
 
