@@ -10,12 +10,12 @@
  *   GET  /api/ui/artifact?ref=<stage>/<key>     one artifact
  *   GET  /api/ui/history?ref=..&ref=..&points=N loss histories, downsampled to N points
  *   GET  /api/ui/mmlu?ref  /judge?ref  /pairwise?ref
- *   GET  /api/ui/responses?ref&field&min&max&offset&limit
+ *   GET  /api/ui/responses?ref&scores&field&min&max&offset&limit
  *   GET  /api/ui/file?ref&path              a file of an artifact, as is
  *   GET  /api/ui/models                     artifacts holding a model (for the chat)
  *   POST /api/ui/chat                       server-sent events: meta, token..., done | error
  */
-import { basename, extname, join } from "node:path";
+import { basename, extname, isAbsolute, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANIFEST_FILE } from "../runner/cache.ts";
 import { RUNS_DIR } from "../runner/run_record.ts";
@@ -52,9 +52,11 @@ const STALE_MS = 2 * 60_000;
 const VIEW_FILES: [string, string[]][] = [
   ["history", ["history.json"]],
   ["mmlu", ["results.json"]],
-  ["judge", ["judge.json", "scores.jsonl"]],
+  ["judge", ["judge.json"]],
   ["pairwise", ["pairwise.json"]],
-  ["responses", ["responses.json", "generations.json"]],
+  // A judge artifact lists the responses it judged, each with its score.
+  ["responses", ["responses.json", "generations.json", "judge.json"]],
+  ["report", ["report.html"]],
 ];
 
 const STATIC: Record<string, [string, string]> = {
@@ -74,7 +76,8 @@ const CONTENT_TYPES: Record<string, string> = {
   ".csv": "text/csv; charset=utf-8",
   ".svg": "image/svg+xml",
   ".png": "image/png",
-  ".html": "text/plain; charset=utf-8", // never rendered as a page of our origin
+  // Rendered (the report stage's report.html) but sandboxed: see the CSP in file().
+  ".html": "text/html; charset=utf-8",
 };
 
 function json(body: unknown, status = 200): Response {
@@ -467,112 +470,136 @@ export class UiApi {
     return { rows, model: results.model_name ?? results.model ?? results.config };
   }
 
-  async #scores(dir: string): Promise<{ index: number; field: string; score: number | null }[]> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(join(dir, "scores.jsonl"));
-    } catch {
-      return [];
+  /**
+   * The judge stage's judge.json (stages/judge.ts): `judge` (who judged), `fields` (a
+   * summary per response field: scored, total, mean, stderr, histogram, unscored) and
+   * `scores` (per field, per entry: {score, reply}). scores.jsonl beside it is the judge's raw
+   * answer ledger, not scores.
+   */
+  async #judgeFile(dir: string, ref: string | null): Promise<Json> {
+    const judge = await readJson(join(dir, "judge.json"));
+    if (judge === undefined) throw new UiPathError(`${ref} has no readable judge.json`, 404);
+    if (!isObject(judge) || !Array.isArray(judge.fields) || !isObject(judge.scores)) {
+      throw new Error(
+        `${ref}/judge.json: expected {judge, fields: [...], scores: {field: [...]}} as the ` +
+          `judge stage writes it`,
+      );
     }
-    const out = [];
-    for (const line of text.split("\n")) {
-      if (!line.trim()) continue;
-      try {
-        const s = JSON.parse(line);
-        if (isObject(s) && typeof s.index === "number" && typeof s.field === "string") {
-          out.push({
-            index: s.index,
-            field: s.field,
-            score: typeof s.score === "number" ? s.score : null,
-          });
-        }
-      } catch { /* a torn last line while the judge writes: skip it */ }
+    return judge;
+  }
+
+  /** Per response field, each entry's score (null: the judge's reply was not a score). */
+  #scoresOf(judge: Json): Map<string, { score: number | null; reply: string }[]> {
+    const out = new Map<string, { score: number | null; reply: string }[]>();
+    for (const [field, list] of Object.entries(judge.scores as Json)) {
+      if (!Array.isArray(list)) continue;
+      out.set(
+        field,
+        list.map((x) => ({
+          score: isObject(x) && typeof x.score === "number" ? x.score : null,
+          reply: isObject(x) && typeof x.reply === "string" ? x.reply : "",
+        })),
+      );
     }
     return out;
   }
 
   async judge(ref: string | null) {
     const { dir } = await this.#artifactDir(ref);
-    const judge = await readJson(join(dir, "judge.json"));
-    const scores = await this.#scores(dir);
-    const byField = new Map<string, (number | null)[]>();
-    for (const s of scores) {
-      if (!byField.has(s.field)) byField.set(s.field, []);
-      byField.get(s.field)!.push(s.score);
-    }
-    // judge.json: {fields|models|results: {field: {...}}} or [{field, ...}]; take what is there.
-    const summaries = new Map<string, Json>();
-    const container = isObject(judge)
-      ? (judge.fields ?? judge.models ?? judge.results ?? judge)
-      : Array.isArray(judge)
-      ? judge
-      : undefined;
-    if (Array.isArray(container)) {
-      for (const entry of container.filter(isObject)) {
-        const name = String(entry.field ?? entry.model ?? entry.name ?? summaries.size);
-        summaries.set(name, entry);
-      }
-    } else if (isObject(container)) {
-      for (const [name, entry] of Object.entries(container)) {
-        if (isObject(entry)) summaries.set(name, entry);
-      }
-    }
-    if (summaries.size === 0 && byField.size === 0) {
-      throw new UiPathError(`${ref} has no judge.json or scores.jsonl`, 404);
-    }
-    const names = [...new Set([...summaries.keys(), ...byField.keys()])];
-    const models = names.map((name) => {
-      const summary = summaries.get(name) ?? {};
-      const given = Array.isArray(summary.scores) ? summary.scores : undefined;
-      const values = (byField.get(name) ?? given ?? []).map((v) =>
-        typeof v === "number" ? v : isObject(v) && typeof v.score === "number" ? v.score : null
-      );
-      const scored = values.filter((v): v is number => v !== null);
-      const mean = scored.length ? scored.reduce((a, b) => a + b, 0) / scored.length : null;
-      const sd = scored.length > 1 && mean !== null
-        ? Math.sqrt(scored.reduce((a, b) => a + (b - mean) ** 2, 0) / (scored.length - 1))
-        : null;
-      const histogram = Array.from({ length: 10 }, () => 0);
-      for (const v of scored) histogram[Math.min(9, Math.max(0, Math.floor(v / 10)))]++;
-      const number = (k: string) => typeof summary[k] === "number" ? summary[k] : undefined;
-      return {
-        field: name,
-        judge: summary.judge ?? summary.judge_model ?? (isObject(judge) ? judge.model : undefined),
-        mean: number("mean") ?? mean,
-        stderr: number("stderr") ?? (sd !== null ? sd / Math.sqrt(scored.length) : null),
-        scored: number("scored") ?? scored.length,
-        total: number("total") ?? values.length,
-        histogram: values.length ? histogram : summary.histogram ?? histogram,
-      };
-    });
-    return { models };
-  }
-
-  async pairwise(ref: string | null) {
-    const { dir } = await this.#artifactDir(ref);
-    const pairwise = await readJson(join(dir, "pairwise.json"));
-    if (pairwise === undefined) throw new UiPathError(`${ref} has no readable pairwise.json`, 404);
-    const entries = Array.isArray(pairwise) ? pairwise : [pairwise];
+    const judge = await this.#judgeFile(dir, ref);
+    const who = isObject(judge.judge) ? judge.judge : {};
+    const number = (x: unknown) => (typeof x === "number" ? x : null);
     return {
-      comparisons: entries.filter(isObject).map((p) => ({
-        a: p.a ?? p.field_a ?? p.model_a,
-        b: p.b ?? p.field_b ?? p.model_b,
-        win_rate: p.win_rate ?? p.winRate ?? null,
-        wins: p.wins,
-        losses: p.losses,
-        ties: p.ties,
-        inconsistent: p.inconsistent ?? p.inconsistency ?? p.contradictions,
-        total: p.total ?? p.n,
-        raw: p,
+      judge: {
+        model: who.model ?? null,
+        api: who.api ?? null,
+        digest: who.digest ?? null,
+        answered_by: Array.isArray(who.answered_by) ? who.answered_by : [],
+      },
+      lenient: judge.lenient === true,
+      models: (judge.fields as unknown[]).filter(isObject).map((f) => ({
+        field: String(f.field),
+        judge: typeof who.model === "string" ? who.model : undefined,
+        mean: number(f.mean),
+        stderr: number(f.stderr),
+        scored: number(f.scored) ?? 0,
+        total: number(f.total) ?? 0,
+        histogram: Array.isArray(f.histogram) ? f.histogram.map(Number) : new Array(10).fill(0),
+        unscored: Array.isArray(f.unscored) ? f.unscored.length : 0,
       })),
     };
+  }
+
+  /** pairwise.json as the judge stage writes it: {judge, ...PairwiseResult (llm/eval/pairwise.ts)}. */
+  async pairwise(ref: string | null) {
+    const { dir } = await this.#artifactDir(ref);
+    const p = await readJson(join(dir, "pairwise.json"));
+    if (!isObject(p) || typeof p.first !== "string" || typeof p.second !== "string") {
+      throw new UiPathError(
+        `${ref} has no readable pairwise.json (expected {first, second, win_rate, ...})`,
+        404,
+      );
+    }
+    const number = (x: unknown) => (typeof x === "number" ? x : null);
+    return {
+      comparisons: [{
+        a: p.first,
+        b: p.second,
+        judge: isObject(p.judge) ? p.judge.model ?? null : null,
+        win_rate: number(p.win_rate),
+        wins: number(p.wins),
+        ties: number(p.ties),
+        losses: number(p.losses),
+        judged: number(p.judged),
+        total: number(p.total),
+        contradictions: number(p.contradictions),
+        contradiction_rate: number(p.contradiction_rate),
+        first_position_rate: number(p.first_position_rate),
+        unparsed: Array.isArray(p.unparsed) ? p.unparsed.length : 0,
+      }],
+    };
+  }
+
+  /**
+   * The responses file a judge artifact judged: judge.json names it by path; shown when it
+   * lies in this cache (an upstream artifact's responses.json, or one moved with the cache).
+   */
+  async #judgedResponses(judge: Json, ref: string | null): Promise<string> {
+    const named = typeof judge.responses === "string" ? judge.responses : "";
+    const candidates: string[][] = [];
+    const rel = relative(this.cacheDir, named);
+    if (named && !rel.startsWith("..") && !isAbsolute(rel)) candidates.push(rel.split(sep));
+    // The cache moved since: the artifact folder <stage>/<key>/responses.json keeps its tail.
+    const tail = named.split(/[\\/]/).slice(-3);
+    if (tail.length === 3) candidates.push(tail);
+    for (const parts of candidates) {
+      try {
+        const real = await resolveInside(this.cacheDir, parts);
+        if ((await Deno.stat(real)).isFile) return real;
+      } catch { /* not in this cache: try the next */ }
+    }
+    throw new UiPathError(
+      `${ref}: the judged responses file ${JSON.stringify(named)} is not in this cache`,
+      404,
+    );
   }
 
   async responses(url: URL) {
     const ref = url.searchParams.get("ref");
     const { dir } = await this.#artifactDir(ref);
-    let entries = await readJson(join(dir, "responses.json"));
-    if (!Array.isArray(entries)) entries = await readJson(join(dir, "generations.json"));
+    // A judge artifact shows the responses it judged, with its scores; a responses artifact
+    // shows its own, scored when scores=<judge stage>/<key> names a judge of them.
+    let file = join(dir, "responses.json");
+    let judge: Json | undefined;
+    const scoresRef = url.searchParams.get("scores");
+    if (scoresRef) {
+      judge = await this.#judgeFile((await this.#artifactDir(scoresRef)).dir, scoresRef);
+    } else if (await readJson(join(dir, "judge.json")) !== undefined) {
+      judge = await this.#judgeFile(dir, ref);
+      file = await this.#judgedResponses(judge, ref);
+    }
+    let entries = await readJson(file);
+    if (!Array.isArray(entries) && !judge) entries = await readJson(join(dir, "generations.json"));
     if (!Array.isArray(entries)) {
       throw new UiPathError(`${ref} has no responses.json (a list of entries)`, 404);
     }
@@ -585,11 +612,7 @@ export class UiApi {
         ),
       ),
     ];
-    // Scores: this artifact's scores.jsonl, or one named by scores=<stage>/<key>.
-    const scoresRef = url.searchParams.get("scores");
-    const scoreDir = scoresRef ? (await this.#artifactDir(scoresRef)).dir : dir;
-    const scores = new Map<string, number | null>();
-    for (const s of await this.#scores(scoreDir)) scores.set(`${s.index}\0${s.field}`, s.score);
+    const scores = judge ? this.#scoresOf(judge) : new Map();
 
     const field = url.searchParams.get("field") ?? fields[0];
     const min = url.searchParams.has("min") ? Number(url.searchParams.get("min")) : -Infinity;
@@ -602,10 +625,8 @@ export class UiApi {
       output: r.output ?? "",
       responses: Object.fromEntries(
         fields.filter((f) => typeof r[f] === "string").map((f) => {
-          const inline = r[`${f}_score`];
-          const score = scores.get(`${index}\0${f}`) ??
-            (typeof inline === "number" ? inline : null);
-          return [f, { text: r[f], score }];
+          const judged = scores.get(f)?.[index];
+          return [f, { text: r[f], score: judged?.score ?? null, reply: judged?.reply ?? null }];
         }),
       ),
     }));
@@ -619,12 +640,8 @@ export class UiApi {
     const limit = intParam(url, "limit", 50, MAX_LIMIT);
     return {
       fields,
-      scored: scores.size > 0 ||
-        all.some((r) =>
-          Object.values(r.responses as Record<string, { score: number | null }>).some((x) =>
-            x.score !== null
-          )
-        ),
+      scored: scores.size > 0,
+      judge: judge && isObject(judge.judge) ? judge.judge.model ?? null : null,
       total: all.length,
       matched: matched.length,
       offset,

@@ -1,8 +1,9 @@
 /**
  * The chat playground behind POST /api/ui/chat: one model loaded at a time (kept until another
  * is asked for), requests served one after another, tokens sent as server-sent events as they
- * are decoded. Uses the library's `complete()` (llm/infer/) until the `serve` server can take
- * over.
+ * are decoded by the same code as `deno task serve` (server/generation.ts `generateText`:
+ * seeded sampling, incremental decoding, event-loop turns so pieces go out while the model
+ * runs, and a client that hangs up stops the model at the next token).
  *
  * Request: {model: "<stage>/<key>", messages: [{role: "user"|"assistant", content}],
  *           template?: "auto"|"none"|"alpaca", temperature?, top_k?, max_tokens?, seed?}
@@ -14,7 +15,7 @@ import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
-import { complete } from "../llm/infer/complete.ts";
+import { generateText } from "./generation.ts";
 import {
   isInstructionTuned,
   isModelFolder,
@@ -142,6 +143,8 @@ export class ChatService {
     const encoder = new TextEncoder();
     const queued = this.#waiting++;
     let closed = false;
+    // A client that went away (the stream was cancelled) stops the generation.
+    const gone = new AbortController();
     const body$ = new ReadableStream<Uint8Array>({
       start: (controller) => {
         const send = (event: string, data: unknown) => {
@@ -160,23 +163,20 @@ export class ChatService {
               throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
             }
             send("meta", { prompt, template: alpaca ? "alpaca" : "none", queued });
-            const done = await complete(loaded.model, {
-              tokenizer: loaded.tokenizer,
+            const done = await generateText(loaded.model, loaded.tokenizer, {
               prompt,
-              settings: {
-                max_new_tokens: request.max_tokens,
-                temperature: request.temperature,
-                top_k: request.top_k,
-                stop_token: loaded.tokenizer.endOfTextId ?? null,
-                seed: request.seed,
-              },
-              onText: (text) => {
-                // A client that went away (the stream was cancelled) stops the generation.
-                if (closed) throw new DOMException("client went away", "AbortError");
-                send("token", { text });
-              },
+              maxTokens: request.max_tokens,
+              temperature: request.temperature,
+              topK: request.top_k,
+              seed: request.seed,
+              stop: [],
+            }, { signal: gone.signal, onText: (text) => send("token", { text }) });
+            send("done", {
+              tokens: done.completionTokens,
+              seconds: done.seconds,
+              // As `deno task chat` says it: the end-of-text token, or the length limit.
+              stopped: done.finishReason === "stop" ? "stop_token" : "max_new_tokens",
             });
-            send("done", { tokens: done.tokens, seconds: done.seconds, stopped: done.stopped });
           } catch (error) {
             send("error", { error: (error as Error).message });
           } finally {
@@ -188,6 +188,7 @@ export class ChatService {
       },
       cancel: () => {
         closed = true;
+        gone.abort(new DOMException("client went away", "AbortError"));
       },
     });
     return new Response(body$, {

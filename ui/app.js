@@ -326,7 +326,7 @@ async function showRun(token, id) {
   let run = await api(`/api/ui/runs/${encodeURIComponent(id)}`);
   if (token !== routeToken) return;
   let selected = run.steps.find((s) => s.outcome === "running")?.stage ??
-    run.steps.findLast((s) => s.artifact?.views?.length)?.stage ??
+    run.steps.findLast((s) => s.artifact?.views?.some((v) => v !== "report"))?.stage ??
     run.steps.at(-1)?.stage;
   const header = h("div", {});
   const graph = h("div", { class: "graph-wrap" });
@@ -343,6 +343,15 @@ async function showRun(token, id) {
           ? ` · took ${fmtSeconds((Date.parse(run.finishedAt) - Date.parse(run.startedAt)) / 1000)}`
           : "",
         ` · record ${run.id}`,
+      ),
+      // The report stage's page of the whole run (loss curves, MMLU, judge, responses).
+      ...run.steps.filter((s) => s.artifact?.views?.includes("report")).map((s) =>
+        h(
+          "p",
+          { class: "report-link" },
+          h("a", { href: reportHref(s.artifact.ref), target: "_blank" }, "report.html"),
+          ` (stage ${s.stage})`,
+        )
       ),
     );
   const renderGraph = () =>
@@ -470,6 +479,11 @@ function artifactBody(a, token) {
       judge: () => judgeView(box, a.ref),
       pairwise: () => pairwiseView(box, a.ref),
       responses: () => responsesView(box, a.ref),
+      report: () =>
+        box.replaceChildren(
+          h("h3", {}, "Report"),
+          h("p", {}, h("a", { href: reportHref(a.ref), target: "_blank" }, "open report.html →")),
+        ),
       model: () =>
         box.replaceChildren(
           h("h3", {}, "Model"),
@@ -485,6 +499,10 @@ function artifactBody(a, token) {
     );
   }
   return h("div", {}, views, grid);
+}
+
+function reportHref(ref) {
+  return `/api/ui/file?ref=${encodeURIComponent(ref)}&path=report.html`;
 }
 
 async function showArtifact(token, ref) {
@@ -757,7 +775,7 @@ async function pairwiseView(box, ref) {
   box.replaceChildren(
     h("h3", {}, "Pairwise preference"),
     table(
-      ["A", "B", "A's win rate (ties ½)", "wins / ties / losses", "order flips disagree"],
+      ["A", "B", "A's win rate (ties ½)", "wins / ties / losses", "judged", "order flips disagree"],
       data.comparisons.map((c) =>
         h(
           "tr",
@@ -777,10 +795,13 @@ async function pairwiseView(box, ref) {
               : null,
           ),
           h("td", { class: "num" }, [c.wins, c.ties, c.losses].map((x) => x ?? "?").join(" / ")),
+          h("td", { class: "num" }, `${c.judged ?? "?"} / ${c.total ?? "?"}`),
           h(
             "td",
             { class: "num" },
-            typeof c.inconsistent === "number" ? fmtNumber(c.inconsistent) : "",
+            typeof c.contradiction_rate === "number"
+              ? `${c.contradictions} (${(100 * c.contradiction_rate).toFixed(1)} %)`
+              : "",
           ),
         )
       ),
@@ -836,16 +857,21 @@ async function responsesView(box, ref, state = { offset: 0, min: "", max: "", fi
           x && x.score !== null
             ? h(
               "span",
-              { class: `score s${Math.min(9, Math.floor(x.score / 10))}` },
+              {
+                class: `score s${Math.min(9, Math.floor(x.score / 10))}`,
+                title: `the judge's reply: ${x.reply}`,
+              },
               String(x.score),
             )
+            : x && x.reply !== null
+            ? h("span", { class: "score unscored", title: `the judge's reply: ${x.reply}` }, "?")
             : null,
         );
       }),
     )
   );
   box.replaceChildren(
-    h("h3", {}, "Responses"),
+    h("h3", {}, data.judge ? `Responses, scored by ${data.judge}` : "Responses"),
     filters,
     h(
       "p",

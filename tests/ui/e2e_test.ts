@@ -1,9 +1,10 @@
 /**
  * The web UI end to end in a real browser: headless Chromium (Debian's `chromium`) driven by
- * puppeteer-core. The runner trains the smoke pipeline (plus a stage laying out evaluation
- * files) into a temporary cache twice, with two learning rates; the page must show the runs,
- * their stages, a loss curve drawn with every evaluation of the history, the samples, the
- * responses table filtered by score, two curves overlaid, a chat reply streamed from the tiny
+ * puppeteer-core. The runner trains the smoke pipeline with MMLU, the judge (tests/ui/ui_cache.ts)
+ * and the report into a temporary cache twice, with two learning rates; the page must show the
+ * runs, their stages, a loss curve drawn with every evaluation of the history, the samples, the
+ * MMLU table, the judge's scores and pairwise result, the judged responses filtered by score,
+ * the link to report.html, two curves overlaid, a chat reply streamed from the tiny
  * model (the same text the training's greedy sample holds), and a run in progress updating
  * without a reload.
  *
@@ -15,7 +16,7 @@ import { join } from "node:path";
 import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { UiApi } from "../../server/ui_api.ts";
 import { ChatService } from "../../server/ui_chat.ts";
-import { Gate, overlapScore, RESPONSES_FIXTURE, runUiPipeline } from "./ui_cache.ts";
+import { expectedScore, Gate, runUiPipeline, uiResponses } from "./ui_cache.ts";
 
 // Callbacks below run in the page. The DOM's types stay out of this program (a lib "dom"
 // reference would change the types of every test checked with it), so they are loose here.
@@ -90,19 +91,16 @@ Deno.test({
             chips: [...tr.querySelectorAll(".stage-chip")].map((c: InPage) => c.className),
           })));
         assert.match(rows[0].text, /smoke/);
-        assert.deepEqual(rows[0].chips, [
+        const outcomes = (r: typeof first) => r.steps.map((s) => `stage-chip ${s.outcome}`);
+        assert.deepEqual(rows[0].chips, outcomes(second));
+        assert.deepEqual(rows[0].chips.slice(0, 3), [
           "stage-chip cached",
           "stage-chip cached",
           "stage-chip ran",
-          "stage-chip ran",
         ]);
-        assert.deepEqual(rows[1].chips.map((c: string) => c.split(" ")[1]), [
-          "ran",
-          "ran",
-          "ran",
-          "ran",
-        ]);
-        assert.match(rows[1].text, /val_loss/);
+        assert.deepEqual(rows[1].chips, outcomes(first));
+        assert.ok(rows[1].chips.every((c: string) => c === "stage-chip ran"));
+        assert.match(rows[1].text, /judge llama3 · win_rate 0\.\d+/);
 
         // 2. A run in progress appears and updates without a reload.
         await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
@@ -165,8 +163,17 @@ Deno.test({
           "dataloader",
           "pretrain",
           "evaluate",
+          "responses",
+          "judge",
+          "report",
         ]);
-        assert.equal(await page.$$eval("svg.graph path.edge", (p: InPage) => p.length), 3);
+        assert.equal(await page.$$eval("svg.graph path.edge", (p: InPage) => p.length), 8);
+        // The report stage's report.html, linked from the run's page, served sandboxed.
+        const reportHref = await page.$eval(".report-link a", (a: InPage) => a.href);
+        const reportPage = await fetch(reportHref);
+        assert.equal(reportPage.headers.get("content-type"), "text/html; charset=utf-8");
+        assert.match(reportPage.headers.get("content-security-policy")!, /sandbox/);
+        assert.match(await reportPage.text(), /<html[\s\S]*response_after/);
         await page.click('svg.graph .node[data-stage="pretrain"]');
         await page.waitForSelector(".loss-chart canvas");
         const drawn = await page.$eval(".loss-chart", (el: InPage) => {
@@ -191,18 +198,40 @@ Deno.test({
         assert.match(details, /model\.safetensors/);
         await shot(page, "ui-run.png");
 
-        // 4. The evaluation stage: MMLU, judge, pairwise and the responses browser.
+        // 4. MMLU from the real evaluate stage, as its results.json says.
         await page.click('svg.graph .node[data-stage="evaluate"]');
+        await page.waitForSelector("table.mmlu");
+        const evaluateRef = `evaluate/${
+          first.steps.find((s) => s.stage === "evaluate")!.key.slice(0, 16)
+        }`;
+        const results = JSON.parse(
+          await Deno.readTextFile(join(cache, evaluateRef, "results.json")),
+        ).results.mmlu_philosophy;
+        assert.match(
+          await text(page, "table.mmlu"),
+          new RegExp(`mmlu_philosophy\\s+${results["acc,none"].toFixed(4)}\\s`),
+        );
+
+        // 5. The judge stage: scores per field, pairwise, the judged responses by score.
+        await page.click('svg.graph .node[data-stage="judge"]');
         await page.waitForSelector("tr.response-row");
-        const entries = JSON.parse(await Deno.readTextFile(RESPONSES_FIXTURE));
+        const entries = await uiResponses();
         assert.equal(await page.$$eval("tr.response-row", (r: InPage) => r.length), 20);
-        assert.match(await text(page, "table.mmlu"), /mmlu_philosophy\s+0\.5691\s+0\.0281\s+311/);
         assert.match(
           await text(page, "table.judge"),
-          new RegExp(`${entries.length} / ${entries.length}`),
+          new RegExp(
+            `response_before\\s+[\\d.]+\\s+[\\d.]+\\s+${entries.length - 1} / ${entries.length}`,
+          ),
         );
-        const high = entries.filter((e: { output: string; model_response: string }) =>
-          overlapScore(e.output, e.model_response) >= 80
+        assert.match(
+          await text(page, ".view-pairwise"),
+          /response_before\s+response_after\s+[\d.]+ %/,
+        );
+        await page.waitForSelector(".view-judge .histogram canvas");
+        await page.$eval(".view-judge", (el: InPage) => el.scrollIntoView());
+        await shot(page, "ui-judge.png");
+        const high = entries.filter((e, i) =>
+          (expectedScore(e, i, "response_before") ?? -1) >= 80
         ).length;
         await page.type(".filters input[name=min]", "80");
         await page.click(".filters button");
@@ -213,19 +242,19 @@ Deno.test({
           high,
         );
         assert.equal(
-          await page.$$eval("tr.response-row", (r: InPage) =>
-            r.length),
+          await page.$$eval("tr.response-row", (r: InPage) => r.length),
           Math.min(20, high),
         );
         const scores = await page.$$eval(
-          "tr.response-row .score",
+          "tr.response-row td:nth-child(4) .score",
           (s: InPage) => s.map((x: InPage) => Number(x.textContent)),
         );
+        assert.equal(scores.length, Math.min(20, high));
         assert.ok(scores.every((s: number) => s >= 80));
         await page.$eval(".view-responses", (el: InPage) => el.scrollIntoView());
         await shot(page, "ui-responses.png");
 
-        // 5. Two learning rates overlaid.
+        // 6. Two learning rates overlaid.
         await page.goto(`${base}/#/compare?ref=${ref1}&ref=${ref2}`);
         await page.waitForSelector(".loss-chart canvas");
         const series = await page.$eval(
@@ -238,7 +267,7 @@ Deno.test({
         assert.equal(series.length, 5);
         assert.match(series.join(), /lr=0\.003 train/);
 
-        // 6. The chat: greedy decoding streams the same text as the training's greedy sample.
+        // 7. The chat: greedy decoding streams the same text as the training's greedy sample.
         await page.goto(`${base}/#/chat?model=${encodeURIComponent(ref1)}`);
         await page.waitForSelector("#chat-input");
         const setNumber = async (name: string, value: string) => {

@@ -10,7 +10,7 @@ import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { parityWords, writeParityModelFolder } from "../stages/parity_checkpoints.ts";
 import { UiApi } from "../../server/ui_api.ts";
 import { ChatService } from "../../server/ui_chat.ts";
-import { overlapScore, RESPONSES_FIXTURE, runUiPipeline } from "./ui_cache.ts";
+import { expectedScore, FIELDS, runUiPipeline, uiResponses, UNSCORED_ENTRY } from "./ui_cache.ts";
 
 await useCpuBackend();
 
@@ -98,24 +98,41 @@ Deno.test("ui api: runs, a run's stages with files and sizes, artifacts, static 
     const [run] = runs.runs;
     assert.equal(run.pipeline, "evals");
     assert.equal(run.status, "ok");
-    assert.deepEqual(run.steps.map((s: { outcome: string }) => s.outcome), ["ran"]);
+    assert.deepEqual(run.steps.map((s: { outcome: string }) => s.outcome), ["ran", "ran", "ran"]);
 
     const detail = await getJson(`${base}/api/ui/runs/${encodeURIComponent(run.id)}`);
-    const step = detail.steps[0];
+    const [mmluStep, step, judgeStep] = detail.steps;
     assert.equal(step.artifact.ref, step.ref);
-    assert.deepEqual(step.artifact.views, ["mmlu", "judge", "pairwise", "responses"]);
+    assert.deepEqual(mmluStep.artifact.views, ["mmlu"]);
+    assert.deepEqual(step.artifact.views, ["responses"]);
+    assert.deepEqual(judgeStep.artifact.views, ["judge", "pairwise", "responses"]);
     const responses = step.artifact.files.find((f: { name: string }) =>
       f.name === "responses.json"
     );
     assert.equal(responses.size, (await Deno.stat(join(cache, step.ref, "responses.json"))).size);
-    assert.deepEqual(step.artifact.manifest.metrics, {
-      entries: JSON.parse(await Deno.readTextFile(RESPONSES_FIXTURE)).length,
-    });
+    assert.deepEqual(step.artifact.manifest.metrics, { entries: (await uiResponses()).length });
+    assert.deepEqual(
+      judgeStep.artifact.files.map((f: { name: string }) => f.name),
+      [
+        "histogram-response_after.svg",
+        "histogram-response_before.svg",
+        "judge.json",
+        "manifest.json",
+        "pairwise.json",
+        "scores.jsonl",
+      ],
+    );
 
     const artifacts = await getJson(`${base}/api/ui/artifacts`);
     assert.deepEqual(
       artifacts.artifacts.map((a: { ref: string }) => a.ref).sort(),
-      [step.ref, `parity/${MODEL_KEY}`, `pretrain/${HISTORY_KEY}`].sort(),
+      [
+        mmluStep.ref,
+        step.ref,
+        judgeStep.ref,
+        `parity/${MODEL_KEY}`,
+        `pretrain/${HISTORY_KEY}`,
+      ].sort(),
       "the symlink to a folder outside is not listed",
     );
     const models = await getJson(`${base}/api/ui/models`);
@@ -186,11 +203,11 @@ Deno.test("ui api: a 100k-point history reaches the page as the requested number
   });
 });
 
-Deno.test("ui api: MMLU table, judge scores with histogram, pairwise, responses filtered by score", async () => {
+Deno.test("ui api: MMLU table; the judge stage's scores, histogram, pairwise; responses filtered by score", async () => {
   await withUi(async (base) => {
     const { runs: [run] } = await getJson(`${base}/api/ui/runs`);
-    const ref = run.steps[0].ref;
-    const mmlu = await getJson(`${base}/api/ui/mmlu?ref=${ref}`);
+    const [mmluRef, responsesRef, ref] = run.steps.map((s: { ref: string }) => s.ref);
+    const mmlu = await getJson(`${base}/api/ui/mmlu?ref=${mmluRef}`);
     assert.deepEqual(mmlu.rows.map((r: { task: string }) => r.task), [
       "mmlu_astronomy",
       "mmlu_philosophy",
@@ -200,40 +217,77 @@ Deno.test("ui api: MMLU table, judge scores with histogram, pairwise, responses 
     assert.deepEqual([philosophy.acc, philosophy.stderr, philosophy.n], [0.5691, 0.0281, 311]);
     assert.deepEqual([mmlu.rows[2].group, mmlu.rows[2].n], [true, 311 + 152]);
 
-    const entries: { output: string; model_response: string }[] = JSON.parse(
-      await Deno.readTextFile(RESPONSES_FIXTURE),
+    // The scores the scripted judge gave, recomputed here; the judge stage wrote them.
+    const entries = await uiResponses();
+    const expected = Object.fromEntries(
+      FIELDS.map((f) => [f, entries.map((e, i) => expectedScore(e, i, f))]),
     );
-    const scores = entries.map((e) => overlapScore(e.output, e.model_response));
     const judge = await getJson(`${base}/api/ui/judge?ref=${ref}`);
-    assert.equal(judge.models.length, 1);
-    const m = judge.models[0];
-    assert.equal(m.field, "model_response");
-    assert.equal(m.judge, "word-overlap");
-    assert.equal(m.scored, entries.length);
-    assert.ok(Math.abs(m.mean - scores.reduce((a, b) => a + b) / scores.length) < 1e-9);
-    assert.equal(m.histogram.reduce((a: number, b: number) => a + b), entries.length);
-    assert.equal(m.histogram[9], scores.filter((s) => s >= 90).length);
+    assert.equal(judge.judge.model, "llama3");
+    assert.deepEqual(judge.judge.answered_by, ["llama3:latest"]);
+    assert.deepEqual(judge.models.map((m: { field: string }) => m.field), FIELDS);
+    for (const m of judge.models) {
+      const scores = expected[m.field].filter((s): s is number => s !== null);
+      assert.equal(m.judge, "llama3");
+      assert.equal(m.total, entries.length);
+      assert.equal(m.scored, scores.length);
+      assert.equal(m.unscored, entries.length - scores.length);
+      assert.ok(Math.abs(m.mean - scores.reduce((a, b) => a + b) / scores.length) < 1e-9);
+      assert.ok(m.stderr > 0);
+      assert.equal(m.histogram.reduce((a: number, b: number) => a + b), scores.length);
+      assert.equal(m.histogram[9], scores.filter((s) => s >= 90).length);
+    }
+    assert.equal(judge.models[0].unscored, 1, `entry ${UNSCORED_ENTRY}'s reply was no number`);
 
-    const pairwise = await getJson(`${base}/api/ui/pairwise?ref=${ref}`);
-    assert.equal(pairwise.comparisons[0].win_rate, 0.35);
+    // Pairwise: the judge prefers the answer of higher overlap in both orders.
+    const [before, after] = FIELDS.map((f) =>
+      entries.map((e) => expectedScore(e, -1, f) as number)
+    );
+    const wins = before.filter((b, i) => b > after[i]).length;
+    const losses = before.filter((b, i) => b < after[i]).length;
+    const ties = entries.length - wins - losses;
+    const { comparisons: [pair] } = await getJson(`${base}/api/ui/pairwise?ref=${ref}`);
+    assert.deepEqual(
+      [pair.a, pair.b, pair.wins, pair.losses, pair.ties, pair.judged, pair.total],
+      [FIELDS[0], FIELDS[1], wins, losses, ties, entries.length, entries.length],
+    );
+    assert.ok(Math.abs(pair.win_rate - (wins + ties / 2) / entries.length) < 1e-9);
+    assert.equal(pair.contradictions, 0);
+    assert.equal(pair.judge, "llama3");
 
+    // The judge artifact lists the responses it judged, each with its score and reply.
     const page = await getJson(`${base}/api/ui/responses?ref=${ref}&limit=5`);
-    assert.deepEqual(page.fields, ["model_response"]);
+    assert.deepEqual(page.fields, FIELDS);
+    assert.equal(page.judge, "llama3");
     assert.equal(page.total, entries.length);
     assert.equal(page.rows.length, 5);
     assert.equal(page.rows[0].output, entries[0].output);
-    assert.deepEqual(page.rows[0].responses.model_response, {
-      text: entries[0].model_response,
-      score: scores[0],
+    assert.deepEqual(page.rows[0].responses.response_after, {
+      text: entries[0].response_after,
+      score: expected.response_after[0],
+      reply: String(expected.response_after[0]),
     });
-    const high = await getJson(`${base}/api/ui/responses?ref=${ref}&min=80&max=100&limit=200`);
-    assert.equal(high.matched, scores.filter((s) => s >= 80).length);
-    assert.ok(high.matched > 0 && high.matched < entries.length);
-    assert.ok(
-      high.rows.every((r: { responses: { model_response: { score: number } } }) =>
-        r.responses.model_response.score >= 80
-      ),
+    assert.deepEqual(page.rows[UNSCORED_ENTRY].responses.response_before, {
+      text: entries[UNSCORED_ENTRY].response_before,
+      score: null,
+      reply: "no idea",
+    });
+    for (const field of FIELDS) {
+      const high = await getJson(
+        `${base}/api/ui/responses?ref=${ref}&field=${field}&min=60&max=100&limit=200`,
+      );
+      const want = expected[field].flatMap((s, i) => (s !== null && s >= 60 ? [i] : []));
+      assert.deepEqual(high.rows.map((r: { index: number }) => r.index), want, field);
+      assert.ok(want.length > 0 && want.length < entries.length, field);
+    }
+    // The responses artifact itself: the same entries, unscored unless a judge is named.
+    const plain = await getJson(`${base}/api/ui/responses?ref=${responsesRef}&limit=1`);
+    assert.equal(plain.scored, false);
+    assert.equal(plain.rows[0].responses.response_after.score, null);
+    const named = await getJson(
+      `${base}/api/ui/responses?ref=${responsesRef}&scores=${ref}&limit=1`,
     );
+    assert.equal(named.rows[0].responses.response_after.score, expected.response_after[0]);
 
     const none = await fetch(`${base}/api/ui/mmlu?ref=pretrain/${HISTORY_KEY}`);
     assert.equal(none.status, 404, "a view that is absent is a 404 with a message");
@@ -335,6 +389,10 @@ Deno.test("ui api: read-only except the chat; the chat streams a model's reply t
     assert.equal(tokens.map((t) => t.data.text).join(""), " " + parityWords(expected_new_tokens));
     assert.deepEqual(events.at(-1)!.event, "done");
     assert.equal(events.at(-1)!.data.tokens, expected_new_tokens.length);
+    assert.equal(
+      events.at(-1)!.data.stopped,
+      expected_new_tokens.length < max_new_tokens ? "stop_token" : "max_new_tokens",
+    );
   });
 });
 
@@ -350,53 +408,35 @@ Deno.test("ui api: a loopback server refuses other Host names (DNS rebinding)", 
   });
 });
 
-Deno.test("ui api: responses of several models side by side, filtered by either one's score", async () => {
-  await withUi(async (base, { cache }) => {
-    const dir = join(cache, "judge", "dddddddddddddddd");
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(join(dir, "manifest.json"), JSON.stringify({ key: "d".repeat(64) }));
-    const entries = [
-      { instruction: "a", input: "", output: "A", base_response: "x", tuned_response: "A" },
-      { instruction: "b", input: "in", output: "B", base_response: "B", tuned_response: "y" },
-      { instruction: "c", input: "", output: "C", base_response: "z" }, // tuned one missing
-    ];
-    await Deno.writeTextFile(join(dir, "responses.json"), JSON.stringify(entries));
-    const scores = [
-      { index: 0, field: "base_response", score: 10 },
-      { index: 0, field: "tuned_response", score: 95 },
-      { index: 1, field: "base_response", score: 90 },
-      { index: 1, field: "tuned_response", score: 5 },
-      { index: 2, field: "base_response", score: null }, // the judge gave no number
-    ];
-    await Deno.writeTextFile(
-      join(dir, "scores.jsonl"),
-      scores.map((s) => JSON.stringify(s)).join("\n") + '\n{"index": 2, "fie', // a torn line
+Deno.test("ui api: a judge.json in another format, or judging responses outside the cache, is named", async () => {
+  await withUi(async (base, { cache, dir }) => {
+    const { runs: [run] } = await getJson(`${base}/api/ui/runs`);
+    const judgeRef = run.steps[2].ref;
+    const judged = JSON.parse(await Deno.readTextFile(join(cache, judgeRef, "judge.json")));
+    const write = async (key: string, judge: unknown) => {
+      const folder = join(cache, "judge", key);
+      await Deno.mkdir(folder, { recursive: true });
+      await Deno.writeTextFile(join(folder, "manifest.json"), JSON.stringify({ key }));
+      await Deno.writeTextFile(join(folder, "judge.json"), JSON.stringify(judge));
+      return `judge/${key}`;
+    };
+    // The format the UI once assumed: a map of field → summary, no per-entry scores.
+    const old = await write("dddddddddddddddd", { model: "x", fields: { a: { mean: 1 } } });
+    const bad = await fetch(`${base}/api/ui/judge?ref=${old}`);
+    assert.equal(bad.status, 500);
+    assert.match(
+      (await bad.json()).error,
+      /dddddddddddddddd\/judge\.json: expected \{judge, fields/,
     );
-    const ref = "judge/dddddddddddddddd";
-    const all = await getJson(`${base}/api/ui/responses?ref=${ref}`);
-    assert.deepEqual(all.fields, ["base_response", "tuned_response"]);
-    assert.deepEqual(all.rows[0].responses, {
-      base_response: { text: "x", score: 10 },
-      tuned_response: { text: "A", score: 95 },
-    });
-    assert.deepEqual(all.rows[2].responses, { base_response: { text: "z", score: null } });
-    const tunedHigh = await getJson(
-      `${base}/api/ui/responses?ref=${ref}&field=tuned_response&min=50`,
-    );
-    assert.deepEqual(tunedHigh.rows.map((r: { index: number }) => r.index), [0]);
-    const baseHigh = await getJson(
-      `${base}/api/ui/responses?ref=${ref}&field=base_response&min=50`,
-    );
-    assert.deepEqual(baseHigh.rows.map((r: { index: number }) => r.index), [1]);
 
-    const judge = await getJson(`${base}/api/ui/judge?ref=${ref}`);
-    const byField = Object.fromEntries(
-      judge.models.map((m: { field: string }) => [m.field, m]),
-    );
-    assert.equal(byField.base_response.scored, 2);
-    assert.equal(byField.base_response.total, 3);
-    assert.equal(byField.base_response.mean, 50);
-    assert.equal(byField.tuned_response.mean, 50);
-    assert.deepEqual(byField.tuned_response.histogram, [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    const elsewhere = join(dir, "elsewhere.json");
+    await Deno.writeTextFile(elsewhere, JSON.stringify(await uiResponses(3)));
+    const moved = await write("eeeeeeeeeeeeeeee", { ...judged, responses: elsewhere });
+    const outside = await fetch(`${base}/api/ui/responses?ref=${moved}`);
+    assert.equal(outside.status, 404);
+    assert.match((await outside.json()).error, /elsewhere\.json" is not in this cache/);
+    // Its scores and pairwise still show.
+    const scores = await getJson(`${base}/api/ui/judge?ref=${moved}`);
+    assert.equal(scores.models.length, 2);
   });
 });
