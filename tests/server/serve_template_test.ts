@@ -5,6 +5,7 @@
  * or whole alike, ending at end-of-text; and the incremental cut against extractResponse.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { Ollama } from "ollama";
 import { OpenAI } from "./openai_client.ts";
 import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
@@ -13,7 +14,8 @@ import { complete } from "../../llm/infer/complete.ts";
 import { readModelTemplate } from "../../llm/infer/model_folder.ts";
 import { chatPrompt } from "../../server/app.ts";
 import { responseMarker, ResponseStream } from "../../server/response_stream.ts";
-import { withTempDir } from "../fixtures.ts";
+import { createTokenizer } from "../../llm/tokenizer/mod.ts";
+import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { serveTiny, writeConstantModelFolder, writeTinyModelFolder } from "./helpers.ts";
 
@@ -213,6 +215,66 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
       assert.equal(reply.usage?.completion_tokens, 0);
     } finally {
       await served.close();
+    }
+  });
+});
+
+Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named at start); --template none serves it as a base model", async () => {
+  await withTempDir(async (dir) => {
+    await writeTinyModelFolder(dir);
+    await writeTemplateFile(dir, promptTemplate("phi3"));
+    const tokenizer = createTokenizer({ kind: "gpt2" });
+    for (
+      const [flags, banner, prompt] of [
+        [
+          [],
+          /\(phi3 template for chat/,
+          promptTemplate("phi3").query({ instruction: INSTRUCTION }),
+        ],
+        [["--template", "none"], /\(base model/, chatPrompt(MESSAGES, undefined)],
+      ] as const
+    ) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          join("cli", "serve.ts"),
+          "--model",
+          dir,
+          "--port",
+          "0",
+          "--backend",
+          "cpu",
+          ...flags,
+        ],
+        cwd: REPO_ROOT,
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      try {
+        let url: string | undefined;
+        while (!url) {
+          const { value, done } = await errors.read();
+          if (done) throw new Error(`serve exited before listening:\n${seen}`);
+          seen += value;
+          url = seen.match(/at (http:\/\/\S+)/)?.[1];
+        }
+        assert.match(seen, banner);
+        const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+        const reply = await client.chat.completions.create({
+          model: (await client.models.list()).data[0].id,
+          messages: MESSAGES,
+          max_tokens: 2,
+          temperature: 0,
+        });
+        assert.equal(reply.usage?.prompt_tokens, tokenizer.encode(prompt).length);
+      } finally {
+        child.kill("SIGTERM");
+        await child.status;
+        await errors.cancel();
+      }
     }
   });
 });
