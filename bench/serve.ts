@@ -57,7 +57,6 @@ async function startServe(turnMs: number): Promise<Served> {
       model,
       tokenizer,
       modelName: "bench",
-      alpaca: false,
       streamTurnMs: turnMs,
     });
     return { turnMs, url: running.url, stop: () => running.server.shutdown() };

@@ -84,7 +84,7 @@ async function main(args: string[]): Promise<void> {
     if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the variable is not set or empty`);
   }
 
-  const { dir, model, tokenizer, alpaca } = await openModel(values);
+  const { dir, model, tokenizer, template } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
   const digest = await fileDigest(join(dir, WEIGHTS_FILE));
@@ -93,7 +93,7 @@ async function main(args: string[]): Promise<void> {
     model,
     tokenizer,
     modelName,
-    alpaca,
+    template,
     digest,
     apiKey,
     maxBodyBytes,
@@ -110,7 +110,7 @@ async function main(args: string[]): Promise<void> {
   // A line a script can wait for (tests and .ci/run read the URL from it).
   console.error(
     `serving ${modelName} (${
-      alpaca ? "Alpaca template for chat" : "base model"
+      template ? `${template.name} template for chat` : "base model"
     }, context ${model.config.context_length}${apiKey ? ", API key required" : ""}) at ${url}`,
   );
   await server.finished;

@@ -11,11 +11,12 @@
  * disconnects aborts its generation at the next token.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { formatInstructionQuery } from "../llm/data/instructions.ts";
+import type { PromptTemplate } from "../llm/data/instructions.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { encodePrompt, generateText, type GenerationRequest } from "./generation.ts";
 import { ModelQueue } from "./queue.ts";
+import { ResponseStream } from "./response_stream.ts";
 import {
   ChatBody,
   type ChatMessage,
@@ -32,8 +33,12 @@ export interface ServeOptions {
   tokenizer: Tokenizer;
   /** The id clients name in `model` (also `<name>:latest`, as Ollama's clients may add). */
   modelName: string;
-  /** Chat messages get the Alpaca template (an instruction-tuned model); else a transcript. */
-  alpaca: boolean;
+  /**
+   * The prompt template the model was instruction-tuned with (readModelTemplate): chat
+   * messages and Ollama's non-raw prompts are put in it and the answer is cut as it says.
+   * Undefined for a base model: chat continues a transcript.
+   */
+  template?: PromptTemplate;
   /** "sha256:…" of the weights, reported by /api/tags. */
   digest?: string;
   /** When set, every request must carry `Authorization: Bearer <apiKey>`. */
@@ -112,15 +117,19 @@ function sameSecret(given: string, expected: string): boolean {
 
 /**
  * The prompt for chat messages. An instruction-tuned model answers one instruction: the last
- * user message in the Alpaca template (as `deno task chat` does). A base model continues the
+ * user message in its template, with the response header (`template.query`, as `deno task
+ * chat` does). A base model continues the
  * transcript, as `deno task chat` builds it: each user (or system) message on a new line,
  * each assistant reply appended to what it answered.
  */
-export function chatPrompt(messages: readonly ChatMessage[], alpaca: boolean): string {
-  if (alpaca) {
+export function chatPrompt(
+  messages: readonly ChatMessage[],
+  template: PromptTemplate | undefined,
+): string {
+  if (template) {
     const last = [...messages].reverse().find((m) => m.role === "user");
     if (!last) throw new RequestError("messages: no user message to answer", "messages");
-    return formatInstructionQuery({ instruction: last.content });
+    return template.query({ instruction: last.content });
   }
   let transcript = "";
   for (const message of messages) {
@@ -151,7 +160,7 @@ export function createServeHandler(options: ServeOptions): {
   handler: (request: Request) => Promise<Response>;
   queue: ModelQueue;
 } {
-  const { model, tokenizer, modelName, alpaca } = options;
+  const { model, tokenizer, modelName, template } = options;
   const context = model.config.context_length;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const defaultMaxTokens = Math.min(options.defaultMaxTokens ?? 256, context);
@@ -212,6 +221,30 @@ export function createServeHandler(options: ServeOptions): {
         onText,
         streamTurnMs: options.streamTurnMs,
       }), signal);
+  }
+
+  /**
+   * Runs a templated request (chat, Ollama's generate): a fine-tuned model's answer is cut
+   * as its template says (the response header dropped, trimmed), streamed or whole alike.
+   */
+  async function answer(
+    request: GenerationRequest,
+    signal: AbortSignal,
+    onText?: (text: string) => void | Promise<void>,
+  ) {
+    if (!template) return await run(request, signal, onText);
+    const cut = new ResponseStream(template);
+    const done = await run(
+      request,
+      signal,
+      onText && (async (text) => {
+        const piece = cut.push(text);
+        if (piece) await onText(piece);
+      }),
+    );
+    const rest = cut.end();
+    if (onText && rest) await onText(rest);
+    return { ...done, text: template.extractResponse(done.text) };
   }
 
   /**
@@ -304,7 +337,7 @@ export function createServeHandler(options: ServeOptions): {
   async function openaiChat(request: Request, abort: AbortController) {
     const body = parseBody(ChatBody, await readJson(request, maxBody));
     checkModel(body.model);
-    const prompt = chatPrompt(body.messages.map(messageText), alpaca);
+    const prompt = chatPrompt(body.messages.map(messageText), template);
     const gen = settings(
       prompt,
       samplingOf(body),
@@ -314,7 +347,7 @@ export function createServeHandler(options: ServeOptions): {
     const id = `chatcmpl-${++counter}`;
     const base = { id, created: now(), model: modelName, system_fingerprint: null };
     if (!body.stream) {
-      const done = await run(gen, abort.signal);
+      const done = await answer(gen, abort.signal);
       return json({
         ...base,
         object: "chat.completion",
@@ -335,7 +368,11 @@ export function createServeHandler(options: ServeOptions): {
       });
     return sse(abort, async (send) => {
       send(chunk({ role: "assistant", content: "" }, null));
-      const done = await run(gen, abort.signal, (text) => send(chunk({ content: text }, null)));
+      const done = await answer(
+        gen,
+        abort.signal,
+        (text) => send(chunk({ content: text }, null)),
+      );
       send(chunk({}, done.finishReason));
       if (body.stream_options?.include_usage) {
         send(event({ ...base, object: "chat.completion.chunk", choices: [], usage: usage(done) }));
@@ -365,19 +402,21 @@ export function createServeHandler(options: ServeOptions): {
     checkModel(body.model);
     let prompt = body.prompt;
     if (!body.raw) {
-      if (alpaca) prompt = formatInstructionQuery({ instruction: prompt });
+      if (template) prompt = template.query({ instruction: prompt });
       else if (body.system) prompt = `${body.system}\n${prompt}`;
     }
-    return ollamaReply(body, prompt, abort, "prompt", (text) => ({ response: text }));
+    const templated = template !== undefined && !body.raw;
+    return ollamaReply(body, prompt, templated, abort, "prompt", (text) => ({ response: text }));
   }
 
   async function ollamaChat(request: Request, abort: AbortController) {
     const body = parseBody(OllamaChatBody, await readJson(request, maxBody));
     checkModel(body.model);
-    const prompt = chatPrompt(body.messages, alpaca);
+    const prompt = chatPrompt(body.messages, template);
     return ollamaReply(
       body,
       prompt,
+      template !== undefined,
       abort,
       "messages",
       (text) => ({ message: { role: "assistant", content: text } }),
@@ -387,6 +426,7 @@ export function createServeHandler(options: ServeOptions): {
   async function ollamaReply(
     body: OllamaGenerateBody | OllamaChatBody,
     prompt: string,
+    templated: boolean,
     abort: AbortController,
     promptParam: string,
     payload: (text: string) => object,
@@ -423,13 +463,14 @@ export function createServeHandler(options: ServeOptions): {
       eval_count: done.completionTokens,
       eval_duration: Math.round(done.seconds * 1e9),
     });
+    const generate = templated ? answer : run;
     if (body.stream === false) {
-      const done = await run(gen, abort.signal);
+      const done = await generate(gen, abort.signal);
       return json({ ...final(done), ...payload(done.text) });
     }
     const line = (value: object) => JSON.stringify(value) + "\n";
     return streamed("application/x-ndjson", abort, async (send) => {
-      const done = await run(gen, abort.signal, (text) =>
+      const done = await generate(gen, abort.signal, (text) =>
         send(line({
           model: modelName,
           created_at: new Date().toISOString(),

@@ -5,7 +5,9 @@
  *
  * Prompts: a list, a file (text: one prompt per line; JSON: a list of strings or of
  * {instruction, input} entries), or a split of the instruction dataset (the book's in-order
- * 85/10/5 split, formatted with the Alpaca template, the answer taken after "### Response:").
+ * 85/10/5 split). Instruction entries, and plain prompts when a template applies, are put in the
+ * prompt template (the model's own from its template.json, Alpaca, Phi-3 or a custom one) and the
+ * answer is cut as the template says (e.g. after "### Response:").
  *
  * Artifact: generations.json, `[{prompt, response, settings, ...}]`.
  */
@@ -14,23 +16,21 @@ import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import {
-  extractResponse,
-  formatInstructionPrompt,
   type InstructionEntry,
+  type PromptTemplate,
+  promptTemplate,
   readInstructionData,
   splitInstructionData,
 } from "../llm/data/instructions.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import { parseJson, resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
-import { isInstructionTuned, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parameters
-
-const TEMPLATES = ["auto", "none", "alpaca"] as const;
 
 export const GenerateParams = z.strictObject({
   prompts: z.array(z.string().min(1)).min(1).optional().describe(
@@ -40,15 +40,25 @@ export const GenerateParams = z.strictObject({
     "A text file (one prompt per line) or a JSON file (strings or `{instruction, input}`).",
   ),
   dataset: z.enum(["instruction-data"]).optional().describe(
-    "A named instruction dataset; its entries are formatted with the Alpaca template.",
+    "A named instruction dataset; its entries are formatted with the prompt template " +
+      "(`template`; Alpaca when none applies).",
   ),
   split: z.enum(["train", "test", "val"]).default("test").describe(
     "Which part of `dataset` (the book's 85/10/5 split).",
   ),
   limit: z.number().int().min(1).optional().describe("Use only the first `limit` prompts."),
-  template: z.enum(TEMPLATES).default("auto").describe(
-    "`alpaca`, `none`, or `auto`: Alpaca when the model was instruction-finetuned (dataset " +
-      "entries always are).",
+  template: z.string().min(1).default("auto").superRefine((value, issue) => {
+    if (value === "auto" || value === "none") return;
+    try {
+      promptTemplate(value);
+    } catch (error) {
+      issue.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  }).describe(
+    "`auto`: the template the model was instruction-finetuned with (its template.json; Alpaca " +
+      "for older fine-tunes), none for a base model; `none`; `alpaca`; `phi3`; or a custom " +
+      "template string with `{instruction}`, `[[...{input}...]]` and a final `{output}`. " +
+      "Instruction entries always get a template (Alpaca when none applies).",
   ),
   max_new_tokens: z.number().int().min(1).default(50).describe("Tokens to generate per prompt."),
   temperature: z.number().min(0).default(0).describe("Sampling temperature; 0: greedy decoding."),
@@ -86,7 +96,7 @@ export type GenerateParams = z.infer<typeof GenerateParams>;
 // ---------------------------------------------------------------------------------------------
 // prompts
 
-/** One prompt: plain text, or an instruction entry (formatted with the Alpaca template). */
+/** One prompt: plain text, or an instruction entry (always formatted with a template). */
 interface PromptItem {
   text?: string;
   entry?: { instruction: string; input?: string; output?: string };
@@ -172,7 +182,8 @@ function consoleSink(ctx: StageContext<GenerateParams>) {
 export interface Generation {
   prompt: string;
   response: string;
-  settings: SamplingSettings & { template: "none" | "alpaca" };
+  /** `template`: the template's name (alpaca, phi3, custom), or "none" for plain text. */
+  settings: SamplingSettings & { template: string };
   tokens: number;
   stopped: Completion["stopped"];
   /** For instruction entries: the entry itself, so an evaluation can compare with `output`. */
@@ -187,7 +198,8 @@ export interface Generation {
  */
 export const generateStage: StageDefinition = defineStage({
   type: "generate",
-  version: "1",
+  // 2: `template: auto` follows the model's template.json (phi3, custom), not only Alpaca.
+  version: "2",
   description: "Continue prompts with an upstream model; stream them; write generations.json",
   params: GenerateParams,
   inherits: ["seed"],
@@ -199,8 +211,13 @@ export const generateStage: StageDefinition = defineStage({
     const items = await collectPrompts(ctx);
     await useEngine(ctx);
     const tokenizer = await readModelTokenizer(source.dir);
-    const tuned = await isInstructionTuned(source.dir);
-    const template = p.template === "auto" ? (tuned ? "alpaca" : "none") : p.template;
+    const template: PromptTemplate | undefined = p.template === "auto"
+      ? await readModelTemplate(source.dir)
+      : p.template === "none"
+      ? undefined
+      : promptTemplate(p.template);
+    // Instruction entries need a template even where plain prompts get none.
+    const entryTemplate = template ?? promptTemplate("alpaca");
     const settings: Generation["settings"] = {
       max_new_tokens: p.max_new_tokens,
       temperature: p.temperature,
@@ -208,12 +225,12 @@ export const generateStage: StageDefinition = defineStage({
       ...(p.top_p !== undefined ? { top_p: p.top_p } : {}),
       stop_token: p.stop_token === undefined ? tokenizer.endOfTextId ?? null : p.stop_token,
       seed: p.seed,
-      template,
+      template: template?.name ?? "none",
     };
     const model = await loadModel(source.dir);
     ctx.log.info(
       `model from "${source.stage}" (${model.config.n_layers} layers, emb ${model.config.emb_dim}), ` +
-        `${items.length} prompt(s), template ${template}`,
+        `${items.length} prompt(s), template ${settings.template}`,
     );
     const sink = consoleSink(ctx);
     const generations: Generation[] = [];
@@ -221,10 +238,8 @@ export const generateStage: StageDefinition = defineStage({
     try {
       for (const [i, item] of items.entries()) {
         ctx.signal.throwIfAborted();
-        const alpaca = item.entry !== undefined || template === "alpaca";
-        const prompt = alpaca
-          ? formatInstructionPrompt(item.entry ?? { instruction: item.text! })
-          : item.text!;
+        const used = item.entry !== undefined ? entryTemplate : template;
+        const prompt = used ? used.prompt(item.entry ?? { instruction: item.text! }) : item.text!;
         if (p.stream) ctx.log.info(`prompt ${i + 1}/${items.length}: ${JSON.stringify(prompt)}`);
         const done = await complete(model, {
           tokenizer,
@@ -236,8 +251,8 @@ export const generateStage: StageDefinition = defineStage({
         tokens += done.tokens, seconds += done.seconds;
         generations.push({
           prompt,
-          response: alpaca ? extractResponse(done.text) : done.text,
-          settings: { ...settings, template: alpaca ? "alpaca" : "none" },
+          response: used ? used.extractResponse(done.text) : done.text,
+          settings: { ...settings, template: used?.name ?? "none" },
           tokens: done.tokens,
           stopped: done.stopped,
           ...(item.entry ?? {}),

@@ -45,7 +45,7 @@ export async function serveTiny(
 ): Promise<TinyServer> {
   const model = await loadModel(dir);
   const tokenizer = createTokenizer({ kind: "gpt2" });
-  const running = startServer({ model, tokenizer, modelName: "tiny", alpaca: false, ...options });
+  const running = startServer({ model, tokenizer, modelName: "tiny", ...options });
   return {
     ...running,
     model,

@@ -1,6 +1,7 @@
 /**
  * Stage generate: PyTorch's greedy continuations through the stage, the instruction dataset's
- * test split in the Alpaca format, prompt files, seeding, streaming and errors.
+ * test split in the Alpaca format, the model's own template (phi3, custom), prompt files, seeding,
+ * streaming and errors.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -14,7 +15,9 @@ import { complete, IncrementalDecoder } from "../../llm/infer/complete.ts";
 import { loadOpenaiWeightsStage } from "../../stages/load_openai_weights.ts";
 import { loadModelConfig } from "../../llm/model/config.ts";
 import { GPTModel } from "../../llm/model/gpt.ts";
-import { saveModel } from "../../llm/model/weights_io.ts";
+import { loadModel, saveModel } from "../../llm/model/weights_io.ts";
+import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
+import { promptTemplate } from "../../llm/data/instructions.ts";
 import { createTokenizer } from "../../llm/tokenizer/mod.ts";
 import { localFixture, SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
 import { writePipeline } from "../runner/helpers.ts";
@@ -36,6 +39,8 @@ const testModelStage = defineStage({
     kind: z.enum(["parity", "tiny"]),
     /** Recorded in the manifest, as a finetuning stage would record its data. */
     dataset: z.string().optional(),
+    /** Written as template.json, as `finetune` and `lora-finetune` do. */
+    template: z.string().optional(),
   }),
   async run(ctx) {
     await useEngine(ctx);
@@ -45,6 +50,9 @@ const testModelStage = defineStage({
       const model = new GPTModel(await loadModelConfig("tiny"), { seed: 7 });
       await saveModel(ctx.outDir, model);
       model.dispose();
+    }
+    if (ctx.params.template) {
+      await writeTemplateFile(ctx.outDir, promptTemplate(ctx.params.template));
     }
   },
 });
@@ -204,6 +212,84 @@ Deno.test("generate: prompt files; Alpaca for instruction-tuned models; per-prom
       ["generate.seed=7"],
     );
     assert.notEqual(reseeded.generations[0].response, twice.generations[0].response);
+  });
+});
+
+Deno.test("generate: auto uses the model's template.json (phi3, custom); phi3 and custom strings as settings; the answer cut as the template says", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(
+      join(dir, "prompts.json"),
+      JSON.stringify([{ instruction: "Name a color.", input: "red or blue" }, "Plain text"]),
+    );
+    const greedy = "    max_new_tokens: 8";
+    const phi3 = promptTemplate("phi3");
+
+    // A model fine-tuned with phi3: both the entry and the plain prompt get its template.
+    const tuned = await runYaml(
+      dir,
+      pipeline("    kind: tiny\n    template: phi3", `    file: prompts.json\n${greedy}`),
+    );
+    assert.ok(tuned.report.ok, tuned.report.error?.message);
+    assert.deepEqual(tuned.generations.map((g) => g.prompt), [
+      "<|user|>\nName a color.\nred or blue",
+      "<|user|>\nPlain text",
+    ]);
+    assert.deepEqual(tuned.generations.map((g) => g.settings.template), ["phi3", "phi3"]);
+    // The response is the model's continuation, cut after "<|assistant|>:" and trimmed.
+    const model = await loadModel(tuned.report.artifacts.model.dir);
+    try {
+      for (const g of tuned.generations) {
+        const done = await complete(model, {
+          tokenizer: createTokenizer({ kind: "gpt2" }),
+          prompt: g.prompt,
+          settings: { max_new_tokens: 8, temperature: 0, stop_token: 50256, seed: 123 },
+        });
+        assert.equal(g.response, phi3.extractResponse(done.text));
+      }
+    } finally {
+      model.dispose();
+    }
+
+    // Explicit settings on a base model: phi3, and a custom template string.
+    const explicit = await runYaml(
+      dir,
+      pipeline("    kind: tiny", `    prompts: [Name a color.]\n    template: phi3\n${greedy}`),
+    );
+    assert.ok(explicit.report.ok, explicit.report.error?.message);
+    assert.equal(explicit.generations[0].prompt, "<|user|>\nName a color.");
+    assert.equal(explicit.generations[0].settings.template, "phi3");
+    const custom = await runYaml(
+      dir,
+      pipeline(
+        "    kind: tiny",
+        `    prompts: [Name a color.]\n    template: "Q: {instruction}\\nA:{output}"\n${greedy}`,
+      ),
+    );
+    assert.ok(custom.report.ok, custom.report.error?.message);
+    assert.equal(custom.generations[0].prompt, "Q: Name a color.");
+    assert.equal(custom.generations[0].settings.template, "custom");
+
+    // A model fine-tuned with a custom template: auto uses it; `none` turns it off.
+    const customTuned = pipeline(
+      '    kind: tiny\n    template: "Task: {instruction}\\n=>{output}"',
+      `    prompts: [Name a color.]\n${greedy}`,
+    );
+    const auto = await runYaml(dir, customTuned);
+    assert.ok(auto.report.ok, auto.report.error?.message);
+    assert.equal(auto.generations[0].prompt, "Task: Name a color.");
+    assert.equal(auto.generations[0].settings.template, "custom");
+    const none = await runYaml(dir, customTuned, ["generate.template=none"]);
+    assert.equal(none.generations[0].prompt, "Name a color.");
+    assert.equal(none.generations[0].settings.template, "none");
+
+    await assert.rejects(
+      () =>
+        runYaml(
+          dir,
+          pipeline("    kind: tiny", '    prompts: [a]\n    template: "no fields{output}"'),
+        ),
+      /template.*has no \{instruction\}/s,
+    );
   });
 });
 
