@@ -9,7 +9,7 @@
  */
 import { relative } from "node:path";
 import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
-import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE, writeFileAtomic } from "./cache.ts";
+import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
