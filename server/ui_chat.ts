@@ -10,17 +10,13 @@
  * Events:  meta {prompt, template, queued}, token {text}..., done {tokens, seconds, stopped},
  *          or error {error}.
  */
-import { formatInstructionQuery } from "../llm/data/instructions.ts";
 import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { loadModel } from "../llm/model/weights_io.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { generateText } from "./generation.ts";
-import {
-  isInstructionTuned,
-  isModelFolder,
-  readModelTokenizer,
-} from "../llm/infer/model_folder.ts";
+import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
 
 export const MAX_CHAT_TOKENS = 1024;
 const MAX_PROMPT_CHARS = 32_000;
@@ -29,12 +25,13 @@ interface Loaded {
   dir: string;
   model: GPTModel;
   tokenizer: Tokenizer;
-  alpaca: boolean;
+  /** The model's own prompt template (template.json; Alpaca for older fine-tunes); none: base. */
+  template?: PromptTemplate;
 }
 
 export interface ChatRequest {
   messages: { role: "user" | "assistant"; content: string }[];
-  template: "auto" | "none" | "alpaca";
+  template: "auto" | "none" | "alpaca" | "phi3";
   temperature: number;
   top_k?: number;
   max_tokens: number;
@@ -70,8 +67,8 @@ export function parseChatRequest(body: unknown): ChatRequest {
     return v;
   };
   const template = b.template ?? "auto";
-  if (template !== "auto" && template !== "none" && template !== "alpaca") {
-    throw new BadRequest(`template: expected auto, none or alpaca`);
+  if (template !== "auto" && template !== "none" && template !== "alpaca" && template !== "phi3") {
+    throw new BadRequest(`template: expected auto, none, alpaca or phi3`);
   }
   return {
     messages,
@@ -86,12 +83,13 @@ export function parseChatRequest(body: unknown): ChatRequest {
 }
 
 /**
- * The text the model continues: the Alpaca template around the last message, or (a base model)
+ * The text the model continues: the template's query around the last message (its prompt and
+ * response header, so the continuation is the answer), or (a base model)
  * the transcript as `deno task chat` builds it: each reply right after its prompt, each new
  * message on a new line.
  */
-export function buildPrompt(request: ChatRequest, alpaca: boolean): string {
-  if (alpaca) return formatInstructionQuery({ instruction: request.messages.at(-1)!.content });
+export function buildPrompt(request: ChatRequest, template?: PromptTemplate): string {
+  if (template) return template.query({ instruction: request.messages.at(-1)!.content });
   let transcript = "";
   for (const m of request.messages) {
     transcript = m.role === "assistant"
@@ -111,9 +109,9 @@ export class ChatService {
 
   constructor(readonly backend: BackendChoice = "auto") {}
 
-  /** "alpaca" when the model was instruction-tuned, else "none". */
-  async templateOf(dir: string): Promise<"alpaca" | "none"> {
-    return await isInstructionTuned(dir) ? "alpaca" : "none";
+  /** The name of the model's own template ("alpaca", "phi3", "custom"), or "none" (a base model). */
+  async templateOf(dir: string): Promise<string> {
+    return (await readModelTemplate(dir))?.name ?? "none";
   }
 
   async #load(dir: string): Promise<Loaded> {
@@ -125,7 +123,7 @@ export class ChatService {
     this.#loaded = undefined;
     const tokenizer = await readModelTokenizer(dir);
     const model = await loadModel(dir);
-    this.#loaded = { dir, model, tokenizer, alpaca: await isInstructionTuned(dir) };
+    this.#loaded = { dir, model, tokenizer, template: await readModelTemplate(dir) };
     return this.#loaded;
   }
 
@@ -155,14 +153,16 @@ export class ChatService {
           try {
             if (closed) return;
             const loaded = await this.#load(dir);
-            const alpaca = request.template === "auto"
-              ? loaded.alpaca
-              : request.template === "alpaca";
-            const prompt = buildPrompt(request, alpaca);
+            const template = request.template === "auto"
+              ? loaded.template
+              : request.template === "none"
+              ? undefined
+              : promptTemplate(request.template);
+            const prompt = buildPrompt(request, template);
             if (prompt.length > MAX_PROMPT_CHARS) {
               throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
             }
-            send("meta", { prompt, template: alpaca ? "alpaca" : "none", queued });
+            send("meta", { prompt, template: template?.name ?? "none", queued });
             const done = await generateText(loaded.model, loaded.tokenizer, {
               prompt,
               maxTokens: request.max_tokens,

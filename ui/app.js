@@ -955,14 +955,18 @@ async function showChat(token, params) {
   const templateSelect = h(
     "select",
     { name: "template" },
-    ["auto", "none", "alpaca"].map((t) => h("option", { value: t }, t)),
+    ["auto", "none", "alpaca", "phi3"].map((t) => h("option", { value: t }, t)),
   );
   const showTemplate = () => {
     const m = models.find((x) => x.ref === model.value);
     const t = templateSelect.value === "auto" ? m?.template ?? "none" : templateSelect.value;
     templateNote.textContent = t === "alpaca"
       ? "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{your message}\n\n### Response:\n"
-      : "{the conversation so far}\n{your message}   (no template: the model continues the text)";
+      : t === "phi3"
+      ? "<|user|>\n{your message}\n<|assistant|>:\n"
+      : t === "none"
+      ? "{the conversation so far}\n{your message}   (no template: the model continues the text)"
+      : `${t} template: the prompt sent is shown above each reply`;
   };
   model.addEventListener("change", () => {
     messages = [];

@@ -1,6 +1,7 @@
 /** The chat endpoint's request checks and the prompt it builds. */
 import assert from "node:assert/strict";
 import { buildPrompt, parseChatRequest } from "../../server/ui_chat.ts";
+import { promptTemplate } from "../../llm/data/instructions.ts";
 
 Deno.test("ui chat: a base model continues the transcript as `deno task chat` builds it", () => {
   const request = parseChatRequest({
@@ -10,8 +11,13 @@ Deno.test("ui chat: a base model continues the transcript as `deno task chat` bu
       { role: "user", content: "Next" },
     ],
   });
-  assert.equal(buildPrompt(request, false), "Every effort moves you\nNext");
-  assert.match(buildPrompt(request, true), /### Instruction:\nNext\n\n### Response:\n$/);
+  assert.equal(buildPrompt(request, undefined), "Every effort moves you\nNext");
+  assert.match(
+    buildPrompt(request, promptTemplate("alpaca")),
+    /### Instruction:\nNext\n\n### Response:\n$/,
+  );
+  // A phi3 fine-tune chats in its own template (exercise 7.1's format).
+  assert.equal(buildPrompt(request, promptTemplate("phi3")), "<|user|>\nNext\n<|assistant|>:\n");
   assert.deepEqual(
     [request.temperature, request.top_k, request.max_tokens, request.seed, request.template],
     [0.7, undefined, 100, 123, "auto"],
