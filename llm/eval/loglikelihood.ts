@@ -162,13 +162,13 @@ async function scoreBatch(
   const input = tf.tensor2d(ids, [rows.length, length], "int32");
   let logProbs: tf.Tensor2D | undefined;
   try {
-    const logits = model.forward(input);
+    // Only the positions read go through the output head (its [positions, vocab] product is
+    // the largest of the forward pass).
+    const logits = model.forward(input, { gather: positions });
     try {
-      logProbs = tf.tidy(() => {
-        const flat = tf.reshape(logits, [rows.length * length, vocab]) as tf.Tensor2D;
-        const picked = tf.gather(flat, tf.tensor1d(positions, "int32"));
-        return tf.logSoftmax(picked) as tf.Tensor2D;
-      });
+      logProbs = tf.tidy(() =>
+        tf.logSoftmax(tf.reshape(logits, [positions.length, vocab])) as tf.Tensor2D
+      );
     } finally {
       logits.dispose();
     }

@@ -157,6 +157,11 @@ export interface ForwardOptions {
   /** Compute logits only for the last position ([batch, 1, vocab]): all generation needs. */
   lastTokenOnly?: boolean;
   /**
+   * Compute logits only at these flat positions (`row * tokens + position`), as [1, n, vocab]:
+   * scoring (MMLU) reads a few positions of each row, and the output head is the largest product.
+   */
+  gather?: readonly number[];
+  /**
    * Left padding of each row (batched generation, llm/infer/batch_generate.ts): the first
    * `padding[b]` slots of row b (counted from the cache's start) are pad tokens. No real token
    * attends to them, and row b's positions start at 0 at its first real token, so a padded row
@@ -246,7 +251,8 @@ export class GPTModel implements Module {
     if (ids.dtype !== "int32") {
       throw new Error(`GPTModel.forward: ids must be int32, got ${ids.dtype}`);
     }
-    this.checkLogitsFit(lastTokenOnly ? batch : batch * tokens);
+    const { gather } = options;
+    this.checkLogitsFit(gather ? gather.length : lastTokenOnly ? batch : batch * tokens);
     const context: ForwardContext = { training, rng: this.dropoutRng };
 
     const logits = tf.tidy(() => {
@@ -259,7 +265,16 @@ export class GPTModel implements Module {
       this.trf_blocks.forEach((block, i) => {
         x = block.apply(x, context, { cache, layerIndex: i, keyMask });
       });
-      if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, this.config.emb_dim]);
+      const width = this.config.emb_dim;
+      if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, width]);
+      else if (gather) {
+        const flat = tf.reshape(x, [batch * tokens, width]);
+        x = tf.reshape(tf.gather(flat, tf.tensor1d(Int32Array.from(gather), "int32")), [
+          1,
+          gather.length,
+          width,
+        ]);
+      }
       return this.out_head.apply(this.final_norm.apply(x)) as tf.Tensor3D;
     });
     if (cache) cache.length += tokens;

@@ -39,6 +39,26 @@ Deno.test("forward gives logits [batch, tokens, vocab] and frees its intermediat
   model.dispose();
 });
 
+Deno.test("forward with gather computes the head only at the given flat positions, the same logits", async () => {
+  const model = new GPTModel(SMALL);
+  const ids = tf.tensor2d([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]], undefined, "int32");
+  const full = await values(model.forward(ids));
+  const positions = [4, 0, 7, 9]; // row 0 pos 4, row 0 pos 0, row 1 pos 2, row 1 pos 4
+  const before = tf.memory().numTensors;
+  const gathered = model.forward(ids, { gather: positions });
+  assert.deepEqual(gathered.shape, [1, positions.length, SMALL.vocab_size]);
+  assert.equal(tf.memory().numTensors, before + 1);
+  const got = await values(gathered);
+  const vocab = SMALL.vocab_size;
+  positions.forEach((flat, i) => {
+    for (let v = 0; v < vocab; v++) {
+      assert.ok(Math.abs(got[i * vocab + v] - full[flat * vocab + v]) < 1e-5, `position ${flat}`);
+    }
+  });
+  tf.dispose([ids, gathered]);
+  model.dispose();
+});
+
 Deno.test("parameter names and shapes are those of the book's PyTorch state_dict", async () => {
   // The PyTorch reference wrote its state_dict (n_layers 2, qkv_bias true) into this fixture.
   const path = localFixture("parity", "qkv_bias", "weights.safetensors");
