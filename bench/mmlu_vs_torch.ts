@@ -8,7 +8,7 @@
  * ours (and which goes first) so that both see the same machine load. Both sides' log-likelihoods are compared.
  *
  *   deno run -A bench/mmlu_vs_torch.ts [--size 124M|355M] [--subject philosophy] [--limit 16]
- *                                      [--batch-size 8] [--rounds 4] [--threads 2]
+ *                                      [--batch-size 8] [--rounds 4] [--threads 2] [--settle 3]
  *
  * Prints one JSON line per round and implementation, then a summary with the ratio of our
  * seconds to PyTorch's (median over rounds; ≤ 1.0: ours at least as fast).
@@ -30,6 +30,9 @@ const subject = flag("subject", "philosophy");
 const limit = Number(flag("limit", "16"));
 const batchSize = Number(flag("batch-size", "8"));
 const rounds = Number(flag("rounds", "4"));
+// Seconds of rest before each timed side: an OpenBLAS pool that has just finished keeps its
+// threads spinning for a while, and the other process's first products would pay for it.
+const settleSeconds = Number(flag("settle", "3"));
 const threads = flag("threads", "2");
 const mmluDir = Deno.env.get("GROUNDUP_MMLU_DIR") ??
   new URL("../../shared/fixtures/mmlu", import.meta.url).pathname;
@@ -132,10 +135,15 @@ try {
     }));
     return lls;
   };
+  const settle = () => new Promise((resolve) => setTimeout(resolve, settleSeconds * 1000));
   for (let round = 0; round < rounds; round++) {
-    let torchLls: number[][], oursLls: number[][];
-    if (round % 2 === 0) torchLls = await runTorch(round), oursLls = await runOurs(round);
-    else oursLls = await runOurs(round), torchLls = await runTorch(round);
+    let torchLls: number[][] = [], oursLls: number[][] = [];
+    const sides = round % 2 === 0 ? ["torch", "ours"] : ["ours", "torch"];
+    for (const side of sides) {
+      await settle();
+      if (side === "torch") torchLls = await runTorch(round);
+      else oursLls = await runOurs(round);
+    }
     oursLls.forEach((q, i) =>
       q.forEach((v, c) => (maxDiff = Math.max(maxDiff, Math.abs(v - torchLls[i][c]))))
     );
