@@ -12,6 +12,7 @@
  * must be identical (checked). Prints one JSON line per mode (wall and CPU seconds, tokens/s, load
  * average) and a summary with the speed-up.
  */
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { describeEngine, initEngine } from "../llm/engine/backend.ts";
 import {
   formatInstructionPrompt,
@@ -29,15 +30,8 @@ const entriesWanted = Number(flag("entries", "16"));
 const newTokens = Number(flag("new-tokens", "32"));
 const batchSize = Number(flag("batch", "8"));
 
-const config: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 1024,
-  emb_dim: 768,
-  n_heads: 12,
-  n_layers: 12,
-  drop_rate: 0.1,
-  qkv_bias: true,
-};
+// GPT-2 124M as the pretrained weights load (dropout is off at inference anyway).
+const config: GPTConfig = gpt2Config("124M", 0.1);
 
 const loadAverage = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 

@@ -18,6 +18,7 @@
  * One warm-up step, then the median of --steps timed steps. One JSON line per mode, then the
  * PyTorch lines and the ratios (ours / PyTorch, and LoRA / full for each).
  */
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import * as tf from "@tensorflow/tfjs";
 import { describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { blasInUse } from "../llm/engine/cpu_kernels.ts";
@@ -42,18 +43,10 @@ for (const mode of modes) {
   }
 }
 const BATCH = 8;
-const sizes: Record<string, Pick<GPTConfig, "emb_dim" | "n_heads" | "n_layers">> = {
-  "124M": { emb_dim: 768, n_heads: 12, n_layers: 12 },
-  "355M": { emb_dim: 1024, n_heads: 16, n_layers: 24 },
-};
-if (!sizes[modelName]) throw new Error(`--model must be 124M or 355M, got ${modelName}`);
-const config: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 1024,
-  drop_rate: 0,
-  qkv_bias: true,
-  ...sizes[modelName],
-};
+if (modelName !== "124M" && modelName !== "355M") {
+  throw new Error(`--model must be 124M or 355M, got ${modelName}`);
+}
+const config: GPTConfig = gpt2Config(modelName);
 if (flag("layers", "")) config.n_layers = Number(flag("layers", ""));
 const profile = hasFlag("profile");
 const interleave = hasFlag("interleave");

@@ -11,6 +11,7 @@
  * compares our cached speed with PyTorch's no-cache speed (issue 4's target); speed_ratio_* =
  * our tokens/s ÷ PyTorch's (above 1: we are faster).
  */
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendChoice, describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
@@ -22,15 +23,8 @@ const newTokens = Number(flag("new-tokens", "200"));
 const backend = flag("backend", "cpu") as BackendChoice;
 const withTorch = flag("torch", "on") === "on";
 
-const config: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 1024,
-  emb_dim: 768,
-  n_heads: 12,
-  n_layers: 12,
-  drop_rate: 0.1,
-  qkv_bias: true,
-};
+// GPT-2 124M as the pretrained weights load (dropout is off at inference anyway).
+const config: GPTConfig = gpt2Config("124M", 0.1);
 const PROMPT_IDS = [15496, 11, 314, 716]; // "Hello, I am" in GPT-2 BPE, as tools/torch_bench.py
 
 const engine = await initEngine({ backend, log: () => {} });

@@ -9,6 +9,7 @@
  * Prints one JSON line: questions/s, the prompt tokens, peak RSS. The same forward passes in
  * the book's PyTorch model, side by side: bench/mmlu_vs_torch.ts.
  */
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { type BackendChoice, describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { readMmluCsvFile } from "../llm/eval/mmlu/data.ts";
 import { evaluateMmlu } from "../llm/eval/mmlu/evaluate.ts";
@@ -24,15 +25,8 @@ const batchSize = Number(flag("batch-size", "8"));
 const backend = flag("backend", "cpu") as BackendChoice;
 const mmluDir = new URL("../../shared/fixtures/mmlu", import.meta.url).pathname;
 
-const config: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 1024,
-  emb_dim: 768,
-  n_heads: 12,
-  n_layers: 12,
-  drop_rate: 0.1,
-  qkv_bias: true,
-};
+// GPT-2 124M as the pretrained weights load (dropout is off at inference anyway).
+const config: GPTConfig = gpt2Config("124M", 0.1);
 const engine = await initEngine({ backend, log: () => {} });
 const model = new GPTModel(config, { seed: 123 });
 const tokenizer = createTokenizer({ kind: "gpt2" });

@@ -13,6 +13,7 @@
  * Prints one JSON line per round and implementation, then a summary with the ratio of our
  * seconds to PyTorch's (median over rounds; ≤ 1.0: ours at least as fast).
  */
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { join } from "node:path";
 import { describeEngine, initEngine } from "../llm/engine/backend.ts";
 import { readMmluCsvFile } from "../llm/eval/mmlu/data.ts";
@@ -38,18 +39,8 @@ const mmluDir = Deno.env.get("GROUNDUP_MMLU_DIR") ??
   new URL("../../shared/fixtures/mmlu", import.meta.url).pathname;
 const LOGIT_BUDGET = 256 * 2 ** 20; // llm/eval/loglikelihood.ts's default
 
-const SHAPES: Record<string, Pick<GPTConfig, "emb_dim" | "n_heads" | "n_layers">> = {
-  "124M": { emb_dim: 768, n_heads: 12, n_layers: 12 },
-  "355M": { emb_dim: 1024, n_heads: 16, n_layers: 24 },
-};
-if (!SHAPES[size]) throw new Error(`--size ${size}: expected 124M or 355M`);
-const config: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 1024,
-  drop_rate: 0.0,
-  qkv_bias: true,
-  ...SHAPES[size],
-};
+if (size !== "124M" && size !== "355M") throw new Error(`--size ${size}: expected 124M or 355M`);
+const config: GPTConfig = gpt2Config(size);
 
 const engine = await initEngine({ backend: "cpu", log: () => {} });
 const model = new GPTModel(config, { seed: 123 });

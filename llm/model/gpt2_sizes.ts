@@ -2,6 +2,7 @@
  * The four sizes OpenAI published GPT-2 in (REFERENCE.md, "Architecture"): every size uses a
  * vocabulary of 50,257 tokens, a context of 1,024 and heads of 64 dimensions.
  */
+import type { GPTConfig } from "./config.ts";
 
 /** The published sizes, by their release names. */
 export const GPT2_SIZES = ["124M", "355M", "774M", "1558M"] as const;
@@ -60,4 +61,21 @@ export function gpt2HeadsForWidth(embDim: number): number | undefined {
 /** Whether `value` names a published size. */
 export function isGpt2Size(value: string): value is Gpt2Size {
   return (GPT2_SIZES as readonly string[]).includes(value);
+}
+
+/**
+ * The config of OpenAI's pretrained GPT-2 of `size` (context 1024, qkv bias), as the checkpoints
+ * load; `dropRate` is for training on from it (0 as the book's fine-tuning, default).
+ */
+export function gpt2Config(size: Gpt2Size, dropRate = 0): GPTConfig {
+  const { emb_dim, n_layers, n_heads } = GPT2_SIZE_INFO[size];
+  return {
+    vocab_size: GPT2_VOCAB_SIZE,
+    context_length: GPT2_CONTEXT_LENGTH,
+    emb_dim,
+    n_heads,
+    n_layers,
+    drop_rate: dropRate,
+    qkv_bias: true,
+  };
 }
