@@ -1,7 +1,7 @@
 /**
  * `serve`'s HTTP layer: one loaded model behind the OpenAI-compatible endpoints
  * (`/v1/models`, `/v1/completions`, `/v1/chat/completions`, streamed as server-sent events)
- * and Ollama's (`/api/tags`, `/api/generate`, `/api/chat`, `/api/version`, streamed as
+ * and Ollama's (`/api/tags`, `/api/show`, `/api/generate`, `/api/chat`, `/api/version`, streamed as
  * NDJSON), on Deno.serve.
  *
  * Generations queue for the model, one at a time. Every refusal is JSON in the shape the
@@ -24,6 +24,7 @@ import {
   messageText,
   OllamaChatBody,
   OllamaGenerateBody,
+  OllamaShowBody,
   parseBody,
   RequestError,
 } from "./requests.ts";
@@ -481,24 +482,59 @@ export function createServeHandler(options: ServeOptions): {
     }, (message) => line({ error: message }));
   }
 
+  const parameters = modelParameterCount(model);
+  const details = {
+    parent_model: "",
+    format: "safetensors",
+    family: "gpt2",
+    families: ["gpt2"],
+    parameter_size: `${(parameters / 1e6).toFixed(1)}M`,
+    quantization_level: "F32",
+  };
+  const modifiedAt = new Date(created * 1000).toISOString();
+
   function ollamaTags() {
-    const parameters = modelParameterCount(model);
     return json({
       models: [{
         name: modelName,
         model: modelName,
-        modified_at: new Date(created * 1000).toISOString(),
+        modified_at: modifiedAt,
         size: parameters * 4,
         digest: (options.digest ?? "").replace(/^sha256:/, ""),
-        details: {
-          parent_model: "",
-          format: "safetensors",
-          family: "gpt2",
-          families: ["gpt2"],
-          parameter_size: `${(parameters / 1e6).toFixed(1)}M`,
-          quantization_level: "F32",
-        },
+        details,
       }],
+    });
+  }
+
+  /** What `ollama show` prints: details, the architecture (model_info) and the template. */
+  async function ollamaShow(request: Request) {
+    const body = parseBody(OllamaShowBody, await readJson(request, maxBody));
+    checkModel(body.model ?? body.name!);
+    const c = model.config;
+    return json({
+      license: "",
+      modelfile: `# served by groundup ${SERVE_VERSION}\nFROM ${modelName}\n` +
+        (template ? `TEMPLATE ${JSON.stringify(template.source)}\n` : ""),
+      parameters: "",
+      // The prompt layout chat messages are put in ({instruction}/{input}, as the stages
+      // write it); empty for a base model, which continues a transcript.
+      template: template?.source ?? "",
+      details,
+      model_info: {
+        "general.architecture": "gpt2",
+        "general.parameter_count": parameters,
+        "gpt2.context_length": c.context_length,
+        "gpt2.embedding_length": c.emb_dim,
+        "gpt2.block_count": c.n_layers,
+        "gpt2.attention.head_count": c.n_heads,
+        "gpt2.feed_forward_length": 4 * c.emb_dim,
+        "gpt2.attention.layer_norm_epsilon": 1e-5,
+        "tokenizer.ggml.model": tokenizer.name,
+        "groundup.template": template?.name ?? null,
+        "groundup.digest": options.digest ?? null,
+      },
+      capabilities: ["completion"],
+      modified_at: modifiedAt,
     });
   }
 
@@ -517,6 +553,7 @@ export function createServeHandler(options: ServeOptions): {
     "/v1/chat/completions": ["POST", "openai", openaiChat],
     "/api/tags": ["GET", "ollama", ollamaTags],
     "/api/version": ["GET", "ollama", () => json({ version: SERVE_VERSION })],
+    "/api/show": ["POST", "ollama", ollamaShow],
     "/api/generate": ["POST", "ollama", ollamaGenerate],
     "/api/chat": ["POST", "ollama", ollamaChat],
   };

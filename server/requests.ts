@@ -97,6 +97,16 @@ export const OllamaChatBody = z.object({
 });
 export type OllamaChatBody = z.infer<typeof OllamaChatBody>;
 
+/** Ollama's /api/show: `model` (older clients send `name`). */
+export const OllamaShowBody = z.object({
+  model: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+  verbose: z.boolean().nullish(),
+}).refine((b) => b.model !== undefined || b.name !== undefined, {
+  message: "give the model's name",
+  path: ["model"],
+});
+
 /** Parses `value` with `schema`, or throws a RequestError naming the first bad field. */
 export function parseBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value);

@@ -7,14 +7,21 @@
  * and the headline numbers (accuracy of each requested task) for the run summary.
  *
  * Data sources: `csv` (a folder of the original CSVs, default the mirror's `mmlu/`), `parquet`
- * (the `cais/mmlu` files the harness reads, downloaded and cached), `tar` (the original
- * data.tar); `auto` uses the CSV folder where it has the subject and Parquet elsewhere.
+ * (the `cais/mmlu` files the harness reads: downloaded, pinned and cached, or a local snapshot
+ * in `parquet_dir`), `tar` (the original data.tar: downloaded and pinned, or `tar_file`); `auto`
+ * uses the CSV folder where it has the subject and Parquet elsewhere.
  */
 import { join } from "node:path";
 import { z } from "zod";
 import { resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
-import { csvFolderHas, mmluLoader, mmluMirrorFolder } from "../datasets/mmlu.ts";
+import {
+  CAIS_MMLU_REVISION,
+  csvFolderHas,
+  mmluLoader,
+  mmluMirrorFolder,
+  parquetDirFile,
+} from "../datasets/mmlu.ts";
 import { originalCsvPath } from "../llm/eval/mmlu/data.ts";
 import { evaluateMmlu, type MmluLoader } from "../llm/eval/mmlu/evaluate.ts";
 import { harnessResults } from "../llm/eval/mmlu/results.ts";
@@ -51,9 +58,26 @@ export const EvaluateParams = z.strictObject({
   csv_dir: z.string().min(1).optional().describe(
     "a folder of the original CSVs (`{dev,val,test}/<subject>_<split>.csv`); default the mirror's `mmlu/`",
   ),
+  parquet_dir: z.string().min(1).optional().describe(
+    "source parquet: a local snapshot of `cais/mmlu` (`<subject>/<split>-00000-of-00001.parquet` or `all/<split>-00000-of-00001.parquet`) read in place instead of the pinned download",
+  ),
+  tar_file: z.string().min(1).optional().describe(
+    "source tar: a local copy of the release's `data.tar` read in place instead of the pinned download",
+  ),
   from: z.string().optional().describe(
     "which upstream stage's model to evaluate when `needs` lists several",
   ),
+}).superRefine((p, issues) => {
+  // A named local copy is read only by its own source; anywhere else it would be ignored.
+  for (const [key, source] of [["parquet_dir", "parquet"], ["tar_file", "tar"]] as const) {
+    if (p[key] !== undefined && p.source !== source) {
+      issues.addIssue({
+        code: "custom",
+        path: [key],
+        message: `${key} is read by \`source: ${source}\` only (source is ${p.source})`,
+      });
+    }
+  }
 });
 export type EvaluateParams = z.infer<typeof EvaluateParams>;
 
@@ -75,18 +99,25 @@ function dataLoader(ctx: StageContext<EvaluateParams>): { load: MmluLoader; used
     );
   }
   const csv = csvDir ? mmluLoader("csv", { csvDir, fetch }) : undefined;
-  const parquet = mmluLoader("parquet", { fetch });
-  const tar = mmluLoader("tar", { fetch });
+  const local = (path: string | undefined) =>
+    path === undefined ? undefined : resolvePath(path, ctx.pipeline.baseDir);
+  const parquetDir = local(ctx.params.parquet_dir), tarFile = local(ctx.params.tar_file);
+  const parquet = mmluLoader("parquet", { fetch, parquetDir });
+  const tar = mmluLoader("tar", { fetch, tarFile });
   const load: MmluLoader = (subject, split) => {
     if (source === "csv" || (source === "auto" && csv && csvFolderHas(csvDir!, subject, split))) {
       used.add(`csv ${join(csvDir!, originalCsvPath(subject, split))}`);
       return csv!(subject, split);
     }
     if (source === "tar") {
-      used.add("tar data.tar");
+      used.add(`tar ${tarFile ?? "data.tar"}`);
       return tar(subject, split);
     }
-    used.add(`parquet cais/mmlu ${subject}/${split}`);
+    used.add(
+      parquetDir
+        ? `parquet ${parquetDirFile(parquetDir, subject, split)}`
+        : `parquet cais/mmlu@${CAIS_MMLU_REVISION.slice(0, 8)} all/${split} ${subject}`,
+    );
     return parquet(subject, split);
   };
   return { load, used };
@@ -105,12 +136,24 @@ export const evaluateStage: StageDefinition = defineStage({
   description: "MMLU as the LM Evaluation Harness computes it; write results.json + samples.jsonl",
   params: EvaluateParams,
   localFiles: (p, pipeline) => {
-    if (!p.csv_dir) return [];
-    // The CSVs read are part of the inputs: a changed file means a new evaluation.
-    const dir = resolvePath(p.csv_dir, pipeline.baseDir);
+    // Files the user names are part of the inputs: a changed file means a new evaluation.
+    // (Downloads are pinned by their sha256 and need no hashing.)
     const { subjects } = expandMmluTasks(p.tasks);
     const splits = p.num_fewshot > 0 ? (["test", "dev"] as const) : (["test"] as const);
-    return subjects.flatMap((s) => splits.map((split) => join(dir, originalCsvPath(s, split))));
+    const each = (file: (subject: string, split: "test" | "dev") => string) => [
+      ...new Set(subjects.flatMap((s) => splits.map((split) => file(s, split)))),
+    ];
+    const files: string[] = [];
+    if (p.csv_dir && p.source !== "parquet" && p.source !== "tar") {
+      const dir = resolvePath(p.csv_dir, pipeline.baseDir);
+      files.push(...each((s, split) => join(dir, originalCsvPath(s, split))));
+    }
+    if (p.parquet_dir && p.source === "parquet") {
+      const dir = resolvePath(p.parquet_dir, pipeline.baseDir);
+      files.push(...each((s, split) => parquetDirFile(dir, s, split)));
+    }
+    if (p.tar_file && p.source === "tar") files.push(resolvePath(p.tar_file, pipeline.baseDir));
+    return files;
   },
   headline: ["task", "acc", "acc_stderr", "questions", "questions_per_second"],
   async run(ctx) {

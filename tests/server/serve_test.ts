@@ -205,6 +205,23 @@ Deno.test("serve: the ollama client lists, generates and chats, whole and stream
 
       const version = await ollama.version();
       assert.match(version.version, /^\d+\.\d+\.\d+$/);
+
+      // `ollama show`: details as /api/tags gives them, the architecture and the template.
+      const shown = await ollama.show({ model: "tiny:latest" });
+      assert.deepEqual(shown.details, tags.models[0].details);
+      const info = shown.model_info as unknown as Record<string, unknown>;
+      const c = served.model.config;
+      assert.equal(info["general.architecture"], "gpt2");
+      assert.equal(info["gpt2.context_length"], c.context_length);
+      assert.equal(info["gpt2.embedding_length"], c.emb_dim);
+      assert.equal(info["gpt2.block_count"], c.n_layers);
+      assert.equal(info["gpt2.attention.head_count"], c.n_heads);
+      assert.equal(
+        info["general.parameter_count"],
+        served.model.expectedNumParameters(),
+      );
+      assert.equal(shown.template, promptTemplate("alpaca").source);
+      await assert.rejects(ollama.show({ model: "llama3" }), /model "llama3" not found/);
     } finally {
       await served.close();
     }

@@ -17,8 +17,8 @@ import { saveModel } from "../../llm/model/weights_io.ts";
 import type { MmluSample } from "../../llm/eval/mmlu/evaluate.ts";
 import { accStderr } from "../../llm/eval/metrics.ts";
 import { SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
-import { readMmluCsvFile } from "../../llm/eval/mmlu/data.ts";
-import { mmluParquetFile } from "../../datasets/mmlu.ts";
+import { type MmluQuestion, readMmluCsvFile } from "../../llm/eval/mmlu/data.ts";
+import { MMLU_DATA_TAR, mmluParquetFile, parquetName } from "../../datasets/mmlu.ts";
 import { ByteWriter, parquetWrite } from "hyparquet-writer";
 import { buildTar } from "../llm/eval/tar_helpers.ts";
 import { writePipeline } from "../runner/helpers.ts";
@@ -162,34 +162,49 @@ Deno.test("evaluate: unknown task names and a missing model are reported clearly
   });
 });
 
-Deno.test("evaluate: cais/mmlu Parquet files from the mirror give the same answers as the CSVs", async () => {
+/** A cais/mmlu-layout Parquet file of these questions (subject column filled in). */
+function mmluParquet(questions: MmluQuestion[]): Uint8Array {
+  const writer = new ByteWriter();
+  parquetWrite({
+    writer,
+    columnData: [
+      { name: "question", data: questions.map((q) => q.question), type: "STRING" },
+      { name: "subject", data: questions.map((q) => q.subject), type: "STRING" },
+      { name: "choices", data: questions.map((q) => q.choices) },
+      { name: "answer", data: questions.map((q) => BigInt(q.answer)), type: "INT64" },
+    ],
+  });
+  return new Uint8Array(writer.getBuffer());
+}
+
+Deno.test("evaluate: a local cais/mmlu snapshot (per-subject or `all` files) gives the same answers as the CSVs", async () => {
   await withTempDir(async (dir) => {
-    const mirror = join(dir, "mirror");
-    for (const subject of ["philosophy", "us_foreign_policy"]) {
-      for (const split of ["dev", "test"] as const) {
+    const perSubject = join(dir, "snapshot"), combined = join(dir, "all-only");
+    for (const split of ["dev", "test"] as const) {
+      const all: MmluQuestion[] = [];
+      for (const subject of ["philosophy", "us_foreign_policy"]) {
         const questions = await readMmluCsvFile(sharedFixture("mmlu"), subject, split);
-        const writer = new ByteWriter();
-        parquetWrite({
-          writer,
-          columnData: [
-            { name: "question", data: questions.map((q) => q.question), type: "STRING" },
-            { name: "subject", data: questions.map((q) => q.subject), type: "STRING" },
-            { name: "choices", data: questions.map((q) => q.choices) },
-            { name: "answer", data: questions.map((q) => BigInt(q.answer)), type: "INT64" },
-          ],
-        });
-        const path = join(mirror, mmluParquetFile(subject, split).path);
+        all.push(...questions);
+        const path = join(perSubject, parquetName(subject, split));
         await Deno.mkdir(join(path, ".."), { recursive: true });
-        await Deno.writeFile(path, new Uint8Array(writer.getBuffer()));
+        await Deno.writeFile(path, mmluParquet(questions));
       }
+      // The `all` configuration: every subject in one file, read once and split by subject.
+      const path = join(combined, parquetName("all", split));
+      await Deno.mkdir(join(path, ".."), { recursive: true });
+      await Deno.writeFile(path, mmluParquet(all));
     }
     const params =
       "    tasks: [mmlu_philosophy, mmlu_us_foreign_policy]\n    limit: 3\n    num_fewshot: 2\n";
-    await Deno.mkdir(join(dir, "a")), await Deno.mkdir(join(dir, "b"));
+    for (const name of ["a", "b", "c"]) await Deno.mkdir(join(dir, name));
     const fromCsv = await run(join(dir, "a"), params);
-    const fromParquet = await run(join(dir, "b"), params + "    source: parquet\n", mirror);
-    assert.ok(fromCsv.report.ok, fromCsv.report.error?.message);
-    assert.ok(fromParquet.report.ok, fromParquet.report.error?.message);
+    const parquet = (folder: string) =>
+      params + `    source: parquet\n    parquet_dir: ${folder}\n`;
+    const fromSnapshot = await run(join(dir, "b"), parquet(perSubject));
+    const fromAll = await run(join(dir, "c"), parquet(combined));
+    for (const { report } of [fromCsv, fromSnapshot, fromAll]) {
+      assert.ok(report.ok, report.error?.message);
+    }
     const read = async (report: typeof fromCsv.report) => {
       const out = report.artifacts.evaluate.dir;
       return {
@@ -197,18 +212,59 @@ Deno.test("evaluate: cais/mmlu Parquet files from the mirror give the same answe
         samples: await Deno.readTextFile(join(out, "samples.jsonl")),
       };
     };
-    const a = await read(fromCsv.report), b = await read(fromParquet.report);
-    assert.equal(b.samples, a.samples);
-    assert.deepEqual(b.results.results, a.results.results);
-    assert.match(b.results.config.data_source, /parquet cais\/mmlu philosophy\/test/);
+    const a = await read(fromCsv.report);
+    for (
+      const [b, folder, file] of [
+        [await read(fromSnapshot.report), perSubject, "philosophy/test"],
+        [await read(fromAll.report), combined, "all/test"],
+      ] as const
+    ) {
+      assert.equal(b.samples, a.samples);
+      assert.deepEqual(b.results.results, a.results.results);
+      assert.ok(
+        b.results.config.data_source.includes(
+          `parquet ${join(folder, file)}-00000-of-00001.parquet`,
+        ),
+        b.results.config.data_source,
+      );
+    }
+  });
+});
+
+Deno.test("evaluate: downloads are pinned; a mirror copy that is not the pinned file is refused by name", async () => {
+  await withTempDir(async (dir) => {
+    const mirror = join(dir, "mirror");
+    const philosophy = await readMmluCsvFile(sharedFixture("mmlu"), "philosophy", "test");
+    const parquet = join(mirror, mmluParquetFile("test").path);
+    await Deno.mkdir(join(parquet, ".."), { recursive: true });
+    await Deno.writeFile(parquet, mmluParquet(philosophy));
+    await Deno.writeFile(
+      join(mirror, MMLU_DATA_TAR.path),
+      buildTar([["data/x", new Uint8Array(3)]]),
+    );
+    await Deno.mkdir(join(dir, "a")), await Deno.mkdir(join(dir, "b"));
+    const params = "    tasks: [mmlu_philosophy]\n    limit: 2\n";
+    for (
+      const [sub, source, file] of [
+        ["a", "parquet", mmluParquetFile("test")],
+        ["b", "tar", MMLU_DATA_TAR],
+      ] as const
+    ) {
+      const { report } = await run(join(dir, sub), params + `    source: ${source}\n`, mirror);
+      assert.equal(report.ok, false);
+      const message = report.error?.message ?? "";
+      assert.match(message, /sha256 mismatch/);
+      assert.ok(message.includes(join(mirror, file.path)), message);
+      assert.ok(message.includes(file.sha256!), message);
+    }
     assert.match(
-      fromParquet.logged,
-      /using .*mmlu\/cais\/philosophy\/test-00000-of-00001\.parquet from the mirror/,
+      mmluParquetFile("dev").url,
+      /cais\/mmlu\/resolve\/c30699e8356da336a370243923dbaf21066bb9fe\//,
     );
   });
 });
 
-Deno.test("evaluate: the original data.tar release from the mirror gives the same answers", async () => {
+Deno.test("evaluate: the original data.tar release (tar_file) gives the same answers; local copies need their source", async () => {
   await withTempDir(async (dir) => {
     const entries: [string, Uint8Array][] = [];
     for (const split of ["dev", "test"]) {
@@ -217,15 +273,23 @@ Deno.test("evaluate: the original data.tar release from the mirror gives the sam
         await Deno.readFile(sharedFixture("mmlu", split, `formal_logic_${split}.csv`)),
       ]);
     }
-    await Deno.mkdir(join(dir, "mirror", "mmlu"), { recursive: true });
-    await Deno.writeFile(join(dir, "mirror", "mmlu", "data.tar"), buildTar(entries));
+    const tarFile = join(dir, "data.tar");
+    await Deno.writeFile(tarFile, buildTar(entries));
     await Deno.mkdir(join(dir, "a")), await Deno.mkdir(join(dir, "b"));
+    await Deno.mkdir(join(dir, "c"));
     const params = "    tasks: [mmlu_formal_logic]\n    limit: 3\n    num_fewshot: 1\n";
     const fromCsv = await run(join(dir, "a"), params);
-    const fromTar = await run(join(dir, "b"), params + "    source: tar\n", join(dir, "mirror"));
+    const fromTar = await run(
+      join(dir, "b"),
+      params + `    source: tar\n    tar_file: ${tarFile}\n`,
+    );
     assert.ok(fromTar.report.ok, fromTar.report.error?.message);
     const samples = (report: typeof fromCsv.report) =>
       Deno.readTextFile(join(report.artifacts.evaluate.dir, "samples.jsonl"));
     assert.equal(await samples(fromTar.report), await samples(fromCsv.report));
+    await assert.rejects(
+      run(join(dir, "c"), params + `    tar_file: ${tarFile}\n`),
+      /tar_file is read by `source: tar` only \(source is auto\)/,
+    );
   });
 });
