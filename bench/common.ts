@@ -65,6 +65,54 @@ export async function runTorchBench(
     .map((l) => JSON.parse(l));
 }
 
+/**
+ * A long-lived PyTorch side (a script under tools/) that answers one JSON line per command line
+ * written to its stdin, so that rounds can alternate between it and us on the same machine load.
+ */
+export interface TorchWorker {
+  /** Writes one command line. */
+  send(command: string): Promise<void>;
+  /** The next JSON line it prints. */
+  nextLine(): Promise<Record<string, unknown>>;
+  /** Sends "quit" and waits for it to exit. */
+  close(): Promise<void>;
+}
+
+/** Starts tools/`tool` with `args` under Debian's python3 (see TorchWorker). */
+export function startTorchWorker(tool: string, args: string[]): TorchWorker {
+  const child = new Deno.Command(PYTHON, {
+    args: [`tools/${tool}`, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const writer = child.stdin.getWriter();
+  let buffered = "";
+  return {
+    send: (command) => writer.write(new TextEncoder().encode(command + "\n")),
+    async nextLine() {
+      for (;;) {
+        const newline = buffered.indexOf("\n");
+        if (newline >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (line.startsWith("{")) return JSON.parse(line);
+          continue;
+        }
+        const { value, done } = await lines.read();
+        if (done) throw new Error(`tools/${tool} exited early`);
+        buffered += value;
+      }
+    },
+    async close() {
+      await writer.write(new TextEncoder().encode("quit\n"));
+      await writer.close();
+      await child.status;
+    },
+  };
+}
+
 /** Kernel time of one run of `fn` under tf.profile, by kernel name, heaviest first. */
 export async function kernelProfile(
   fn: () => Promise<void>,

@@ -31,6 +31,11 @@ const BENCHES: Record<string, Bench> = {
       "responses on the instruction test split, one at a time vs batched (bench/batch_generate.ts)",
     command: ["deno", "run", "-A", "bench/batch_generate.ts"],
   },
+  "responses-torch": {
+    about:
+      "greedy responses, one at a time and batched, ours vs the book's PyTorch KV-cache code (bench/responses_vs_torch.ts)",
+    command: ["deno", "run", "-A", "bench/responses_vs_torch.ts"],
+  },
   gemm: {
     about: "GEMM GFLOP/s per tfjs backend on GPT-2 shapes (bench/gemm.ts)",
     command: ["deno", "run", "-A", "--unstable-webgpu", "bench/gemm.ts"],

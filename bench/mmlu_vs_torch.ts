@@ -24,7 +24,7 @@ import type { GPTConfig } from "../llm/model/config.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { saveModel, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
 import { createTokenizer } from "../llm/tokenizer/mod.ts";
-import { flag, median, peakRssMb } from "./common.ts";
+import { flag, median, peakRssMb, startTorchWorker } from "./common.ts";
 
 const size = flag("size", "124M");
 const subject = flag("subject", "philosophy");
@@ -68,29 +68,13 @@ try {
       rows,
     }),
   );
-  const child = new Deno.Command("/usr/bin/python3", {
-    args: ["tools/torch_mmlu_bench.py", join(dir, WEIGHTS_FILE), rowsFile, "--threads", threads],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const nextLine = async (): Promise<Record<string, unknown>> => {
-    for (;;) {
-      const newline = buffered.indexOf("\n");
-      if (newline >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        return JSON.parse(line);
-      }
-      const { value, done } = await lines.read();
-      if (done) throw new Error("tools/torch_mmlu_bench.py exited early");
-      buffered += value;
-    }
-  };
-  const writer = child.stdin.getWriter();
-  const send = (text: string) => writer.write(new TextEncoder().encode(text + "\n"));
+  const worker = startTorchWorker("torch_mmlu_bench.py", [
+    join(dir, WEIGHTS_FILE),
+    rowsFile,
+    "--threads",
+    threads,
+  ]);
+  const { send, nextLine } = worker;
   await nextLine(); // loaded
 
   // Warm-up for ours: JIT and first-touch allocations (PyTorch has neither to speak of).
@@ -139,9 +123,7 @@ try {
       q.forEach((v, c) => (maxDiff = Math.max(maxDiff, Math.abs(v - torchLls[i][c]))))
     );
   }
-  await send("quit");
-  await writer.close();
-  await child.status;
+  await worker.close();
   console.log(JSON.stringify({
     bench: "mmlu_vs_torch",
     summary: true,
