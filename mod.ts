@@ -246,4 +246,4 @@ export type { ScoreOptions, ScoreRow, TokenizedRequest } from "./llm/eval/loglik
 export type { MmluQuestion, MmluSplit } from "./llm/eval/mmlu/data.ts";
 export type { MmluTask } from "./llm/eval/mmlu/subjects.ts";
 export type { MmluEvalOptions, MmluLoader, MmluTaskResult } from "./llm/eval/mmlu/evaluate.ts";
-export type { MmluSource } from "./datasets/mmlu.ts";
+export type { MmluLoaderOptions, MmluSource } from "./datasets/mmlu.ts";
