@@ -184,3 +184,13 @@ def generate_text_cached(model, idx, max_new_tokens, context_size):
                 logits = model(idx_next, use_cache=True)
     model.reset_kv_cache()
     return idx
+
+
+def model_from_safetensors(path, config):
+    """The model a bench saved (our safetensors, the book's state_dict names), in eval mode."""
+    from safetensors_io import load_file  # tools/ is on the path of every script that gets here
+    model = GPTModel({**config, "drop_rate": 0.0})
+    tensors, _ = load_file(path)
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
+    model.eval()
+    return model

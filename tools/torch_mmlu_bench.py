@@ -24,8 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_io import load_file  # noqa: E402
-from torch_gpt import GPTModel  # noqa: E402
+from torch_gpt import model_from_safetensors  # noqa: E402
 
 
 def batches(rows, batch_size, budget, vocab):
@@ -66,10 +65,7 @@ def main():
         torch.set_num_threads(args.threads)
     with open(args.rows) as f:
         spec = json.load(f)
-    model = GPTModel({**spec["config"], "drop_rate": 0.0})
-    tensors, _ = load_file(args.weights)
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
-    model.eval()
+    model = model_from_safetensors(args.weights, spec["config"])
     print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":

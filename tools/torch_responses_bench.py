@@ -30,8 +30,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_io import load_file  # noqa: E402
-from torch_gpt import GPTModel, generate_text_cached  # noqa: E402
+from torch_gpt import generate_text_cached, model_from_safetensors  # noqa: E402
 
 
 def peak_rss_mb():
@@ -49,9 +48,7 @@ def main():
     with open(args.prompts) as f:
         job = json.load(f)
     config, prompts, new_tokens = job["config"], job["prompts"], job["new_tokens"]
-    model = GPTModel(config)
-    model.load_state_dict(load_file(args.weights)[0])
-    model.eval()
+    model = model_from_safetensors(args.weights, config)
     context = config["context_length"]
 
     def single():
