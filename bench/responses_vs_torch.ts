@@ -89,7 +89,8 @@ try {
   }];
   const seconds: Record<string, { ours: number[]; torch: number[] }> = {};
   for (const mode of modes) seconds[mode.name] = { ours: [], torch: [] };
-  let sameTokens = 0, compared = 0;
+  // One-at-a-time greedy tokens of each side (the first run of each), compared at the end.
+  let torchTokens: number[][] | undefined, ourTokens: number[][] | undefined;
   const settle = () => new Promise((resolve) => setTimeout(resolve, settleSeconds * 1000));
   const total = prompts.length * newTokens;
   for (let round = 0; round < rounds; round++) {
@@ -101,18 +102,12 @@ try {
           await worker.send(mode.rows === 1 ? "single" : `batched ${mode.rows}`);
           const result = await worker.nextLine();
           seconds[mode.name].torch.push(result.seconds as number);
-          const torchTokens = result.tokens as number[][] | undefined;
+          if (result.tokens) torchTokens ??= result.tokens as number[][];
           delete result.tokens;
           console.log(JSON.stringify({ bench: "responses_vs_torch", round, ...result }));
-          if (torchTokens && round === 0) {
-            const mine = (await ours(1)).tokens; // untimed: the tokens to compare
-            torchTokens.forEach((t, i) => {
-              compared++;
-              if (JSON.stringify(t) === JSON.stringify(mine[i])) sameTokens++;
-            });
-          }
         } else {
           const result = await ours(mode.rows);
+          if (mode.rows === 1) ourTokens ??= result.tokens;
           seconds[mode.name].ours.push(result.seconds);
           console.log(JSON.stringify({
             bench: "responses_vs_torch",
@@ -130,6 +125,9 @@ try {
     }
   }
   await worker.close();
+  const sameTokens = (torchTokens ?? []).filter((t, i) =>
+    JSON.stringify(t) === JSON.stringify(ourTokens?.[i])
+  ).length;
   const lengths = prompts.map((p) => p.length);
   const summary: Record<string, unknown> = {
     bench: "responses_vs_torch",
@@ -139,7 +137,7 @@ try {
     prompt_tokens: { min: Math.min(...lengths), max: Math.max(...lengths) },
     new_tokens_each: newTokens,
     torch_threads: Number(threads),
-    same_tokens_one_at_a_time: `${sameTokens}/${compared}`,
+    same_tokens_one_at_a_time: `${sameTokens}/${torchTokens?.length ?? 0}`,
   };
   for (const mode of modes) {
     const s = seconds[mode.name];

@@ -7,6 +7,7 @@
  *      errors, timeouts and server errors, checked against its sha256 and size, and only then
  *      renamed to its final name.
  */
+import { sleep } from "../llm/timers.ts";
 import { dirname, join } from "node:path";
 import { sha256File } from "../runner/hash.ts";
 import type { Logger, ProgressReporter } from "../runner/progress.ts";
@@ -191,7 +192,7 @@ async function download(file: RemoteFile, target: string, options: FetchOptions)
       );
     }
     options.log?.warn(`download of ${file.url} failed (${lastError}); retrying in ${delay} ms`);
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(delay);
     delay *= 2;
   }
   try {

@@ -122,15 +122,17 @@ export function mmluLoader(
     };
     return async (subject, split) => {
       const dir = options.parquetDir;
-      const path = dir
-        ? parquetDirFile(dir, subject, split)
-        : await options.fetch(mmluParquetFile(split));
-      if (!existsSync(path)) {
-        throw new Error(
-          `MMLU parquet: expected ${
-            join(dir!, parquetName(subject, split))
-          } or ${path}; neither exists`,
-        );
+      let path: string;
+      if (dir === undefined) path = await options.fetch(mmluParquetFile(split));
+      else {
+        path = parquetDirFile(dir, subject, split);
+        if (!existsSync(path)) {
+          throw new Error(
+            `MMLU parquet: expected ${
+              join(dir, parquetName(subject, split))
+            } or ${path}; neither exists`,
+          );
+        }
       }
       const own = dir !== undefined && path === join(dir, parquetName(subject, split));
       const questions = (await read(path, own ? subject : undefined))

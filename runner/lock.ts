@@ -7,6 +7,7 @@
  * A lock whose owner is dead (same host, pid gone) is reclaimed; a lock of another host is
  * never broken (we cannot tell whether its owner lives).
  */
+import { sleep } from "../llm/timers.ts";
 import { hostname } from "node:os";
 
 /** Who holds a lock, as written in the lock file: enough to tell a dead owner from a live one. */
@@ -170,18 +171,4 @@ export class LockBusyError extends Error {
     super(message);
     this.name = "LockBusyError";
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -5,6 +5,7 @@
  * still be the start of one), an abort signal (a client that hangs up stops the model at the
  * next token) and exact token counts for `usage`.
  */
+import { nextTurn } from "../llm/timers.ts";
 import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { SeededRandom } from "../llm/random.ts";
@@ -117,7 +118,7 @@ export async function generateText(
   let lastTurn = performance.now();
   const maybeTurn = async () => {
     if (performance.now() - lastTurn < yieldEveryMs) return;
-    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+    await nextTurn();
     lastTurn = performance.now();
   };
   try {

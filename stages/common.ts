@@ -65,3 +65,37 @@ export function modelInput(ctx: StageContext<unknown>, from?: string): Artifact 
     }): say which with \`from:\``,
   );
 }
+
+/** The checkpoint cadence settings of the training stages (`checkpoint_minutes`, `checkpoint_every`). */
+export interface CheckpointCadence {
+  checkpoint_minutes: number;
+  checkpoint_every?: number;
+}
+
+/**
+ * When a training stage writes its next checkpoint: every `checkpoint_every` steps if set, and when
+ * `checkpoint_minutes` have passed since the last one (`saved()` restarts that clock).
+ */
+export function checkpointSchedule(p: CheckpointCadence): {
+  due: (position: { step: number }) => boolean;
+  saved: () => void;
+} {
+  let last = performance.now();
+  return {
+    due: (position) =>
+      (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
+      performance.now() - last >= p.checkpoint_minutes * 60_000,
+    saved: () => void (last = performance.now()),
+  };
+}
+
+/**
+ * The parameters that identify a training run: how often checkpoints are written does not change
+ * the run, so those settings are left out (a checkpoint stays valid when they change).
+ */
+export function runParams<P extends CheckpointCadence>(
+  params: P,
+): Omit<P, "checkpoint_minutes" | "checkpoint_every"> {
+  const { checkpoint_minutes: _minutes, checkpoint_every: _every, ...rest } = params;
+  return rest;
+}

@@ -41,7 +41,7 @@ import {
 } from "../llm/train/checkpoint.ts";
 import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
 import { type TrainingState, trainModel } from "../llm/train/loop.ts";
-import { inputOfType, modelInput } from "./common.ts";
+import { checkpointSchedule, inputOfType, modelInput, runParams } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { type InstructionsArtifact, openInstructionsArtifact } from "./instructions.ts";
 
@@ -125,9 +125,8 @@ type RunState = Omit<TrainingState, "position"> & { loraDropoutRng?: number };
  * How often checkpoints are written does not change the run.
  */
 function runId(ctx: StageContext<AnyFinetuneParams>): string {
-  const { checkpoint_minutes: _minutes, checkpoint_every: _every, ...params } = ctx.params;
   const inputs = Object.values(ctx.inputs).map((a) => a.key).sort().join(",");
-  return `${ctx.name}|${JSON.stringify(params)}|${inputs}`;
+  return `${ctx.name}|${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
 async function sample(
@@ -307,7 +306,7 @@ async function train_(
         `; ${train.numBatches} steps per epoch`,
     );
   }
-  let lastCheckpoint = performance.now();
+  const schedule = checkpointSchedule(p);
   try {
     const state = await trainModel({
       model,
@@ -336,12 +335,10 @@ async function train_(
           },
           ...(adapters ? { trainable: adapters.parameters() } : {}),
         });
-        lastCheckpoint = performance.now();
+        schedule.saved();
         return checkpointDir;
       },
-      checkpointDue: (position) =>
-        (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
-        performance.now() - lastCheckpoint >= p.checkpoint_minutes * 60_000,
+      checkpointDue: schedule.due,
       signal: ctx.signal,
       progress: ctx.progress,
       log: (line) => ctx.log.info(line),

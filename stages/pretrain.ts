@@ -27,7 +27,7 @@ import { loadCheckpoint, readCheckpointState, saveCheckpoint } from "../llm/trai
 import { type TrainingState, trainModel } from "../llm/train/loop.ts";
 import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
 import { warmupCosineLr } from "../llm/train/schedule.ts";
-import { inputOfType } from "./common.ts";
+import { checkpointSchedule, inputOfType, runParams } from "./common.ts";
 import { openDataloaderArtifact } from "./dataloader.ts";
 import { useEngine } from "./engine.ts";
 import { ModelConfigSchema } from "./model_schema.ts";
@@ -162,7 +162,7 @@ export const pretrainStage: StageDefinition = defineStage({
       );
     }
 
-    let lastCheckpoint = performance.now();
+    const schedule = checkpointSchedule(p);
     try {
       const state = await trainModel({
         model,
@@ -183,12 +183,10 @@ export const pretrainStage: StageDefinition = defineStage({
             optimizer,
             state: { position, runId: runId(ctx), extra },
           });
-          lastCheckpoint = performance.now();
+          schedule.saved();
           return checkpointDir;
         },
-        checkpointDue: (position) =>
-          (p.checkpoint_every !== undefined && position.step % p.checkpoint_every === 0) ||
-          performance.now() - lastCheckpoint >= p.checkpoint_minutes * 60_000,
+        checkpointDue: schedule.due,
         signal: ctx.signal,
         progress: ctx.progress,
         log: (line) => ctx.log.info(line),
@@ -207,9 +205,8 @@ export const pretrainStage: StageDefinition = defineStage({
  * often checkpoints are written does not change the run, so those settings are left out.
  */
 function runId(ctx: StageContext<PretrainParams>): string {
-  const { checkpoint_minutes: _minutes, checkpoint_every: _every, ...params } = ctx.params;
   const inputs = Object.values(ctx.inputs).map((a) => a.key).sort().join(",");
-  return `${JSON.stringify(params)}|${inputs}`;
+  return `${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
 function checkCompatible(ctx: StageContext<PretrainParams>, maxLength: number, vocabSize: number) {

@@ -9,6 +9,7 @@
  * one. The API key is read from the environment variable the config names and is never put
  * into an error message or a record: messages are scrubbed of it as a last line of defence.
  */
+import { sleep } from "../timers.ts";
 
 export type JudgeApi = "ollama" | "openai";
 
@@ -72,21 +73,6 @@ export interface JudgeClientDeps {
   env?: (name: string) => string | undefined;
 }
 
-function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /** Retry-After as milliseconds: delta-seconds or an HTTP date; undefined when absent or odd. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
   if (header === null || header.trim() === "") return undefined;
@@ -141,7 +127,7 @@ export class JudgeClient {
       numCtx: config.numCtx ?? 2048,
     };
     this.#fetch = deps.fetch ?? fetch;
-    this.#sleep = deps.sleep ?? defaultSleep;
+    this.#sleep = deps.sleep ?? sleep;
   }
 
   /** Removes the API key from any text that might leave this object. */

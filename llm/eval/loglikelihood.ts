@@ -12,6 +12,7 @@
  * read from one forward pass, and rows of different lengths share a batch (padded on the
  * right: the causal mask keeps padding from reaching earlier positions).
  */
+import { nextTurn } from "../timers.ts";
 import * as tf from "@tensorflow/tfjs";
 import type { GPTModel } from "../model/gpt.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
@@ -136,7 +137,7 @@ export async function scoreRows(
     done += batch.length;
     options.onBatch?.(done, order.length);
     // Let timers, signals and progress output run between forward passes.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await nextTurn();
   }
   return results;
 }

@@ -20,6 +20,7 @@
  * are prefilled on their own and their cache is joined to the running one (the shorter of the
  * two left-padded), so the batch stays full.
  */
+import { nextTurn } from "../timers.ts";
 import * as tf from "@tensorflow/tfjs";
 import type { KVCache } from "../model/attention.ts";
 import { generate, sampleNextToken, type SamplingOptions } from "../model/generate.ts";
@@ -73,8 +74,6 @@ interface ActiveRow {
   /** Pad slots at the start of this row in the cache. */
   pads: number;
 }
-
-const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /**
  * Decodes `prompts` (token ids, any lengths) together and yields each row as soon as it

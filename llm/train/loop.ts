@@ -17,6 +17,7 @@
  * - bad numbers: a non-finite loss stops the run with {@link NonFiniteLossError} and nothing of
  *   that state is checkpointed (the last good checkpoint stays).
  */
+import { nextTurn } from "../timers.ts";
 import type { Batch } from "../data/batch.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { AdamW } from "./adamw.ts";
@@ -169,7 +170,6 @@ export class NonFiniteLossError extends Error {
 }
 
 /** Lets timers and signal handlers run (a training step never awaits anything that would). */
-const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /** `batches`, handing control to the event loop before each one. */
 async function* yielding(batches: Iterable<Batch>): AsyncGenerator<Batch> {

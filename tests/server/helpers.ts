@@ -4,6 +4,8 @@ import { GPTModel } from "../../llm/model/gpt.ts";
 import { getStateDict, loadModel, loadStateDict, saveModel } from "../../llm/model/weights_io.ts";
 import { createTokenizer, type Tokenizer } from "../../llm/tokenizer/mod.ts";
 import { type RunningServer, type ServeOptions, startServer } from "../../server/app.ts";
+import { join } from "node:path";
+import { REPO_ROOT } from "../fixtures.ts";
 
 /** Writes the tiny config's random model (seed 7) to `dir`, as a training stage would. */
 export async function writeTinyModelFolder(dir: string): Promise<void> {
@@ -55,4 +57,61 @@ export async function serveTiny(
       model.dispose();
     },
   };
+}
+
+/** `deno task serve` as a child process (cli/serve.ts on a free port, cpu backend). */
+export interface ServeProcess {
+  /** Where it listens, read from its start-up line. */
+  url: string;
+  /** Its stderr so far (the start-up banner, then the request log). */
+  seen: string;
+  /** SIGTERM, wait for the exit, and return the whole of stderr. */
+  stop(): Promise<string>;
+}
+
+/** Starts cli/serve.ts on the model folder `dir` with extra `flags` and waits until it listens. */
+export async function startServeProcess(
+  dir: string,
+  flags: readonly string[] = [],
+  env?: Record<string, string>,
+): Promise<ServeProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      join("cli", "serve.ts"),
+      "--model",
+      dir,
+      "--port",
+      "0",
+      "--backend",
+      "cpu",
+      ...flags,
+    ],
+    cwd: REPO_ROOT,
+    env,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const served: ServeProcess = {
+    url: "",
+    seen: "",
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      for (;;) {
+        const { value, done } = await errors.read();
+        if (done) return served.seen;
+        served.seen += value;
+      }
+    },
+  };
+  while (!served.url) {
+    const { value, done } = await errors.read();
+    if (done) throw new Error(`serve exited before listening:\n${served.seen}`);
+    served.seen += value;
+    served.url = served.seen.match(/at (http:\/\/\S+)/)?.[1] ?? "";
+  }
+  return served;
 }

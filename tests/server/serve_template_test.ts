@@ -5,7 +5,6 @@
  * or whole alike, ending at end-of-text; and the incremental cut against extractResponse.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { Ollama } from "ollama";
 import { OpenAI } from "./openai_client.ts";
 import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
@@ -15,9 +14,14 @@ import { readModelTemplate } from "../../llm/infer/model_folder.ts";
 import { chatPrompt } from "../../server/app.ts";
 import { responseMarker, ResponseStream } from "../../server/response_stream.ts";
 import { createTokenizer } from "../../llm/tokenizer/mod.ts";
-import { REPO_ROOT, withTempDir } from "../fixtures.ts";
+import { withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
-import { serveTiny, writeConstantModelFolder, writeTinyModelFolder } from "./helpers.ts";
+import {
+  serveTiny,
+  startServeProcess,
+  writeConstantModelFolder,
+  writeTinyModelFolder,
+} from "./helpers.ts";
 
 await useCpuBackend();
 
@@ -234,35 +238,14 @@ Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named 
         [["--template", "none"], /\(base model/, chatPrompt(MESSAGES, undefined)],
       ] as const
     ) {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join("cli", "serve.ts"),
-          "--model",
-          dir,
-          "--port",
-          "0",
-          "--backend",
-          "cpu",
-          ...flags,
-        ],
-        cwd: REPO_ROOT,
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let seen = "";
+      const served = await startServeProcess(dir, flags);
       try {
-        let url: string | undefined;
-        while (!url) {
-          const { value, done } = await errors.read();
-          if (done) throw new Error(`serve exited before listening:\n${seen}`);
-          seen += value;
-          url = seen.match(/at (http:\/\/\S+)/)?.[1];
-        }
-        assert.match(seen, banner);
-        const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+        assert.match(served.seen, banner);
+        const client = new OpenAI({
+          baseURL: `${served.url}/v1`,
+          apiKey: "unused",
+          maxRetries: 0,
+        });
         const reply = await client.chat.completions.create({
           model: (await client.models.list()).data[0].id,
           messages: MESSAGES,
@@ -271,9 +254,7 @@ Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named 
         });
         assert.equal(reply.usage?.prompt_tokens, tokenizer.encode(prompt).length);
       } finally {
-        child.kill("SIGTERM");
-        await child.status;
-        await errors.cancel();
+        await served.stop();
       }
     }
   });

@@ -14,7 +14,7 @@ import { chatPrompt } from "../../server/app.ts";
 import { generateText } from "../../server/generation.ts";
 import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
-import { serveTiny, writeTinyModelFolder } from "./helpers.ts";
+import { serveTiny, startServeProcess, writeTinyModelFolder } from "./helpers.ts";
 
 await useCpuBackend();
 
@@ -472,37 +472,14 @@ Deno.test("generateText: an aborted signal ends the generation at the next token
 Deno.test("serve CLI: starts on a free port, answers the openai client, requires the key from the env var", async () => {
   await withTempDir(async (dir) => {
     await writeTinyModelFolder(dir);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        join("cli", "serve.ts"),
-        "--model",
-        dir,
-        "--port",
-        "0",
-        "--backend",
-        "cpu",
-        "--api-key-env",
-        "TEST_SERVE_KEY",
-        "--name",
-        "tiny-cli",
-      ],
-      cwd: REPO_ROOT,
-      env: { TEST_SERVE_KEY: "cli-key-123" },
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const served = await startServeProcess(
+      dir,
+      ["--api-key-env", "TEST_SERVE_KEY", "--name", "tiny-cli"],
+      { TEST_SERVE_KEY: "cli-key-123" },
+    );
+    const url = served.url;
     let seen = "";
     try {
-      let url: string | undefined;
-      while (!url) {
-        const { value, done } = await errors.read();
-        if (done) throw new Error(`serve exited before listening:\n${seen}`);
-        seen += value;
-        url = seen.match(/at (http:\/\/\S+)/)?.[1];
-      }
       const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "cli-key-123", maxRetries: 0 });
       assert.deepEqual((await client.models.list()).data.map((m) => m.id), ["tiny-cli"]);
       const reply = await client.completions.create({
@@ -518,14 +495,8 @@ Deno.test("serve CLI: starts on a free port, answers the openai client, requires
         apiError(401),
       );
     } finally {
-      child.kill("SIGTERM");
-      await child.status;
-      // Drain the rest of stderr: the request log, which must not contain the key.
-      for (;;) {
-        const { value, done } = await errors.read();
-        if (done) break;
-        seen += value;
-      }
+      // The whole of stderr: the banner and the request log, which must not contain the key.
+      seen = await served.stop();
     }
     assert.match(seen, /POST \/v1\/completions 200/);
     assert.ok(!seen.includes("cli-key-123"), "the key is never logged");
