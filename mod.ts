@@ -143,6 +143,28 @@ export {
 export { GPT2_SIZES, gpt2SizeFor } from "./llm/model/gpt2_sizes.ts";
 export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
 
+// Open models: Hugging Face folders of the GPT-2, Llama (+SmolLM2), Qwen3, Gemma 3, Phi-3 and
+// Phi-2 families
+export { detectFamily, FAMILIES } from "./llm/families/mod.ts";
+export {
+  isHfModelFolder,
+  loadHfModel,
+  openHfCheckpoint,
+  readHfConfig,
+} from "./llm/families/load.ts";
+export type {
+  ConverterContext,
+  FamilyConfig,
+  HfCheckpoint,
+  HfConfig,
+  ModelFamily,
+  SpecialTokenIds,
+  WeightConverter,
+  WeightPlan,
+  WeightRule,
+} from "./llm/families/mod.ts";
+export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
+
 // Inference
 export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
 export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";

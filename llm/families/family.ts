@@ -49,7 +49,9 @@ export interface WeightConverter {
 
 /** What the loader knows when it asks a family for its converter. */
 export interface ConverterContext {
+  /** Our config, as the family's `toConfig` made it. */
   config: GPTConfig;
+  /** Whether the head shares the token embedding (no `lm_head.weight` needed). */
   tiedHead: boolean;
   /** config.json as parsed. */
   hfConfig: HfConfig;
@@ -63,7 +65,9 @@ export interface ConverterContext {
  * stacked in that order (Phi-3's `qkv_proj`: rows Q; K; V).
  */
 export interface WeightRule {
+  /** The checkpoint's name, e.g. `model.layers.{i}.self_attn.q_proj.weight`. */
   hf: string;
+  /** Our name(s), e.g. `trf_blocks.{i}.att.W_query.weight`; several for a fused tensor. */
   ours: string | readonly string[];
 }
 

@@ -191,9 +191,13 @@ export interface LoadHfModelOptions {
 
 /** A loaded HF model and where it came from. */
 export interface LoadedHfModel {
+  /** The model with the checkpoint's weights (float32). */
   model: GPTModel;
+  /** The family config.json's `model_type` belongs to. */
   family: ModelFamily;
+  /** Our config of the model (its context capped by `maxContext`). */
   config: GPTConfig;
+  /** config.json as parsed (token ids, dtype, anything the families do not map). */
   hfConfig: HfConfig;
 }
 

@@ -25,11 +25,11 @@ export type { HfConfig, SpecialTokenIds } from "./hf_config.ts";
 export { gemma3, gpt2, llama, phi2, phi3, qwen3 };
 
 /** Every supported family, in the order they are listed to users. */
-export const MODEL_FAMILIES: readonly ModelFamily[] = [gpt2, llama, qwen3, gemma3, phi3, phi2];
+export const FAMILIES: readonly ModelFamily[] = [gpt2, llama, qwen3, gemma3, phi3, phi2];
 
 /** The supported `model_type`s, each with its family: "llama (llama)", "phi (phi2)", ... */
 function supportedList(): string {
-  return MODEL_FAMILIES.flatMap((f) => f.modelTypes.map((t) => `${t} (${f.name})`)).join(", ");
+  return FAMILIES.flatMap((f) => f.modelTypes.map((t) => `${t} (${f.name})`)).join(", ");
 }
 
 /**
@@ -44,7 +44,7 @@ export function detectFamily(hfConfig: HfConfig, source: string): ModelFamily {
         `supported: ${supportedList()}`,
     );
   }
-  const family = MODEL_FAMILIES.find((f) => f.modelTypes.includes(type));
+  const family = FAMILIES.find((f) => f.modelTypes.includes(type));
   if (!family) {
     throw new Error(
       `${source}: model_type "${type}" is not supported; supported: ${supportedList()}`,
