@@ -39,8 +39,9 @@ Shims, because Debian's torch is 1.13 and the references target torch >= 2:
 """
 
 import argparse
-import hashlib
+import contextlib
 import importlib.util
+import io
 import json
 import math
 import os
@@ -223,8 +224,9 @@ def bf16_round(t):
 
 
 class Init:
-    def __init__(self, seed):
+    def __init__(self, seed, embedding_gain=1.0):
         self.gen = torch.Generator().manual_seed(seed)
+        self.embedding_gain = embedding_gain
 
     def normal(self, shape, std, mean=0.0):
         return bf16_round(mean + std * torch.randn(*shape, generator=self.gen))
@@ -235,7 +237,8 @@ class Init:
         return self.normal([out_features, in_features], 1.0 / math.sqrt(in_features))
 
     def embedding(self, vocab, hidden):
-        return self.normal([vocab, hidden], 1.0 / math.sqrt(hidden))
+        """std gain/sqrt(hidden): the tied head then gives logits with a std near `gain`."""
+        return self.normal([vocab, hidden], self.embedding_gain / math.sqrt(hidden))
 
     def norm(self, size, zero_centred=False):
         """Norm weights near 1 (Gemma stores them zero-centred: applied as 1 + w)."""
@@ -470,6 +473,11 @@ def generation_config(c, eos_ids=None, **extra):
 # the references, built from an HF config and an HF-named state dict by their own loaders
 
 
+def quiet():
+    """The book's loaders print "Model uses weight tying."; the fixtures' log stays short."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
 def hf_rope_theta(c, layer_type=None):
     if "rope_parameters" in c:
         params = c["rope_parameters"]
@@ -500,7 +508,8 @@ def build_llama3(refs, c, params):
     }
     assert c["rms_norm_eps"] == 1e-5 and c["head_dim"] == c["hidden_size"] // c["num_attention_heads"]
     model = refs.llama3.Llama3Model(cfg)
-    refs.llama3.load_weights_into_llama(model, cfg, params)
+    with quiet():
+        refs.llama3.load_weights_into_llama(model, cfg, params)
     return model
 
 
@@ -514,7 +523,8 @@ def build_qwen3(refs, c, params):
     }
     assert c["rms_norm_eps"] == 1e-6
     model = refs.qwen3.Qwen3Model(cfg)
-    refs.qwen3.load_weights_into_qwen(model, cfg, params)
+    with quiet():
+        refs.qwen3.load_weights_into_qwen(model, cfg, params)
     return model
 
 
@@ -537,7 +547,8 @@ def build_gemma3(refs, c, params):
     }
     assert c["rms_norm_eps"] == 1e-6
     model = refs.gemma3.Gemma3Model(cfg)
-    refs.gemma3.load_weights_into_gemma(model, cfg, params)
+    with quiet():
+        refs.gemma3.load_weights_into_gemma(model, cfg, params)
     # The notebook multiplies the embeddings by cfg["emb_dim"] ** 0.5 in its forward, exactly
     # sqrt(48) = 6.9282 in float32; HF multiplies by that scale cast to the model's dtype,
     # 6.9375 in bfloat16. Its forward reads model.cfg at call time, so an emb_dim of 6.9375^2
@@ -615,7 +626,9 @@ ARCHES = {
                       temperature=0.6, top_k=20, top_p=0.95),
                   reference=lambda commits: book(commits["rasbt"],
                                                  "pkg/llms_from_scratch/qwen3.py")),
-    "gemma3": dict(family="gemma3", seed=1004, config=gemma3_config,
+    # Gemma multiplies the embeddings by sqrt(hidden): with the default gain they swamp the
+    # residual stream and greedy decoding repeats one token; half the gain lets it move.
+    "gemma3": dict(family="gemma3", seed=1024, embedding_gain=0.5, config=gemma3_config,
                    weights=lambda init, c: llama_like_weights(init, c, qk_norm=True, gemma=True),
                    build=build_gemma3, generation=lambda c: generation_config(
                        c, eos_ids=[1, 106], cache_implementation="hybrid",
@@ -624,25 +637,41 @@ ARCHES = {
                                                   "ch05/12_gemma3/standalone-gemma3.ipynb")),
     "phi3": dict(family="phi3", seed=1005, config=phi3_config, weights=phi3_weights,
                  build=build_phi3, generation=lambda c: generation_config(
-                     c, eos_ids=[255, 250, 251]),
+                     c, eos_ids=[255, 253, 254]),
                  reference=lambda commits: litgpt_ref(commits["litgpt"])),
-    "phi2": dict(family="phi2", seed=1006, config=phi2_config, weights=phi2_weights,
+    "phi2": dict(family="phi2", seed=1036, config=phi2_config, weights=phi2_weights,
                  build=build_phi2, generation=lambda c: generation_config(c),
                  reference=lambda commits: litgpt_ref(commits["litgpt"])),
 }
 
-# (case, arch, file dtype, config layout, shards, same_as)
+# (case, arch, file dtype, config layout, shards, same_as, what it exercises)
 CASES = [
-    ("llama3", "llama3", "F32", "legacy", 1, None),
-    ("qwen3", "qwen3", "F32", "legacy", 1, None),
-    ("gemma3", "gemma3", "F32", "v5", 1, None),
-    ("phi3", "phi3", "F32", "legacy", 1, None),
-    ("phi2", "phi2", "F32", "legacy", 1, None),
-    ("smollm2", "smollm2", "F32", "v5", 1, None),
-    ("llama3-bf16", "llama3", "BF16", "legacy", 1, "llama3"),
-    ("llama3-sharded", "llama3", "F32", "legacy", SHARDS, "llama3"),
-    ("qwen3-bf16", "qwen3", "BF16", "legacy", 1, "qwen3"),
-    ("gemma3-bf16", "gemma3", "BF16", "legacy", 1, "gemma3"),
+    ("llama3", "llama3", "F32", "legacy", 1, None,
+     "Llama 3.2 style: tied, GQA 4/2, llama3 rope scaling (factor 32, lf 1, hf 4, original "
+     "context 64 < the prompt: one frequency kept, one smoothed, six divided)"),
+    ("qwen3", "qwen3", "F32", "legacy", 1, None,
+     "head_dim 32 with 4 heads on hidden 64, QK-norm, GQA 4/2, tied, theta 1e6"),
+    ("gemma3", "gemma3", "F32", "v5", 1, None,
+     "layer_types sliding/full/sliding/full, sliding window 32 < the prompt, local theta 1e4 / "
+     "global 1e6 (v5 rope_parameters per layer type), four (1+w) norms per block with nonzero "
+     "w, QK-norm, query_pre_attn_scalar 32 != head_dim 16, embeddings x sqrt(48) rounded to "
+     "bf16 (6.9375), GeGLU-tanh, GQA 4/2, tied (no tie_word_embeddings key)"),
+    ("phi3", "phi3", "F32", "legacy", 1, None,
+     "fused qkv_proj (rows Q; K; V with GQA 4/2: not equal thirds) and gate_up_proj (first "
+     "half gate), untied head"),
+    ("phi2", "phi2", "F32", "legacy", 1, None,
+     "partial rotary 0.4 (8 of 20 dims), parallel block with one LayerNorm, biases everywhere, "
+     "dense, fc1/fc2 GELU-tanh, final_layernorm, lm_head with bias"),
+    ("smollm2", "smollm2", "F32", "v5", 1, None,
+     "a llama with GQA 6/3 (3 key/value heads), tied, theta 1e5, transformers-v5 config "
+     "(rope_parameters, dtype)"),
+    ("llama3-bf16", "llama3", "BF16", "legacy", 1, "llama3", "llama3's values in a BF16 file"),
+    ("llama3-sharded", "llama3", "F32", "legacy", SHARDS, "llama3",
+     "llama3's values in 3 shards + model.safetensors.index.json; layers straddle shards"),
+    ("qwen3-bf16", "qwen3", "BF16", "legacy", 1, "qwen3", "qwen3's values in a BF16 file"),
+    ("gemma3-bf16", "gemma3", "BF16", "legacy", 1, "gemma3",
+     "gemma3's values in a BF16 file, legacy config (rope_theta + rope_local_base_freq, "
+     "torch_dtype, _sliding_window_pattern)"),
 ]
 
 
@@ -757,13 +786,23 @@ def rows_to_json(rows):
     return [[float(f"{x:.9g}") for x in row] for row in rows.tolist()]
 
 
-def expected_outputs(case, arch, commits, model, config):
+def eos_ids(*configs):
+    ids = set()
+    for c in configs:
+        eos = c["eos_token_id"]
+        ids.update(eos if isinstance(eos, list) else [eos])
+    return ids
+
+
+def expected_outputs(case, arch, commits, model, config, generation):
     ids = prompt_ids(arch["seed"] + 500, config)
     logits = forward(model, ids)
     positions = list(range(0, len(ids), LOGITS_EVERY))
     if positions[-1] != len(ids) - 1:
         positions.append(len(ids) - 1)
     new_ids, margin = greedy(model, ids[:GREEDY_PROMPT])
+    # So that a generator that stops at EOS and one that does not agree on these 24 ids.
+    assert not eos_ids(config, generation) & set(new_ids), f"{case}: greedy hit an EOS id"
     # The same forward with float64 weights and activations: how far float32 rounding moves
     # these logits. (The references' norms that cast to float32 explicitly still do.)
     book_cfg = getattr(model, "cfg", None)
@@ -804,6 +843,111 @@ def expected_json(value):
 # ---------------------------------------------------------------------------------------------
 
 
+def cross_check_phi3(refs, folder):
+    """LitGPT's Phi-3 and the book's Llama 3 are the same architecture: on phi3's weights split
+    as HF splits them (qkv rows Q; K; V, gate_up rows gate; up) they must agree. Two unrelated
+    references agreeing is evidence that neither is being driven wrongly by this script."""
+    config, params = read_hf_folder(folder)
+    heads, kv = config["num_attention_heads"], config["num_key_value_heads"]
+    hd = config["hidden_size"] // heads
+    split = {}
+    for name, value in params.items():
+        if name.endswith("qkv_proj.weight"):
+            q, k, v = value.split([heads * hd, kv * hd, kv * hd])
+            for part, tensor in (("q", q), ("k", k), ("v", v)):
+                split[name.replace("qkv_proj", f"{part}_proj")] = tensor
+        elif name.endswith("gate_up_proj.weight"):
+            gate, up = value.chunk(2)
+            split[name.replace("gate_up_proj", "gate_proj")] = gate
+            split[name.replace("gate_up_proj", "up_proj")] = up
+        else:
+            split[name] = value
+    as_llama = dict(config, head_dim=hd, rope_scaling=None)
+    ids = prompt_ids(ARCHES["phi3"]["seed"] + 500, config)
+    litgpt = forward(build_phi3(refs, config, params).eval(), ids)
+    book_llama = forward(build_llama3(refs, as_llama, split).eval(), ids)
+    diff = (litgpt - book_llama).abs().max().item()
+    assert diff < 1e-4, f"phi3: LitGPT and the book's llama3 differ by {diff}"
+    return diff
+
+
+README = """# Hugging Face parity fixtures
+
+Generated by `tools/hf_parity_fixtures.py`; do not edit by hand. Regenerate from the repository
+root with Debian's PyTorch (no transformers, no network):
+
+    deno task fixtures:hf        # = /usr/bin/python3 tools/hf_parity_fixtures.py
+
+It is deterministic (fixed seeds, one thread): a re-run leaves `git status` clean. It needs the
+local snapshots of the two reference repositories (bare git dirs, `--rasbt`, `--litgpt`); it
+exports their files with `git show` into a scratch folder outside the repository and imports
+them from there (their code is never copied here).
+
+## References
+
+| cases | reference | its HF loader |
+|---|---|---|
+| llama3, smollm2 (+ twins) | rasbt/LLMs-from-scratch@{rasbt} `pkg/llms_from_scratch/llama3.py` | `load_weights_into_llama` |
+| qwen3 (+ twin) | rasbt/LLMs-from-scratch@{rasbt} `pkg/llms_from_scratch/qwen3.py` | `load_weights_into_qwen` |
+| gemma3 (+ twin) | rasbt/LLMs-from-scratch@{rasbt} `ch05/12_gemma3/standalone-gemma3.ipynb` (its code cells) | `load_weights_into_gemma` |
+| phi3, phi2 | Lightning-AI/litgpt@{litgpt} `litgpt/model.py` + `litgpt/config.py` | `copy_weights_phi` (`litgpt/scripts/convert_hf_checkpoint.py`) |
+
+Each folder is written, read back from disk (all shards named by the index) and handed as an
+HF-named state dict to the reference's own loader; only the HF config -> reference config
+mapping is the script's. Shims for Debian's torch 1.13: `torch.nn.RMSNorm` (torch 2.4; for
+llama3.py), `F.scaled_dot_product_attention` (torch 2.0; for LitGPT), and import stubs for
+modules imported but unused on this path (tiktoken; lightning, safetensors, tqdm and
+litgpt.utils for convert_hf_checkpoint.py; an empty `litgpt/__init__.py`).
+
+Cross-check: LitGPT's Phi-3 and the book's Llama 3 on phi3's weights split as HF splits them
+agree within {phi3_cross:.1e} (max |logit difference|).
+
+## Cases
+
+Each `<case>/` is an exact HF model folder: `config.json` and `generation_config.json` as
+transformers writes them (sorted keys, indent 2; legacy layout = `rope_theta`/`rope_scaling`/
+`torch_dtype`, v5 layout = `rope_parameters`/`dtype`), and `model.safetensors` (metadata
+`{{"format": "pt"}}`) or `model-0000N-of-00003.safetensors` + `model.safetensors.index.json`
+(`{{metadata: {{total_size}}, weight_map}}`). HF tensor names, `[out, in]`; tied models have no
+`lm_head.weight`. Vocabulary 256; bos/eos ids are moved into it.
+
+| case | file | config | bytes | exercises |
+|---|---|---|---|---|
+{case_rows}
+
+Every weight is random but bf16-representable (drawn in float32, rounded to bfloat16), so a BF16
+twin holds exactly the same values; the script checks that the reference computes bit-identical
+logits from each twin. Linear weights have std 1/sqrt(in), embeddings gain/sqrt(hidden) (gain 1;
+0.5 for gemma3, whose embeddings are multiplied by sqrt(hidden)), norm weights 1 + 0.1 N(0, 1)
+(Gemma: 0.1 N(0, 1), applied as 1 + w), biases 0.05 N(0, 1): logits spread over about one unit.
+
+**Gemma's embedding scale.** HF multiplies the embeddings by sqrt(hidden_size) cast to the
+model's dtype. Both gemma3 configs declare `bfloat16` (the released model's dtype; the F32 file
+is an upcast copy), so the expected outputs use sqrt(48) rounded to bf16 = 6.9375, recorded as
+`emb_scale`. (The notebook multiplies by the unrounded `emb_dim ** 0.5`; the script makes it use
+6.9375. With the unrounded 6.9282 the logits move by about 7e-3.)
+
+## expected/<case>.json
+
+```
+{{ "case", "family", "reference": "<repo>@<commit> <path>",
+  "input_ids": [{prompt} ids: BOS, then random ids that are not bos/eos/pad],
+  "logits_positions": [0, 16, ..., {last}],
+  "logits": [[256 floats] per position: the float32 forward of the whole prompt],
+  "greedy": {{ "prompt_ids": the first {greedy_prompt} input ids, "new_ids": {greedy_new} ids }},
+  "min_top2_margin", "float64_rerun_max_abs_diff", "logits_std", ("emb_scale") }}
+```
+
+`new_ids`: argmax of the last row, appended, {greedy_new} times, without a KV cache; none of
+them is an EOS id of config.json or generation_config.json, so stopping at EOS or not gives the
+same ids. `min_top2_margin`: the smallest gap between the best and second-best logit over those
+steps (far above float32 noise). `float64_rerun_max_abs_diff`: the same forward with float64
+weights and activations (where a reference casts its norms to float32 explicitly, they stay
+float32) against the float32 logits: all at most {worst_f64:.1e}, so a tolerance of 1e-4 on the
+logits holds with a wide margin. Twins hold `{{"case": ..., "same_as": "<base case>"}}`.
+"""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "tests", "fixtures", "hf"))
@@ -819,23 +963,25 @@ def main():
     refs = import_references(os.path.abspath(args.scratch))
     os.makedirs(f"{args.out}/expected", exist_ok=True)
 
-    base_logits, summary = {}, []
-    for case, arch_name, dtype, layout, shards, same_as in CASES:
+    base_logits, rows, f64_diffs = {}, [], []
+    for case, arch_name, dtype, layout, shards, same_as, exercises in CASES:
         if args.cases and case not in args.cases:
             continue
         arch = ARCHES[arch_name]
         config = arch["config"](layout, DTYPE_NAMES[dtype])
-        weights = arch["weights"](Init(arch["seed"]), config)
+        weights = arch["weights"](Init(arch["seed"], arch.get("embedding_gain", 1.0)), config)
         folder = f"{args.out}/{case}"
-        write_hf_folder(folder, config, arch["generation"](config), weights, dtype, shards)
+        generation = arch["generation"](config)
+        write_hf_folder(folder, config, generation, weights, dtype, shards)
 
         config, params = read_hf_folder(folder)
         for name, value in weights.items():
             assert torch.equal(params[name], value), f"{case}: {name} did not survive the file"
         model = arch["build"](refs, config, params).eval()
         if same_as is None:
-            expected, logits = expected_outputs(case, arch, commits, model, config)
+            expected, logits = expected_outputs(case, arch, commits, model, config, generation)
             base_logits[case] = logits
+            f64_diffs.append(expected["float64_rerun_max_abs_diff"])
             text = expected_json(expected)
             notes = (f"margin {expected['min_top2_margin']}, "
                      f"f64 diff {expected['float64_rerun_max_abs_diff']}, "
@@ -848,14 +994,24 @@ def main():
             notes = f"same values as {same_as}"
         write_json(f"{args.out}/expected/{case}.json", text, pretty=False)
         size = sum(os.path.getsize(f"{folder}/{f}") for f in os.listdir(folder))
-        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        summary.append((case, size))
-        print(f"{case:16s} {dtype:4s} {layout:6s} shards {shards}  {size:8d} bytes  "
-              f"expected {digest}  {notes}")
-    total = sum(s for _, s in summary) + sum(
-        os.path.getsize(f"{args.out}/expected/{f}") for f in os.listdir(f"{args.out}/expected"))
+        files = "3 shards" if shards > 1 else "model.safetensors"
+        rows.append(f"| {case} | {dtype} {files} | {layout} | {size} | {exercises} |")
+        print(f"{case:16s} {dtype:4s} {layout:6s} shards {shards}  {size:8d} bytes  {notes}")
+
+    if args.cases:
+        print("--cases given: README.md left as it is")
+        return
+    phi3_cross = cross_check_phi3(refs, f"{args.out}/phi3")
+    print(f"phi3: LitGPT vs the book's llama3 on the split weights: max |diff| {phi3_cross:.2e}")
+    last = PROMPT_TOKENS - 1
+    write_json(f"{args.out}/README.md", README.format(
+        rasbt=commits["rasbt"], litgpt=commits["litgpt"], phi3_cross=phi3_cross,
+        case_rows="\n".join(rows), prompt=PROMPT_TOKENS, last=last,
+        greedy_prompt=GREEDY_PROMPT, greedy_new=GREEDY_NEW, worst_f64=max(f64_diffs)),
+        pretty=False)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
     print(f"references: rasbt/LLMs-from-scratch@{commits['rasbt']}, "
-          f"Lightning-AI/litgpt@{commits['litgpt']}; total {total} bytes")
+          f"Lightning-AI/litgpt@{commits['litgpt']}; {args.out}: {total} bytes in all")
 
 
 if __name__ == "__main__":
