@@ -16,6 +16,8 @@ import { isHfModelFolder, loadHfModel } from "../../../llm/families/load.ts";
 import { detectFamily, type ModelFamily } from "../../../llm/families/mod.ts";
 import type { NamedTensor } from "../../../llm/weights/safetensors.ts";
 import { useCpuBackend } from "../model/tf_setup.ts";
+import { checkpointSourceFromMap, loadGpt2Weights } from "../../../llm/model/gpt2_mapping.ts";
+import { hfFromOpenai, openaiGpt2Tensors } from "../weights/gpt2_test_weights.ts";
 
 await useCpuBackend();
 
@@ -282,6 +284,39 @@ for (const name of Object.keys(HF_CONFIGS)) {
     source.model.dispose();
   });
 }
+
+Deno.test("gpt2: HF's GPT2LMHeadModel folder loads through the GPT-2 mapping", async () => {
+  const dims = { layers: 2, emb: 8, vocab: 11, ctx: 5 };
+  const hf = hfFromOpenai(openaiGpt2Tensors(dims), dims.ctx, "transformer.");
+  // GPT2LMHeadModel's state dict also holds the tied head.
+  hf.set("lm_head.weight", hf.get("transformer.wte.weight")!);
+  const config = {
+    model_type: "gpt2",
+    activation_function: "gelu_new",
+    vocab_size: 11,
+    n_positions: 5,
+    n_ctx: 5,
+    n_embd: 8,
+    n_head: 2,
+    n_layer: 2,
+  };
+  const want = await loadGpt2Weights(checkpointSourceFromMap(hf), { hparams: config });
+  await withTempDir(async (dir) => {
+    await writeFolder(dir, config, [...hf]);
+    const loaded = await loadHfModel(dir);
+    try {
+      assert.equal(loaded.family.name, "gpt2");
+      assert.deepStrictEqual(loaded.config, { ...want.config, family: "gpt2" });
+      assert.equal(loaded.model.tiedHead, true);
+      const got = await getStateDict(loaded.model);
+      for (const [key, tensor] of want.tensors) {
+        assert.deepStrictEqual(got.get(key)!.data, tensor.data, key);
+      }
+    } finally {
+      loaded.model.dispose();
+    }
+  });
+});
 
 Deno.test("F16 weights widen to the same float32 values", async () => {
   // F16 holds 10 mantissa bits: use values that are exact in it.

@@ -33,6 +33,8 @@ interface Expected {
   logits_positions: number[];
   logits: number[][];
   greedy: { prompt_ids: number[]; new_ids: number[] };
+  /** Gemma: the embedding scale the reference used (sqrt(hidden) rounded to the dtype). */
+  emb_scale?: number;
 }
 
 function readExpected(name: string): Expected {
@@ -77,9 +79,10 @@ for (const name of cases) {
   const reference = twinOf ? readExpected(twinOf) : expected;
 
   Deno.test(`${name}: logits within ${TOLERANCE} and greedy identical (${reference.reference})`, async () => {
-    const { model, family } = await loadHfModel(join(HF_FIXTURES, name));
+    const { model, family, config } = await loadHfModel(join(HF_FIXTURES, name));
     try {
       assert.equal(family.name, reference.family);
+      if (reference.emb_scale !== undefined) assert.equal(config.emb_scale, reference.emb_scale);
       assert.ok(reference.input_ids.length >= 200, "the prompt must be >= 200 tokens");
       const diff = await maxLogitDiff(model, reference);
       console.log(`${name}: max |logit diff| ${diff.toExponential(2)}`);
