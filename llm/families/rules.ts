@@ -118,6 +118,16 @@ function checkCheckpoint(
       );
     }
   }
+  // A tied model's file may still hold the head (some exports write it): it must at least have
+  // the embedding's shape; its values are not read, the embedding's are used.
+  const head = checkpoint.shapes.get("lm_head.weight");
+  const embedding = steps.find((s) => s.targets[0].name === "tok_emb.weight")?.shape;
+  if (tiedHead && head && embedding && !sameShape(head, embedding)) {
+    problems.push(
+      `${checkpoint.fileOf("lm_head.weight")}: tensor "lm_head.weight" has shape [${head}] but ` +
+        `the head is tied to the embedding [${embedding}]`,
+    );
+  }
   const unknown = [...checkpoint.shapes.keys()].filter((name) =>
     !used.has(name) && !ignored.some((pattern) => pattern.test(name)) &&
     !(tiedHead && name === "lm_head.weight")

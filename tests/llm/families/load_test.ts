@@ -345,9 +345,9 @@ async function loadError(
     tensors: [string, NamedTensor][],
     hf: Record<string, unknown>,
   ) => Promise<void> | void,
-  options: { shards?: number; availableMemory?: number } = {},
+  options: { shards?: number; availableMemory?: number; family?: string } = {},
 ): Promise<string> {
-  const source = await randomHfModel("phi3");
+  const source = await randomHfModel(options.family ?? "phi3");
   source.model.dispose();
   return await withTempDir(async (root) => {
     const dir = join(root, "m");
@@ -423,6 +423,19 @@ Deno.test("bad folders are refused, naming the tensor, the file and the shapes",
     assertIncludes(
       message,
       '<dir>/model.safetensors: unknown tensor "model.layers.2.mlp.down_proj.weight" [2]',
+    );
+  });
+  await t.step("a tied model's redundant lm_head.weight of the wrong shape", async () => {
+    const message = await loadError(async (dir, tensors) => {
+      const head: [string, NamedTensor] = ["lm_head.weight", {
+        shape: [16, 48],
+        data: new Float32Array(16 * 48),
+      }];
+      await writeTensors(join(dir, "model.safetensors"), [...tensors, head], "F32");
+    }, { family: "llama" });
+    assertIncludes(
+      message,
+      '<dir>/model.safetensors: tensor "lm_head.weight" has shape [16,48] but the head is tied to the embedding [48,16]',
     );
   });
   await t.step("missing shard", async () => {
