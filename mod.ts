@@ -84,9 +84,18 @@ export {
 } from "./llm/data/instructions.ts";
 
 // The model, training and weights
-export { countParameters, loadModelConfig } from "./llm/model/config.ts";
-export type { GPTConfig } from "./llm/model/config.ts";
+export {
+  countParameters,
+  loadModelConfig,
+  MODEL_FAMILIES,
+  resolveConfig,
+  validateConfig,
+} from "./llm/model/config.ts";
+export type { GPTConfig, LayerType, ResolvedConfig, RopeScaling } from "./llm/model/config.ts";
 export { GPTModel } from "./llm/model/gpt.ts";
+export type { LinearRole, NamedLinear } from "./llm/model/gpt.ts";
+export { applyRope, ropeInverseFrequencies, RotaryEmbedding } from "./llm/model/rope.ts";
+export type { RopeAngles } from "./llm/model/rope.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
 export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
 export { generateResponses } from "./llm/infer/responses.ts";
@@ -133,6 +142,28 @@ export {
 } from "./llm/model/gpt2_import.ts";
 export { GPT2_SIZES, gpt2SizeFor } from "./llm/model/gpt2_sizes.ts";
 export type { Gpt2Size } from "./llm/model/gpt2_sizes.ts";
+
+// Open models: Hugging Face folders of the GPT-2, Llama (+SmolLM2), Qwen3, Gemma 3, Phi-3 and
+// Phi-2 families
+export { detectFamily, FAMILIES } from "./llm/families/mod.ts";
+export {
+  isHfModelFolder,
+  loadHfModel,
+  openHfCheckpoint,
+  readHfConfig,
+} from "./llm/families/load.ts";
+export type {
+  ConverterContext,
+  FamilyConfig,
+  HfCheckpoint,
+  HfConfig,
+  ModelFamily,
+  SpecialTokenIds,
+  WeightConverter,
+  WeightPlan,
+  WeightRule,
+} from "./llm/families/mod.ts";
+export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
 
 // Inference
 export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
@@ -214,7 +245,14 @@ export type { Gpt2Layout } from "./llm/model/gpt2_mapping.ts";
 export type { BundleHeader } from "./llm/weights/tensorbundle/bundle_proto.ts";
 export type { NumericArray, TensorValues } from "./llm/weights/tensorbundle/dtypes.ts";
 export type { TableBuilderOptions } from "./llm/weights/tensorbundle/table_builder.ts";
-export type { FeedForward, ForwardContext, GELU } from "./llm/model/layers.ts";
+export type {
+  FeedForward,
+  ForwardContext,
+  GatedFeedForward,
+  GELU,
+  Norm,
+  RMSNorm,
+} from "./llm/model/layers.ts";
 export type { AttentionCall, AttentionOptions } from "./llm/model/attention.ts";
 export type { BlockCall } from "./llm/model/gpt.ts";
 export type { InitMode, ParameterInit } from "./llm/model/init.ts";

@@ -36,9 +36,15 @@ export class DiskError extends Error {
   }
 }
 
-/** Fail early, with both numbers, when less memory is available than `needed` bytes. */
-export function ensureMemory(needed: number, what: string): void {
-  const available = Deno.systemMemoryInfo().available;
+/**
+ * Fail early, with both numbers, when less memory is available than `needed` bytes.
+ * `available` defaults to what the system reports now (tests pass their own number).
+ */
+export function ensureMemory(
+  needed: number,
+  what: string,
+  available: number = Deno.systemMemoryInfo().available,
+): void {
   if (needed > available) {
     throw new DiskError(
       `not enough memory for ${what}: needs about ${formatBytes(needed)}, ${

@@ -1,27 +1,36 @@
 /**
  * The book's GPTModel (rasbt/LLMs-from-scratch ch04): token + positional embeddings, a stack of
- * pre-LayerNorm transformer blocks, a final LayerNorm and a bias-free output head.
+ * pre-LayerNorm transformer blocks, a final LayerNorm and a bias-free output head. The same class,
+ * driven by the config's optional keys, is the book's Llama 3 / Qwen3 / Gemma 3 model and covers
+ * Phi-3, Phi-2 and SmolLM2: RoPE instead of a position table, RMSNorm, grouped-query attention,
+ * gated MLPs, sliding-window layers, parallel and sandwich blocks. GPT-2 (no optional keys)
+ * computes exactly what it always did.
  *
  * Parameter names are those of the PyTorch state_dict (`tok_emb.weight`,
- * `trf_blocks.0.att.W_query.weight`, ..., `final_norm.scale`, `out_head.weight`).
+ * `trf_blocks.0.att.W_query.weight`, ..., `final_norm.scale`, `out_head.weight`), after the book's
+ * Llama 3 / Qwen3 / Gemma 3 code for the new pieces (`ff.fc1`, `att.q_norm`, ...).
  */
 import * as tf from "@tensorflow/tfjs";
 import { deriveSeed, SeededRandom } from "../random.ts";
-import { KVCache, MultiHeadAttention, paddingMask } from "./attention.ts";
-import type { GPTConfig } from "./config.ts";
-import { countParameters } from "./config.ts";
+import { KVCache, MultiHeadAttention, paddingMask, slidingWindowMask } from "./attention.ts";
+import type { GPTConfig, LayerType, ResolvedConfig } from "./config.ts";
+import { countParameters, resolveConfig } from "./config.ts";
 import type { InitMode, ParameterInit } from "./init.ts";
 import {
   dropout,
   Embedding,
   FeedForward,
   type ForwardContext,
+  GatedFeedForward,
   LayerNorm,
   type LinearLayer,
   type Module,
   type NamedParameter,
+  type Norm,
   prefixed,
+  RMSNorm,
 } from "./layers.ts";
+import { type RopeAngles, RotaryEmbedding } from "./rope.ts";
 import { backendBindingLimit } from "../engine/backend.ts";
 import {
   groupShards,
@@ -38,63 +47,135 @@ export interface BlockCall {
   cache?: KVCache;
   /** This block's index: its entry in `cache.layers`. Default 0. */
   layerIndex?: number;
-  /** Added to the attention scores: -∞ hides left padding (see `ForwardOptions.padding`). */
+  /**
+   * Added to the attention scores: -∞ hides left padding (see `ForwardOptions.padding`) and, on
+   * a sliding layer, the keys outside its window.
+   */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   keyMask?: tf.Tensor;
+  /** RoPE angles of x's tokens (pos_emb "rope"), for this layer's θ. */
+  rope?: RopeAngles;
+}
+
+/** What every linear layer of the model does; LoRA targets, counts and serve read it. */
+export type LinearRole =
+  | "q"
+  | "k"
+  | "v"
+  | "o"
+  | "gate"
+  | "up"
+  | "down"
+  | "fc"
+  | "proj"
+  | "head";
+
+/** One linear layer of the model, with its state_dict prefix and role. */
+export interface NamedLinear {
+  /** The state_dict prefix, e.g. `trf_blocks.0.att.W_query` (its weight is `<name>.weight`). */
+  name: string;
+  /** What it does in the block. */
+  role: LinearRole;
+  /** The layer itself (a Linear, or whatever `replaceLinears` put there). */
+  layer: LinearLayer;
+}
+
+/** The norm the config asks for (LayerNorm with shift, or RMSNorm) over `dim`. */
+function makeNorm(config: ResolvedConfig, dim: number): Norm {
+  return config.norm === "rmsnorm"
+    ? new RMSNorm(dim, config.norm_eps, config.norm_unit_offset)
+    : new LayerNorm(dim, config.norm_eps);
 }
 
 /**
- * The book's TransformerBlock (ch04): pre-LayerNorm attention and feed-forward sub-blocks, each
- * with dropout and a residual connection.
+ * The book's TransformerBlock (ch04): pre-norm attention and feed-forward sub-blocks, each with
+ * dropout and a residual connection. The config picks the variants of the open families: RMSNorm,
+ * a gated MLP, Phi-2's parallel block (one norm, x + att(h) + ff(h)) and Gemma 3's sandwich (a
+ * second norm after each sub-block).
  */
 export class TransformerBlock implements Module {
-  /** Causal multi-head self-attention. */
+  /** Causal multi-head (or grouped-query) self-attention. */
   readonly att: MultiHeadAttention;
-  /** The position-wise feed-forward network. */
-  readonly ff: FeedForward;
-  /** LayerNorm before attention. */
-  readonly norm1: LayerNorm;
-  /** LayerNorm before the feed-forward network. */
-  readonly norm2: LayerNorm;
+  /** The position-wise feed-forward network: GELU MLP or gated (SwiGLU/GeGLU). */
+  readonly ff: FeedForward | GatedFeedForward;
+  /** Norm before attention (and, in a parallel block, before the feed-forward too). */
+  readonly norm1: Norm;
+  /** Norm before the feed-forward network; null in a parallel block. */
+  readonly norm2: Norm | null;
+  /** Sandwich blocks: norm of the attention's output before the residual add; else null. */
+  readonly post_att_norm: Norm | null;
+  /** Sandwich blocks: norm of the feed-forward's output before the residual add; else null. */
+  readonly post_ff_norm: Norm | null;
+  private readonly resolved: ResolvedConfig;
 
-  /** Builds its parameters from `config` (emb_dim, n_heads, drop_rate, qkv_bias) as `init` says. */
+  /** Builds its parameters from `config` as `init` says. */
   constructor(readonly config: GPTConfig, init: ParameterInit) {
+    const c = resolveConfig(config);
+    this.resolved = c;
     this.att = new MultiHeadAttention({
-      dim: config.emb_dim,
-      numHeads: config.n_heads,
-      dropRate: config.drop_rate,
-      qkvBias: config.qkv_bias,
+      dim: c.emb_dim,
+      numHeads: c.n_heads,
+      dropRate: c.drop_rate,
+      qkvBias: c.qkv_bias,
       init,
+      headDim: c.head_dim,
+      numKvGroups: c.n_kv_groups,
+      outBias: c.attn_out_bias,
+      qkNorm: c.qk_norm ? { eps: c.norm_eps, unitOffset: c.norm_unit_offset } : undefined,
+      scoreDivisor: c.attention_divisor,
     });
-    this.ff = new FeedForward(config.emb_dim, init);
-    this.norm1 = new LayerNorm(config.emb_dim);
-    this.norm2 = new LayerNorm(config.emb_dim);
+    this.ff = c.mlp === "gelu"
+      ? new FeedForward(c.emb_dim, init, { hidden: c.hidden_dim, bias: c.mlp_bias })
+      : new GatedFeedForward(
+        c.emb_dim,
+        c.hidden_dim,
+        c.mlp === "swiglu" ? "silu" : "gelu",
+        init,
+        c.mlp_bias,
+      );
+    this.norm1 = makeNorm(c, c.emb_dim);
+    this.norm2 = c.block === "parallel" ? null : makeNorm(c, c.emb_dim);
+    const sandwich = c.block === "sandwich";
+    this.post_att_norm = sandwich ? makeNorm(c, c.emb_dim) : null;
+    this.post_ff_norm = sandwich ? makeNorm(c, c.emb_dim) : null;
   }
 
   /**
    * x: [batch, tokens, emb_dim] → same shape. With `cache`, x holds the tokens after the cached
    * ones and this block's keys/values (entry `layerIndex`) grow by them; `keyMask` hides left
-   * padding (see `ForwardOptions.padding`).
+   * padding (see `ForwardOptions.padding`) and keys outside a sliding window.
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor, context: ForwardContext, call: BlockCall = {}): tf.Tensor {
-    const { cache, layerIndex = 0, keyMask } = call;
+    const { cache, layerIndex = 0, keyMask, rope } = call;
     const rate = this.config.drop_rate;
-    // Attention sub-block with a residual connection (pre-LN, drop_shortcut before the add).
-    const attended = this.att.apply(this.norm1.apply(x), context, {
-      cache: cache?.layers[layerIndex],
-      cachedLength: cache?.length ?? 0,
-      keyMask,
-    });
+    const attend = (h: tf.Tensor) =>
+      this.att.apply(h, context, {
+        cache: cache?.layers[layerIndex],
+        cachedLength: cache?.length ?? 0,
+        keyMask,
+        rope,
+      });
+    if (this.resolved.block === "parallel") {
+      // Phi-2: attention and MLP read the same normed input; both outputs join the residual
+      // (in HF's order of additions: (att + ff) + x).
+      const h = this.norm1.apply(x);
+      const attended = dropout(attend(h), rate, context);
+      return tf.add(tf.add(attended, dropout(this.ff.apply(h), rate, context)), x);
+    }
+    // Attention sub-block with a residual connection (pre-norm, drop_shortcut before the add).
+    let attended = attend(this.norm1.apply(x));
+    if (this.post_att_norm) attended = this.post_att_norm.apply(attended);
     x = tf.add(dropout(attended, rate, context), x);
     // Feed-forward sub-block with a residual connection.
-    const fed = this.ff.apply(this.norm2.apply(x));
+    let fed = this.ff.apply(this.norm2!.apply(x));
+    if (this.post_ff_norm) fed = this.post_ff_norm.apply(fed);
     return tf.add(dropout(fed, rate, context), x);
   }
 
   /**
-   * Parameters under the book's state_dict names (`att.*`, `ff.*`, `norm1.*`, `norm2.*`), in its
-   * registration order.
+   * Parameters under the book's state_dict names (`att.*`, `ff.*`, `norm1.*`, `norm2.*`, then
+   * `post_att_norm.*`, `post_ff_norm.*` for sandwich blocks), in its registration order.
    */
   namedParameters(prefix: string): NamedParameter[] {
     // The book's registration order: att, ff, norm1, norm2.
@@ -102,8 +183,34 @@ export class TransformerBlock implements Module {
       ...this.att.namedParameters(prefixed(prefix, "att")),
       ...this.ff.namedParameters(prefixed(prefix, "ff")),
       ...this.norm1.namedParameters(prefixed(prefix, "norm1")),
-      ...this.norm2.namedParameters(prefixed(prefix, "norm2")),
+      ...(this.norm2?.namedParameters(prefixed(prefix, "norm2")) ?? []),
+      ...(this.post_att_norm?.namedParameters(prefixed(prefix, "post_att_norm")) ?? []),
+      ...(this.post_ff_norm?.namedParameters(prefixed(prefix, "post_ff_norm")) ?? []),
     ];
+  }
+
+  /**
+   * Calls `replace` for each linear layer of the block (prefix `at`) and puts what it returns in
+   * its place.
+   */
+  replaceLinears(
+    at: string,
+    replace: (name: string, layer: LinearLayer, role: LinearRole) => LinearLayer,
+  ): void {
+    const att = this.att;
+    att.W_query = replace(`${at}.att.W_query`, att.W_query, "q");
+    att.W_key = replace(`${at}.att.W_key`, att.W_key, "k");
+    att.W_value = replace(`${at}.att.W_value`, att.W_value, "v");
+    att.out_proj = replace(`${at}.att.out_proj`, att.out_proj, "o");
+    const ff = this.ff;
+    if (ff instanceof FeedForward) {
+      ff.layers[0] = replace(`${at}.ff.layers.0`, ff.layers[0], "fc");
+      ff.layers[2] = replace(`${at}.ff.layers.2`, ff.layers[2], "proj");
+    } else {
+      ff.fc1 = replace(`${at}.ff.fc1`, ff.fc1, "gate");
+      ff.fc2 = replace(`${at}.ff.fc2`, ff.fc2, "up");
+      ff.fc3 = replace(`${at}.ff.fc3`, ff.fc3, "down");
+    }
   }
 }
 
@@ -114,6 +221,13 @@ function paddedPositions(padding: readonly number[], start: number, tokens: numb
     for (let i = 0; i < tokens; i++) ids[b * tokens + i] = Math.max(0, start + i - pads);
   });
   return tf.tensor2d(ids, [padding.length, tokens], "int32");
+}
+
+/** The same positions as plain numbers, one list per row (what the RoPE tables are read with). */
+function rowPositions(padding: readonly number[], start: number, tokens: number): number[][] {
+  return padding.map((pads) =>
+    Array.from({ length: tokens }, (_, i) => Math.max(0, start + i - pads))
+  );
 }
 
 function checkPadding(padding: readonly number[], batch: number, slots: number): void {
@@ -165,7 +279,8 @@ export interface ForwardOptions {
    * Left padding of each row (batched generation, llm/infer/batch_generate.ts): the first
    * `padding[b]` slots of row b (counted from the cache's start) are pad tokens. No real token
    * attends to them, and row b's positions start at 0 at its first real token, so a padded row
-   * computes what it would alone (GPT-2's learned positions make the shift necessary).
+   * computes what it would alone (GPT-2's learned positions make the shift necessary; RoPE
+   * positions follow the same per-row shift).
    */
   padding?: readonly number[];
 }
@@ -185,17 +300,24 @@ export class GPTModel implements Module {
   readonly tiedHead: boolean;
   /** Token embedding [vocab_size, emb_dim]; row shards when it exceeds `maxTensorBytes`. */
   readonly tok_emb: Embedding | ShardedEmbedding;
-  /** Learned position embedding [context_length, emb_dim]. */
-  readonly pos_emb: Embedding;
+  /** Learned position embedding [context_length, emb_dim]; null with RoPE. */
+  readonly pos_emb: Embedding | null;
   /** The transformer blocks, in order. */
   readonly trf_blocks: TransformerBlock[];
-  /** LayerNorm applied before the output head. */
-  readonly final_norm: LayerNorm;
+  /** Norm applied before the output head (LayerNorm, or RMSNorm as the config says). */
+  readonly final_norm: Norm;
   /**
-   * Output head emb_dim → vocab_size, no bias; replaceable (LoRA wraps it) through
-   * `replaceLinears`.
+   * Output head emb_dim → vocab_size (bias only with head_bias); replaceable (LoRA wraps it)
+   * through `replaceLinears`.
    */
   out_head: LinearLayer;
+  /**
+   * RoPE tables by layer type (pos_emb "rope"): "sliding" layers use rope_local_theta (Gemma 3),
+   * "full" ones rope_theta; null with learned positions.
+   */
+  readonly rope: Readonly<Record<LayerType, RotaryEmbedding>> | null;
+  /** The config with its defaults filled in. */
+  readonly resolved: ResolvedConfig;
   /** Draws the dropout masks; its state belongs in a training checkpoint. */
   readonly dropoutRng: SeededRandom;
   /** The binding limit the model was built for (Infinity: none); logits must fit in it too. */
@@ -217,14 +339,35 @@ export class GPTModel implements Module {
 
     // Parameters are created in the book's order, so the seeded init draws the same numbers
     // whether or not the vocabulary matrices are sharded (see vocabEmbedding).
+    const c = resolveConfig(this.config);
+    this.resolved = c;
     this.tok_emb = vocabEmbedding(vocab, dim, this.vocabShards, init);
-    this.pos_emb = new Embedding(config.context_length, config.emb_dim, init);
+    this.pos_emb = c.pos_emb === "learned"
+      ? new Embedding(config.context_length, config.emb_dim, init)
+      : null;
     this.trf_blocks = Array.from(
       { length: config.n_layers },
       () => new TransformerBlock(this.config, init),
     );
-    this.final_norm = new LayerNorm(config.emb_dim);
-    this.out_head = vocabHead(this.tok_emb, this.vocabShards, init, this.tiedHead);
+    this.final_norm = makeNorm(c, config.emb_dim);
+    this.out_head = vocabHead(this.tok_emb, this.vocabShards, init, this.tiedHead, c.head_bias);
+    if (c.pos_emb === "rope") {
+      const full = new RotaryEmbedding(
+        c.rotary_dim,
+        c.rope_theta,
+        c.context_length,
+        c.rope_scaling,
+      );
+      const sliding = c.rope_local_theta === c.rope_theta ? full : new RotaryEmbedding(
+        c.rotary_dim,
+        c.rope_local_theta,
+        c.context_length,
+        c.rope_scaling,
+      );
+      this.rope = { full, sliding };
+    } else {
+      this.rope = null;
+    }
   }
 
   /**
@@ -256,14 +399,26 @@ export class GPTModel implements Module {
     const context: ForwardContext = { training, rng: this.dropoutRng };
 
     const logits = tf.tidy(() => {
-      const positions = padding
-        ? paddedPositions(padding, start, tokens)
-        : tf.range(start, start + tokens, 1, "int32");
       const keyMask = padding ? paddingMask(padding, tokens, start + tokens, start) : undefined;
-      const embedded = tf.add(this.tok_emb.apply(ids), this.pos_emb.apply(positions));
+      let embedded = this.tok_emb.apply(ids);
+      if (this.resolved.emb_scale !== 1) embedded = tf.mul(embedded, this.resolved.emb_scale);
+      if (this.pos_emb) {
+        const positions = padding
+          ? paddedPositions(padding, start, tokens)
+          : tf.range(start, start + tokens, 1, "int32");
+        embedded = tf.add(embedded, this.pos_emb.apply(positions));
+      }
+      const { masks, angles } = this.layerInputs(padding, start, tokens, keyMask);
       let x = dropout(embedded, this.config.drop_rate, context);
+      const types = this.resolved.layer_types;
       this.trf_blocks.forEach((block, i) => {
-        x = block.apply(x, context, { cache, layerIndex: i, keyMask });
+        const type = types[i];
+        x = block.apply(x, context, {
+          cache,
+          layerIndex: i,
+          keyMask: masks[type],
+          rope: angles?.[type],
+        });
       });
       const width = this.config.emb_dim;
       if (lastTokenOnly) x = tf.slice(x, [0, tokens - 1, 0], [batch, 1, width]);
@@ -279,6 +434,37 @@ export class GPTModel implements Module {
     });
     if (cache) cache.length += tokens;
     return logits;
+  }
+
+  /**
+   * What each layer type's blocks read besides x: its key mask (padding, plus the window on
+   * sliding layers) and its RoPE angles (per-row positions when padded).
+   */
+  private layerInputs(
+    padding: readonly number[] | undefined,
+    start: number,
+    tokens: number,
+    keyMask: tf.Tensor | undefined,
+  ): {
+    masks: Record<LayerType, tf.Tensor | undefined>;
+    angles: Record<LayerType, RopeAngles> | null;
+  } {
+    const c = this.resolved;
+    let slidingMask = keyMask;
+    if (c.layer_types.includes("sliding")) {
+      const window = slidingWindowMask(c.sliding_window, tokens, start + tokens, start);
+      if (window) slidingMask = keyMask ? tf.add(keyMask, window) : window;
+    }
+    const masks = { full: keyMask, sliding: slidingMask };
+    if (!this.rope) return { masks, angles: null };
+    const positions = padding
+      ? rowPositions(padding, start, tokens)
+      : [Array.from({ length: tokens }, (_, i) => start + i)];
+    const full = this.rope.full.angles(positions);
+    const sliding = this.rope.sliding === this.rope.full
+      ? full
+      : this.rope.sliding.angles(positions);
+    return { masks, angles: { full, sliding } };
   }
 
   /**
@@ -299,7 +485,7 @@ export class GPTModel implements Module {
     );
   }
 
-  /** A fresh, empty key/value cache for this model. */
+  /** A fresh, empty key/value cache for this model (it holds the n_kv_groups heads). */
   newCache(): KVCache {
     return new KVCache(this.config.n_layers);
   }
@@ -323,7 +509,7 @@ export class GPTModel implements Module {
   namedParameters(prefix = ""): NamedParameter[] {
     return [
       ...this.tok_emb.namedParameters(prefixed(prefix, "tok_emb")),
-      ...this.pos_emb.namedParameters(prefixed(prefix, "pos_emb")),
+      ...(this.pos_emb?.namedParameters(prefixed(prefix, "pos_emb")) ?? []),
       ...this.trf_blocks.flatMap((block, i) =>
         block.namedParameters(prefixed(prefix, `trf_blocks.${i}`))
       ),
@@ -373,23 +559,25 @@ export class GPTModel implements Module {
   }
 
   /**
-   * Calls `replace` for every linear layer (q/k/v, out_proj, both feed-forward layers, the output
-   * head) with its state_dict prefix, and puts whatever it returns in the layer's place: the hook
-   * LoRA uses to wrap layers.
+   * Calls `replace` for every linear layer (q/k/v, out_proj, the feed-forward's layers, the output
+   * head) with its state_dict prefix and role, and puts whatever it returns in the layer's place:
+   * the hook LoRA uses to wrap layers.
    */
-  replaceLinears(replace: (name: string, layer: LinearLayer) => LinearLayer): void {
-    this.trf_blocks.forEach((block, i) => {
-      const att = block.att;
-      const at = `trf_blocks.${i}.att`;
-      att.W_query = replace(`${at}.W_query`, att.W_query);
-      att.W_key = replace(`${at}.W_key`, att.W_key);
-      att.W_value = replace(`${at}.W_value`, att.W_value);
-      att.out_proj = replace(`${at}.out_proj`, att.out_proj);
-      const layers = block.ff.layers;
-      layers[0] = replace(`trf_blocks.${i}.ff.layers.0`, layers[0]);
-      layers[2] = replace(`trf_blocks.${i}.ff.layers.2`, layers[2]);
+  replaceLinears(
+    replace: (name: string, layer: LinearLayer, role: LinearRole) => LinearLayer,
+  ): void {
+    this.trf_blocks.forEach((block, i) => block.replaceLinears(`trf_blocks.${i}`, replace));
+    this.out_head = replace("out_head", this.out_head, "head");
+  }
+
+  /** Every linear layer with its state_dict prefix and role, in the model's order. */
+  linearLayers(): NamedLinear[] {
+    const layers: NamedLinear[] = [];
+    this.replaceLinears((name, layer, role) => {
+      layers.push({ name, role, layer });
+      return layer;
     });
-    this.out_head = replace("out_head", this.out_head);
+    return layers;
   }
 
   /** Frees every parameter. */

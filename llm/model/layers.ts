@@ -1,6 +1,7 @@
 /**
  * The building blocks of the book's GPT (rasbt/LLMs-from-scratch ch04) in plain TensorFlow.js
- * ops: Linear, Embedding, LayerNorm, GELU, FeedForward and dropout.
+ * ops: Linear, Embedding, LayerNorm, GELU, FeedForward and dropout; and those of the book's
+ * Llama 3 / Qwen3 / Gemma 3 code: RMSNorm and the gated feed-forward (SwiGLU, GeGLU).
  *
  * Parameters are `tf.Variable`s stored in PyTorch's layouts (a Linear weight is [out, in]), so a
  * state_dict of the book's model loads without transposes. A parameter is frozen by setting its
@@ -168,18 +169,19 @@ export class Embedding implements Module {
   }
 }
 
-/** The book's LayerNorm: learnable scale/shift, eps 1e-5, biased variance. */
+/** The book's LayerNorm: learnable scale/shift, eps 1e-5 by default, biased variance. */
 export class LayerNorm implements Module {
-  /** Added to the variance before the square root (PyTorch's default). */
-  readonly eps = 1e-5;
   /** Learnable per-feature gain [dim], initialised to 1. */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   readonly scale: tf.Variable;
   /** Learnable per-feature offset [dim], initialised to 0. */
   readonly shift: tf.Variable;
 
-  /** Normalises over a last axis of width `dim`. */
-  constructor(readonly dim: number) {
+  /**
+   * Normalises over a last axis of width `dim`; `eps` is added to the variance before the square
+   * root (PyTorch's default 1e-5).
+   */
+  constructor(readonly dim: number, readonly eps = 1e-5) {
     this.scale = newVariable([dim], "ones");
     this.shift = newVariable([dim], "zeros");
   }
@@ -196,6 +198,38 @@ export class LayerNorm implements Module {
   }
 }
 
+/**
+ * RMSNorm (Llama, Qwen3, Gemma): x / √(mean(x²) + eps) · w, no centring and no shift. With
+ * `unitOffset` (Gemma) the stored weight is zero-centred and applied as (1 + w), so a fresh norm
+ * is the identity scale either way.
+ */
+export class RMSNorm implements Module {
+  /** Learnable per-feature gain [dim]: 1 (or 0 with unitOffset) initially. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  readonly scale: tf.Variable;
+
+  /** Normalises over a last axis of width `dim`. */
+  constructor(readonly dim: number, readonly eps = 1e-5, readonly unitOffset = false) {
+    this.scale = newVariable([dim], unitOffset ? "zeros" : "ones");
+  }
+
+  /** Normalises each row of the last axis. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  apply(x: tf.Tensor): tf.Tensor {
+    const meanSquare = tf.mean(tf.square(x), -1, true);
+    const normalized = tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps)));
+    return tf.mul(normalized, this.unitOffset ? tf.add(this.scale, 1) : this.scale);
+  }
+
+  /** `scale` under `prefix` (there is no shift). */
+  namedParameters(prefix: string): NamedParameter[] {
+    return [[prefixed(prefix, "scale"), this.scale]];
+  }
+}
+
+/** A LayerNorm or an RMSNorm: what a block's norms are. */
+export type Norm = LayerNorm | RMSNorm;
+
 /** GELU, tanh approximation (formula: `stockOps.gelu` in ops.ts). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return ops().gelu(x);
@@ -210,17 +244,24 @@ export class GELU {
   }
 }
 
-/** The book's FeedForward: Linear(d, 4d) → GELU → Linear(4d, d), named `layers.0` / `layers.2`. */
+/**
+ * The book's FeedForward: Linear(d, 4d) → GELU → Linear(4d, d), named `layers.0` / `layers.2`
+ * (Phi-2's MLP is the same with its own width).
+ */
 export class FeedForward implements Module {
   /** The book's nn.Sequential: expand, GELU, project (indices 0, 1, 2 in the state_dict names). */
   readonly layers: [LinearLayer, GELU, LinearLayer];
 
-  /** Linear layers of width `dim` → 4·dim → `dim`, with biases, initialised as `init` says. */
-  constructor(dim: number, init: ParameterInit) {
+  /**
+   * Linear layers of width `dim` → hidden (default 4·dim) → `dim`, with biases unless
+   * `bias: false`, initialised as `init` says.
+   */
+  constructor(dim: number, init: ParameterInit, options: { hidden?: number; bias?: boolean } = {}) {
+    const { hidden = 4 * dim, bias = true } = options;
     this.layers = [
-      new Linear(dim, 4 * dim, { bias: true, init }),
+      new Linear(dim, hidden, { bias, init }),
       new GELU(),
-      new Linear(4 * dim, dim, { bias: true, init }),
+      new Linear(hidden, dim, { bias, init }),
     ];
   }
 
@@ -236,6 +277,56 @@ export class FeedForward implements Module {
     return [
       ...this.layers[0].namedParameters(prefixed(prefix, "layers.0")),
       ...this.layers[2].namedParameters(prefixed(prefix, "layers.2")),
+    ];
+  }
+}
+
+/** SiLU (swish): x · sigmoid(x). */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/**
+ * The gated feed-forward of the book's Llama 3 / Qwen3 / Gemma 3 code: fc3(act(fc1 x) · fc2 x),
+ * with fc1 the gate, fc2 the up and fc3 the down projection. act is SiLU (SwiGLU: Llama, Qwen3,
+ * Phi-3, SmolLM2) or GELU-tanh (GeGLU: Gemma 3).
+ */
+export class GatedFeedForward implements Module {
+  /** Gate projection dim → hidden. */
+  fc1: LinearLayer;
+  /** Up projection dim → hidden. */
+  fc2: LinearLayer;
+  /** Down projection hidden → dim. */
+  fc3: LinearLayer;
+
+  /** Three linear layers dim → hidden (twice) → dim, initialised as `init` says. */
+  constructor(
+    dim: number,
+    hidden: number,
+    readonly activation: "silu" | "gelu",
+    init: ParameterInit,
+    bias = false,
+  ) {
+    this.fc1 = new Linear(dim, hidden, { bias, init });
+    this.fc2 = new Linear(dim, hidden, { bias, init });
+    this.fc3 = new Linear(hidden, dim, { bias, init });
+  }
+
+  /** x: [..., dim] → [..., dim]. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  apply(x: tf.Tensor): tf.Tensor {
+    const gate = this.fc1.apply(x);
+    const activated = this.activation === "silu" ? silu(gate) : gelu(gate);
+    return this.fc3.apply(tf.mul(activated, this.fc2.apply(x)));
+  }
+
+  /** `fc1.*`, `fc2.*`, `fc3.*` (the book's names). */
+  namedParameters(prefix: string): NamedParameter[] {
+    return [
+      ...this.fc1.namedParameters(prefixed(prefix, "fc1")),
+      ...this.fc2.namedParameters(prefixed(prefix, "fc2")),
+      ...this.fc3.namedParameters(prefixed(prefix, "fc3")),
     ];
   }
 }

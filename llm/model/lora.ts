@@ -13,8 +13,8 @@ import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { deriveSeed, SeededRandom } from "../random.ts";
 import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
-import type { GPTConfig } from "./config.ts";
-import { GPTModel } from "./gpt.ts";
+import { type GPTConfig, resolveConfig } from "./config.ts";
+import { GPTModel, type LinearRole } from "./gpt.ts";
 import { linearInitBound, uniform } from "./init.ts";
 import {
   dropout,
@@ -94,10 +94,29 @@ export function loraScale(config: LoraConfig): number {
   return config.scaling === "alpha" ? config.alpha : config.alpha / config.rank;
 }
 
+/** Which switch covers a linear layer of each role. */
+const TARGET_OF_ROLE: Record<LinearRole, LoraTarget> = {
+  q: "query",
+  k: "key",
+  v: "value",
+  o: "projection",
+  gate: "mlp",
+  up: "mlp",
+  down: "mlp",
+  fc: "mlp",
+  proj: "mlp",
+  head: "head",
+};
+
+/** The LoRA switch that covers a linear layer of `role`. */
+export function loraTargetOfRole(role: LinearRole): LoraTarget {
+  return TARGET_OF_ROLE[role];
+}
+
 /** Which switch covers a linear layer, from its state_dict prefix (null: not a LoRA candidate). */
 export function loraTargetOf(layerName: string): LoraTarget | null {
   if (layerName === "out_head") return "head";
-  const match = /\.(W_query|W_key|W_value|out_proj|ff\.layers\.[02])$/.exec(layerName);
+  const match = /\.(W_query|W_key|W_value|out_proj|ff\.layers\.[02]|ff\.fc[123])$/.exec(layerName);
   if (!match) return null;
   const kinds: Record<string, LoraTarget> = {
     W_query: "query",
@@ -109,23 +128,49 @@ export function loraTargetOf(layerName: string): LoraTarget | null {
 }
 
 /**
- * The linear layers of the book's GPTModel for `config` with their sizes, in the model's order:
- * what `replaceLinears` visits, computed without building the model.
+ * The linear layers of the model `config` describes, with their sizes and roles, in the model's
+ * order: what `replaceLinears` visits, computed without building the model.
  */
 export function linearLayerShapes(
   config: GPTConfig,
-): { name: string; inFeatures: number; outFeatures: number }[] {
-  const d = config.emb_dim;
+): { name: string; role: LinearRole; inFeatures: number; outFeatures: number }[] {
+  const c = resolveConfig(config);
+  const d = c.emb_dim;
+  const q = c.n_heads * c.head_dim;
+  const kv = c.n_kv_groups * c.head_dim;
+  const h = c.hidden_dim;
   const layers = [];
-  for (let i = 0; i < config.n_layers; i++) {
+  for (let i = 0; i < c.n_layers; i++) {
     const at = `trf_blocks.${i}`;
-    for (const w of ["W_query", "W_key", "W_value", "out_proj"]) {
-      layers.push({ name: `${at}.att.${w}`, inFeatures: d, outFeatures: d });
+    layers.push({ name: `${at}.att.W_query`, role: "q" as const, inFeatures: d, outFeatures: q });
+    layers.push({ name: `${at}.att.W_key`, role: "k" as const, inFeatures: d, outFeatures: kv });
+    layers.push({ name: `${at}.att.W_value`, role: "v" as const, inFeatures: d, outFeatures: kv });
+    layers.push({ name: `${at}.att.out_proj`, role: "o" as const, inFeatures: q, outFeatures: d });
+    if (c.mlp === "gelu") {
+      layers.push({
+        name: `${at}.ff.layers.0`,
+        role: "fc" as const,
+        inFeatures: d,
+        outFeatures: h,
+      });
+      layers.push({
+        name: `${at}.ff.layers.2`,
+        role: "proj" as const,
+        inFeatures: h,
+        outFeatures: d,
+      });
+    } else {
+      layers.push({ name: `${at}.ff.fc1`, role: "gate" as const, inFeatures: d, outFeatures: h });
+      layers.push({ name: `${at}.ff.fc2`, role: "up" as const, inFeatures: d, outFeatures: h });
+      layers.push({ name: `${at}.ff.fc3`, role: "down" as const, inFeatures: h, outFeatures: d });
     }
-    layers.push({ name: `${at}.ff.layers.0`, inFeatures: d, outFeatures: 4 * d });
-    layers.push({ name: `${at}.ff.layers.2`, inFeatures: 4 * d, outFeatures: d });
   }
-  layers.push({ name: "out_head", inFeatures: d, outFeatures: config.vocab_size });
+  layers.push({
+    name: "out_head",
+    role: "head" as const,
+    inFeatures: d,
+    outFeatures: c.vocab_size,
+  });
   return layers;
 }
 
@@ -135,7 +180,7 @@ export function loraParameterShapes(
   lora: LoraConfig,
 ): { name: string; shape: [number, number] }[] {
   return linearLayerShapes(config)
-    .filter(({ name }) => lora.targets.includes(loraTargetOf(name)!))
+    .filter(({ role }) => lora.targets.includes(loraTargetOfRole(role)))
     .flatMap(({ name, inFeatures, outFeatures }) => [
       { name: `${name}.lora.A`, shape: [inFeatures, lora.rank] as [number, number] },
       { name: `${name}.lora.B`, shape: [lora.rank, outFeatures] as [number, number] },
@@ -170,7 +215,8 @@ function frozenApply(base: LinearLayer, x2d: tf.Tensor2D, outFeatures: number): 
   if (base instanceof Linear) return frozen(base);
   if (base instanceof ShardedLinear) {
     const parts = base.shards.map(frozen);
-    return parts.length === 1 ? parts[0] : tf.concat(parts, -1);
+    const y = parts.length === 1 ? parts[0] : tf.concat(parts, -1);
+    return base.bias ? tf.add(y, base.bias) : y;
   }
   // Any other layer keeps its own product: still correct, not as lean.
   return tf.reshape(base.apply(x2d), [-1, outFeatures]) as tf.Tensor2D;
@@ -307,9 +353,8 @@ export function applyLora(
   model.freeze();
   const layers = new Map<string, LoraLinear>();
   const scale = loraScale(config);
-  model.replaceLinears((name, layer) => {
-    const target = loraTargetOf(name);
-    if (target === null || !config.targets.includes(target)) return layer;
+  model.replaceLinears((name, layer, role) => {
+    if (!config.targets.includes(loraTargetOfRole(role))) return layer;
     const wrapped = new LoraLinear(layer, config.rank, scale, config.dropout, mode, initRng);
     layers.set(name, wrapped);
     return wrapped;
@@ -440,7 +485,8 @@ export async function loadAdapter(dir: string, model: GPTModel): Promise<LoraAda
   const manifest = await readAdapterManifest(dir);
   for (const [key, want] of Object.entries(manifest.modelConfig ?? {})) {
     const got = model.config[key as keyof GPTConfig];
-    if (got !== want) {
+    // JSON text compares the nested keys (rope_scaling, layer_types) by value.
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
       throw new Error(
         `${join(dir, ADAPTER_CONFIG_FILE)}: the adapter was trained on a model with ${key} ` +
           `${JSON.stringify(want)}, this model has ${JSON.stringify(got)}`,

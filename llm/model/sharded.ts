@@ -25,6 +25,7 @@ import {
   type LinearLayer,
   type Module,
   type NamedParameter,
+  newVariable,
   prefixed,
 } from "./layers.ts";
 import type { SeededRandom } from "../random.ts";
@@ -161,12 +162,16 @@ export class ShardedEmbedding implements Module {
 }
 
 /**
- * A bias-free nn.Linear(inFeatures, outFeatures) whose [outFeatures, inFeatures] weight is stored
- * as row shards (blocks of output features): the GPT output head over the vocabulary.
+ * An nn.Linear(inFeatures, outFeatures) whose [outFeatures, inFeatures] weight is stored as row
+ * shards (blocks of output features): the GPT output head over the vocabulary. Bias-free unless
+ * given one (Phi-2's head); the bias [outFeatures] is small and stays whole.
  */
 export class ShardedLinear implements LinearLayer {
   readonly shards: Linear[];
   readonly rowStarts: number[];
+  /** The bias [outFeatures], or null. */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  readonly bias: tf.Variable | null;
 
   /**
    * `weights`: the whole weight, row-major ([out, in], e.g. the U(-1/√in, 1/√in) draw an unsharded
@@ -178,6 +183,7 @@ export class ShardedLinear implements LinearLayer {
     rowCounts: readonly number[],
     weights: Float32Array | "zeros" | { shared: readonly tf.Variable[] },
     rng: SeededRandom,
+    bias?: Float32Array | "zeros",
   ) {
     const total = rowCounts.reduce((a, b) => a + b, 0);
     if (total !== outFeatures) {
@@ -204,21 +210,25 @@ export class ShardedLinear implements LinearLayer {
         weights,
       );
     }
+    this.bias = bias ? newVariable([outFeatures], bias) : null;
   }
 
   /** x: [..., inFeatures] → [..., outFeatures], the shards' outputs side by side. */
   apply(x: tf.Tensor): tf.Tensor {
     const outputs = this.shards.map((shard) => shard.apply(x));
-    return outputs.length === 1 ? outputs[0] : tf.concat(outputs, -1);
+    const y = outputs.length === 1 ? outputs[0] : tf.concat(outputs, -1);
+    return this.bias ? tf.add(y, this.bias) : y;
   }
 
-  /** The shards, named `prefix.weight[start:end]`. */
+  /** The shards, named `prefix.weight[start:end]`, then `prefix.bias` when there is one. */
   namedParameters(prefix: string): NamedParameter[] {
     const name = prefixed(prefix, "weight");
-    return this.shards.map((shard, i) => [
+    const params: NamedParameter[] = this.shards.map((shard, i) => [
       shardName(name, this.rowStarts[i], shard.outFeatures),
       shard.weight,
     ]);
+    if (this.bias) params.push([prefixed(prefix, "bias"), this.bias]);
+    return params;
   }
 }
 
@@ -333,25 +343,27 @@ export function vocabEmbedding(
 
 /**
  * The output head matching `tokEmb`'s layout: one Linear(dim, vocab) or the same row shards;
- * with `tied`, it shares the embedding's weights instead of owning its own.
+ * with `tied`, it shares the embedding's weights instead of owning its own. `bias` adds a bias
+ * of vocab entries (Phi-2), drawn after the weight as nn.Linear does.
  */
 export function vocabHead(
   tokEmb: Embedding | ShardedEmbedding,
   shards: readonly number[],
   init: ParameterInit,
   tied: boolean,
+  bias = false,
 ): LinearLayer {
   const [vocab, dim] = [tokEmb.numEmbeddings, tokEmb.dim];
   if (tokEmb instanceof ShardedEmbedding) {
+    const draw = (size: number) =>
+      init.mode === "zeros" ? "zeros" as const : uniform(size, linearInitBound(dim), init.rng);
     const weights = tied
       ? { shared: tokEmb.shards.map((shard) => shard.weight) }
-      : init.mode === "zeros"
-      ? "zeros"
-      : uniform(vocab * dim, linearInitBound(dim), init.rng);
-    return new ShardedLinear(dim, vocab, shards, weights, init.rng);
+      : draw(vocab * dim);
+    return new ShardedLinear(dim, vocab, shards, weights, init.rng, bias ? draw(vocab) : undefined);
   }
   return new Linear(dim, vocab, {
-    bias: false,
+    bias,
     init,
     sharedWeight: tied ? tokEmb.weight : undefined,
   });
