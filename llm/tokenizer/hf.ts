@@ -416,10 +416,16 @@ async function readJsonIfPresent(path: string): Promise<Record<string, unknown> 
   }
 }
 
-/** Whether `dir` holds a Hugging Face tokenizer.json (not groundup's own tokenizer spec). */
+/**
+ * Whether `dir` holds a Hugging Face tokenizer.json rather than groundup's own small tokenizer
+ * spec (`{"kind": "gpt2"}`). A large file is taken to be HF's without parsing it twice;
+ * {@link loadHfTokenizer} checks it.
+ */
 export async function hasHfTokenizer(dir: string): Promise<boolean> {
+  const path = join(dir, "tokenizer.json");
   try {
-    const json = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json")));
+    if ((await Deno.stat(path)).size > 1 << 20) return true;
+    const json = JSON.parse(await Deno.readTextFile(path));
     return json !== null && typeof json === "object" && "model" in json;
   } catch {
     return false;
