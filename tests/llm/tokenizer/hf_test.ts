@@ -233,7 +233,7 @@ Deno.test("eos ids come from generation_config.json and config.json too (one or 
   });
   try {
     const tokenizer = await loadHfTokenizer(dir);
-    assert.deepEqual([...tokenizer.eosIds].sort(), [128001, 128008, 128009]);
+    assert.deepEqual([...tokenizer.eosIds].sort((a, b) => a - b), [128001, 128008, 128009]);
     assert.equal(tokenizer.endOfTextId, 128001);
     assert.ok((await readModelTokenizer(dir)) instanceof HfTokenizer);
   } finally {
