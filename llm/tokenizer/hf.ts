@@ -25,6 +25,12 @@ interface AddedToken {
   normalized: boolean;
 }
 
+/** A node of {@link TokenMatcher}'s trie: the token whose text ends here, if any. */
+interface TrieNode {
+  next: Map<string, TrieNode>;
+  token?: { token: AddedToken; length: number };
+}
+
 /** An added token found in a text, at `start`. */
 interface TokenMatch {
   start: number;
@@ -39,7 +45,8 @@ interface TokenMatch {
  * `key` gives the text a token is matched by (its content, or its normalized content).
  */
 class TokenMatcher {
-  readonly #byFirstChar = new Map<string, { text: string; token: AddedToken }[]>();
+  /** A trie over the tokens' texts, one character per level. */
+  readonly #root: TrieNode = { next: new Map() };
 
   constructor(
     tokens: readonly AddedToken[],
@@ -48,12 +55,13 @@ class TokenMatcher {
     for (const token of tokens) {
       const text = key(token);
       if (text === "") continue;
-      const list = this.#byFirstChar.get(text[0]) ?? [];
-      list.push({ text, token });
-      this.#byFirstChar.set(text[0], list);
-    }
-    for (const list of this.#byFirstChar.values()) {
-      list.sort((a, b) => b.text.length - a.text.length);
+      let node = this.#root;
+      for (let k = 0; k < text.length; k++) { // UTF-16 units, as find() reads the text
+        let child = node.next.get(text[k]);
+        if (!child) node.next.set(text[k], child = { next: new Map() });
+        node = child;
+      }
+      node.token ??= { token, length: text.length };
     }
   }
 
@@ -61,13 +69,18 @@ class TokenMatcher {
   find(text: string): TokenMatch[] {
     const found: TokenMatch[] = [];
     for (let i = 0; i < text.length;) {
-      const hit = this.#byFirstChar.get(text[i])?.find((c) => text.startsWith(c.text, i));
-      if (!hit) {
+      let node: TrieNode | undefined = this.#root, longest: TrieNode["token"];
+      for (let j = i; j < text.length; j++) {
+        node = node.next.get(text[j]);
+        if (!node) break;
+        if (node.token) longest = node.token;
+      }
+      if (!longest) {
         i++;
         continue;
       }
-      found.push({ start: i, length: hit.text.length, token: hit.token });
-      i += hit.text.length;
+      found.push({ start: i, ...longest });
+      i += longest.length;
     }
     return found;
   }
