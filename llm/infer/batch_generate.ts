@@ -23,7 +23,13 @@
 import { nextTurn } from "../timers.ts";
 import * as tf from "@tensorflow/tfjs";
 import type { KVCache } from "../model/attention.ts";
-import { generate, sampleNextToken, type SamplingOptions } from "../model/generate.ts";
+import {
+  generate,
+  limitVocab,
+  sampleNextToken,
+  type SamplingOptions,
+  stopSet,
+} from "../model/generate.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import { SeededRandom } from "../random.ts";
 
@@ -33,6 +39,10 @@ export interface BatchGenerateOptions extends SamplingOptions {
   maxNewTokens: number;
   /** A row stops (without emitting it) when it produces this token, e.g. 50256. */
   eosId?: number;
+  /** More stop tokens, with `eosId` (a chat model's end-of-turn token). */
+  stopIds?: Iterable<number>;
+  /** Sample only among ids below this (see `GenerateOptions.vocabLimit`). */
+  vocabLimit?: number;
   /**
    * Sampling seed (default 123). Every row gets its own generator seeded with it, so a row
    * draws the same numbers as `generate(model, prompt, { seed })` would for it alone.
@@ -90,7 +100,8 @@ export async function* batchGenerateRows(
     options.contextSize ?? model.config.context_length,
     model.config.context_length,
   );
-  const { maxNewTokens, eosId, signal, onStep, padId = 0, yieldEvery = 1 } = options;
+  const { maxNewTokens, signal, onStep, padId = 0, yieldEvery = 1 } = options;
+  const stops = stopSet(options);
   const seed = options.seed ?? 123;
   prompts.forEach((prompt, row) => {
     if (prompt.length === 0) {
@@ -114,9 +125,10 @@ export async function* batchGenerateRows(
   const sampleRows = (rows: ActiveRow[], logits: Float32Array, finished: FinishedRow[]) => {
     onStep?.({ activeRows: rows.length, newTokens: rows.length });
     return rows.flatMap((r, i) => {
-      const next = sampleNextToken(logits.subarray(i * vocab, (i + 1) * vocab), options, r.rng);
-      if (next !== eosId) r.tokens.push(next);
-      if (next !== eosId && r.tokens.length < maxNewTokens) return [i];
+      const row = limitVocab(logits.subarray(i * vocab, (i + 1) * vocab), options.vocabLimit);
+      const next = sampleNextToken(row, options, r.rng);
+      if (!stops.has(next)) r.tokens.push(next);
+      if (!stops.has(next) && r.tokens.length < maxNewTokens) return [i];
       finished.push({ row: r.row, tokens: r.tokens });
       return [];
     });

@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CONFIG_FILE, WEIGHTS_FILE } from "../model/weights_io.ts";
+import { isHfModelFolder } from "../families/load.ts";
 import { createTokenizer, type Tokenizer } from "../tokenizer/mod.ts";
 import { readTokenizerFolder } from "../tokenizer/files.ts";
 import { hasHfTokenizer, loadHfTokenizer } from "../tokenizer/hf.ts";
@@ -15,8 +16,12 @@ import { type PromptTemplate, promptTemplate } from "../data/instructions.ts";
 /** The manifest the pipeline runner writes into every artifact (runner/cache.ts). */
 const MANIFEST_FILE = "manifest.json";
 
-/** True when `dir` holds a saved model (model.safetensors + config.json). */
+/**
+ * True when `dir` holds a saved model: ours (model.safetensors + our config) or a Hugging Face
+ * folder (config.json with `model_type` and its safetensors).
+ */
 export function isModelFolder(dir: string): boolean {
+  if (isHfModelFolder(dir)) return true;
   return existsSync(join(dir, WEIGHTS_FILE)) && existsSync(join(dir, CONFIG_FILE));
 }
 

@@ -24,6 +24,17 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
   /** Stop (without emitting it) when this token is produced, e.g. 50256 `<|endoftext|>`. */
   eosId?: number;
+  /**
+   * More stop tokens, with `eosId`: a chat model ends a turn with its own token (Llama 3's
+   * `<|eot_id|>`, Qwen3's `<|im_end|>`) besides its end of text.
+   */
+  stopIds?: Iterable<number>;
+  /**
+   * Sample only among ids below this: a model's vocabulary may have more rows than its
+   * tokenizer has ids (Qwen3: 151,936 rows, 151,669 ids), and those padding rows must never be
+   * chosen. Default: every row.
+   */
+  vocabLimit?: number;
   /** Sampling RNG; its state advances, so a caller can save and resume it. */
   rng?: SeededRandom;
   /** Seed for a fresh RNG when `rng` is not given. Default 123. */
@@ -34,6 +45,18 @@ export interface GenerateOptions extends SamplingOptions {
   contextSize?: number;
   /** Called with each new token as soon as it is chosen (for streaming output). */
   onToken?: (token: number, index: number) => void | Promise<void>;
+}
+
+/** The tokens that end generation: `eosId` and `stopIds` together. */
+export function stopSet(options: { eosId?: number; stopIds?: Iterable<number> }): Set<number> {
+  const stops = new Set(options.stopIds ?? []);
+  if (options.eosId !== undefined) stops.add(options.eosId);
+  return stops;
+}
+
+/** The first `limit` logits of a row (all of them when no limit is given). */
+export function limitVocab(logits: Float32Array, limit: number | undefined): Float32Array {
+  return limit !== undefined && limit < logits.length ? logits.subarray(0, limit) : logits;
 }
 
 /** Index of the largest value (the first one on ties, as torch.argmax). */
@@ -129,6 +152,7 @@ export async function generate(
   const generated: number[] = [];
   const cache = options.useCache === false ? undefined : model.newCache();
   let cacheStart = 0; // index in `tokens` of the first cached position
+  const stops = stopSet(options);
 
   try {
     for (let index = 0; index < options.maxNewTokens; index++) {
@@ -144,8 +168,8 @@ export async function generate(
         feed = tokens.slice(windowStart);
       }
       const logits = await lastLogits(model, feed, cache);
-      const next = sampleNextToken(logits, options, rng);
-      if (next === options.eosId) break;
+      const next = sampleNextToken(limitVocab(logits, options.vocabLimit), options, rng);
+      if (stops.has(next)) break;
       tokens.push(next);
       generated.push(next);
       await options.onToken?.(next, index);
