@@ -116,6 +116,20 @@ mapped onto the book's names (q/k/v split out of \`c_attn\`, weights transposed,
 tied to \`wte\`) and written as our \`model.safetensors\` + \`config.json\` (context 1024, qkv bias),
 with \`tokenizer.json\` (GPT-2's BPE) and \`source.json\` (where the weights came from). A missing
 tensor or wrong shape names the tensor and both shapes.`,
+  "load-hf-model": `
+An open model from the Hugging Face Hub (\`deno task models\` lists the catalog: id, repository,
+pinned commit, parameters, fp32 memory, gated, licence). The revision is resolved to a commit
+first and every file fetched from that commit; each LFS file is checked against the Hub's sha256,
+each small file against its git blob id. Downloads resume and show progress; the download cache
+keeps files per commit; a mirror folder holding \`hf/<org>/<name>/<file>\` is read first, with no
+network. Gated models (Llama, Gemma) need the licence accepted on the Hub and \`HF_TOKEN\` set (sent
+as \`Authorization: Bearer\`, never written anywhere); \`HF_ENDPOINT\` replaces
+\`https://huggingface.co\`. Writes Hugging Face's files under their own names (\`config.json\`,
+\`generation_config.json\`, \`tokenizer.json\`, \`tokenizer_config.json\`, optional
+\`special_tokens_map.json\` and \`chat_template.jinja\`, \`model.safetensors\` or
+\`model.safetensors.index.json\` + its shards) and \`source.json\` (repository, revision, commit,
+every file's size and sha256). The weights' fp32 size is checked against the memory available
+before they download. A local folder's files are part of the cache key.`,
   "generate": `
 Needs a stage that produced a model (\`model.safetensors\` + \`config.json\`, e.g. \`pretrain\` or
 \`load-openai-weights\`); give exactly one of \`prompts\`, \`file\`, \`dataset\`. Writes
