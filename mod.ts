@@ -44,6 +44,7 @@ export {
   finetuneStage,
   generateStage,
   instructionsStage,
+  loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
   pretrainStage,
@@ -51,15 +52,28 @@ export {
   tokenizeStage,
 } from "./stages/mod.ts";
 export {
+  checkHfModelFolder,
   openDataloaderArtifact,
   openInstructionsArtifact,
   openTokenizeArtifact,
 } from "./stages/mod.ts";
+export type { HfModelFolderInfo, HfSourceRecord } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";
 export { DATASETS } from "./datasets/catalog.ts";
+export { downloadHfModel, hubEndpoint, listHubRepo } from "./datasets/hf_hub.ts";
+export type {
+  HfDownloadOptions,
+  HfFileRecord,
+  HfModelFiles,
+  HfSizeEstimate,
+  HubFileEntry,
+  HubListing,
+} from "./datasets/hf_hub.ts";
+export { findHfModel, HF_MODELS } from "./datasets/hf_models.ts";
+export type { HfCatalogModel, HfModelFamily } from "./datasets/hf_models.ts";
 export {
   HF_GPT2_FILE_NAMES,
   hfGpt2Files,
@@ -90,7 +104,13 @@ export { GPTModel } from "./llm/model/gpt.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
 export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
 export { generateResponses } from "./llm/infer/responses.ts";
-export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
+export {
+  CONFIG_FILE,
+  loadModel,
+  loadStateDict,
+  modelConfigPath,
+  saveModel,
+} from "./llm/model/weights_io.ts";
 export { AdamW } from "./llm/train/adamw.ts";
 export { crossEntropy } from "./llm/train/loss.ts";
 export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/train/trainer.ts";
@@ -143,7 +163,7 @@ export {
   readModelTemplate,
   readModelTokenizer,
 } from "./llm/infer/model_folder.ts";
-export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
+export { readTokenizerFolder, TOKENIZER_SPEC_FILE } from "./llm/tokenizer/files.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
 export { SafetensorsError } from "./llm/weights/safetensors.ts";
