@@ -115,6 +115,7 @@ export interface HfSizeEstimate {
 
 /** What `downloadHfModel` fetched. */
 export interface HfModelFiles {
+  /** `<org>/<name>` (empty for a local folder). */
   repo: string;
   /** The revision asked for. */
   revision: string;
@@ -134,8 +135,11 @@ export interface HfDownloadOptions {
   mirror?: string;
   /** Download cache (default: see `fetchFile`). */
   cacheDir?: string;
+  /** Shows each download's bytes as they arrive. */
   progress?: ProgressReporter;
+  /** Says where files came from, and about retries. */
   log?: Logger;
+  /** Aborts the downloads; partial files stay for a later resume. */
   signal?: AbortSignal;
   /** Attempts for network errors and 5xx answers (default 4). */
   attempts?: number;

@@ -241,6 +241,7 @@ async function placeFile(file: HfFileRecord, outDir: string, link: boolean): Pro
 
 /** `source.json`: where the files came from, and what each one is. */
 export interface HfSourceRecord {
+  /** Where the files came from: the Hub, the mirror folder, or a local folder. */
   source: "hub" | "mirror" | "local";
   /** `<org>/<name>` (absent for a local folder). */
   repo?: string;
