@@ -40,7 +40,10 @@ Deno.test("save then load reproduces the model exactly, tied or not", async () =
       const model = new GPTModel(CONFIG, { seed: 99, tiedHead });
       const folder = join(dir, `tied-${tiedHead}`);
       await saveModel(folder, model);
-      assert.deepEqual(JSON.parse(await Deno.readTextFile(join(folder, "gpt_config.json"))), CONFIG);
+      assert.deepEqual(
+        JSON.parse(await Deno.readTextFile(join(folder, "gpt_config.json"))),
+        CONFIG,
+      );
       const { tensors } = await readSafetensorsFile(join(folder, "model.safetensors"));
       assert.deepEqual([...tensors.keys()].sort(), model.namedParameters().map(([n]) => n).sort());
       assert.ok([...tensors.values()].every((t) => t.dtype === "F32"));
