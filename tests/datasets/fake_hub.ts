@@ -4,8 +4,9 @@
  *   GET /api/models/<org>/<name>/revision/<rev>   {"id", "sha"}
  *   GET /api/models/<org>/<name>/tree/<rev>       [{type, oid, size, path, lfs?: {oid, size}}]
  *   GET /<org>/<name>/resolve/<rev>/<file>        small files: the bytes; LFS files: 302 to
- *                                                 /lfs/<sha256> (as the Hub redirects to its CDN)
- *   GET /lfs/<sha256>                             the bytes, with Range support (206)
+ *                                                 <cdn>/lfs/<sha256> (another origin, as the Hub
+ *                                                 redirects to its CDN)
+ *   GET <cdn>/lfs/<sha256>                        the bytes, with Range support (206)
  * A gated repository answers 401 without a token and 403 with a wrong one (the CDN needs none).
  */
 import { createHash } from "node:crypto";
@@ -32,8 +33,10 @@ export interface FakeHub {
   url: string;
   /** Every request as "METHOD path [range]", in order. */
   requests: string[];
-  /** Every Authorization header value received. */
+  /** Every Authorization header value the Hub received. */
   authorizations: string[];
+  /** Every Authorization header value the CDN received (none should arrive there). */
+  cdnAuthorizations: string[];
   close(): Promise<void>;
 }
 
@@ -65,6 +68,7 @@ function ranged(data: Uint8Array<ArrayBuffer>, range: string | null): Response {
 export function startFakeHub(repos: Record<string, FakeRepo>, token = "hf_fake_token"): FakeHub {
   const requests: string[] = [];
   const authorizations: string[] = [];
+  const cdnAuthorizations: string[] = [];
   const lfsBlobs = new Map<
     string,
     { data: Uint8Array<ArrayBuffer>; repo: FakeRepo; name: string }
@@ -80,13 +84,12 @@ export function startFakeHub(repos: Record<string, FakeRepo>, token = "hf_fake_t
     }
   }
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+  const cdn = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
     const url = new URL(request.url);
     const range = request.headers.get("range");
     requests.push(`${request.method} ${url.pathname}${range ? ` ${range}` : ""}`);
     const auth = request.headers.get("authorization");
-    if (auth) authorizations.push(auth);
-
+    if (auth) cdnAuthorizations.push(auth);
     const lfs = /^\/lfs\/([0-9a-f]{64})$/.exec(url.pathname);
     if (lfs) {
       const blob = lfsBlobs.get(lfs[1]);
@@ -110,6 +113,16 @@ export function startFakeHub(repos: Record<string, FakeRepo>, token = "hf_fake_t
       }
       return ranged(data, range);
     }
+    return new Response("not found", { status: 404 });
+  });
+  const cdnUrl = `http://127.0.0.1:${cdn.addr.port}`;
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const url = new URL(request.url);
+    const range = request.headers.get("range");
+    requests.push(`${request.method} ${url.pathname}${range ? ` ${range}` : ""}`);
+    const auth = request.headers.get("authorization");
+    if (auth) authorizations.push(auth);
 
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(url.pathname);
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
@@ -154,7 +167,10 @@ export function startFakeHub(repos: Record<string, FakeRepo>, token = "hf_fake_t
     if (content === undefined) return new Response("Entry not found", { status: 404 });
     const data = bytesOf(content);
     if (isLfs(repo, name)) {
-      return new Response(null, { status: 302, headers: { location: `/lfs/${sha256(data)}` } });
+      return new Response(null, {
+        status: 302,
+        headers: { location: `${cdnUrl}/lfs/${sha256(data)}` },
+      });
     }
     return ranged(data, range);
   });
@@ -162,7 +178,11 @@ export function startFakeHub(repos: Record<string, FakeRepo>, token = "hf_fake_t
     url: `http://127.0.0.1:${server.addr.port}`,
     requests,
     authorizations,
-    close: () => server.shutdown(),
+    cdnAuthorizations,
+    close: async () => {
+      await server.shutdown();
+      await cdn.shutdown();
+    },
   };
 }
 

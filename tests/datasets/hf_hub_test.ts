@@ -138,6 +138,9 @@ Deno.test("hub: a gated repository needs HF_TOKEN, which is sent but never writt
         const got = await downloadHfModel("meta/gated", "main", { ...fast(dir), log });
         assert.equal(got.files.length, 5);
         assert.ok(hub.authorizations.includes(`Bearer ${token}`));
+        // The CDN (another origin) gets no token: fetch drops it on the redirect.
+        assert.deepEqual(hub.cdnAuthorizations, []);
+        assert.ok(hub.requests.some((r) => r.startsWith("GET /lfs/")));
         for (const path of await allFiles(dir)) {
           const text = new TextDecoder().decode(await Deno.readFile(path));
           assert.ok(!text.includes(token), `${path} holds the token`);
