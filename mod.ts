@@ -44,6 +44,7 @@ export {
   finetuneStage,
   generateStage,
   instructionsStage,
+  loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
   pretrainStage,
@@ -51,15 +52,28 @@ export {
   tokenizeStage,
 } from "./stages/mod.ts";
 export {
+  checkHfModelFolder,
   openDataloaderArtifact,
   openInstructionsArtifact,
   openTokenizeArtifact,
 } from "./stages/mod.ts";
+export type { HfModelFolderInfo, HfSourceRecord } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";
 export { DATASETS } from "./datasets/catalog.ts";
+export { downloadHfModel, hubEndpoint, listHubRepo } from "./datasets/hf_hub.ts";
+export type {
+  HfDownloadOptions,
+  HfFileRecord,
+  HfModelFiles,
+  HfSizeEstimate,
+  HubFileEntry,
+  HubListing,
+} from "./datasets/hf_hub.ts";
+export { findHfModel, HF_MODELS } from "./datasets/hf_models.ts";
+export type { HfCatalogModel, HfModelFamily } from "./datasets/hf_models.ts";
 export {
   HF_GPT2_FILE_NAMES,
   hfGpt2Files,
@@ -102,7 +116,13 @@ export type { RopeAngles } from "./llm/model/rope.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
 export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
 export { generateResponses } from "./llm/infer/responses.ts";
-export { loadModel, loadStateDict, saveModel } from "./llm/model/weights_io.ts";
+export {
+  CONFIG_FILE,
+  loadModel,
+  loadStateDict,
+  modelConfigPath,
+  saveModel,
+} from "./llm/model/weights_io.ts";
 export { AdamW } from "./llm/train/adamw.ts";
 export { crossEntropy } from "./llm/train/loss.ts";
 export { calcLossBatch, calcLossLoader, evaluateModel, trainStep } from "./llm/train/trainer.ts";
@@ -177,7 +197,9 @@ export {
   readModelTemplate,
   readModelTokenizer,
 } from "./llm/infer/model_folder.ts";
-export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
+export { readTokenizerFolder, TOKENIZER_SPEC_FILE } from "./llm/tokenizer/files.ts";
+export { openModelFolder } from "./llm/infer/open_model.ts";
+export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model.ts";
 
 // Chat formats: the model's Jinja chat_template, our instruction templates, or none
 export {

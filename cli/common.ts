@@ -3,6 +3,7 @@
  * (a GPT-2 size runs the load-openai-weights stage through the runner, so the download and the
  * conversion are cached exactly as a pipeline caches them), loading it, and the sampling flags.
  */
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { SourceMap } from "../runner/pipeline.ts";
 import type { ResolvedPipeline } from "../runner/pipeline.ts";
@@ -24,15 +25,19 @@ import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
 import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
 import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
-import { loadOpenaiWeightsStage } from "../stages/mod.ts";
+import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
+import { findHfModel } from "../datasets/hf_models.ts";
+import { isRepoId } from "../datasets/hf_hub.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
 
 export const MODEL_USAGE =
-  `  --model M            a model folder (model.safetensors + config.json, e.g. a stage's
-                       artifact under .groundup/) or a GPT-2 size: ${GPT2_SIZES.join(", ")}
-                       (downloaded and converted on first use, then cached)
+  `  --model M            a model folder (model.safetensors + gpt_config.json, e.g. a stage's
+                       artifact under .groundup/), a GPT-2 size: ${GPT2_SIZES.join(", ")}, or
+                       an open model: a catalog id of \`deno task models\` (qwen3-0.6b) or a
+                       Hub repository (Qwen/Qwen3-0.6B[@revision]); downloaded (and
+                       converted) on first use, then cached
   --source S           where a size comes from: openai (default) | hf
   --template T         auto (default: the template a model was instruction-tuned with) | none | alpaca | phi3
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
@@ -63,7 +68,7 @@ export const COMMON_OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
-type FlagValues = Partial<Record<keyof typeof COMMON_OPTIONS, string | boolean>>;
+export type FlagValues = Partial<Record<keyof typeof COMMON_OPTIONS, string | boolean>>;
 
 function numberFlag(
   values: FlagValues,
@@ -148,45 +153,80 @@ export function checkCommonFlags(values: FlagValues): void {
 }
 
 /**
- * The folder of the model `--model` names. A GPT-2 size runs the `load-openai-weights` stage
- * with the same parameters a pipeline would give it, so `pipelines/gpt2.yaml` and this command
- * share one cached artifact.
+ * Runs one stage through the runner, as a one-stage pipeline named `name`, and returns its
+ * artifact's folder: the command line shares the pipelines' cache (same parameters, same key).
  */
-async function resolveModelFolder(values: FlagValues): Promise<string> {
-  const spec = String(values.model);
-  if (!isGpt2Size(spec)) {
-    if (isModelFolder(spec)) return spec;
-    throw new Error(
-      `--model ${spec}: not a model folder (model.safetensors + config.json) nor a GPT-2 size ` +
-        `(${GPT2_SIZES.join(", ")})`,
-    );
-  }
-  const stage = loadOpenaiWeightsStage as StageDefinition<unknown>;
+async function runOneStage(
+  stage: StageDefinition<unknown>,
+  params: unknown,
+  name: string,
+  values: FlagValues,
+): Promise<{ dir: string; cached: boolean }> {
   const pipeline: ResolvedPipeline = {
     file: "(command line)",
     settings: {
-      name: `gpt2-${spec}`,
+      name,
       baseDir: Deno.cwd(),
       seed: 123,
       backend: String(values.backend),
       mirror: (values.mirror as string | undefined) ?? Deno.env.get("GROUNDUP_MIRROR"),
     },
-    stages: [{
-      name: stage.type,
-      type: stage.type,
-      definition: stage,
-      needs: [],
-      params: loadOpenaiWeightsStage.params.parse({ source: values.source, size: spec }),
-    }],
+    stages: [{ name: stage.type, type: stage.type, definition: stage, needs: [], params }],
     sources: new SourceMap(),
   };
   const cacheDir = (values["cache-dir"] as string | undefined) ??
     Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
   const report = await runPipeline(pipeline, { cacheDir });
   if (!report.ok) throw report.error;
-  const dir = report.artifacts[stage.type].dir;
-  if (report.steps[0].outcome === "cached") console.error(`GPT-2 ${spec}: cached at ${dir}`);
-  return dir;
+  return { dir: report.artifacts[stage.type].dir, cached: report.steps[0].outcome === "cached" };
+}
+
+/**
+ * An open model `--model` names: a catalog id (`qwen3-0.6b`, see `deno task models`) or a Hub
+ * repository (`Qwen/Qwen3-0.6B`, optionally `@<revision>`). Undefined when `spec` is neither.
+ */
+function hfModelSpec(spec: string): { repo: string; revision?: string } | undefined {
+  const [name, revision, extra] = spec.split("@");
+  if (extra !== undefined || revision === "") return undefined;
+  const entry = findHfModel(name);
+  if (entry) return { repo: entry.repo, revision };
+  return isRepoId(name) ? { repo: name, revision } : undefined;
+}
+
+/**
+ * The folder of the model `--model` names. A GPT-2 size runs the `load-openai-weights` stage,
+ * an open model (catalog id or Hub repository) the `load-hf-model` stage, with the same
+ * parameters a pipeline would give them, so a pipeline and this command share one cached
+ * artifact. A folder is used as it is: ours (model.safetensors + gpt_config.json) or a Hugging
+ * Face model folder (config.json with model_type).
+ */
+export async function resolveModelFolder(values: FlagValues): Promise<string> {
+  const spec = String(values.model);
+  if (isGpt2Size(spec)) {
+    const stage = loadOpenaiWeightsStage as StageDefinition<unknown>;
+    const params = loadOpenaiWeightsStage.params.parse({ source: values.source, size: spec });
+    const { dir, cached } = await runOneStage(stage, params, `gpt2-${spec}`, values);
+    if (cached) console.error(`GPT-2 ${spec}: cached at ${dir}`);
+    return dir;
+  }
+  if (isModelFolder(spec)) return spec;
+  if (existsSync(join(spec, "config.json"))) {
+    await checkHfModelFolder(spec); // names what is wrong with a folder that is not one
+    return spec;
+  }
+  const hf = existsSync(spec) ? undefined : hfModelSpec(spec);
+  if (hf) {
+    const stage = loadHfModelStage as StageDefinition<unknown>;
+    const params = loadHfModelStage.params.parse({ repo: hf.repo, revision: hf.revision });
+    const { dir, cached } = await runOneStage(stage, params, hf.repo, values);
+    if (cached) console.error(`${hf.repo}: cached at ${dir}`);
+    return dir;
+  }
+  throw new Error(
+    `--model ${spec}: not a model folder (model.safetensors + gpt_config.json, or a Hugging ` +
+      `Face folder), a GPT-2 size (${GPT2_SIZES.join(", ")}), an open model of \`deno task ` +
+      `models\` (e.g. qwen3-0.6b) nor a Hub repository (<org>/<name>)`,
+  );
 }
 
 export interface OpenedModel {

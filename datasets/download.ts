@@ -25,6 +25,16 @@ export interface RemoteFile {
   sha256?: string;
   /** Size in bytes; checked like `sha256` when given. */
   size?: number;
+  /**
+   * Where the file lives in the download cache when that differs from `path` (e.g. a Hugging
+   * Face file under its commit, since `config.json` at another revision is another file).
+   */
+  cachePath?: string;
+  /**
+   * Whether a mirror may also hold the file under its bare name at the top level (default
+   * true). False for names that many publications share, such as a repository's `config.json`.
+   */
+  flatMirror?: boolean;
 }
 
 /** Where `fetchFile` looks before the network, and how it reports. */
@@ -48,16 +58,26 @@ export interface FetchOptions {
   retryDelayMs?: number;
   /** Aborts a download; the partial file stays for a later resume. */
   signal?: AbortSignal;
+  /**
+   * Extra request headers (e.g. `Authorization` for a gated repository). Sent with every
+   * request and never written anywhere.
+   */
+  headers?: Record<string, string>;
 }
 
+/** A download that failed for good (after retries), or a file that does not match its checksum. */
 export class DownloadError extends Error {
-  constructor(message: string) {
+  /** The HTTP status that refused the download, when it was one (401, 403, 404...). */
+  readonly status?: number;
+  constructor(message: string, status?: number) {
     super(message);
     this.name = "DownloadError";
+    this.status = status;
   }
 }
 
-function defaultDataDir(): string {
+/** The download cache folder: GROUNDUP_DATA_DIR, else $XDG_CACHE_HOME/groundup, else ~/.cache/groundup. */
+export function defaultDataDir(): string {
   const explicit = Deno.env.get("GROUNDUP_DATA_DIR");
   if (explicit) return explicit;
   const xdg = Deno.env.get("XDG_CACHE_HOME");
@@ -113,7 +133,9 @@ async function verifyCached(path: string, file: RemoteFile): Promise<void> {
 /** Candidate paths of a file inside a mirror folder: its full relative path, then its name. */
 function mirrorCandidates(mirror: string, file: RemoteFile): string[] {
   const name = file.path.split("/").pop()!;
-  return [join(mirror, file.path), join(mirror, name)];
+  return file.flatMirror === false
+    ? [join(mirror, file.path)]
+    : [join(mirror, file.path), join(mirror, name)];
 }
 
 /** Return a local path holding the file, downloading it if neither mirror nor cache has it. */
@@ -128,7 +150,7 @@ export async function fetchFile(file: RemoteFile, options: FetchOptions = {}): P
     }
   }
   const root = options.cacheDir ?? defaultDataDir();
-  const target = join(root, file.path);
+  const target = join(root, file.cachePath ?? file.path);
   if (await exists(target)) {
     await verifyCached(target, file);
     return target;
@@ -140,7 +162,10 @@ export async function fetchFile(file: RemoteFile, options: FetchOptions = {}): P
     // Leave no empty download folders behind (a partial `.part` file keeps its folder).
     for (const dir of created.reverse()) await Deno.remove(dir).catch(() => {});
     if (error instanceof DownloadError && error.message.startsWith("download of")) {
-      throw new DownloadError(`${error.message}\n${mirrorHint(file, options.mirror)}`);
+      throw new DownloadError(
+        `${error.message}\n${mirrorHint(file, options.mirror)}`,
+        error.status,
+      );
     }
     throw error;
   }
@@ -227,7 +252,10 @@ async function downloadOnce(
     idleTimer = setTimeout(() => controller.abort(new Error(`no data for ${idleMs} ms`)), idleMs);
   };
   try {
-    const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const headers: Record<string, string> = {
+      ...options.headers,
+      ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+    };
     const response = await fetch(file.url, { headers, signal: controller.signal });
     if (response.status === 416 && offset > 0) {
       // The partial file already holds every byte the server has.
@@ -238,7 +266,7 @@ async function downloadOnce(
       await response.body?.cancel();
       const reason = `HTTP ${response.status} ${response.statusText}`.trim();
       if (isRetryable(response.status)) return reason;
-      throw new DownloadError(`download of ${file.url} failed: ${reason}`);
+      throw new DownloadError(`download of ${file.url} failed: ${reason}`, response.status);
     }
     const resumed = response.status === 206 && offset > 0;
     if (!resumed) offset = 0;

@@ -18,6 +18,8 @@
 import { basename, extname, isAbsolute, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANIFEST_FILE } from "../runner/cache.ts";
+import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { modelConfigPath } from "../llm/model/weights_io.ts";
 import { RUNS_DIR } from "../runner/run_record.ts";
 import { lttbIndices, pickRows } from "./downsample.ts";
 import {
@@ -291,7 +293,7 @@ export class UiApi {
     const views = VIEW_FILES.filter(([, needed]) => needed.some((n) => names.has(n))).map(([v]) =>
       v
     );
-    if (names.has("model.safetensors") && names.has("config.json")) views.push("model");
+    if (isModelFolder(dir)) views.push("model");
     return {
       ref: `${stage}/${key}`,
       stage,
@@ -364,7 +366,10 @@ export class UiApi {
         type: m.type,
         finishedAt: m.manifest.finishedAt,
         template: await this.options.chat?.templateOf(join(this.cacheDir, m.ref)) ?? "none",
-        config: await readJson(join(this.cacheDir, m.ref, "config.json")),
+        config: await readJson(
+          modelConfigPath(join(this.cacheDir, m.ref)) ??
+            join(this.cacheDir, m.ref, "gpt_config.json"),
+        ),
       }))),
     };
   }

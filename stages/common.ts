@@ -34,7 +34,7 @@ export function fetchForStage(
 }
 
 /**
- * The upstream artifact that holds a model (model.safetensors + config.json): the one named by
+ * The upstream artifact that holds a model (model.safetensors + gpt_config.json): the one named by
  * `from`, else the only one among the stage's needs.
  */
 export function modelInput(ctx: StageContext<unknown>, from?: string): Artifact {

@@ -4,7 +4,7 @@
  * each part, cut sliding windows and group them into batches.
  *
  * Artifact: train.bin / val.bin (token streams), loader.json (window and batch
- * settings) and the tokenizer's description (tokenizer.json, vocab.json). `openDataloaderArtifact` rebuilds the exact batches, in the exact order, that
+ * settings) and the tokenizer's description (tokenizer_spec.json, vocab.json). `openDataloaderArtifact` rebuilds the exact batches, in the exact order, that
  * downstream stages must read.
  */
 import { join } from "node:path";

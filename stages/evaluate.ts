@@ -1,6 +1,6 @@
 /**
  * Stage `evaluate`: MMLU as lm-evaluation-harness computes it, on a model an upstream stage
- * produced (model.safetensors + config.json). The work is in llm/eval/mmlu/; this stage picks
+ * produced (model.safetensors + gpt_config.json). The work is in llm/eval/mmlu/; this stage picks
  * the model and the data source and writes the artifact:
  *   results.json   the harness's output layout (results / groups / configs / n-samples / config)
  *   samples.jsonl  one line per question: prompt, the four log-likelihoods, prediction, target

@@ -10,8 +10,8 @@
  * (and `checkpoint_every` steps) and on Ctrl-C / SIGTERM; a re-run resumes exactly. A LoRA
  * checkpoint holds only the adapters and their AdamW state (megabytes, not gigabytes).
  *
- * Artifact: model.safetensors + config.json (the merged weights under the book's names, which
- * generate, chat, evaluate and responses load like any model), tokenizer.json, template.json
+ * Artifact: model.safetensors + gpt_config.json (the merged weights under the book's names, which
+ * generate, chat, evaluate and responses load like any model), tokenizer_spec.json, template.json
  * (the prompt template the model was trained with), history.json, history.csv, loss.svg,
  * samples.json; `lora-finetune` also adapter.safetensors + adapter.json.
  */

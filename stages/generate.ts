@@ -1,7 +1,7 @@
 /**
  * Stage `generate`: continue prompts with a model an upstream stage produced
  * (`load-openai-weights`, `pretrain`, `lora-finetune`: anything whose artifact holds
- * model.safetensors + config.json) and stream the text to the console as it comes.
+ * model.safetensors + gpt_config.json) and stream the text to the console as it comes.
  *
  * Prompts: a list, a file (text: one prompt per line; JSON: a list of strings or of
  * {instruction, input} entries), or a split of the instruction dataset (the book's in-order

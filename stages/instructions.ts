@@ -5,7 +5,7 @@
  *
  * Artifact: train.json / val.json / test.json (the entries themselves, which `responses`
  * answers), train.bin / val.bin / test.bin (+ .json, .index.json: token ids and each example's
- * offset and prompt length), template.json (name + source), tokenizer.json, stats.json (per
+ * offset and prompt length), template.json (name + source), tokenizer_spec.json, stats.json (per
  * split: count, mean/max length, truncated; the duplicates report).
  */
 import { join } from "node:path";
@@ -33,7 +33,7 @@ import {
   writeTokenizedExamples,
 } from "../llm/data/instruction_files.ts";
 import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
-import { readTokenizerFolder } from "../llm/tokenizer/files.ts";
+import { readTokenizerFolder, writeTokenizerSpec } from "../llm/tokenizer/files.ts";
 import { defineStage, type PipelineSettings, type StageDefinition } from "../runner/stage.ts";
 import { fetchForStage } from "./common.ts";
 
@@ -133,10 +133,7 @@ export const instructionsStage: StageDefinition = defineStage({
       );
     }
     await writeTemplateFile(ctx.outDir, template);
-    await Deno.writeTextFile(
-      join(ctx.outDir, "tokenizer.json"),
-      JSON.stringify({ kind: "gpt2" }) + "\n",
-    );
+    await writeTokenizerSpec(ctx.outDir, { kind: "gpt2" });
     const stats = {
       source: path,
       entries: entries.length,
@@ -177,7 +174,7 @@ export interface InstructionsArtifact {
   dir: string;
   /** The prompt template the examples were formatted with (template.json). */
   template: PromptTemplate;
-  /** The tokenizer of the token ids (tokenizer.json). */
+  /** The tokenizer of the token ids (tokenizer_spec.json). */
   tokenizer: Tokenizer;
   /** The stage's `allowed_max_length`. */
   allowedMaxLength: number;

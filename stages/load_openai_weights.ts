@@ -13,7 +13,7 @@
  *
  * Artifact: model.safetensors (the book's state_dict names, F32; the output head is tied to the
  * token embedding and stored under both names so the book's PyTorch GPTModel loads it as is),
- * config.json (context 1024, qkv_bias true), tokenizer.json (GPT-2 BPE), source.json.
+ * gpt_config.json (context 1024, qkv_bias true), tokenizer_spec.json (GPT-2 BPE), source.json.
  * * The finding, opening, checking and streaming conversion live in llm/model/gpt2_import.ts.
  */
 import { existsSync } from "node:fs";
@@ -62,7 +62,7 @@ const ParamsInput = z.strictObject({
       "file.",
   ),
   drop_rate: z.number().min(0).lt(1).default(0).describe(
-    "Dropout written into config.json for later training; the weights do not carry one.",
+    "Dropout written into gpt_config.json for later training; the weights do not carry one.",
   ),
   model: InheritedModel.optional().describe(
     "Inherited from the pipeline's `model:`; only `emb_dim` and `n_layers` are read, to pick " +

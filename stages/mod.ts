@@ -10,6 +10,7 @@ import { instructionsStage } from "./instructions.ts";
 import { generateStage } from "./generate.ts";
 import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
+import { loadHfModelStage } from "./load_hf_model.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { reportStage } from "./report.ts";
 import { responsesStage } from "./responses.ts";
@@ -22,6 +23,7 @@ export function builtinStages(): StageRegistry {
     .register(dataloaderStage)
     .register(pretrainStage)
     .register(loadOpenaiWeightsStage)
+    .register(loadHfModelStage)
     .register(instructionsStage)
     .register(finetuneStage)
     .register(loraFinetuneStage)
@@ -39,6 +41,7 @@ export {
   generateStage,
   instructionsStage,
   judgeStage,
+  loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
   pretrainStage,
@@ -46,6 +49,8 @@ export {
   responsesStage,
   tokenizeStage,
 };
+export { checkHfModelFolder, HF_SOURCE_FILE } from "./load_hf_model.ts";
+export type { HfModelFolderInfo, HfSourceRecord, LoadHfModelParams } from "./load_hf_model.ts";
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openInstructionsArtifact } from "./instructions.ts";
 export type { InstructionsArtifact } from "./instructions.ts";

@@ -11,7 +11,7 @@
  * SIGTERM). Running the pipeline again after a crash or kill continues from the last one and
  * ends with exactly the weights an uninterrupted run ends with.
  *
- * Artifact: model.safetensors + config.json, history.json, history.csv, loss.svg,
+ * Artifact: model.safetensors + gpt_config.json, history.json, history.csv, loss.svg,
  * samples.json.
  */
 import { join } from "node:path";
@@ -100,7 +100,8 @@ function lrAt(p: PretrainParams, step: number, totalSteps: number): number {
 export const pretrainStage: StageDefinition = defineStage({
   type: "pretrain",
   // 2: dropout masks come from the fused cpu kernels' own seeded generator.
-  // 3: the artifact carries the tokenizer (tokenizer.json, vocab.json).
+  // 3: the artifact carries the tokenizer (tokenizer.json, vocab.json; since renamed
+  // tokenizer_spec.json, old names still read).
   version: "3",
   description: "Train a GPT from scratch on the dataloader's batches (AdamW), with checkpoints",
   params: PretrainParams,

@@ -3,7 +3,7 @@
  * and turn it into token ids with the workshop's regex tokenizer or GPT-2's BPE.
  *
  * Artifact: corpus.txt (the text, for stages that split it), tokens.bin (+ .json header),
- * tokenizer.json (the spec to rebuild the tokenizer), vocab.json (simple only), stats.json.
+ * tokenizer_spec.json (the spec to rebuild the tokenizer), vocab.json (simple only), stats.json.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +20,11 @@ import { decodeUtf8Strict } from "../llm/data/utf8.ts";
 import { writeTokenFile } from "../llm/data/token_file.ts";
 import { buildVocabulary, splitSimple } from "../llm/tokenizer/simple.ts";
 import { createTokenizer, type TokenizerSpec } from "../llm/tokenizer/mod.ts";
-import { readTokenizerFolder, type TokenizerFolder } from "../llm/tokenizer/files.ts";
+import {
+  readTokenizerFolder,
+  type TokenizerFolder,
+  writeTokenizerSpec,
+} from "../llm/tokenizer/files.ts";
 import { fetchForStage } from "./common.ts";
 
 const CorpusSchema = z.union([
@@ -120,8 +124,7 @@ export const tokenizeStage: StageDefinition = defineStage({
     await Deno.writeTextFile(join(ctx.outDir, "corpus.txt"), text);
     await writeTokenFile(join(ctx.outDir, "tokens.bin"), ids, tokenizer.vocabSize);
     // The simple tokenizer's vocabulary lives in vocab.json; the spec only names the kind.
-    const specOnDisk = spec.kind === "simple" ? { kind: "simple" } : spec;
-    await Deno.writeTextFile(join(ctx.outDir, "tokenizer.json"), JSON.stringify(specOnDisk) + "\n");
+    await writeTokenizerSpec(ctx.outDir, spec);
     const stats = {
       source: path,
       characters: text.length,

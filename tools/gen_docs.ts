@@ -40,7 +40,7 @@ const STAGE_NOTES: Record<string, string> = {
 Book ch07's data preparation. Writes \`train.json\` / \`val.json\` / \`test.json\` (the entries
 themselves, in file order), \`train.bin\` / \`val.bin\` / \`test.bin\` (+\`.json\`, and
 \`.index.json\`: each example's offset and prompt length), \`template.json\` (name + template
-string), \`tokenizer.json\` and \`stats.json\` (per split: count, mean and longest length, how many
+string), \`tokenizer_spec.json\` and \`stats.json\` (per split: count, mean and longest length, how many
 exceed \`allowed_max_length\`; exact duplicates and repeated prompts, kept as the book keeps them).
 A local file's content hash is part of the cache key. Read back with
 \`openInstructionsArtifact\`.`,
@@ -48,7 +48,7 @@ A local file's content hash is part of the cache key. Read back with
 Book ch07's \`train_model_simple\` on instruction batches (the book's \`custom_collate_fn\`: padded
 with \`<|endoftext|>\`, later pads ignored with -100, cut at \`allowed_max_length\` and at the
 model's context); the defaults are the book's. After each epoch a greedy sample continues the first
-validation entry's prompt. Writes \`model.safetensors\` + \`config.json\` (loadable by \`generate\`,
+validation entry's prompt. Writes \`model.safetensors\` + \`gpt_config.json\` (loadable by \`generate\`,
 \`chat\`, \`evaluate\`, \`responses\` and the book's PyTorch \`GPTModel\`), the tokenizer,
 \`template.json\` (so chat and generate format prompts as in training), \`history.json\` /
 \`history.csv\`, \`loss.svg\`, \`samples.json\`. Checkpoints as \`pretrain\`'s (whole model + AdamW);
@@ -92,7 +92,7 @@ log-likelihood; contexts longer than the model's are cut from the left. Writes \
 in the harness's layout (\`acc,none\`, \`acc_stderr,none\` per task and group) and
 \`samples.jsonl\` (per question: prompt, the four log-likelihoods, prediction, target, correct).`,
   "tokenize": `
-Writes \`corpus.txt\`, \`tokens.bin\` (+\`.json\`: uint16/uint32 little-endian), \`tokenizer.json\`,
+Writes \`corpus.txt\`, \`tokens.bin\` (+\`.json\`: uint16/uint32 little-endian), \`tokenizer_spec.json\`,
 \`vocab.json\` (simple only), \`stats.json\`. Text that is not UTF-8 is an error naming the byte
 offset; an empty corpus is an error.`,
   "dataloader": `
@@ -103,7 +103,7 @@ an error. Downstream stages rebuild exactly these batches in this order with
 The book's \`train_model_simple\`; the defaults are the workshop's.
 
 Writes \`model.safetensors\` (the book's \`state_dict\` names and layouts, so it loads into the
-book's PyTorch \`GPTModel\`) + \`config.json\`, the tokenizer it was trained with (\`tokenizer.json\`,
+book's PyTorch \`GPTModel\`) + \`gpt_config.json\`, the tokenizer it was trained with (\`tokenizer_spec.json\`,
 \`vocab.json\`), \`history.json\` / \`history.csv\` (every evaluation with tokens seen), \`loss.svg\`
 (the book's figure: loss against epochs, tokens seen on the top axis), \`samples.json\`.
 Checkpoints (weights, AdamW moments, dropout RNG state, position in the data order) go to the
@@ -113,11 +113,25 @@ the last one and ends with bit-identical weights (a test kills a run and compare
 The checkpoint is read by our own TypeScript (\`llm/weights/tensorbundle/\`: the \`.index\` table
 with Snappy blocks and CRC32C checks, one tensor at a time from the data file; no TensorFlow),
 mapped onto the book's names (q/k/v split out of \`c_attn\`, weights transposed, the output head
-tied to \`wte\`) and written as our \`model.safetensors\` + \`config.json\` (context 1024, qkv bias),
-with \`tokenizer.json\` (GPT-2's BPE) and \`source.json\` (where the weights came from). A missing
+tied to \`wte\`) and written as our \`model.safetensors\` + \`gpt_config.json\` (context 1024, qkv bias),
+with \`tokenizer_spec.json\` (GPT-2's BPE) and \`source.json\` (where the weights came from). A missing
 tensor or wrong shape names the tensor and both shapes.`,
+  "load-hf-model": `
+An open model from the Hugging Face Hub (\`deno task models\` lists the catalog: id, repository,
+pinned commit, parameters, fp32 memory, gated, licence). The revision is resolved to a commit
+first and every file fetched from that commit; each LFS file is checked against the Hub's sha256,
+each small file against its git blob id. Downloads resume and show progress; the download cache
+keeps files per commit; a mirror folder holding \`hf/<org>/<name>/<file>\` is read first, with no
+network. Gated models (Llama, Gemma) need the licence accepted on the Hub and \`HF_TOKEN\` set (sent
+as \`Authorization: Bearer\`, never written anywhere); \`HF_ENDPOINT\` replaces
+\`https://huggingface.co\`. Writes Hugging Face's files under their own names (\`config.json\`,
+\`generation_config.json\`, \`tokenizer.json\`, \`tokenizer_config.json\`, optional
+\`special_tokens_map.json\` and \`chat_template.jinja\`, \`model.safetensors\` or
+\`model.safetensors.index.json\` + its shards) and \`source.json\` (repository, revision, commit,
+every file's size and sha256). The weights' fp32 size is checked against the memory available
+before they download. A local folder's files are part of the cache key.`,
   "generate": `
-Needs a stage that produced a model (\`model.safetensors\` + \`config.json\`, e.g. \`pretrain\` or
+Needs a stage that produced a model (\`model.safetensors\` + \`gpt_config.json\`, e.g. \`pretrain\` or
 \`load-openai-weights\`); give exactly one of \`prompts\`, \`file\`, \`dataset\`. Writes
 \`generations.json\`, \`[{prompt, response, settings}]\`; with \`stream\` the text also streams to
 the console.`,

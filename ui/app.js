@@ -931,7 +931,7 @@ async function showChat(token, params) {
       h(
         "p",
         { class: "muted" },
-        "no model in the cache (an artifact with model.safetensors + config.json)",
+        "no model in the cache (an artifact with model.safetensors + gpt_config.json)",
       ),
     );
     return;

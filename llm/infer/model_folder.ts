@@ -1,14 +1,19 @@
 /**
  * Model folders: what a stage that produces a model leaves behind (model.safetensors +
- * config.json, the tokenizer's files, the runner's manifest.json), and how to read back which
- * tokenizer and prompt template go with it.
+ * gpt_config.json, the tokenizer's files, the runner's manifest.json), and how to read back which
+ * tokenizer and prompt template go with it. Folders written before our files had their own names
+ * (`config.json`, `tokenizer.json`) are read too, when those files hold our formats.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { CONFIG_FILE, WEIGHTS_FILE } from "../model/weights_io.ts";
+import { modelConfigPath, WEIGHTS_FILE } from "../model/weights_io.ts";
 import { isHfModelFolder } from "../families/load.ts";
 import { createTokenizer, type Tokenizer } from "../tokenizer/mod.ts";
-import { readTokenizerFolder } from "../tokenizer/files.ts";
+import {
+  LEGACY_TOKENIZER_FILE,
+  readTokenizerFolder,
+  tokenizerSpecPath,
+} from "../tokenizer/files.ts";
 import { hasHfTokenizer, loadHfTokenizer } from "../tokenizer/hf.ts";
 import { readTemplateFile, TEMPLATE_FILE } from "../data/instruction_files.ts";
 import { type PromptTemplate, promptTemplate } from "../data/instructions.ts";
@@ -17,21 +22,25 @@ import { type PromptTemplate, promptTemplate } from "../data/instructions.ts";
 const MANIFEST_FILE = "manifest.json";
 
 /**
- * True when `dir` holds a saved model: ours (model.safetensors + our config) or a Hugging Face
- * folder (config.json with `model_type` and its safetensors).
+/**
+ * True when `dir` holds a saved model: ours (model.safetensors + gpt_config.json, or an old
+ * folder's config.json with our keys) or a Hugging Face folder (config.json with `model_type`).
  */
 export function isModelFolder(dir: string): boolean {
   if (isHfModelFolder(dir)) return true;
-  return existsSync(join(dir, WEIGHTS_FILE)) && existsSync(join(dir, CONFIG_FILE));
+  return existsSync(join(dir, WEIGHTS_FILE)) && modelConfigPath(dir) !== undefined;
 }
 
 /**
  * The tokenizer of a model folder: a Hugging Face tokenizer.json (an HF model), the one our
- * tokenizer.json (+ vocab.json) names, or GPT-2's BPE when there is none.
+ * tokenizer_spec.json (or an old folder's tokenizer.json) + vocab.json names, or GPT-2's BPE
+ * when it names none.
  */
 export async function readModelTokenizer(dir: string): Promise<Tokenizer> {
-  if (!existsSync(join(dir, "tokenizer.json"))) return createTokenizer({ kind: "gpt2" });
   if (await hasHfTokenizer(dir)) return await loadHfTokenizer(dir);
+  if (!tokenizerSpecPath(dir) && !existsSync(join(dir, LEGACY_TOKENIZER_FILE))) {
+    return createTokenizer({ kind: "gpt2" });
+  }
   return (await readTokenizerFolder(dir)).tokenizer;
 }
 

@@ -2,7 +2,7 @@
  * Importing OpenAI's GPT-2 into our model folder format: finding a checkpoint on disk (OpenAI's
  * TensorFlow release or Hugging Face's safetensors), opening it, checking that its encoder.json
  * is the vocabulary our tokenizer uses, and converting it tensor by tensor into
- * model.safetensors + config.json + tokenizer.json.
+ * model.safetensors + gpt_config.json + tokenizer_spec.json.
  *
  * Conversion streams one checkpoint tensor at a time from the source file into the output file,
  * so memory holds about one tensor (the embedding: 147 MiB for 124M, 307 MiB for 1558M), never
@@ -14,6 +14,7 @@ import { readJsonObject, writeFileAtomic } from "../files.ts";
 import { OpenAiBpe } from "../tokenizer/bpe.ts";
 import { Gpt2Tokenizer } from "../tokenizer/gpt2.ts";
 import type { TokenizerSpec } from "../tokenizer/mod.ts";
+import { TOKENIZER_SPEC_FILE } from "../tokenizer/files.ts";
 import { openSafetensors, writeSafetensorsStream } from "../weights/safetensors.ts";
 import { openTensorBundle } from "../weights/tensorbundle/reader.ts";
 import type { GPTConfig } from "./config.ts";
@@ -200,7 +201,7 @@ const GPT2_TOKENIZER_SPEC: TokenizerSpec = {
 
 /**
  * Converts the opened checkpoint tensor by tensor into `outDir`: model.safetensors,
- * config.json and tokenizer.json. Returns the plan (layout and config).
+ * gpt_config.json and tokenizer_spec.json. Returns the plan (layout and config).
  */
 export async function convertCheckpointToModelFolder(
   source: CheckpointSource,
@@ -224,6 +225,9 @@ export async function convertCheckpointToModelFolder(
     (done) => options.onProgress?.(done, total),
   );
   await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(plan.config, null, 2) + "\n");
-  await writeFileAtomic(join(outDir, "tokenizer.json"), JSON.stringify(GPT2_TOKENIZER_SPEC) + "\n");
+  await writeFileAtomic(
+    join(outDir, TOKENIZER_SPEC_FILE),
+    JSON.stringify(GPT2_TOKENIZER_SPEC) + "\n",
+  );
   return plan;
 }

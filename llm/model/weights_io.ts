@@ -1,12 +1,18 @@
 /**
  * Saving and loading a GPTModel: `model.safetensors` (F32, the book's state_dict names and
  * PyTorch layouts, so the book's `GPTModel.load_state_dict` reads it unchanged) and
- * `config.json` (the book's config keys) side by side in one folder.
+ * `gpt_config.json` (the book's config keys) side by side in one folder.
+ *
+ * Our config has its own name because `config.json` is Hugging Face's: a model folder may hold
+ * HF's files under their own names. Folders written before the rename keep our config as
+ * `config.json`; it is still read there when it holds our keys (`emb_dim`, `n_layers`, no
+ * `model_type`), so old cached artifacts load unchanged.
  *
  * Anything wrong with a file (truncated, wrong shapes, missing or unknown tensors, a config that
  * does not fit the weights) is an error naming the file and the tensor before any weight of the
  * model changes, never a failure deep inside tfjs.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
 import { parseJson } from "../files.ts";
@@ -15,7 +21,13 @@ import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
-export const CONFIG_FILE = "config.json";
+/** Our model config (the book's keys) in a model folder. */
+export const CONFIG_FILE = "gpt_config.json";
+/**
+ * Where model folders written before `gpt_config.json` existed kept our config. Read only when it
+ * holds our keys: the name belongs to Hugging Face's config.
+ */
+export const LEGACY_CONFIG_FILE = "config.json";
 /** safetensors metadata key recording that the output head shares the token embedding. */
 export const TIED_HEAD_KEY = "groundup.tied_head";
 
@@ -112,6 +124,33 @@ export function loadStateDict(
   }
 }
 
+/** Whether parsed JSON is our config (the book's keys), not e.g. a Hugging Face config.json. */
+export function isOurModelConfig(value: unknown): boolean {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const keys = value as Record<string, unknown>;
+  return "emb_dim" in keys && "n_layers" in keys && !("model_type" in keys);
+}
+
+/** The parsed JSON of `path`, or undefined when it is missing or not JSON. */
+function readJsonQuietly(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The file holding our config in `dir`: `gpt_config.json`, else (a folder written before the
+ * rename) `config.json` when it holds our keys; undefined when there is neither.
+ */
+export function modelConfigPath(dir: string): string | undefined {
+  const path = join(dir, CONFIG_FILE);
+  if (existsSync(path)) return path;
+  const legacy = join(dir, LEGACY_CONFIG_FILE);
+  return isOurModelConfig(readJsonQuietly(legacy)) ? legacy : undefined;
+}
+
 /** Writes a file atomically: a temporary file beside it, renamed into place once complete. */
 async function writeTextFileAtomic(path: string, text: string): Promise<void> {
   const temp = join(dirname(path), `.${path.split(/[\\/]/).pop()}.${crypto.randomUUID()}.tmp`);
@@ -124,7 +163,7 @@ async function writeTextFileAtomic(path: string, text: string): Promise<void> {
   }
 }
 
-/** Saves `model` into `dir` as `model.safetensors` + `config.json` (each written atomically). */
+/** Saves `model` into `dir` as `model.safetensors` + `gpt_config.json` (each written atomically). */
 export async function saveModel(dir: string, model: GPTModel): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, NamedTensor>();
@@ -137,21 +176,31 @@ export async function saveModel(dir: string, model: GPTModel): Promise<void> {
     [TIED_HEAD_KEY]: String(model.tiedHead),
   });
   await writeTextFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(model.config, null, 2) + "\n");
+  // A folder saved before the rename keeps no stale second copy of our config.
+  const legacy = join(dir, LEGACY_CONFIG_FILE);
+  if (isOurModelConfig(readJsonQuietly(legacy))) await Deno.remove(legacy);
 }
 
-/** Reads and validates `config.json` of a saved model folder. */
+/**
+ * Reads and validates our config of a saved model folder (`gpt_config.json`, or an old folder's
+ * `config.json`). A Hugging Face config.json is named as such, not read as ours.
+ */
 export async function loadModelConfigFile(dir: string): Promise<GPTConfig> {
-  const path = join(dir, CONFIG_FILE);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`${path}: no such file (not a saved model folder?)`);
+  const path = modelConfigPath(dir);
+  if (path === undefined) {
+    const hf = readJsonQuietly(join(dir, LEGACY_CONFIG_FILE)) as
+      | Record<string, unknown>
+      | undefined;
+    if (hf && typeof hf === "object" && "model_type" in hf) {
+      throw new Error(
+        `${join(dir, LEGACY_CONFIG_FILE)}: a Hugging Face config (model_type ${
+          JSON.stringify(hf.model_type)
+        }), not a groundup GPT config (${CONFIG_FILE}): load the folder as a Hugging Face model`,
+      );
     }
-    throw error;
+    throw new Error(`${join(dir, CONFIG_FILE)}: no such file (not a saved model folder?)`);
   }
-  return validateConfig(parseJson(text, path), path);
+  return validateConfig(parseJson(await Deno.readTextFile(path), path), path);
 }
 
 /** Options of `loadModel`. */
@@ -166,7 +215,7 @@ export interface LoadModelOptions {
 
 /**
  * Loads a model saved by `saveModel` (or any folder with the book's state_dict as
- * `model.safetensors` and its `config.json`), reading the file tensor by tensor (never one
+ * `model.safetensors` and its `gpt_config.json`), reading the file tensor by tensor (never one
  * buffer of the whole file).
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<GPTModel> {
@@ -176,9 +225,9 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       const got = config[key as keyof GPTConfig];
       if (got !== want) {
         throw new Error(
-          `${join(dir, CONFIG_FILE)}: "${key}" is ${JSON.stringify(got)} but ${
-            JSON.stringify(want)
-          } was expected`,
+          `${modelConfigPath(dir) ?? join(dir, CONFIG_FILE)}: "${key}" is ${
+            JSON.stringify(got)
+          } but ${JSON.stringify(want)} was expected`,
         );
       }
     }

@@ -28,7 +28,7 @@ Deno.test("generate: empty prompt, unknown stop token, too long a prompt", async
       /error: --stop-token 999999: not a token of this model's vocabulary \(ids 0 to \d+\)/,
     );
 
-    const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "gpt_config.json")));
     const words = parityWords(cases[0].prompt).split(" ");
     const long = Array.from(
       { length: config.context_length + 5 },

@@ -81,6 +81,6 @@ Deno.test("generate command: mistakes exit 2 with the usage, before any model is
   assert.equal(notAModel.code, 1);
   assert.match(
     notAModel.stderr,
-    /--model \/no\/such\/folder: not a model folder \(model\.safetensors \+ config\.json\) nor a GPT-2 size/,
+    /--model \/no\/such\/folder: not a model folder \(model\.safetensors \+ gpt_config\.json, or a Hugging Face folder\), a GPT-2 size/,
   );
 });

@@ -92,9 +92,9 @@ async function assertReproducesParity(artifactDir: string) {
   }
   assert.equal(written.tensors.size, parity.weights.size);
 
-  const config = JSON.parse(await Deno.readTextFile(join(artifactDir, "config.json")));
+  const config = JSON.parse(await Deno.readTextFile(join(artifactDir, "gpt_config.json")));
   assert.deepEqual(config, { ...parity.config, drop_rate: 0, qkv_bias: true });
-  assert.deepEqual(JSON.parse(await Deno.readTextFile(join(artifactDir, "tokenizer.json"))), {
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(join(artifactDir, "tokenizer_spec.json"))), {
     kind: "gpt2",
     allowedSpecial: ["<|endoftext|>"],
   });

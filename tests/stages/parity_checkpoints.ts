@@ -204,7 +204,7 @@ export async function writeParityModelFolder(dir: string): Promise<
   } finally {
     model.dispose();
   }
-  await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify({ kind: "simple" }));
+  await Deno.writeTextFile(join(dir, "tokenizer_spec.json"), JSON.stringify({ kind: "simple" }));
   await Deno.writeTextFile(join(dir, "vocab.json"), JSON.stringify(PARITY_VOCABULARY));
   return { cases: generateJson.cases };
 }

@@ -40,7 +40,10 @@ Deno.test("save then load reproduces the model exactly, tied or not", async () =
       const model = new GPTModel(CONFIG, { seed: 99, tiedHead });
       const folder = join(dir, `tied-${tiedHead}`);
       await saveModel(folder, model);
-      assert.deepEqual(JSON.parse(await Deno.readTextFile(join(folder, "config.json"))), CONFIG);
+      assert.deepEqual(
+        JSON.parse(await Deno.readTextFile(join(folder, "gpt_config.json"))),
+        CONFIG,
+      );
       const { tensors } = await readSafetensorsFile(join(folder, "model.safetensors"));
       assert.deepEqual([...tensors.keys()].sort(), model.namedParameters().map(([n]) => n).sort());
       assert.ok([...tensors.values()].every((t) => t.dtype === "F32"));
@@ -105,7 +108,7 @@ Deno.test("a config that does not fit the weights is an error naming the tensor 
   await withTempDir(async (dir) => {
     const model = new GPTModel(CONFIG);
     await saveModel(dir, model);
-    const configPath = join(dir, "config.json");
+    const configPath = join(dir, "gpt_config.json");
     await Deno.writeTextFile(configPath, JSON.stringify({ ...CONFIG, context_length: 12 }));
     await assert.rejects(
       loadModel(dir),
@@ -119,10 +122,10 @@ Deno.test("a config that does not fit the weights is an error naming the tensor 
     await Deno.writeTextFile(configPath, JSON.stringify(CONFIG));
     await assert.rejects(
       loadModel(dir, { expectedConfig: { ...CONFIG, qkv_bias: false } }),
-      /config\.json: "qkv_bias" is true but false was expected/,
+      /gpt_config\.json: "qkv_bias" is true but false was expected/,
     );
     await Deno.remove(configPath);
-    await assert.rejects(loadModel(dir), /config\.json: no such file/);
+    await assert.rejects(loadModel(dir), /gpt_config\.json: no such file/);
     model.dispose();
   });
 });
@@ -166,7 +169,7 @@ sys.path.insert(0, ${JSON.stringify(join(REPO_ROOT, "tools"))})
 from torch_gpt import GPTModel
 from safetensors_io import load_file
 folder = sys.argv[1]
-cfg = json.load(open(folder + "/config.json"))
+cfg = json.load(open(folder + "/gpt_config.json"))
 model = GPTModel(cfg)
 tensors, _ = load_file(folder + "/model.safetensors")
 model.load_state_dict(tensors, strict=True)

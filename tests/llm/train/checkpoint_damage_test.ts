@@ -102,7 +102,7 @@ Deno.test("an intact checkpoint loads (verified once) and resumes at its step", 
     assert.deepEqual(loaded.state.position, position);
     assert.deepEqual(
       Object.keys(loaded.state.files ?? {}).sort(),
-      ["config.json", "model.safetensors", "optimizer.safetensors"].filter((n) =>
+      ["gpt_config.json", "model.safetensors", "optimizer.safetensors"].filter((n) =>
         n in (loaded.state.files ?? {})
       ).sort(),
     );
