@@ -10,6 +10,7 @@ import { instructionsStage } from "./instructions.ts";
 import { generateStage } from "./generate.ts";
 import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
+import { preferencesStage } from "./preferences.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { reportStage } from "./report.ts";
 import { responsesStage } from "./responses.ts";
@@ -25,6 +26,7 @@ export function builtinStages(): StageRegistry {
     .register(instructionsStage)
     .register(finetuneStage)
     .register(loraFinetuneStage)
+    .register(preferencesStage)
     .register(responsesStage)
     .register(generateStage)
     .register(evaluateStage)
@@ -41,6 +43,7 @@ export {
   judgeStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
+  preferencesStage,
   pretrainStage,
   reportStage,
   responsesStage,
@@ -49,6 +52,8 @@ export {
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openInstructionsArtifact } from "./instructions.ts";
 export type { InstructionsArtifact } from "./instructions.ts";
+export { openPreferencesArtifact } from "./preferences.ts";
+export type { PreferencesArtifact } from "./preferences.ts";
 export { openTokenizeArtifact } from "./tokenize.ts";
 export type { TokenizeArtifact } from "./tokenize.ts";
 export type { DataloaderArtifact, LoaderManifest, SplitInfo } from "./dataloader.ts";
