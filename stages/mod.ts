@@ -4,6 +4,7 @@
  */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
+import { dpoStage } from "./dpo.ts";
 import { evaluateStage } from "./evaluate.ts";
 import { finetuneStage, loraFinetuneStage } from "./finetune.ts";
 import { instructionsStage } from "./instructions.ts";
@@ -27,6 +28,7 @@ export function builtinStages(): StageRegistry {
     .register(finetuneStage)
     .register(loraFinetuneStage)
     .register(preferencesStage)
+    .register(dpoStage)
     .register(responsesStage)
     .register(generateStage)
     .register(evaluateStage)
@@ -36,6 +38,7 @@ export function builtinStages(): StageRegistry {
 
 export {
   dataloaderStage,
+  dpoStage,
   evaluateStage,
   finetuneStage,
   generateStage,

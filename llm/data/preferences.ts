@@ -196,6 +196,18 @@ export function collatePreferences(
   };
 }
 
+/**
+ * Whether both responses of `pair` keep at least one masked token within `allowedMaxLength`
+ * positions. A pair that does not would give a log-probability of 0/0 (NaN, as in the book),
+ * so a trainer leaves it out (a long prompt on a model with a short context).
+ */
+export function responsesFit(pair: TokenizedPair, allowedMaxLength: number): boolean {
+  return [pair.chosen, pair.rejected].every((example) =>
+    Math.min(example.ids.length, allowedMaxLength) >
+      example.promptLength + BOOK_PROMPT_MASK_EXTRA
+  );
+}
+
 /** Options of {@link PreferenceLoader}. */
 export interface PreferenceLoaderOptions extends PreferenceCollateOptions {
   /** Default 8 (the book's). */
