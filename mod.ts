@@ -40,12 +40,14 @@ export type {
 export {
   builtinStages,
   dataloaderStage,
+  dpoStage,
   evaluateStage,
   finetuneStage,
   generateStage,
   instructionsStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
+  preferencesStage,
   pretrainStage,
   responsesStage,
   tokenizeStage,
@@ -53,8 +55,10 @@ export {
 export {
   openDataloaderArtifact,
   openInstructionsArtifact,
+  openPreferencesArtifact,
   openTokenizeArtifact,
 } from "./stages/mod.ts";
+export type { PreferencesArtifact } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
@@ -82,6 +86,21 @@ export {
   readInstructionData,
   splitInstructionData,
 } from "./llm/data/instructions.ts";
+export {
+  collatePreferences,
+  parsePreferenceData,
+  PreferenceLoader,
+  readPreferenceData,
+  responsesFit,
+  tokenizePreferences,
+} from "./llm/data/preferences.ts";
+export type {
+  PreferenceBatch,
+  PreferenceCollateOptions,
+  PreferenceEntry,
+  PreferenceLoaderOptions,
+  TokenizedPair,
+} from "./llm/data/preferences.ts";
 
 // The model, training and weights
 export { countParameters, loadModelConfig } from "./llm/model/config.ts";
@@ -103,15 +122,35 @@ export type {
   TrainStepOptions,
   TrainStepResult,
 } from "./llm/train/trainer.ts";
-export { NonFiniteLossError, TrainingInterrupted, trainModel } from "./llm/train/loop.ts";
+export {
+  crossEntropyObjective,
+  NonFiniteLossError,
+  TrainingInterrupted,
+  trainModel,
+} from "./llm/train/loop.ts";
 export type {
   EpochBatches,
+  EvalMeasures,
   EvalPoint,
   LoopProgress,
   Sample,
+  TrainingObjective,
   TrainingState,
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
+export {
+  computeDpoLoss,
+  computeLogprobs,
+  DEFAULT_DPO_BETA,
+  dpoBatchLoss,
+  dpoGradients,
+  dpoLossLoader,
+  dpoObjective,
+  dpoTrainStep,
+  referenceLogprobs,
+  sequenceLogprobs,
+} from "./llm/train/dpo.ts";
+export type { DpoLoss, DpoStepResult } from "./llm/train/dpo.ts";
 export {
   loadCheckpoint,
   readCheckpointState,

@@ -131,8 +131,7 @@ async function loaders(
   return { train, val };
 }
 
-/** Stage `dpo`: preference-tune an instruction-tuned model (book ch07 bonus). */
-export const dpoStage: StageDefinition<DpoParams> = {
+const definition: StageDefinition<DpoParams> = {
   type: "dpo",
   version: "1",
   description:
@@ -233,3 +232,6 @@ export const dpoStage: StageDefinition<DpoParams> = {
     }
   },
 };
+
+/** Stage `dpo`: preference-tune an instruction-tuned model (book ch07 bonus). */
+export const dpoStage: StageDefinition = definition;

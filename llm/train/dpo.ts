@@ -181,6 +181,7 @@ export interface DpoStepResult {
  * state_dict name; the reference's log-probabilities are computed first, outside the gradient.
  * The caller disposes the gradients.
  */
+// deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export async function dpoGradients(
   policy: GPTModel,
   reference: GPTModel,
