@@ -202,3 +202,16 @@ Deno.test("preference loader: seeded shuffle per epoch, drop_last, resume from a
   assert.equal(plain.numBatches, 3);
   assert.equal([...plain.batches()][2].batchSize, 2);
 });
+
+Deno.test("preference data: the phi3 template puts each response after its chat prompt", () => {
+  const tokenizer = new Gpt2Tokenizer();
+  const entry = { instruction: "Say hi", input: "politely", chosen: "Hello!", rejected: "What." };
+  const [pair] = tokenizePreferences([entry], promptTemplate("phi3"), tokenizer);
+  assert.equal(
+    tokenizer.decode(pair.chosen.ids),
+    "<|user|>\nSay hi\npolitely\n<|assistant|>:\nHello!",
+  );
+  assert.equal(tokenizer.decode(pair.rejected.ids).endsWith("<|assistant|>:\nWhat."), true);
+  assert.equal(pair.chosen.promptLength, tokenizer.encode("<|user|>\nSay hi\npolitely").length);
+  assert.equal(pair.rejected.promptLength, pair.chosen.promptLength);
+});
