@@ -270,7 +270,6 @@ async function runStep(
 ): Promise<Omit<StepReport, "stage" | "type" | "key">> {
   const { stage } = step;
   const log = createLogger(stage.name, out);
-  if (step.failure !== undefined) return failure(report, stage.name, new Error(step.failure), 0);
   const started = new Date();
   const t0 = performance.now();
   const elapsed = () => (performance.now() - t0) / 1000;

@@ -149,18 +149,12 @@ export interface StageDefinition<P = unknown> {
   requires?: string[];
   /** Local files this stage reads; their content hashes become part of the cache key. */
   localFiles?(params: P, pipeline: PipelineSettings): string[];
-  /**
-   * Facts outside the parameters that decide the output, looked up when the pipeline is
-   * planned and hashed into the cache key (e.g. the digest of the weights a judge model
-   * name points to). If the lookup fails the stage fails with that error when its turn
-   * comes, and only the stages that need it are blocked.
-   */
-  keyFacts?(params: P, pipeline: PipelineSettings): Promise<unknown>;
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
   /**
-   * Top-level parameters that change how often the stage saves its work, not its output
-   * (e.g. "checkpoint_minutes"). They are left out of the cache key: each is hashed as its
+   * Top-level parameters that change how the stage executes, not its output (how often it
+   * saves its work: "checkpoint_minutes"; how it talks to a server: "concurrency",
+   * "timeout_s"). They are left out of the cache key: each is hashed as its
    * schema default, so a pipeline using the defaults keeps the key it always had.
    */
   cadenceParams?: string[];

@@ -174,7 +174,14 @@ export async function scoreResponses(
   );
   let asked = 0, reused = 0, done = 0;
   const todo = jobs.filter((job) => {
-    const known = ledger.find("score", job.field, job.index, job.prompt, client.model);
+    const known = ledger.find(
+      "score",
+      job.field,
+      job.index,
+      job.prompt,
+      client.model,
+      client.digest,
+    );
     if (known) {
       replies.set(`${job.field}#${job.index}`, { reply: known.reply, by: known.answered_by });
     }
@@ -192,6 +199,7 @@ export async function scoreResponses(
       index: job.index,
       prompt_sha256: promptHash(job.prompt),
       judge: client.model,
+      ...(client.digest ? { digest: client.digest } : {}),
       answered_by: reply.model,
       reply: reply.content,
     });
