@@ -299,3 +299,46 @@ Deno.test("judge stage (ollama API): a server without /api/tags still judges, an
     }
   });
 });
+
+Deno.test("judge stage: with the default fields, an entry whose answer is missing or not text fails naming it, and nothing is asked", async () => {
+  await withTempDir(async (dir) => {
+    const good = (await twoFieldResponses()).map((e) => ({
+      instruction: e.instruction,
+      input: e.input,
+      output: e.output,
+      response_before: e.base,
+      response_after: e.tuned,
+    }));
+    const judge = scriptedJudge((seen) => chatReply(seen.path, "50"));
+    try {
+      for (const [bad, got] of [[undefined, "nothing"], [42, "number"]] as const) {
+        const entries = structuredClone(good) as Record<string, unknown>[];
+        if (bad === undefined) delete entries[1].response_after;
+        else entries[1].response_after = bad;
+        const responses = join(dir, "responses.json");
+        await Deno.writeTextFile(responses, JSON.stringify(entries));
+        const report = await run(
+          dir,
+          `name: j
+stages:
+  judge:
+    uses: judge
+    responses: ${responses}
+    api: openai
+    url: ${judge.url}
+`,
+        );
+        assert.equal(report.ok, false, `response_after = ${bad}: must fail`);
+        assert.match(
+          report.error!.message,
+          new RegExp(
+            `responses\\.json: entry 2 \\(counting from 1\\): "response_after" must be a string \\(got ${got}\\)`,
+          ),
+        );
+      }
+      assert.equal(judge.requests.length, 0, 'no answer was judged as the text "undefined"');
+    } finally {
+      await judge.close();
+    }
+  });
+});

@@ -52,11 +52,11 @@ Deno.test("judge: the book's prompt, character for character, and its responses 
     );
     await assert.rejects(
       readResponses(bad),
-      /bad\.json: entry 1: "output" must be a string \(got number\)/,
+      /bad\.json: entry 2 \(counting from 1\): "output" must be a string \(got number\)/,
     );
     await assert.rejects(
       readResponses(RESPONSES, ["tuned"]),
-      /entry 0: "tuned" must be a string \(got nothing\)/,
+      /entry 1 \(counting from 1\): "tuned" must be a string \(got nothing\)/,
     );
   });
 });
