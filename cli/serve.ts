@@ -33,6 +33,9 @@ ${MODEL_USAGE}
   --max-body-bytes N   largest request body (default 1048576)
   --max-tokens N       max_tokens when a request gives none (default 256, at most the context)
   --stream-turn-ms N   when streaming, let the server's I/O run at least every N ms (default 5)
+  --truncate-prompts   OpenAI API: keep the end of a prompt longer than the context (its last
+                       context-length tokens) instead of refusing it (400); Ollama's API
+                       always keeps the end, as Ollama does
   -h, --help           this text
 `;
 
@@ -66,6 +69,7 @@ async function main(args: string[]): Promise<void> {
         "max-body-bytes": { type: "string" },
         "max-tokens": { type: "string" },
         "stream-turn-ms": { type: "string" },
+        "truncate-prompts": { type: "boolean", default: false },
       },
     }));
   } catch (error) {
@@ -99,6 +103,7 @@ async function main(args: string[]): Promise<void> {
     maxBodyBytes,
     defaultMaxTokens,
     streamTurnMs,
+    truncatePrompts: values["truncate-prompts"],
     hostname: values.host,
     port,
     signal: stop.signal,
