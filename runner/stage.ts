@@ -73,6 +73,10 @@ export interface UpstreamStage {
   type: string;
   /** Its validated parameters (cast them according to `type`). */
   params: unknown;
+  /** Listed in the checking stage's own `needs` (its artifact is one of the stage's inputs). */
+  direct: boolean;
+  /** Its definition says its artifact holds a model (`producesModel`). */
+  producesModel: boolean;
 }
 
 /** Settings that belong to the whole pipeline rather than one stage. */
@@ -151,6 +155,11 @@ export interface StageDefinition<P = unknown> {
   localFiles?(params: P, pipeline: PipelineSettings): string[];
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
+  /**
+   * The artifact holds a model (model.safetensors + config.json) that downstream stages load:
+   * lets `checkUpstream` tell, before anything runs, whether a stage named as a model has one.
+   */
+  producesModel?: boolean;
   /**
    * Top-level parameters that change how the stage executes, not its output (how often it
    * saves its work: "checkpoint_minutes"; how it talks to a server: "concurrency",
