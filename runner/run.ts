@@ -11,6 +11,7 @@ import { relative } from "node:path";
 import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
 import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
+import type { StageHoldings } from "./interrupt.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
@@ -33,8 +34,11 @@ export interface RunOptions extends Selection {
   signal?: AbortSignal;
   /** Fail a stage another process is computing instead of waiting for it. */
   noWait?: boolean;
-  /** Told when a stage starts running (the interrupt handler names its progress folder). */
-  onStageStart?: (stage: string, progressDir: string) => void;
+  /**
+   * Told when a stage starts running, with its progress folder and what it holds (the
+   * interrupt handler names the one and, on a second signal, removes the others).
+   */
+  onStageStart?: (stage: string, progressDir: string, holdings: StageHoldings) => void;
 }
 
 /**
@@ -335,7 +339,7 @@ async function runStep(
     const environment: Record<string, unknown> = {};
     log.info(`running (${step.reason ?? "not cached"})`);
     await record.running(stage.name);
-    options.onStageStart?.(stage.name, progressDir);
+    options.onStageStart?.(stage.name, progressDir, { lockPath: lock.path, tempDir: outDir });
     const result = await stage.definition.run({
       name: stage.name,
       params: stage.params,

@@ -108,15 +108,40 @@ Deno.test("a second signal exits at once (130), leaving the last checkpoint", as
     assert.match(stderr, /interrupted: stopping slow after its current step/);
     assert.match(
       stderr,
-      /interrupted again: exiting now; the last checkpoint written in .*\.progress-[0-9a-f]{16} is kept/,
+      /interrupted again: exiting now; the last checkpoint of slow, in .*\.progress-[0-9a-f]{16}, is kept: run the same command again to resume from it/,
     );
-    const progress = entries(join(cache, "slow")).find((n) => n.startsWith(".progress-"))!;
+    // Its own temporary folder and lock are gone; the checkpoint stays.
+    const left = entries(join(cache, "slow"));
+    assert.deepEqual(left.filter((n) => n.startsWith(".tmp-") || n.startsWith(".lock-")), []);
+    const progress = left.find((n) => n.startsWith(".progress-"))!;
     assert.equal(await Deno.readTextFile(join(cache, "slow", progress, "step.txt")), "1");
     // The next run takes over the dead process's lock and temporary folder and resumes.
     const rerun = await start(cache, "finish").finished;
     assert.equal(rerun.code, 0, rerun.stderr);
     assert.match(rerun.stdout, /resumed from step 1/);
     assert.deepEqual(entries(join(cache, "slow")).filter((n) => n.startsWith(".")), []);
+  });
+});
+
+Deno.test("two signals 0.1 s apart before any checkpoint: the message says so, and the lock and temporary folder are removed", async () => {
+  await withTempDir(async (dir) => {
+    const cache = join(dir, "cache");
+    const child = start(cache, "busy");
+    await child.waitFor(/busy/);
+    child.process.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    child.process.kill("SIGINT");
+    const { code, stderr } = await child.finished;
+    assert.equal(code, 130);
+    assert.match(
+      stderr,
+      /interrupted again: exiting now; slow had written no checkpoint yet: running the same command again starts it from the beginning/,
+    );
+    assert.doesNotMatch(stderr, /checkpoint .* is kept/);
+    assert.deepEqual(entries(join(cache, "slow")), [], "no lock, temporary or progress folder");
+    const rerun = await start(cache, "finish").finished;
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.doesNotMatch(rerun.stdout, /resumed/);
   });
 });
 
