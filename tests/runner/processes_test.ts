@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { withTempDir } from "../fixtures.ts";
+import { UiApi } from "../../server/ui_api.ts";
 
 const SCRIPT = new URL("./slow_stage_script.ts", import.meta.url).pathname;
 
@@ -198,5 +199,25 @@ Deno.test("two processes on one cache: the second waits for the first and uses i
     const artifact = join(cache, "slow", names[0]);
     assert.equal(await Deno.readTextFile(join(artifact, "result.txt")), "40");
     assert.equal(await Deno.readTextFile(join(artifact, "partial.txt")), "half");
+  });
+});
+
+Deno.test("a run killed with kill -9 shows on the page as interrupted at once, without its frozen progress", async () => {
+  await withTempDir(async (dir) => {
+    const cache = join(dir, "cache");
+    const child = start(cache, "steps");
+    await child.waitFor(/step 3\n/);
+    const api = new UiApi({ cacheDir: cache });
+    const runs = async () => {
+      const response = await api.handler(new Request("http://127.0.0.1/api/ui/runs"));
+      return (await response.json()).runs;
+    };
+    assert.equal((await runs())[0].status, "running");
+    child.process.kill("SIGKILL");
+    assert.equal((await child.finished).code, 137);
+    const [run] = await runs();
+    assert.equal(run.status, "interrupted");
+    assert.equal(run.steps[0].outcome, "interrupted");
+    assert.equal(run.steps[0].progress, undefined);
   });
 });
