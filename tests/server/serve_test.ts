@@ -597,3 +597,26 @@ Deno.test("serve CLI: a missing key variable is a usage error", async () => {
     /--api-key-env SURELY_UNSET_VAR_XYZ: the variable is not set/,
   );
 });
+
+Deno.test("serve CLI: a busy port fails at once naming host:port, before the model is loaded", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  try {
+    // No such model: only a check made before loading it can answer first.
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join("cli", "serve.ts"), "--model", "/nonexistent/model", "--port"]
+        .concat(String(port)),
+      cwd: REPO_ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 1);
+    assert.equal(
+      new TextDecoder().decode(stderr),
+      `error: 127.0.0.1:${port} is already in use (another server listens there): choose ` +
+        "another --port, or --port 0 for any free one\n",
+    );
+  } finally {
+    busy.close();
+  }
+});
