@@ -102,18 +102,32 @@ export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): 
   return { ...pipeline.settings, cacheDir };
 }
 
-/** The plan as a table: stage, type, run/cached/skip, why, key prefix. */
+/** The widest "why" cell of the plan; a longer reason is numbered and printed in full below. */
+const WHY_WIDTH = 40;
+
+/**
+ * The plan as a table: stage, type, run/cached/skip, why, key prefix. A long reason (a damaged
+ * artifact's problem names its path) keeps the table narrow: its cell says what, with a note
+ * number, and the note below the table says all.
+ */
 export function formatPlan(steps: PlannedStep[]): string {
-  return table(
-    ["stage", "type", "action", "why", "key"],
-    steps.map((s) => [
+  const notes: string[] = [];
+  const rows = steps.map((s) => {
+    let why = s.reason ?? "";
+    if (why.length > WHY_WIDTH) {
+      notes.push(`[${notes.length + 1}] ${s.stage.name}: ${why}`);
+      why = `${why.split(":")[0].slice(0, WHY_WIDTH - 6)} [${notes.length}]`;
+    }
+    return [
       s.stage.name,
       s.stage.type,
       s.status === "run" ? "run" : s.status === "cached" ? "cached" : "skip",
-      s.reason ?? "",
+      why,
       s.key.slice(0, 16),
-    ]),
-  );
+    ];
+  });
+  const plan = table(["stage", "type", "action", "why", "key"], rows);
+  return notes.length ? `${plan}\n\n${notes.join("\n")}` : plan;
 }
 
 /**
