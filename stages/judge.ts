@@ -195,11 +195,27 @@ export const judgeStage: StageDefinition = defineStage({
       metrics.contradiction_rate = w.contradiction_rate === null
         ? "n/a"
         : Math.round(w.contradiction_rate * 10000) / 10000;
-      ctx.log.info(
-        `pairwise ${w.first} vs ${w.second}: win rate ${w.win_rate?.toFixed(3) ?? "n/a"} ` +
-          `(${w.wins} wins, ${w.ties} ties, ${w.losses} losses; ${w.contradictions} ` +
-          `contradiction(s) when the order flips)`,
-      );
+      const replies = w.judgments.flatMap((j) => j.verdicts);
+      const unparsed = replies.filter((v) => v === null).length;
+      if (w.judged === 0) {
+        const example = w.unparsed[0]?.replies[0];
+        ctx.log.warn(
+          `pairwise ${w.first} vs ${w.second}: no win rate: ${
+            unparsed === replies.length ? "all" : unparsed
+          } of the judge's ${replies.length} replies were unparseable (it must answer "A", ` +
+            `"B" or "tie"${
+              example === undefined ? "" : `; it said ${JSON.stringify(example.slice(0, 40))}`
+            })`,
+        );
+      } else {
+        ctx.log.info(
+          `pairwise ${w.first} vs ${w.second}: win rate ${w.win_rate?.toFixed(3) ?? "n/a"} ` +
+            `(${w.wins} wins, ${w.ties} ties, ${w.losses} losses; ${w.contradictions} ` +
+            `contradiction(s) when the order flips)${
+              unparsed ? `; ${unparsed} of ${replies.length} replies unparseable` : ""
+            }`,
+        );
+      }
     }
     return { metrics };
   },

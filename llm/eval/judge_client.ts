@@ -153,13 +153,23 @@ export class JudgeClient {
     };
   }
 
-  /** How to get a judge running, for the unreachable message. */
+  /**
+   * How to get a judge running, for the unreachable message. Pulling the model is advice only
+   * at Ollama's own address: elsewhere the name may be another server's (the smoke pipeline's
+   * `judge` is our own `serve`), and no Ollama model of that name need exist.
+   */
   #howToStart(): string {
-    return this.api === "ollama"
-      ? `start one with \`ollama serve\` and \`ollama pull ${this.model}\`, or set the judge's URL ` +
-        `(url:) to a running server`
-      : `start an OpenAI-compatible server (e.g. \`deno task serve --model …\`, vLLM, ` +
+    if (this.api === "openai") {
+      return `start an OpenAI-compatible server (e.g. \`deno task serve --model …\`, vLLM, ` +
         `llama.cpp's server) or set the judge's URL (url:)`;
+    }
+    if (this.url === DEFAULT_URLS.ollama) {
+      return `start one with \`ollama serve\` and \`ollama pull ${this.model}\`, or set the judge's ` +
+        `URL (url:) to a running server`;
+    }
+    return `start the server meant to answer there with the model "${this.model}" (Ollama: ` +
+      `\`OLLAMA_HOST=${new URL(this.url).host} ollama serve\`; the pipeline's comments may say ` +
+      `which), or set the judge's URL (url:) to a running one`;
   }
 
   /**

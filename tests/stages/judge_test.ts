@@ -140,12 +140,16 @@ stages:
     responses: ${sharedFixture("workshop", "instruction-data-with-response.json")}
     limit: 2
     url: ${url}
+    model: judge
     retries: 0
 `,
     );
     assert.equal(report.ok, false);
     assert.match(report.error!.message, new RegExp(`cannot reach the judge at ${url}`));
     assert.match(report.error!.message, /ollama serve/);
+    // As the smoke pipeline's judge: a name no Ollama model need have is not to be pulled.
+    assert.doesNotMatch(report.error!.message, /ollama pull/);
+    assert.match(report.error!.message, /the model "judge"/);
   });
 });
 
@@ -297,6 +301,42 @@ Deno.test("judge stage (ollama API): a server without /api/tags still judges, an
     } finally {
       await server.shutdown();
     }
+  });
+});
+
+Deno.test("judge stage: pairwise with every reply unparseable says so", async () => {
+  await withTempDir(async (dir) => {
+    const responses = join(dir, "responses.json");
+    await Deno.writeTextFile(responses, JSON.stringify(await twoFieldResponses()));
+    const judge = scriptedJudge((seen) => chatReply(seen.path, "85"));
+    const lines: string[] = [];
+    try {
+      const file = await writePipeline(
+        dir,
+        `name: j
+stages:
+  judge:
+    uses: judge
+    responses: ${responses}
+    api: openai
+    url: ${judge.url}
+    fields: [base, tuned]
+`,
+      );
+      const registry = new StageRegistry().register(judgeStage);
+      const report = await runPipeline(await loadPipeline(file, registry, { baseDir: dir }), {
+        cacheDir: join(dir, "cache"),
+        out: { write: (line: string) => void lines.push(line), isTerminal: false },
+      });
+      assert.ok(report.ok, report.error?.message ?? "");
+      assert.equal(report.artifacts.judge.manifest.metrics.win_rate, "n/a");
+    } finally {
+      await judge.close();
+    }
+    assert.match(
+      lines.join(""),
+      /warning: pairwise base vs tuned: no win rate: all of the judge's 6 replies were unparseable \(it must answer "A", "B" or "tie"; it said "85"\)/,
+    );
   });
 });
 

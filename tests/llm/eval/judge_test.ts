@@ -304,7 +304,10 @@ Deno.test("judge: an unreachable judge names its URL and how to start one; the A
   assert.ok(error instanceof JudgeUnreachableError, String(error));
   assert.ok(error.message.includes(gone.url), error.message);
   assert.match(error.message, /ollama serve/);
-  assert.match(error.message, /ollama pull llama3/);
+  assert.match(
+    error.message,
+    /the model "llama3" \(Ollama: `OLLAMA_HOST=127.0.0.1:\d+ ollama serve`/,
+  );
   assert.match(error.message, /set the judge's URL/);
   assert.ok(!error.message.includes(key));
   await assert.rejects(
