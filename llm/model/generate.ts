@@ -44,6 +44,7 @@ export interface GenerateOptions extends SamplingOptions {
   prefillTurnMs?: number;
   /** The smallest prefill slice, in tokens (default 32). */
   prefillMinTokens?: number;
+  /** Awaited between prefill slices (e.g. an event-loop turn). */
   betweenSlices?: () => Promise<void>;
 }
 
