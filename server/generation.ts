@@ -5,7 +5,7 @@
  * still be the start of one), an abort signal (a client that hangs up stops the model at the
  * next token) and exact token counts for `usage`.
  */
-import { nextTurn } from "../llm/timers.ts";
+import { nextTurn, sleep } from "../llm/timers.ts";
 import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { SeededRandom } from "../llm/random.ts";
@@ -128,6 +128,13 @@ export async function fitPrompt(
 export const PREFILL_TURN_MS = 50;
 
 /**
+ * The pause between prefill slices. Not a bare timer turn: answering a request (accept, read,
+ * handle, write) takes the event loop several rounds, and a turn of 0 ms gives it one, so a
+ * request would be spread over several slices; waiting 2 ms lets those rounds run.
+ */
+const ioPause = () => sleep(2);
+
+/**
  * Generates a continuation of `request.prompt`, calling `onText` with each new piece of text
  * (awaited, so a slow client slows the model instead of filling memory). Throws the signal's
  * reason when `signal` aborts.
@@ -196,7 +203,7 @@ export async function generateText(
       rng: new SeededRandom(request.seed),
       // A long prompt's prefill takes turns too, so other requests are not held up by it.
       prefillTurnMs: PREFILL_TURN_MS,
-      betweenSlices: nextTurn,
+      betweenSlices: ioPause,
       onToken: async (id) => {
         tokens++;
         signal?.throwIfAborted();

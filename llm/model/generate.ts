@@ -163,7 +163,8 @@ export async function generate(
         await lastLogits(model, feed.slice(0, slice), cache);
         feed = feed.slice(slice);
         const ms = Math.max(performance.now() - t0, 0.5);
-        slice = Math.max(minSlice, Math.min(1024, Math.round((slice * turnMs) / ms)));
+        // Grow at most twofold a step: one fast slice must not make the next one huge.
+        slice = Math.max(minSlice, Math.min(2 * slice, Math.round((slice * turnMs) / ms)));
         await options.betweenSlices?.();
       }
       const logits = await lastLogits(model, feed, cache);
