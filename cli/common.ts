@@ -26,6 +26,14 @@ import type { SamplingSettings } from "../llm/infer/complete.ts";
 import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
 import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
 import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
+import {
+  CHAT_TEMPLATE_CHOICES,
+  type ChatFormat,
+  chatFormatFor,
+  type ChatTemplateChoice,
+  chooseChatFormat,
+  isChatTemplateChoice,
+} from "../llm/chat/mod.ts";
 import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
 
@@ -144,8 +152,10 @@ export function checkCommonFlags(values: FlagValues): void {
   if (!["openai", "hf"].includes(String(values.source))) {
     throw new UsageError(`--source ${values.source}: expected openai or hf`);
   }
-  if (!["auto", "none", "alpaca", "phi3"].includes(String(values.template))) {
-    throw new UsageError(`--template ${values.template}: expected auto, none, alpaca or phi3`);
+  if (!isChatTemplateChoice(values.template)) {
+    throw new UsageError(
+      `--template ${values.template}: expected ${CHAT_TEMPLATE_CHOICES.join(", ")}`,
+    );
   }
   if (!(BACKEND_CHOICES as readonly string[]).includes(String(values.backend))) {
     throw new UsageError(`--backend ${values.backend}: expected ${BACKEND_CHOICES.join(", ")}`);
@@ -240,6 +250,15 @@ export interface OpenedModel {
   alpaca: boolean;
   /** The prompt template (the fine-tuned model's own, or `--template`'s); none for a base model. */
   template?: PromptTemplate;
+  /**
+   * How a conversation becomes the prompt and which ids end a reply: the model's own chat format
+   * (its Jinja chat template, its instruction template, or none), or `--template`'s.
+   */
+  chat: ChatFormat;
+  /** `gpt2`, or the open model's family (llama, qwen3, ...). */
+  family: string;
+  /** Ids the model may emit: the tokenizer's, when the embedding has padding rows beyond them. */
+  vocabLimit: number;
 }
 
 /**
@@ -304,7 +323,23 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
     : values.template === "none"
     ? undefined
     : promptTemplate(String(values.template));
-  return { dir, model, tokenizer, alpaca: template !== undefined, template };
+  const chat = chooseChatFormat(
+    values.template as ChatTemplateChoice,
+    await chatFormatFor(dir, tokenizer),
+    tokenizer,
+  );
+  const family = model.config.family ?? "gpt2";
+  const vocabLimit = Math.min(model.config.vocab_size, tokenizer.vocabSize);
+  return {
+    dir,
+    model,
+    tokenizer,
+    alpaca: template !== undefined,
+    template,
+    chat,
+    family,
+    vocabLimit,
+  };
 }
 
 const encoder = new TextEncoder();

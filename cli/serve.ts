@@ -5,6 +5,7 @@
  *   deno task serve --model 124M --port 8000
  *   deno task serve --model .groundup/lora-finetune/<key> --api-key-env GROUNDUP_API_KEY
  */
+import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { WEIGHTS_FILE } from "../llm/model/weights_io.ts";
@@ -22,8 +23,9 @@ import { isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 const USAGE = `usage: deno task serve --model M [options]
 
 Serves the model over HTTP: OpenAI-compatible /v1/models, /v1/completions,
-/v1/chat/completions (server-sent events when streaming) and Ollama's /api/tags, /api/generate,
-/api/chat, /api/version (NDJSON when streaming). One generation runs at a time; the others wait.
+/v1/chat/completions (server-sent events when streaming) and Ollama's /api/tags, /api/show,
+/api/generate, /api/chat, /api/version (NDJSON when streaming). Chat requests are the whole
+conversation in the model's chat template; one generation runs at a time, the others wait.
 
 ${MODEL_USAGE}
   --host H             address to listen on (default 127.0.0.1)
@@ -33,6 +35,9 @@ ${MODEL_USAGE}
   --max-body-bytes N   largest request body (default 1048576)
   --max-tokens N       max_tokens when a request gives none (default 256, at most the context)
   --stream-turn-ms N   when streaming, let the server's I/O run at least every N ms (default 5)
+  --thinking on|off    Qwen3's enable_thinking when a chat request does not say (requests:
+                       chat_template_kwargs.enable_thinking, Ollama's think); default: the
+                       template's own (on for Qwen3)
   -h, --help           this text
 `;
 
@@ -66,6 +71,7 @@ async function main(args: string[]): Promise<void> {
         "max-body-bytes": { type: "string" },
         "max-tokens": { type: "string" },
         "stream-turn-ms": { type: "string" },
+        thinking: { type: "string" },
       },
     }));
   } catch (error) {
@@ -77,6 +83,10 @@ async function main(args: string[]): Promise<void> {
   const maxBodyBytes = intFlag(values["max-body-bytes"], "max-body-bytes", 1, 2 ** 30);
   const defaultMaxTokens = intFlag(values["max-tokens"], "max-tokens", 1, 1 << 20);
   const streamTurnMs = intFlag(values["stream-turn-ms"], "stream-turn-ms", 0, 1000);
+  const thinking = values.thinking;
+  if (thinking !== undefined && thinking !== "on" && thinking !== "off") {
+    throw new UsageError(`--thinking ${JSON.stringify(thinking)}: expected on or off`);
+  }
   let apiKey: string | undefined;
   const keyVar = values["api-key-env"];
   if (keyVar !== undefined) {
@@ -84,16 +94,22 @@ async function main(args: string[]): Promise<void> {
     if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the variable is not set or empty`);
   }
 
-  const { dir, model, tokenizer, template } = await openModel(values);
+  const { dir, model, tokenizer, chat, family, vocabLimit } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
-  const digest = await fileDigest(join(dir, WEIGHTS_FILE));
+  // A sharded Hugging Face model is named by its index (which lists every shard).
+  const weights = [WEIGHTS_FILE, "model.safetensors.index.json"].map((f) => join(dir, f))
+    .find((path) => existsSync(path));
+  const digest = weights ? await fileDigest(weights) : undefined;
   const stop = new AbortController();
   const { url, server } = startServer({
     model,
     tokenizer,
+    chat,
+    family,
+    vocabLimit,
+    enableThinking: thinking === undefined ? undefined : thinking === "on",
     modelName,
-    template,
     digest,
     apiKey,
     maxBodyBytes,
@@ -108,10 +124,15 @@ async function main(args: string[]): Promise<void> {
     Deno.addSignalListener(signal, () => stop.abort());
   }
   // A line a script can wait for (tests and .ci/run read the URL from it).
+  const format = chat.name === "none"
+    ? "base model"
+    : chat.name === "jinja"
+    ? "its chat template for chat"
+    : `${chat.name} template for chat`;
   console.error(
-    `serving ${modelName} (${
-      template ? `${template.name} template for chat` : "base model"
-    }, context ${model.config.context_length}${apiKey ? ", API key required" : ""}) at ${url}`,
+    `serving ${modelName} (${format}, ${family}, context ${model.config.context_length}${
+      apiKey ? ", API key required" : ""
+    }) at ${url}`,
   );
   await server.finished;
   model.dispose();

@@ -1,8 +1,12 @@
 /** A tiny random GPT-2-vocabulary model saved to a folder, and `serve` running it in-process. */
 import { loadModelConfig } from "../../llm/model/config.ts";
 import { GPTModel } from "../../llm/model/gpt.ts";
-import { getStateDict, loadModel, loadStateDict, saveModel } from "../../llm/model/weights_io.ts";
-import { createTokenizer, type Tokenizer } from "../../llm/tokenizer/mod.ts";
+import { getStateDict, loadStateDict, saveModel } from "../../llm/model/weights_io.ts";
+import type { Tokenizer } from "../../llm/tokenizer/mod.ts";
+import type { ChatFormat } from "../../llm/chat/format.ts";
+import { instructionChatFormat } from "../../llm/chat/instruction.ts";
+import type { PromptTemplate } from "../../llm/data/instructions.ts";
+import { openModelFolder } from "../../llm/infer/open_model.ts";
 import { type RunningServer, type ServeOptions, startServer } from "../../server/app.ts";
 import { join } from "node:path";
 import { REPO_ROOT } from "../fixtures.ts";
@@ -37,21 +41,38 @@ export async function writeConstantModelFolder(dir: string, token: number): Prom
 export interface TinyServer extends RunningServer {
   model: GPTModel;
   tokenizer: Tokenizer;
+  /** The chat format it serves with. */
+  chat: ChatFormat;
   close(): Promise<void>;
 }
 
-/** Loads the model in `dir` and serves it on a free loopback port. */
+/**
+ * Opens the model in `dir` as `serve` does (openModelFolder: its tokenizer, chat format, family
+ * and vocabulary limit) and serves it on a free loopback port; `template` puts a GPT-2 in that
+ * instruction template instead of the folder's own format.
+ */
 export async function serveTiny(
   dir: string,
-  options: Partial<ServeOptions> & { port?: number } = {},
+  options: Partial<ServeOptions> & { port?: number; template?: PromptTemplate } = {},
 ): Promise<TinyServer> {
-  const model = await loadModel(dir);
-  const tokenizer = createTokenizer({ kind: "gpt2" });
-  const running = startServer({ model, tokenizer, modelName: "tiny", ...options });
+  const { template, ...rest } = options;
+  const opened = await openModelFolder(dir);
+  const { model, tokenizer, family, vocabLimit } = opened;
+  const chat = template ? instructionChatFormat(template, tokenizer) : opened.chat;
+  const running = startServer({
+    model,
+    tokenizer,
+    chat,
+    family,
+    vocabLimit,
+    modelName: "tiny",
+    ...rest,
+  });
   return {
     ...running,
     model,
     tokenizer,
+    chat: rest.chat ?? chat,
     async close() {
       await running.server.shutdown();
       model.dispose();

@@ -10,7 +10,6 @@ import { apiError, OpenAI } from "./openai_client.ts";
 import { Ollama } from "ollama";
 import { formatInstructionQuery, promptTemplate } from "../../llm/data/instructions.ts";
 import { complete } from "../../llm/infer/complete.ts";
-import { chatPrompt } from "../../server/app.ts";
 import { generateText } from "../../server/generation.ts";
 import { REPO_ROOT, withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
@@ -82,7 +81,8 @@ Deno.test("serve: the openai client lists the model, completes and chats, whole 
         { role: "assistant" as const, content: " there" },
         { role: "user" as const, content: PROMPT },
       ];
-      const transcript = chatPrompt(messages, undefined);
+      const transcript = served.chat.render(messages);
+      assert.equal(served.chat.name, "none");
       assert.equal(transcript, `Hello there\n${PROMPT}`);
       const chatExpected = await complete(served.model, {
         tokenizer: served.tokenizer,
@@ -185,23 +185,41 @@ Deno.test("serve: the ollama client lists, generates and chats, whole and stream
         })).text,
       );
 
-      // Chat answers the last user message in the Alpaca template.
-      const messages = [{ role: "user", content: "ignored earlier turn" }, {
+      // Chat: the whole conversation in the Alpaca template, the earlier turn as an example.
+      const messages = [{ role: "user", content: "an earlier turn" }, {
         role: "assistant",
         content: "ok",
       }, {
         role: "user",
         content: PROMPT,
       }];
+      const conversation = served.chat.render(messages);
+      assert.equal(
+        conversation,
+        `${
+          promptTemplate("alpaca").example({
+            instruction: "an earlier turn",
+            input: "",
+            output: "ok",
+          })
+        }\n\n${query}`,
+      );
+      const chatExpected = await complete(served.model, {
+        tokenizer: served.tokenizer,
+        prompt: conversation,
+        settings: greedy(9),
+      });
+      const chatAnswer = promptTemplate("alpaca").extractResponse(chatExpected.text);
       const chat = await ollama.chat({ model: "tiny", messages, stream: false, options });
-      assert.equal(chat.message.content, answer);
+      assert.equal(chat.message.content, chatAnswer);
+      assert.equal(chat.prompt_eval_count, served.tokenizer.encode(conversation).length);
       let chatStreamed = "";
       for await (
         const part of await ollama.chat({ model: "tiny", messages, stream: true, options })
       ) {
         chatStreamed += part.message.content;
       }
-      assert.equal(chatStreamed, answer);
+      assert.equal(chatStreamed, chatAnswer);
 
       const version = await ollama.version();
       assert.match(version.version, /^\d+\.\d+\.\d+$/);
@@ -448,8 +466,8 @@ Deno.test("generateText: an aborted signal ends the generation at the next token
       const abort = new AbortController();
       let pieces = 0;
       await assert.rejects(
-        generateText(served.model, served.tokenizer, {
-          prompt: PROMPT,
+        generateText(served, {
+          ids: served.tokenizer.encode(PROMPT),
           maxTokens: 32,
           temperature: 0,
           seed: 1,

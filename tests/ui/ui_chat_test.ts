@@ -1,9 +1,11 @@
-/** The chat endpoint's request checks and the prompt it builds. */
+/** The chat endpoint's request checks and the prompt it builds (server/prompt.ts, as serve's). */
 import assert from "node:assert/strict";
-import { buildPrompt, parseChatRequest } from "../../server/ui_chat.ts";
-import { promptTemplate } from "../../llm/data/instructions.ts";
+import { parseChatRequest } from "../../server/ui_chat.ts";
+import { promptText } from "../../server/prompt.ts";
+import { chooseChatFormat, plainChatFormat } from "../../llm/chat/mod.ts";
+import { Gpt2Tokenizer } from "../../llm/tokenizer/mod.ts";
 
-Deno.test("ui chat: a base model continues the transcript as `deno task chat` builds it", () => {
+Deno.test("ui chat: the whole conversation in the chosen format; a base model continues the transcript as `deno task chat` builds it", () => {
   const request = parseChatRequest({
     messages: [
       { role: "user", content: "Every effort" },
@@ -11,13 +13,20 @@ Deno.test("ui chat: a base model continues the transcript as `deno task chat` bu
       { role: "user", content: "Next" },
     ],
   });
-  assert.equal(buildPrompt(request, undefined), "Every effort moves you\nNext");
+  const gpt2 = new Gpt2Tokenizer();
+  const own = plainChatFormat(gpt2);
+  const prompt = (choice: "auto" | "alpaca" | "phi3") =>
+    promptText(chooseChatFormat(choice, own, gpt2), { messages: request.messages });
+  assert.equal(prompt("auto"), "Every effort moves you\nNext");
   assert.match(
-    buildPrompt(request, promptTemplate("alpaca")),
-    /### Instruction:\nNext\n\n### Response:\n$/,
+    prompt("alpaca"),
+    /### Instruction:\nEvery effort\n\n### Response:\n moves you\n\n.*### Instruction:\nNext\n\n### Response:\n$/s,
   );
-  // A phi3 fine-tune chats in its own template (exercise 7.1's format).
-  assert.equal(buildPrompt(request, promptTemplate("phi3")), "<|user|>\nNext\n<|assistant|>:\n");
+  // A phi3 fine-tune chats in its own template (exercise 7.1's format), history included.
+  assert.equal(
+    prompt("phi3"),
+    "<|user|>\nEvery effort\n<|assistant|>:\n moves you\n\n<|user|>\nNext\n<|assistant|>:\n",
+  );
   assert.deepEqual(
     [request.temperature, request.top_k, request.max_tokens, request.seed, request.template],
     [0.7, undefined, 100, 123, "auto"],

@@ -1,0 +1,115 @@
+/**
+ * What the OpenAI and Ollama endpoints share: the served model and its name, the limits, and
+ * the two steps every generating request takes: its sampling settings checked against the
+ * model, and its prompt built (server/prompt.ts) and checked, each error a {@link RequestError}
+ * naming the field.
+ */
+import type { GenerationRequest } from "./generation.ts";
+import type { PromptInput } from "./prompt.ts";
+import { RequestError } from "./requests.ts";
+import type { ServedModel } from "./served_model.ts";
+
+/** Sampling as a request gives it (any API's field names mapped to these). */
+export interface Sampling {
+  maxTokens?: number | null;
+  temperature?: number | null;
+  topK?: number | null;
+  topP?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+}
+
+/** The settings a request's generation runs with (its prompt aside). */
+export type GenerationSettings = Omit<GenerationRequest, "ids">;
+
+export interface ServeContextOptions {
+  served: ServedModel;
+  /** The id clients name in `model` (also `<name>:latest`, as Ollama's clients may add). */
+  modelName: string;
+  /** "sha256:…" of the weights. */
+  digest?: string;
+  maxBodyBytes: number;
+  /** max_tokens when a request gives none (at most the context length). */
+  defaultMaxTokens: number;
+  /** While streaming, the longest stretch of generation between event-loop turns (ms). */
+  streamTurnMs?: number;
+  /** Qwen3's `enable_thinking` when a request does not say (undefined: the template's default). */
+  enableThinking?: boolean;
+}
+
+export class ServeContext {
+  readonly served: ServedModel;
+  readonly modelName: string;
+  readonly digest?: string;
+  readonly maxBodyBytes: number;
+  readonly defaultMaxTokens: number;
+  readonly streamTurnMs?: number;
+  readonly enableThinking?: boolean;
+  /** When the server started (seconds since 1970), reported as the model's creation. */
+  readonly created = Math.floor(Date.now() / 1000);
+  #counter = 0;
+
+  constructor(options: ServeContextOptions) {
+    this.served = options.served;
+    this.modelName = options.modelName;
+    this.digest = options.digest;
+    this.maxBodyBytes = options.maxBodyBytes;
+    this.defaultMaxTokens = Math.min(options.defaultMaxTokens, options.served.contextLength);
+    this.streamTurnMs = options.streamTurnMs;
+    this.enableThinking = options.enableThinking;
+  }
+
+  /** A new response id, `<prefix>-<n>`. */
+  nextId(prefix: string): string {
+    return `${prefix}-${++this.#counter}`;
+  }
+
+  /** 404 unless `name` is the served model. */
+  checkModel(name: string): void {
+    if (name !== this.modelName && name !== `${this.modelName}:latest`) {
+      throw new RequestError(
+        `model "${name}" not found: this server serves "${this.modelName}"`,
+        "model",
+        404,
+        "model_not_found",
+      );
+    }
+  }
+
+  /** The generation settings of a request, checked against the model (`param`: max tokens). */
+  settings(s: Sampling, param: string): GenerationSettings {
+    const context = this.served.contextLength;
+    const maxTokens = s.maxTokens ?? this.defaultMaxTokens;
+    if (maxTokens > context) {
+      throw new RequestError(
+        `${param}: ${maxTokens} is more than the model's context of ${context} tokens`,
+        param,
+      );
+    }
+    return {
+      maxTokens,
+      temperature: s.temperature ?? 1,
+      ...(s.topK ? { topK: s.topK } : {}),
+      ...(s.topP && s.topP < 1 ? { topP: s.topP } : {}),
+      // Without a seed each request samples afresh; with one, the same request repeats.
+      seed: s.seed ?? Math.floor(Math.random() * 2 ** 31),
+      stop: s.stop == null ? [] : typeof s.stop === "string" ? [s.stop] : s.stop,
+    };
+  }
+
+  /**
+   * The prompt ids of `input`, a chat with the server's `enable_thinking` default unless the
+   * request said; a problem is a 400 naming `param`.
+   */
+  prompt(input: PromptInput, param: string): number[] {
+    const withDefaults: PromptInput = "messages" in input && input.enableThinking === undefined &&
+        this.enableThinking !== undefined
+      ? { ...input, enableThinking: this.enableThinking }
+      : input;
+    try {
+      return this.served.prompt(withDefaults);
+    } catch (error) {
+      throw new RequestError(`${param}: ${(error as Error).message}`, param);
+    }
+  }
+}
