@@ -54,6 +54,8 @@ export interface ServeOptions {
   enableThinking?: boolean;
   /** One line per request (method, path, status, tokens); never headers or bodies. */
   log?: (line: string) => void;
+  /** Called with the prompt ids of every generating request (tests, debugging). */
+  onPrompt?: (ids: readonly number[]) => void;
   /** While streaming, the longest stretch of generation between event-loop turns (ms). */
   streamTurnMs?: number;
 }
@@ -117,6 +119,7 @@ export function createServeHandler(options: ServeOptions): {
     defaultMaxTokens: options.defaultMaxTokens ?? 256,
     streamTurnMs: options.streamTurnMs,
     enableThinking: options.enableThinking,
+    onPrompt: options.onPrompt,
   });
   const routes = { ...openaiRoutes(ctx), ...ollamaRoutes(ctx) };
   const log = options.log ?? (() => {});

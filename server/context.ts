@@ -35,6 +35,8 @@ export interface ServeContextOptions {
   streamTurnMs?: number;
   /** Qwen3's `enable_thinking` when a request does not say (undefined: the template's default). */
   enableThinking?: boolean;
+  /** Called with the prompt ids of every generating request (tests, debugging). */
+  onPrompt?: (ids: readonly number[]) => void;
 }
 
 export class ServeContext {
@@ -45,6 +47,7 @@ export class ServeContext {
   readonly defaultMaxTokens: number;
   readonly streamTurnMs?: number;
   readonly enableThinking?: boolean;
+  readonly onPrompt?: (ids: readonly number[]) => void;
   /** When the server started (seconds since 1970), reported as the model's creation. */
   readonly created = Math.floor(Date.now() / 1000);
   #counter = 0;
@@ -57,6 +60,7 @@ export class ServeContext {
     this.defaultMaxTokens = Math.min(options.defaultMaxTokens, options.served.contextLength);
     this.streamTurnMs = options.streamTurnMs;
     this.enableThinking = options.enableThinking;
+    this.onPrompt = options.onPrompt;
   }
 
   /** A new response id, `<prefix>-<n>`. */
@@ -106,10 +110,13 @@ export class ServeContext {
         this.enableThinking !== undefined
       ? { ...input, enableThinking: this.enableThinking }
       : input;
+    let ids: number[];
     try {
-      return this.served.prompt(withDefaults);
+      ids = this.served.prompt(withDefaults);
     } catch (error) {
       throw new RequestError(`${param}: ${(error as Error).message}`, param);
     }
+    this.onPrompt?.(ids);
+    return ids;
   }
 }

@@ -15,6 +15,7 @@ import {
   OllamaShowBody,
   parseBody,
   RequestError,
+  thinkingOf,
 } from "./requests.ts";
 import type { ServedModel } from "./served_model.ts";
 import { ndjsonLine, ollamaStream } from "./sse.ts";
@@ -134,14 +135,14 @@ async function generate(ctx: ServeContext, request: Request, abort: AbortControl
     ...(body.system ? [{ role: "system", content: body.system }] : []),
     { role: "user", content: body.prompt },
   ];
-  const input = { messages, enableThinking: body.think ?? undefined };
+  const input = { messages, enableThinking: thinkingOf(body.think) };
   return reply(ctx, body, input, true, abort, "prompt", generated);
 }
 
 async function chat(ctx: ServeContext, request: Request, abort: AbortController) {
   const body = parseBody(OllamaChatBody, await readJson(request, ctx.maxBodyBytes));
   ctx.checkModel(body.model);
-  const input = { messages: body.messages, enableThinking: body.think ?? undefined };
+  const input = { messages: body.messages, enableThinking: thinkingOf(body.think) };
   return reply(ctx, body, input, true, abort, "messages", (text) => ({
     message: { role: "assistant", content: text },
   }));

@@ -80,14 +80,21 @@ const ollamaOptions = z.object({
   num_ctx: z.number().int().nullish(),
 }).nullish();
 
+const thinkField = z.union([z.boolean(), z.enum(["high", "medium", "low"])]).nullish();
+
+/** Ollama's `think` as Qwen3's `enable_thinking`: a level (gpt-oss's) is on; absent: undefined. */
+export function thinkingOf(think: boolean | string | null | undefined): boolean | undefined {
+  return think == null ? undefined : think !== false;
+}
+
 export const OllamaGenerateBody = z.object({
   model: z.string().min(1),
   prompt: z.string(),
   system: z.string().nullish(),
   /** true: the prompt is used as given, without the model's template. */
   raw: z.boolean().nullish(),
-  /** Ollama's thinking switch (Qwen3's `enable_thinking`). */
-  think: z.boolean().nullish(),
+  /** Ollama's thinking switch (Qwen3's `enable_thinking`); a level counts as on. */
+  think: thinkField,
   stream: z.boolean().nullish(),
   options: ollamaOptions,
 });
@@ -99,8 +106,8 @@ export const OllamaChatBody = z.object({
     role: z.enum(["system", "user", "assistant"]),
     content: z.string(),
   })).min(1),
-  /** Ollama's thinking switch (Qwen3's `enable_thinking`). */
-  think: z.boolean().nullish(),
+  /** Ollama's thinking switch (Qwen3's `enable_thinking`); a level counts as on. */
+  think: thinkField,
   stream: z.boolean().nullish(),
   options: ollamaOptions,
 });
