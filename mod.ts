@@ -40,6 +40,7 @@ export type {
 export {
   builtinStages,
   dataloaderStage,
+  dpoStage,
   evaluateStage,
   finetuneStage,
   generateStage,
@@ -47,6 +48,7 @@ export {
   loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
+  preferencesStage,
   pretrainStage,
   responsesStage,
   tokenizeStage,
@@ -55,9 +57,11 @@ export {
   checkHfModelFolder,
   openDataloaderArtifact,
   openInstructionsArtifact,
+  openPreferencesArtifact,
   openTokenizeArtifact,
 } from "./stages/mod.ts";
 export type { HfModelFolderInfo, HfSourceRecord } from "./stages/mod.ts";
+export type { PreferencesArtifact } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
@@ -99,6 +103,21 @@ export {
   readInstructionData,
   splitInstructionData,
 } from "./llm/data/instructions.ts";
+export {
+  collatePreferences,
+  parsePreferenceData,
+  PreferenceLoader,
+  readPreferenceData,
+  responsesFit,
+  tokenizePreferences,
+} from "./llm/data/preferences.ts";
+export type {
+  PreferenceBatch,
+  PreferenceCollateOptions,
+  PreferenceEntry,
+  PreferenceLoaderOptions,
+  TokenizedPair,
+} from "./llm/data/preferences.ts";
 
 // The model, training and weights
 export {
@@ -135,15 +154,35 @@ export type {
   TrainStepOptions,
   TrainStepResult,
 } from "./llm/train/trainer.ts";
-export { NonFiniteLossError, TrainingInterrupted, trainModel } from "./llm/train/loop.ts";
+export {
+  crossEntropyObjective,
+  NonFiniteLossError,
+  TrainingInterrupted,
+  trainModel,
+} from "./llm/train/loop.ts";
 export type {
   EpochBatches,
+  EvalMeasures,
   EvalPoint,
   LoopProgress,
   Sample,
+  TrainingObjective,
   TrainingState,
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
+export {
+  computeDpoLoss,
+  computeLogprobs,
+  DEFAULT_DPO_BETA,
+  dpoBatchLoss,
+  dpoGradients,
+  dpoLossLoader,
+  dpoObjective,
+  dpoTrainStep,
+  referenceLogprobs,
+  sequenceLogprobs,
+} from "./llm/train/dpo.ts";
+export type { DpoLoss, DpoStepResult } from "./llm/train/dpo.ts";
 export {
   loadCheckpoint,
   readCheckpointState,

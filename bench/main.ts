@@ -55,6 +55,11 @@ const BENCHES: Record<string, Bench> = {
       "one instruction fine-tuning step, full and LoRA, ours and the book's PyTorch code (bench/finetune_step.ts)",
     command: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/finetune_step.ts"],
   },
+  dpo: {
+    about:
+      "one DPO step (reference + policy forward, policy backward), ours and the book's notebook code (bench/dpo_step.ts)",
+    command: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/dpo_step.ts"],
+  },
   mmlu: {
     about: "MMLU questions per second on a fixture subject (bench/mmlu.ts)",
     command: ["deno", "run", "-A", "bench/mmlu.ts"],

@@ -418,6 +418,13 @@ export class UiApi {
         tokens_seen: column("tokens_seen"),
         train_loss: column("train_loss"),
         val_loss: column("val_loss"),
+        // DPO's reward margins (chosen − rejected reward), drawn as a second chart.
+        ...(evaluations.some((e) => typeof e.train_reward_margin === "number")
+          ? {
+            train_reward_margin: column("train_reward_margin"),
+            val_reward_margin: column("val_reward_margin"),
+          }
+          : {}),
       };
       const xs = columns.step.map((s, i) => s ?? i);
       const ys = columns.train_loss.map((v, i) => v ?? columns.val_loss[i] ?? NaN);

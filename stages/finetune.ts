@@ -40,8 +40,19 @@ import {
   saveCheckpoint,
 } from "../llm/train/checkpoint.ts";
 import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
-import { type TrainingState, trainModel } from "../llm/train/loop.ts";
-import { checkpointSchedule, inputOfType, modelInput, runParams } from "./common.ts";
+import {
+  type EpochBatches,
+  type TrainingObjective,
+  type TrainingState,
+  trainModel,
+} from "../llm/train/loop.ts";
+import {
+  type CheckpointCadence,
+  checkpointSchedule,
+  inputOfType,
+  modelInput,
+  runParams,
+} from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { type InstructionsArtifact, openInstructionsArtifact } from "./instructions.ts";
 
@@ -120,16 +131,28 @@ const isLora = (p: AnyFinetuneParams): p is LoraFinetuneParams => "rank" in p;
 /** What a checkpoint carries besides the position. */
 type RunState = Omit<TrainingState, "position"> & { loraDropoutRng?: number };
 
+/** The parameters a checkpointed training run reads (`finetune`, `lora-finetune`, `dpo`). */
+export interface CheckpointedTrainingParams extends CheckpointCadence {
+  epochs: number;
+  lr: number;
+  weight_decay: number;
+  eval_freq: number;
+  eval_iter: number;
+  initial_eval: boolean;
+  max_grad_norm?: number;
+}
+
 /**
  * A run is identified by its parameters and inputs; checkpoints of another run are ignored.
  * How often checkpoints are written does not change the run.
  */
-function runId(ctx: StageContext<AnyFinetuneParams>): string {
+function runId(ctx: StageContext<CheckpointedTrainingParams>): string {
   const inputs = Object.values(ctx.inputs).map((a) => a.key).sort().join(",");
   return `${ctx.name}|${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
-async function sample(
+/** A greedy continuation of `prompt` (the book's generate_and_print_sample). */
+export async function sample(
   model: GPTModel,
   tokenizer: Tokenizer,
   prompt: string,
@@ -226,7 +249,13 @@ function defineFinetune<P extends AnyFinetuneParams>(
           }, { seed: p.seed })
           : undefined;
         const samplePrompt = template.prompt((await data.entries("val"))[0]);
-        const result = await train_(ctx, model, adapters, train, val, samplePrompt, tokenizer);
+        const result = await trainWithCheckpoints(ctx, model, adapters, {
+          train,
+          val,
+          sample: p.sample_tokens > 0
+            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens)
+            : undefined,
+        });
         trained = result.model;
         const state = result.state;
 
@@ -262,17 +291,32 @@ function defineFinetune<P extends AnyFinetuneParams>(
   };
 }
 
-/** Trains `model` (its adapters, when given), resuming from a checkpoint of this run. */
-async function train_(
-  ctx: StageContext<AnyFinetuneParams>,
+/** What {@link trainWithCheckpoints} trains on and how. */
+export interface CheckpointedTraining<B> {
+  /** Training batches. */
+  train: EpochBatches<B>;
+  /** Validation batches. */
+  val: EpochBatches<B>;
+  /** What a step minimises (default: the book's cross-entropy; `B` must then be `Batch`). */
+  objective?: TrainingObjective<B>;
+  /** The sample after each epoch (none when omitted). */
+  sample?: (model: GPTModel) => Promise<string>;
+}
+
+/**
+ * Trains `fresh` (its adapters, when given) with AdamW on the one training loop, resuming from a
+ * checkpoint of this run in the progress folder and writing checkpoints as the cadence
+ * parameters say and on Ctrl-C / SIGTERM. Returns the trained model: `fresh`, or for a full
+ * fine-tune resumed from a checkpoint the checkpoint's model (the caller disposes both).
+ */
+export async function trainWithCheckpoints<B>(
+  ctx: StageContext<CheckpointedTrainingParams>,
   fresh: GPTModel,
   adapters: LoraAdapters | undefined,
-  train: InstructionLoader,
-  val: InstructionLoader,
-  samplePrompt: string,
-  tokenizer: Tokenizer,
+  run: CheckpointedTraining<B>,
 ): Promise<{ model: GPTModel; state: TrainingState }> {
   const p = ctx.params;
+  const { train } = run;
   const checkpointDir = join(ctx.progressDir, "checkpoint");
   const makeOptimizer = (m: GPTModel) =>
     new AdamW(m.trainableParameters(), { lr: p.lr, weightDecay: p.weight_decay });
@@ -308,11 +352,12 @@ async function train_(
   }
   const schedule = checkpointSchedule(p);
   try {
-    const state = await trainModel({
+    const state = await trainModel<B>({
       model,
       optimizer,
       train,
-      val,
+      val: run.val,
+      objective: run.objective,
       epochs: p.epochs,
       evalFreq: p.eval_freq,
       evalIter: p.eval_iter,
@@ -321,9 +366,7 @@ async function train_(
       initialEval: p.initial_eval,
       initialEvalIter: p.eval_iter,
       setTraining: adapters ? (on) => adapters.train(on) : undefined,
-      sample: p.sample_tokens > 0
-        ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens)
-        : undefined,
+      sample: run.sample,
       saveCheckpoint: async ({ position, ...extra }) => {
         await saveCheckpoint<RunState>(checkpointDir, {
           model,

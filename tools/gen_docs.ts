@@ -60,6 +60,24 @@ what \`finetune\` writes, the weights merged (\`W + s·(A B)ᵀ\` under the book
 artifact loads like any model), plus \`adapter.safetensors\` + \`adapter.json\` (rank, alpha,
 targets, base model and its config). Checkpoints hold only the adapters and their AdamW moments
 (megabytes); a re-run after a crash or Ctrl-C resumes exactly.`,
+  "preferences": `
+The data of the book's DPO notebook (\`dpo-from-scratch.ipynb\`): records with \`chosen\` and
+\`rejected\` responses (a missing or empty field is an error naming the file, the 1-based entry and
+the field), split in file order as chapter 7 (935 / 55 / 110 of the book's 1,100). Each response is
+formatted after its prompt with the template. Writes \`train.json\` / \`val.json\` / \`test.json\`,
+\`<split>.chosen.bin\` and \`<split>.rejected.bin\` (+\`.json\`, \`.index.json\`: ids of prompt +
+response and the prompt's length), \`template.json\`, \`tokenizer.json\`, \`stats.json\`. Read back
+with \`openPreferencesArtifact\`.`,
+  "dpo": `
+The book's DPO: the batches of its \`custom_collate_fn\` (prompt + chosen and prompt + rejected
+padded with \`<|endoftext|>\` to one length, masks that keep only the response tokens, from the
+prompt's end + 2 as the book), \`compute_logprobs\` (mean over the response tokens) and
+\`compute_dpo_loss\` against the starting model, frozen, as reference; the untrained loss is ln 2.
+Pairs whose responses start beyond the model's context are left out (logged). Each evaluation
+records the loss, the chosen and rejected rewards (policy − reference log-probability) and their
+margin for both splits. Writes what \`finetune\` writes (with \`lora\`, what \`lora-finetune\`
+writes) plus \`reward_margins.svg\`; \`history.csv\` has the reward columns. Checkpoints and
+resuming as \`finetune\`'s (the same code).`,
   "responses": `
 Book ch07's "Extracting and saving responses": each entry of the split is formatted with the
 model's own template (its \`template.json\`, else the instructions artifact's), decoded in
