@@ -17,19 +17,20 @@ import {
 import type { StageDefinition } from "../runner/stage.ts";
 import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel, loadModelConfigFile } from "../llm/model/weights_io.ts";
+import { loadModelConfigFile } from "../llm/model/weights_io.ts";
 import { countParameters } from "../llm/model/config.ts";
 import { ensureMemory } from "../llm/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
-import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
-import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
+import { isModelFolder } from "../llm/infer/model_folder.ts";
+import type { PromptTemplate } from "../llm/data/instructions.ts";
 import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
+import { isHfModelFolder } from "../llm/families/load.ts";
+import { openModelFolder } from "../llm/infer/open_model.ts";
 import {
   CHAT_TEMPLATE_CHOICES,
   type ChatFormat,
-  chatFormatFor,
   type ChatTemplateChoice,
   chooseChatFormat,
   isChatTemplateChoice,
@@ -307,29 +308,23 @@ async function checkArtifact(dir: string): Promise<void> {
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
   await checkArtifact(dir);
-  // Say the size, rather than fail in an allocation with no number.
-  const config = await loadModelConfigFile(dir);
-  const parameters = countParameters(config);
-  ensureMemory(
-    4 * parameters,
-    `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
-  );
+  // Say the size, rather than fail in an allocation with no number (a Hugging Face folder's
+  // loader checks its own, from config.json).
+  if (!isHfModelFolder(dir)) {
+    const config = await loadModelConfigFile(dir);
+    const parameters = countParameters(config);
+    ensureMemory(
+      4 * parameters,
+      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+    );
+  }
   if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
-  const tokenizer = await readModelTokenizer(dir);
-  const model = await loadModel(dir);
-  const template = values.template === "auto"
-    ? await readModelTemplate(dir)
-    : values.template === "none"
-    ? undefined
-    : promptTemplate(String(values.template));
-  const chat = chooseChatFormat(
-    values.template as ChatTemplateChoice,
-    await chatFormatFor(dir, tokenizer),
-    tokenizer,
-  );
-  const family = model.config.family ?? "gpt2";
-  const vocabLimit = Math.min(model.config.vocab_size, tokenizer.vocabSize);
+  // Ours or Hugging Face's: the model, its tokenizer and its own chat format.
+  const opened = await openModelFolder(dir);
+  const { model, tokenizer, family, vocabLimit } = opened;
+  const chat = chooseChatFormat(values.template as ChatTemplateChoice, opened.chat, tokenizer);
+  const template = chat.template;
   return {
     dir,
     model,

