@@ -242,14 +242,23 @@ export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model
 
 // Chat formats: the model's Jinja chat_template, our instruction templates, or none
 export {
+  CHAT_TEMPLATE_CHOICES,
   chatFormatFor,
+  chooseChatFormat,
   encodeChat,
   instructionChatFormat,
+  isChatTemplateChoice,
   jinjaChatFormat,
   plainChatFormat,
   readChatTemplate,
 } from "./llm/chat/mod.ts";
-export type { ChatFormat, ChatMessage, RenderedChat, RenderOptions } from "./llm/chat/mod.ts";
+export type {
+  ChatFormat,
+  ChatMessage,
+  ChatTemplateChoice,
+  RenderedChat,
+  RenderOptions,
+} from "./llm/chat/mod.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
 export { SafetensorsError } from "./llm/weights/safetensors.ts";
