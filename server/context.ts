@@ -103,9 +103,11 @@ export class ServeContext {
 
   /**
    * The prompt ids of `input`, a chat with the server's `enable_thinking` default unless the
-   * request said; a problem is a 400 naming `param`.
+   * request said; a problem is a 400 naming `param`. A prompt longer than the context is
+   * refused (400 naming both counts) unless `truncate` (Ollama's endpoints, as Ollama does):
+   * then generation sees its last context-length tokens, as the book's `generate` crops.
    */
-  prompt(input: PromptInput, param: string): number[] {
+  prompt(input: PromptInput, param: string, truncate = false): number[] {
     const withDefaults: PromptInput = "messages" in input && input.enableThinking === undefined &&
         this.enableThinking !== undefined
       ? { ...input, enableThinking: this.enableThinking }
@@ -115,6 +117,14 @@ export class ServeContext {
       ids = this.served.prompt(withDefaults);
     } catch (error) {
       throw new RequestError(`${param}: ${(error as Error).message}`, param);
+    }
+    const context = this.served.contextLength;
+    if (ids.length > context && !truncate) {
+      throw new RequestError(
+        `${param}: the prompt has ${ids.length.toLocaleString("en")} tokens, more than the ` +
+          `model's context of ${context} tokens`,
+        param,
+      );
     }
     this.onPrompt?.(ids);
     return ids;

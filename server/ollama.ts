@@ -178,7 +178,8 @@ async function reply(
     seed: o.seed,
     stop: o.stop,
   }, "options.num_predict");
-  const gen = { ...settings, ids: ctx.prompt(input, promptParam) };
+  // As Ollama does, a prompt longer than the context keeps its end (see ServeContext.prompt).
+  const gen = { ...settings, ids: ctx.prompt(input, promptParam, true) };
   const t0 = performance.now();
   const final = (done: GenerationResult) => ({
     model: ctx.modelName,

@@ -35,9 +35,13 @@ export async function writeTinyQwen3(dir: string): Promise<void> {
   });
 }
 
-/** Writes the tiny config's random model (seed 7) to `dir`, as a training stage would. */
-export async function writeTinyModelFolder(dir: string): Promise<void> {
-  const model = new GPTModel(await loadModelConfig("tiny"), { seed: 7 });
+/**
+ * Writes the tiny config's random model (seed 7) to `dir`, as a training stage would; its
+ * context is 32 tokens unless `contextLength` says otherwise (a conversation needs more).
+ */
+export async function writeTinyModelFolder(dir: string, contextLength?: number): Promise<void> {
+  const overrides = contextLength ? { context_length: contextLength } : {};
+  const model = new GPTModel(await loadModelConfig("tiny", overrides), { seed: 7 });
   await saveModel(dir, model);
   model.dispose();
 }
@@ -48,8 +52,13 @@ export async function writeTinyModelFolder(dir: string): Promise<void> {
  * that vector to a logit of 1 for `token`, 0 for every other. A judge served by it answers
  * with a number (e.g. GPT-2's token 5332, "85").
  */
-export async function writeConstantModelFolder(dir: string, token: number): Promise<void> {
-  const model = new GPTModel(await loadModelConfig("tiny"), { seed: 7 });
+export async function writeConstantModelFolder(
+  dir: string,
+  token: number,
+  contextLength?: number,
+): Promise<void> {
+  const overrides = contextLength ? { context_length: contextLength } : {};
+  const model = new GPTModel(await loadModelConfig("tiny", overrides), { seed: 7 });
   const state = await getStateDict(model);
   const d = model.config.emb_dim;
   state.get("final_norm.scale")!.data.fill(0);

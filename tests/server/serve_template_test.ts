@@ -33,6 +33,7 @@ const greedy = (max: number) => ({
   stop_token: 50256,
   seed: 123,
 });
+/** A conversation (37 GPT-2 tokens in the phi3 template: the models here see 64). */
 const MESSAGES = [
   { role: "user" as const, content: "an earlier turn" },
   { role: "assistant" as const, content: "ok" },
@@ -87,7 +88,7 @@ Deno.test("ResponseStream: the pieces joined are extractResponse's answer, howev
 
 Deno.test("serve: a model folder's phi3 template.json: chat gets the whole conversation and Ollama's generate the prompt in it; the answer is cut after <|assistant|>:, whole and streamed", async () => {
   await withTempDir(async (dir) => {
-    await writeTinyModelFolder(dir);
+    await writeTinyModelFolder(dir, 64);
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const template = await readModelTemplate(dir);
     assert.equal(template?.name, "phi3");
@@ -180,7 +181,7 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
   await withTempDir(async (dir) => {
     // The model always says "85" (GPT-2 token 5332); the custom header is "85" too, so the
     // first one the model writes is the header, dropped from the answer.
-    await writeConstantModelFolder(dir, 5332);
+    await writeConstantModelFolder(dir, 5332, 64);
     await writeTemplateFile(dir, promptTemplate("Task: {instruction}\n85{output}"));
     const template = await readModelTemplate(dir);
     assert.equal(template?.name, "custom");
@@ -213,7 +214,7 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
     }
   });
   await withTempDir(async (dir) => {
-    await writeConstantModelFolder(dir, 50256); // <|endoftext|> at once
+    await writeConstantModelFolder(dir, 50256, 64); // <|endoftext|> at once
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const served = await serveTiny(dir, { template: await readModelTemplate(dir) });
     try {
@@ -235,7 +236,7 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
 
 Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named at start); --template none serves it as a base model", async () => {
   await withTempDir(async (dir) => {
-    await writeTinyModelFolder(dir);
+    await writeTinyModelFolder(dir, 64);
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const tokenizer = createTokenizer({ kind: "gpt2" });
     for (

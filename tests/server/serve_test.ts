@@ -357,6 +357,32 @@ Deno.test("serve: refusals name the field (400), the model (404), the size (413)
         }),
       );
       assert.equal(e.param, "messages.0.role");
+      // A conversation longer than the context: refused on OpenAI's API naming both counts;
+      // Ollama's keeps its end, as Ollama does.
+      const long = [
+        { role: "system", content: "You answer in one word, whatever the question may be." },
+        { role: "user", content: "Every effort moves you, and then some more words." },
+        { role: "assistant", content: "Yes." },
+        { role: "user", content: "And what comes after that, in the very end of the whole story?" },
+      ];
+      const longTokens = served.chat.encode(long).length;
+      assert.ok(longTokens > 32);
+      e = await openaiError(
+        await post("/v1/chat/completions", { model: "tiny", messages: long, max_tokens: 2 }),
+      );
+      assert.equal(e.param, "messages");
+      assert.equal(
+        e.message,
+        `messages: the prompt has ${longTokens} tokens, more than the model's context of 32 tokens`,
+      );
+      const kept = await post("/api/chat", {
+        model: "tiny",
+        messages: long,
+        stream: false,
+        options: { num_predict: 2 },
+      });
+      assert.equal(kept.status, 200);
+      assert.equal((await kept.json()).prompt_eval_count, longTokens);
       e = await openaiError(await post("/v1/completions", { ...ok, n: 2 }));
       assert.equal(e.param, "n");
       e = await openaiError(await post("/v1/completions", "{not json"));
