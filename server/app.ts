@@ -52,6 +52,12 @@ export interface ServeOptions {
   defaultMaxTokens?: number;
   /** Qwen3's `enable_thinking` when a chat request does not say (default: the template's). */
   enableThinking?: boolean;
+  /**
+   * OpenAI endpoints: keep the end of a prompt longer than the context (its last
+   * context-length tokens, as the book's `generate` crops) instead of refusing it with a 400.
+   * Ollama's endpoints always keep the end, as Ollama does.
+   */
+  truncatePrompts?: boolean;
   /** One line per request (method, path, status, tokens); never headers or bodies. */
   log?: (line: string) => void;
   /** Called with the prompt ids of every generating request (tests, debugging). */
@@ -119,6 +125,7 @@ export function createServeHandler(options: ServeOptions): {
     defaultMaxTokens: options.defaultMaxTokens ?? 256,
     streamTurnMs: options.streamTurnMs,
     enableThinking: options.enableThinking,
+    truncatePrompts: options.truncatePrompts,
     onPrompt: options.onPrompt,
   });
   const routes = { ...openaiRoutes(ctx), ...ollamaRoutes(ctx) };

@@ -35,6 +35,8 @@ export interface ServeContextOptions {
   streamTurnMs?: number;
   /** Qwen3's `enable_thinking` when a request does not say (undefined: the template's default). */
   enableThinking?: boolean;
+  /** OpenAI endpoints: keep the end of a prompt longer than the context instead of a 400. */
+  truncatePrompts?: boolean;
   /** Called with the prompt ids of every generating request (tests, debugging). */
   onPrompt?: (ids: readonly number[]) => void;
 }
@@ -47,6 +49,7 @@ export class ServeContext {
   readonly defaultMaxTokens: number;
   readonly streamTurnMs?: number;
   readonly enableThinking?: boolean;
+  readonly truncatePrompts: boolean;
   readonly onPrompt?: (ids: readonly number[]) => void;
   /** When the server started (seconds since 1970), reported as the model's creation. */
   readonly created = Math.floor(Date.now() / 1000);
@@ -60,6 +63,7 @@ export class ServeContext {
     this.defaultMaxTokens = Math.min(options.defaultMaxTokens, options.served.contextLength);
     this.streamTurnMs = options.streamTurnMs;
     this.enableThinking = options.enableThinking;
+    this.truncatePrompts = options.truncatePrompts ?? false;
     this.onPrompt = options.onPrompt;
   }
 

@@ -70,7 +70,7 @@ async function completions(ctx: ServeContext, request: Request, abort: AbortCont
     sampling(body),
     body.max_tokens ? "max_tokens" : "max_completion_tokens",
   );
-  const gen = { ...settings, ids: ctx.prompt({ text }, "prompt") };
+  const gen = { ...settings, ids: ctx.prompt({ text }, "prompt", ctx.truncatePrompts) };
   const base = {
     id: ctx.nextId("cmpl"),
     object: "text_completion",
@@ -111,6 +111,7 @@ async function chatCompletions(ctx: ServeContext, request: Request, abort: Abort
   const ids = ctx.prompt(
     { messages: body.messages.map(messageText), enableThinking: thinking },
     "messages",
+    ctx.truncatePrompts,
   );
   const gen = { ...settings, ids };
   const base = {
