@@ -22,6 +22,7 @@ export { orderStages, planPipeline } from "./runner/plan.ts";
 export type { PlannedStep, Selection } from "./runner/plan.ts";
 export { formatPlan, formatSummary, runPipeline } from "./runner/run.ts";
 export type { RunOptions, RunReport, StepReport } from "./runner/run.ts";
+export type { StageHoldings } from "./runner/interrupt.ts";
 export { ArtifactCache, writeFileAtomic } from "./runner/cache.ts";
 export { PipelineError, StageFailedError } from "./runner/errors.ts";
 export { createLogger, createProgress } from "./runner/progress.ts";

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { WEIGHTS_FILE } from "../llm/model/weights_io.ts";
-import { fileDigest, startServer } from "../server/app.ts";
+import { fileDigest, type RunningServer, startServer } from "../server/app.ts";
 import {
   checkCommonFlags,
   COMMON_OPTIONS,
@@ -19,6 +19,7 @@ import {
   UsageError,
 } from "./common.ts";
 import { isGpt2Size } from "../llm/model/gpt2_sizes.ts";
+import { ensureCanListen, listenProblem } from "./listen.ts";
 
 const USAGE = `usage: deno task serve --model M [options]
 
@@ -98,6 +99,8 @@ async function main(args: string[]): Promise<void> {
     if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the variable is not set or empty`);
   }
 
+  // A busy port fails now, not after the model has loaded.
+  ensureCanListen(values.host, port);
   const { dir, model, tokenizer, chat, family, vocabLimit } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
@@ -106,25 +109,32 @@ async function main(args: string[]): Promise<void> {
     .find((path) => existsSync(path));
   const digest = weights ? await fileDigest(weights) : undefined;
   const stop = new AbortController();
-  const { url, server } = startServer({
-    model,
-    tokenizer,
-    chat,
-    family,
-    vocabLimit,
-    enableThinking: thinking === undefined ? undefined : thinking === "on",
-    modelName,
-    digest,
-    apiKey,
-    maxBodyBytes,
-    defaultMaxTokens,
-    streamTurnMs,
-    truncatePrompts: values["truncate-prompts"],
-    hostname: values.host,
-    port,
-    signal: stop.signal,
-    log: (line) => console.error(line),
-  });
+  let running: RunningServer;
+  try {
+    running = startServer({
+      model,
+      tokenizer,
+      chat,
+      family,
+      vocabLimit,
+      enableThinking: thinking === undefined ? undefined : thinking === "on",
+      modelName,
+      digest,
+      apiKey,
+      maxBodyBytes,
+      defaultMaxTokens,
+      streamTurnMs,
+      truncatePrompts: values["truncate-prompts"],
+      hostname: values.host,
+      port,
+      signal: stop.signal,
+      log: (line) => console.error(line),
+    });
+  } catch (error) {
+    model.dispose();
+    throw new Error(listenProblem(error, values.host, port)); // taken since the check
+  }
+  const { url, server } = running;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
   }

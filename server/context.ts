@@ -4,8 +4,9 @@
  * model, and its prompt built (server/prompt.ts) and checked, each error a {@link RequestError}
  * naming the field.
  */
-import type { GenerationRequest } from "./generation.ts";
-import type { PromptInput } from "./prompt.ts";
+import type { ChatMessage } from "../llm/chat/format.ts";
+import { fitPrompt, type GenerationRequest } from "./generation.ts";
+import { type PromptInput, promptText } from "./prompt.ts";
 import { RequestError } from "./requests.ts";
 import type { ServedModel } from "./served_model.ts";
 
@@ -108,21 +109,22 @@ export class ServeContext {
   /**
    * The prompt ids of `input`, a chat with the server's `enable_thinking` default unless the
    * request said; a problem is a 400 naming `param`. A prompt longer than the context is
-   * refused (400 naming both counts) unless `truncate` (Ollama's endpoints, as Ollama does):
-   * then generation sees its last context-length tokens, as the book's `generate` crops.
+   * refused (400 naming both counts) unless `truncate` (Ollama's endpoints, as Ollama does;
+   * OpenAI's with `truncatePrompts`): then a text keeps its end, a conversation loses its
+   * oldest messages (never the system's nor the last), and generation sees the last
+   * context-length tokens, as the book's `generate` crops. A long prompt is counted from its
+   * end a slice at a time with event-loop turns between ({@link fitPrompt}), before it is
+   * encoded whole, so other requests are answered meanwhile.
    */
-  prompt(input: PromptInput, param: string, truncate = false): number[] {
-    const withDefaults: PromptInput = "messages" in input && input.enableThinking === undefined &&
-        this.enableThinking !== undefined
-      ? { ...input, enableThinking: this.enableThinking }
-      : input;
+  async prompt(input: PromptInput, param: string, truncate = false): Promise<number[]> {
+    const context = this.served.contextLength;
     let ids: number[];
     try {
-      ids = this.served.prompt(withDefaults);
+      const fitted = await this.#fit(this.#withDefaults(input), truncate);
+      ids = this.served.prompt(fitted);
     } catch (error) {
       throw new RequestError(`${param}: ${(error as Error).message}`, param);
     }
-    const context = this.served.contextLength;
     if (ids.length > context && !truncate) {
       throw new RequestError(
         `${param}: the prompt has ${ids.length.toLocaleString("en")} tokens, more than the ` +
@@ -133,4 +135,40 @@ export class ServeContext {
     this.onPrompt?.(ids);
     return ids;
   }
+
+  #withDefaults(input: PromptInput): PromptInput {
+    if (!("messages" in input) || input.enableThinking !== undefined) return input;
+    if (this.enableThinking === undefined) return input;
+    return { ...input, enableThinking: this.enableThinking };
+  }
+
+  /** `input` cut to what the context can hold, or a RangeError when it cannot be cut. */
+  async #fit(input: PromptInput, truncate: boolean): Promise<PromptInput> {
+    const { tokenizer, chat, contextLength } = this.served;
+    if ("text" in input) {
+      return { text: await fitPrompt(tokenizer, input.text, contextLength, truncate) };
+    }
+    let messages = input.messages;
+    for (;;) {
+      const text = promptText(chat, { ...input, messages });
+      const fitted = await fitPrompt(tokenizer, text, contextLength, truncate);
+      if (fitted.length === text.length) return { ...input, messages };
+      const fewer = withoutOldest(messages);
+      if (!fewer) return { ...input, messages }; // generation keeps the end of what is left
+      messages = fewer;
+    }
+  }
+}
+
+/**
+ * `messages` without the oldest one that is neither a system message nor the last (and
+ * without the replies that would then open the conversation); undefined when none can go.
+ */
+function withoutOldest(messages: readonly ChatMessage[]): ChatMessage[] | undefined {
+  const first = messages.findIndex((m) => m.role !== "system");
+  if (first < 0 || first >= messages.length - 1) return undefined;
+  const rest = [...messages];
+  rest.splice(first, 1);
+  while (rest[first]?.role === "assistant" && first < rest.length - 1) rest.splice(first, 1);
+  return rest;
 }

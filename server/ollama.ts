@@ -179,7 +179,7 @@ async function reply(
     stop: o.stop,
   }, "options.num_predict");
   // As Ollama does, a prompt longer than the context keeps its end (see ServeContext.prompt).
-  const gen = { ...settings, ids: ctx.prompt(input, promptParam, true) };
+  const gen = { ...settings, ids: await ctx.prompt(input, promptParam, true) };
   const t0 = performance.now();
   const final = (done: GenerationResult) => ({
     model: ctx.modelName,

@@ -70,7 +70,7 @@ async function completions(ctx: ServeContext, request: Request, abort: AbortCont
     sampling(body),
     body.max_tokens ? "max_tokens" : "max_completion_tokens",
   );
-  const gen = { ...settings, ids: ctx.prompt({ text }, "prompt", ctx.truncatePrompts) };
+  const gen = { ...settings, ids: await ctx.prompt({ text }, "prompt", ctx.truncatePrompts) };
   const base = {
     id: ctx.nextId("cmpl"),
     object: "text_completion",
@@ -108,7 +108,7 @@ async function chatCompletions(ctx: ServeContext, request: Request, abort: Abort
     body.max_tokens ? "max_tokens" : "max_completion_tokens",
   );
   const thinking = body.chat_template_kwargs?.enable_thinking ?? undefined;
-  const ids = ctx.prompt(
+  const ids = await ctx.prompt(
     { messages: body.messages.map(messageText), enableThinking: thinking },
     "messages",
     ctx.truncatePrompts,

@@ -54,7 +54,13 @@ import {
   runParams,
 } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { type InstructionsArtifact, openInstructionsArtifact } from "./instructions.ts";
+import {
+  describeSplit,
+  type InstructionsArtifact,
+  type InstructionsParams,
+  leavesValidation,
+  openInstructionsArtifact,
+} from "./instructions.ts";
 
 const commonShape = {
   from: z.string().optional().describe(
@@ -196,8 +202,8 @@ async function loaders(
   }
   if (val.numBatches === 0) {
     throw new Error(
-      `${ctx.name}: the instructions artifact has no validation entries (split "workshop" has ` +
-        `none): use split "book" or fractions that leave some`,
+      `${ctx.name}: the instructions artifact has no validation entries: use split "book" or ` +
+        `fractions {train, test} that leave some`,
     );
   }
   return { train, val };
@@ -218,6 +224,18 @@ function defineFinetune<P extends AnyFinetuneParams>(
     requires: ["instructions"],
     headline: ["train_loss", "val_loss", "trainable_parameters", "tokens_per_second"],
     cadenceParams: ["checkpoint_minutes", "checkpoint_every"],
+    producesModel: true,
+    // Fine-tuning reports a validation loss: a split that leaves no validation part fails here,
+    // before anything runs, naming the split the user chose.
+    checkUpstream: (_p, upstream) =>
+      upstream.filter((s) => s.direct && s.type === "instructions").flatMap((s) => {
+        const split = (s.params as InstructionsParams).split;
+        return leavesValidation(split) ? [] : [{
+          message: `the instructions stage "${s.name}" splits with ${describeSplit(split)}, ` +
+            `which leaves no validation part (fine-tuning reports a validation loss): use ` +
+            `split "book" or fractions {train, test} that sum to less than 1`,
+        }];
+      }),
     async run(ctx: StageContext<P>) {
       const p: AnyFinetuneParams = ctx.params;
       await useEngine(ctx);

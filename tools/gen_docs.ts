@@ -93,7 +93,11 @@ and listed). With two response fields it also asks which answer is better, in bo
 (AlpacaEval style). The API key is read from \`api_key_env\` and never written anywhere. Writes
 \`scores.jsonl\`, \`judge.json\` (per field: scored/total, mean, standard error, histogram, the
 judge's model and digest), \`histogram-<field>.svg\` and \`pairwise.json\`. Answers are kept in
-the progress folder as they arrive, so an interrupted run asks only the rest.`,
+the progress folder as they arrive, so an interrupted run asks only the rest. \`concurrency\`,
+\`timeout_s\` and \`retries\` are not part of the cache key (changing them reuses the scores);
+the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
+digest of the judge's weights is looked up when judging and recorded (a run says so when it
+could not be); answers of other weights under the same model name are asked again.`,
   "report": `
 One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
 reads the artifacts of the stages listed under \`needs\` and recognises them by their files:
