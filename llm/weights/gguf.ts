@@ -88,6 +88,16 @@ export type GgufArray =
   | { type: "array"; itemType: "string"; value: string[] }
   | { type: "array"; itemType: "array"; value: GgufArray[] };
 
+/** An array value of one item type. */
+function ggufArray(itemType: GgufNumberType, value: number[]): GgufArray;
+function ggufArray(itemType: GgufBigIntType, value: bigint[]): GgufArray;
+function ggufArray(itemType: "bool", value: boolean[]): GgufArray;
+function ggufArray(itemType: "string", value: string[]): GgufArray;
+function ggufArray(itemType: "array", value: GgufArray[]): GgufArray;
+function ggufArray(itemType: GgufArray["itemType"], value: unknown[]): GgufArray {
+  return { type: "array", itemType, value } as GgufArray;
+}
+
 /** Shorthands for typed values: `gguf.u32(4)`, `gguf.str("llama")`, `gguf.arr("string", [...])`. */
 export const gguf = {
   u8: (value: number): GgufValue => ({ type: "uint8", value }),
@@ -102,10 +112,7 @@ export const gguf = {
   i64: (value: bigint): GgufValue => ({ type: "int64", value }),
   bool: (value: boolean): GgufValue => ({ type: "bool", value }),
   str: (value: string): GgufValue => ({ type: "string", value }),
-  arr: <T extends GgufArray["itemType"]>(
-    itemType: T,
-    value: Extract<GgufArray, { itemType: T }>["value"],
-  ): GgufArray => ({ type: "array", itemType, value } as GgufArray),
+  arr: ggufArray,
 };
 
 /** Integer ranges of the fixed-width number types. */
@@ -367,7 +374,8 @@ class ByteWriter {
     this.#view.setFloat64(p, v, true);
   }
   u64(v: bigint | number) {
-    this.#view.setBigUint64(this.at(8), BigInt(v), true);
+    const p = this.at(8);
+    this.#view.setBigUint64(p, BigInt(v), true);
   }
   i64(v: bigint) {
     const p = this.at(8);

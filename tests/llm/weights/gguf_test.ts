@@ -8,6 +8,7 @@ import { join } from "node:path";
 import {
   encodeTensor,
   type GgmlType,
+  gguf,
   GgufError,
   type GgufTensorSource,
   type GgufValue,
@@ -92,6 +93,8 @@ Deno.test("gguf: what the writer wrote reads back exactly (alignment 64, 3-D, ev
       ["general.alignment", { type: "uint32", value: 64 }],
       ["a.list", { type: "array", itemType: "uint64", value: [1n, 2n ** 64n - 1n] }],
       ["a.bools", { type: "array", itemType: "bool", value: [true, false] }],
+      // A header far larger than the writer's first buffer and the reader's first read.
+      ["a.tokens", gguf.arr("string", Array.from({ length: 200_000 }, (_, i) => `tok${i}`))],
     ];
     const types: GgmlType[] = ["F32", "F16", "BF16", "Q8_0"];
     await writeGguf(path, {
