@@ -47,7 +47,7 @@ export type GgufArchitecture = typeof GGUF_ARCHITECTURES[number];
 export interface ExportGgufOptions {
   /** Storage of the weight matrices; default "f32". */
   dtype?: GgufDtype;
-  /** `general.name`; default the architecture. */
+  /** `general.name`; default "groundup". */
   name?: string;
   /** Called after each tensor is written (index, GGUF name, count). */
   onTensor?: (index: number, name: string, count: number) => void;
@@ -416,7 +416,9 @@ export function ggufContent(
   }
   const metadata: [string, GgufValue][] = [
     ["general.architecture", gguf.str(arch)],
-    ["general.name", gguf.str(options.name ?? arch)],
+    // Not the architecture: llama.cpp special-cases tokens by name (a name with "phi3" needs
+    // Phi-3's "</s>" in the vocabulary).
+    ["general.name", gguf.str(options.name ?? "groundup")],
     ["general.file_type", gguf.u32(FILE_TYPE[dtype])],
     ...(dtype === "q8_0"
       ? [["general.quantization_version", gguf.u32(2)] as [string, GgufValue]]

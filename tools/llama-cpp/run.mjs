@@ -25,6 +25,11 @@ const context = await model.createContext({
   contextSize: request.contextSize ?? 256,
   threads: request.threads ?? 2,
   seed: 0,
+  // Full-precision attention: llama.cpp's default F16 key/value cache rounds every cached key
+  // and value (probabilities then differ from a float32 model's by ~1e-3).
+  flashAttention: false,
+  experimentalKvCacheKeyType: "F32",
+  experimentalKvCacheValueType: "F32",
 });
 answer.top = [];
 for (const { ids, maxTokens } of request.generate ?? []) {
