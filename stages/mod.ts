@@ -5,6 +5,7 @@
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
 import { evaluateStage } from "./evaluate.ts";
+import { exportStage } from "./export.ts";
 import { finetuneStage, loraFinetuneStage } from "./finetune.ts";
 import { instructionsStage } from "./instructions.ts";
 import { generateStage } from "./generate.ts";
@@ -29,12 +30,14 @@ export function builtinStages(): StageRegistry {
     .register(generateStage)
     .register(evaluateStage)
     .register(judgeStage)
-    .register(reportStage);
+    .register(reportStage)
+    .register(exportStage);
 }
 
 export {
   dataloaderStage,
   evaluateStage,
+  exportStage,
   finetuneStage,
   generateStage,
   instructionsStage,

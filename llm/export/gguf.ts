@@ -55,10 +55,15 @@ export interface ExportGgufOptions {
 
 /** What was written. */
 export interface GgufExportSummary {
+  /** The GGUF file. */
   path: string;
+  /** `general.architecture`. */
   architecture: GgufArchitecture;
+  /** The weights' storage. */
   dtype: GgufDtype;
+  /** Tensors written. */
   tensors: number;
+  /** File size. */
   bytes: number;
 }
 

@@ -40,14 +40,18 @@ export interface GgufVocabulary {
   merges?: string[];
   /** Per-token scores (model "llama"). */
   scores?: number[];
+  /** Beginning-of-sequence id. */
   bosId?: number;
+  /** End-of-sequence id. */
   eosId?: number;
   /**
    * Other ids that end generation (Llama 3 Instruct's <|eot_id|>): not written (llama.cpp finds
    * end-of-generation tokens by their text), but the Modelfile's stop words come from them.
    */
   extraEosIds?: number[];
+  /** The unknown token (SentencePiece-style vocabularies). */
   unknownId?: number;
+  /** The padding token. */
   padId?: number;
   /** Whether llama.cpp adds BOS in front of every text (Llama 3.1/3.2, Gemma 3). */
   addBos: boolean;
@@ -175,6 +179,7 @@ const KNOWN_SPLIT_PATTERNS: [string, string][] = [
   ],
 ];
 
+/** A parsed JSON object (tokenizer.json, tokenizer_config.json). */
 type Json = Record<string, unknown>;
 
 /** Every pre-tokenizer step of tokenizer.json, Sequences flattened. */
@@ -245,8 +250,11 @@ function chatTemplateOf(config: Json): string | undefined {
 
 /** What an HF tokenizer adds to {@link hfVocabulary}'s file contents. */
 export interface HfVocabularyIds {
+  /** Beginning-of-sequence id. */
   bosId?: number;
+  /** Every end-of-sequence id. */
   eosIds: ReadonlySet<number>;
+  /** The main end-of-sequence id (eos_token). */
   endOfTextId?: number;
   /** Ids the tokenizer puts before every text (BOS for Llama 3.1/3.2, Gemma 3). */
   prefixIds: readonly number[];
@@ -259,8 +267,8 @@ export interface HfVocabularyIds {
  * SentencePiece-derived file) becomes model "llama" with scores from the merge order.
  */
 export function hfVocabulary(
-  json: Json,
-  config: Json,
+  json: Record<string, unknown>,
+  config: Record<string, unknown>,
   ids: HfVocabularyIds,
   vocabSize: number,
   source: string,

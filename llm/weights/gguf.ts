@@ -591,9 +591,11 @@ export async function writeGguf(
 
 /** One tensor as the header describes it. */
 export interface GgufTensorInfo {
+  /** The tensor's name in the file. */
   name: string;
   /** Dimensions, outermost first (the reverse of the file's order). */
   shape: number[];
+  /** How its values are stored. */
   type: GgmlType;
   /** Byte offset relative to the data section. */
   offset: number;
@@ -605,11 +607,13 @@ export interface GgufTensorInfo {
 export interface GgufHeader {
   /** The file (or "<memory>"), for error messages. */
   source: string;
+  /** The format version (3; 2 is read too). */
   version: number;
   /** Key/value pairs in file order. */
   metadata: Map<string, GgufValue>;
   /** Tensors in file order. */
   tensors: Map<string, GgufTensorInfo>;
+  /** `general.alignment`, or 32. */
   alignment: number;
   /** Absolute byte offset of the data section. */
   dataStart: number;
@@ -865,11 +869,13 @@ export function readGguf(bytes: Uint8Array, source = "<memory>"): GgufHeader & {
 
 /** An open GGUF file: the header, and tensors read one at a time. Close it (`using`). */
 export interface GgufReader extends Disposable {
+  /** The parsed header. */
   header: GgufHeader;
   /** The stored bytes of one tensor. */
   readRaw(name: string): Promise<Uint8Array>;
   /** One tensor's values as float32 (dequantized). */
   read(name: string): Promise<Float32Array>;
+  /** Closes the file. */
   close(): void;
 }
 

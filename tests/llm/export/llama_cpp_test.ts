@@ -5,7 +5,7 @@
  *
  * node-llama-cpp is a native Node addon: tools/llama-cpp/run.mjs runs it under Node, this test
  * spawns it. Install it once with `npm install --prefix tools/llama-cpp` (.ci/run does); without
- * it these tests are ignored, saying so.
+ * it these tests are ignored, saying so (in CI, CI=true, they fail instead).
  *
  * Models: a random GPT-2 with the real GPT-2 tokenizer (text in, text tokenized by both), every
  * HF parity fixture (tests/fixtures/hf: Llama 3 with rope scaling, SmolLM2, Qwen3, Gemma 3,
@@ -37,6 +37,8 @@ const RUNNER = join(REPO_ROOT, "tools", "llama-cpp", "run.mjs");
 const INSTALLED = existsSync(
   join(REPO_ROOT, "tools", "llama-cpp", "node_modules", "node-llama-cpp", "package.json"),
 );
+/** In CI (.ci/run installs it) a missing llama.cpp is a failure, not a skipped check. */
+const SKIP = !INSTALLED && Deno.env.get("CI") !== "true";
 if (!INSTALLED) {
   console.warn(
     "llama_cpp_test: node-llama-cpp is not installed; run `npm install --prefix tools/llama-cpp`",
@@ -53,6 +55,7 @@ interface LlamaAnswer {
 
 /** Runs tools/llama-cpp/run.mjs on a request; fails with its stderr. */
 async function llamaCpp(dir: string, request: Record<string, unknown>): Promise<LlamaAnswer> {
+  assert.ok(INSTALLED, "node-llama-cpp is not installed: npm install --prefix tools/llama-cpp");
   const requestPath = join(dir, "request.json");
   await Deno.writeTextFile(requestPath, JSON.stringify(request));
   const out = await new Deno.Command("node", { args: [RUNNER, requestPath] }).output();
@@ -139,7 +142,7 @@ async function sharpen(model: GPTModel, factor: number): Promise<void> {
 
 Deno.test({
   name: "llama.cpp: a GPT-2 GGUF tokenizes as we do and generates our greedy tokens",
-  ignore: !INSTALLED,
+  ignore: SKIP,
   async fn() {
     await withTempDir(async (dir) => {
       const config: GPTConfig = {
@@ -185,7 +188,7 @@ for (
 ) {
   Deno.test({
     name: `llama.cpp: the ${fixture} fixture's GGUF generates our greedy tokens`,
-    ignore: !INSTALLED,
+    ignore: SKIP,
     async fn() {
       const dir = localFixture("hf", fixture);
       const expected = JSON.parse(
@@ -210,7 +213,7 @@ for (
 for (const name of ["llama3", "qwen3"] as const) {
   Deno.test({
     name: `llama.cpp: a ${name} GGUF with the real ${name} tokenizer tokenizes as we do`,
-    ignore: !INSTALLED,
+    ignore: SKIP,
     async fn() {
       const tokenizer = await lenmlTokenizer(name);
       const vocabSize = name === "llama3" ? 128256 : 151936;
