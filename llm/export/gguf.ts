@@ -31,7 +31,8 @@ import {
   type GgufValue,
   writeGguf,
 } from "../weights/gguf.ts";
-import { type GgufVocabulary, vocabularyMetadata } from "./vocab.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
+import { type GgufVocabulary, ggufVocabularyOf, vocabularyMetadata } from "./vocab.ts";
 
 /** The weight types an export can ask for. */
 export const GGUF_DTYPES = ["f32", "f16", "q8_0"] as const;
@@ -441,15 +442,21 @@ export function ggufContent(
 }
 
 /**
- * Writes `model` with `vocabulary` as one GGUF file at `path` (streamed; the file appears only
- * when complete). See {@link ggufVocabularyOf} for a vocabulary from a tokenizer.
+ * Writes `model` as one GGUF file at `path` (streamed; the file appears only when complete). The
+ * tokenizer goes into the metadata: pass our Tokenizer (GPT-2's or a Hugging Face one) or a
+ * ready {@link GgufVocabulary}.
+ *
+ *   await exportGguf(model, tokenizer, "model.gguf", { dtype: "q8_0" });
  */
 export async function exportGguf(
   model: GPTModel,
-  vocabulary: GgufVocabulary,
+  tokenizer: Tokenizer | GgufVocabulary,
   path: string,
   options: ExportGgufOptions = {},
 ): Promise<GgufExportSummary> {
+  const vocabulary = "tokenTypes" in tokenizer
+    ? tokenizer
+    : await ggufVocabularyOf(tokenizer, model.config.vocab_size);
   const { architecture, metadata, tensors } = ggufContent(model, vocabulary, options);
   await writeGguf(path, { metadata, tensors }, (index, name) => {
     options.onTensor?.(index, name, tensors.length);

@@ -172,6 +172,10 @@ Deno.test("gguf export: the Modelfile, and an existing target refused untouched"
       // The book's model has no QKV biases; llama.cpp's gpt2 needs them: zeros.
       assert.ok((await file.read("blk.0.attn_qkv.bias")).every((x) => x === 0));
       assert.equal(file.header.tensors.get("blk.0.attn_qkv.weight")!.type, "F16");
+      // A tokenizer works as well as a vocabulary: the same bytes.
+      const viaTokenizer = join(dir, "via-tokenizer.gguf");
+      await exportGguf(model, new Gpt2Tokenizer(), viaTokenizer, { dtype: "f16" });
+      assert.deepEqual(await Deno.readFile(viaTokenizer), await Deno.readFile(path));
       const before = await Deno.readFile(path);
       await assert.rejects(
         exportGgufWithModelfile(source, path),
