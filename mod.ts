@@ -43,6 +43,7 @@ export {
   dataloaderStage,
   dpoStage,
   evaluateStage,
+  exportStage,
   finetuneStage,
   generateStage,
   instructionsStage,
@@ -196,6 +197,57 @@ export type {
   TrainingPosition,
 } from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
+export {
+  GGML_TYPES,
+  gguf,
+  GgufError,
+  ggufPlain,
+  openGguf,
+  quantizeQ8_0,
+  readGguf,
+  writeGguf,
+} from "./llm/weights/gguf.ts";
+export type {
+  GgmlType,
+  GgufArray,
+  GgufBigIntType,
+  GgufContent,
+  GgufHeader,
+  GgufNumberType,
+  GgufReader,
+  GgufTensorInfo,
+  GgufTensorSource,
+  GgufValue,
+} from "./llm/weights/gguf.ts";
+// Export: GGUF (llama.cpp, Ollama) and Hugging Face folders
+export {
+  EXPORT_FORMATS,
+  exportGguf,
+  exportGgufWithModelfile,
+  exportHf,
+  GGUF_ARCHITECTURES,
+  GGUF_DTYPES,
+  ggufArchitecture,
+  ggufContent,
+  GgufExportError,
+  ggufVocabularyOf,
+  gpt2Vocabulary,
+  hfConfigOf,
+  hfVocabulary,
+  modelfileText,
+  openExportSource,
+} from "./llm/export/mod.ts";
+export type {
+  ExportFormat,
+  ExportGgufOptions,
+  ExportHfOptions,
+  ExportSource,
+  GgufArchitecture,
+  GgufDtype,
+  GgufExportSummary,
+  GgufVocabulary,
+  HfVocabularyIds,
+} from "./llm/export/mod.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
 export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
 export {

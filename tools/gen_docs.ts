@@ -98,6 +98,14 @@ the progress folder as they arrive, so an interrupted run asks only the rest. \`
 the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
 digest of the judge's weights is looked up when judging and recorded (a run says so when it
 could not be); answers of other weights under the same model name are asked again.`,
+  "export": `
+Takes the model of the stage under \`needs\` (ours or a Hugging Face folder) out to other tools.
+\`format: gguf\` writes \`model.gguf\` (llama.cpp's architectures gpt2, llama, qwen3, gemma3, phi3,
+phi2; the tokenizer and chat template in its metadata; weight matrices as \`dtype\`) and an Ollama
+\`Modelfile\` (\`ollama create NAME -f Modelfile\`); a model llama.cpp has no architecture for is
+refused before anything is written. \`format: hf\` makes the artifact a Hugging Face folder
+(\`config.json\`, \`model.safetensors\` with HF names, tokenizer files, \`generation_config.json\`)
+for transformers, vLLM, LitGPT and torchtune. See docs/scale.md.`,
   "report": `
 One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
 reads the artifacts of the stages listed under \`needs\` and recognises them by their files:
