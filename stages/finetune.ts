@@ -41,7 +41,7 @@ import {
 } from "../llm/train/checkpoint.ts";
 import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
 import { type TrainingState, trainModel } from "../llm/train/loop.ts";
-import { checkpointSchedule, inputOfType, modelInput, runParams } from "./common.ts";
+import { checkpointSchedule, inputOfType, runParams, trainableModelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { type InstructionsArtifact, openInstructionsArtifact } from "./instructions.ts";
 
@@ -198,7 +198,7 @@ function defineFinetune<P extends AnyFinetuneParams>(
     async run(ctx: StageContext<P>) {
       const p: AnyFinetuneParams = ctx.params;
       await useEngine(ctx);
-      const base = modelInput(ctx, p.from);
+      const base = trainableModelInput(ctx, p.from);
       const dataArtifact = inputOfType(ctx, "instructions");
       const data = await openInstructionsArtifact(dataArtifact.dir);
       const { tokenizer, template } = data;
