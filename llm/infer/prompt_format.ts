@@ -17,7 +17,9 @@ import { readModelTemplate } from "./model_folder.ts";
 
 /** An instruction: what the user asks, and its input (the book's entries). */
 export interface InstructionFields {
+  /** The task, or a plain prompt. */
   instruction: string;
+  /** Its input, if any ("" and absent both mean none). */
   input?: string;
 }
 
