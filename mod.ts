@@ -279,6 +279,11 @@ export type {
   WeightRule,
 } from "./llm/families/mod.ts";
 export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
+export { expectedStateShapes } from "./llm/families/state_shapes.ts";
+export { writeRandomHfModel } from "./llm/families/random_model.ts";
+export type { RandomHfModelOptions } from "./llm/families/random_model.ts";
+export { checkHfFolder } from "./llm/infer/check_hf_folder.ts";
+export type { HfFolderReport } from "./llm/infer/check_hf_folder.ts";
 
 // Inference
 export { complete } from "./llm/infer/complete.ts";
@@ -292,6 +297,20 @@ export {
 export { readTokenizerFolder, TOKENIZER_SPEC_FILE } from "./llm/tokenizer/files.ts";
 export { openModelFolder } from "./llm/infer/open_model.ts";
 export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model.ts";
+export {
+  answerOf,
+  chatAnswer,
+  formatPrompt,
+  instructionMessage,
+  promptFormatFor,
+  stopIdsFor,
+} from "./llm/infer/prompt_format.ts";
+export type {
+  ChatPromptOptions,
+  FormattedPrompt,
+  InstructionFields,
+  PromptFormat,
+} from "./llm/infer/prompt_format.ts";
 
 // Chat formats: the model's Jinja chat_template, our instruction templates, or none
 export {

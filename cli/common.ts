@@ -24,10 +24,11 @@ import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
 import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { type PromptFormat, promptFormatFor, stopIdsFor } from "../llm/infer/prompt_format.ts";
 import type { PromptTemplate } from "../llm/data/instructions.ts";
 import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
 import { isHfModelFolder } from "../llm/families/load.ts";
-import { openModelFolder } from "../llm/infer/open_model.ts";
+import { type OpenedModelFolder, openModelFolder } from "../llm/infer/open_model.ts";
 import {
   CHAT_TEMPLATE_CHOICES,
   type ChatFormat,
@@ -48,7 +49,8 @@ export const MODEL_USAGE =
                        Hub repository (Qwen/Qwen3-0.6B[@revision]); downloaded (and
                        converted) on first use, then cached
   --source S           where a size comes from: openai (default) | hf
-  --template T         auto (default: the template a model was instruction-tuned with) | none | alpaca | phi3
+  --template T         auto (default: the template a model was instruction-tuned with, else an
+                       open model's chat template) | chat | none | alpaca | phi3
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
   --cache-dir DIR      artifact cache (default .groundup, or GROUNDUP_CACHE_DIR)
   --mirror DIR         local folder consulted before any download (or GROUNDUP_MIRROR)`;
@@ -58,7 +60,8 @@ export const SAMPLING_USAGE = `  --max-new-tokens N   tokens to generate at most
   --top-k K            sample only among the K most likely tokens
   --top-p P            sample only among the most likely tokens whose probability sums to P
   --seed N             sampling seed (default 123)
-  --stop-token ID      stop at this token id (default: end of text, 50256), or "none"`;
+  --stop-token ID      stop at this token id only (default: the model's end ids: end of text,
+                       50256 for GPT-2, and a chat template's end of turn), or "none"`;
 
 /** parseArgs options for the flags above. */
 export const COMMON_OPTIONS = {
@@ -238,10 +241,8 @@ export async function resolveModelFolder(values: FlagValues): Promise<string> {
   );
 }
 
-export interface OpenedModel {
-  dir: string;
-  model: GPTModel;
-  tokenizer: Tokenizer;
+/** A model `--model` named, opened with what it takes to prompt it. */
+export interface OpenedModel extends OpenedModelFolder {
   /**
    * An instruction template applies (by `--template`, or because the model was
    * instruction-tuned): `template` says which.
@@ -258,6 +259,13 @@ export interface OpenedModel {
   family: string;
   /** Ids the model may emit: the tokenizer's, when the embedding has padding rows beyond them. */
   vocabLimit: number;
+  /**
+   * How prompts are formatted (`--template`; auto: a fine-tune's template, else an open model's
+   * chat template, else its family's prompt style, else none).
+   */
+  format: PromptFormat;
+  /** The ids that end an answer in `format` (end of text; a chat's end of turn). */
+  stopIds: Set<number>;
 }
 
 /**
@@ -343,19 +351,26 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   await initEngine({ backend: values.backend as BackendChoice });
   // Ours or Hugging Face's: the model, its tokenizer and its own chat format.
   const opened = await openModelFolder(dir);
-  const { model, tokenizer, family, vocabLimit } = opened;
-  const chat = chooseChatFormat(values.template as ChatTemplateChoice, opened.chat, tokenizer);
-  const template = chat.template;
-  return {
-    dir,
-    model,
-    tokenizer,
-    alpaca: template !== undefined,
-    template,
-    chat,
-    family,
-    vocabLimit,
-  };
+  try {
+    const chat = chooseChatFormat(
+      values.template as ChatTemplateChoice,
+      opened.chat,
+      opened.tokenizer,
+    );
+    const format = await promptFormatFor(opened, String(values.template));
+    const template = format.kind === "template" ? format.template : undefined;
+    return {
+      ...opened,
+      chat,
+      alpaca: template !== undefined,
+      template,
+      format,
+      stopIds: stopIdsFor(opened, format),
+    };
+  } catch (error) {
+    opened.model.dispose();
+    throw error;
+  }
 }
 
 const encoder = new TextEncoder();

@@ -37,10 +37,10 @@ export async function chatFormatFor(dir: string, tokenizer: Tokenizer): Promise<
 
 /**
  * How a user may pick the chat format (`--template`, the page's chat): `auto` is the model's own
- * ({@link chatFormatFor}), `none` continues plain text, `alpaca` and `phi3` are our instruction
+ * ({@link chatFormatFor}), `chat` insists on its Jinja chat template, `none` continues plain text, `alpaca` and `phi3` are our instruction
  * templates. The one list of these names: flags, requests and the page read it.
  */
-export const CHAT_TEMPLATE_CHOICES = ["auto", "none", "alpaca", "phi3"] as const;
+export const CHAT_TEMPLATE_CHOICES = ["auto", "chat", "none", "alpaca", "phi3"] as const;
 
 /** One of {@link CHAT_TEMPLATE_CHOICES}. */
 export type ChatTemplateChoice = typeof CHAT_TEMPLATE_CHOICES[number];
@@ -57,6 +57,14 @@ export function chooseChatFormat(
   tokenizer: Tokenizer,
 ): ChatFormat {
   if (choice === "auto") return own;
+  if (choice === "chat") {
+    if (own.name !== "jinja") {
+      throw new Error(
+        `--template chat: this model has no chat template of its own (${own.source})`,
+      );
+    }
+    return own;
+  }
   if (choice === "none") return plainChatFormat(tokenizer);
   return instructionChatFormat(promptTemplate(choice), tokenizer);
 }
