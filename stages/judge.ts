@@ -207,7 +207,7 @@ export const judgeStage: StageDefinition = defineStage({
   type: "judge",
   version: "1",
   description:
-    "Score responses 0–100 with an LLM judge (Ollama/OpenAI API or a local model); pairwise preference",
+    "Score responses 0–100 with an LLM judge (a server or in-process); pairwise preference",
   params: JudgeParams,
   localFiles: (p, pipeline) => (p.responses ? [resolvePath(p.responses, pipeline.baseDir)] : []),
   headline: ["judge", "mean", "scored", "win_rate"],

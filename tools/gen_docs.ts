@@ -98,7 +98,16 @@ the progress folder as they arrive, so an interrupted run asks only the rest. \`
 \`timeout_s\` and \`retries\` are not part of the cache key (changing them reuses the scores);
 the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
 digest of the judge's weights is looked up when judging and recorded (a run says so when it
-could not be); answers of other weights under the same model name are asked again.`,
+could not be); answers of other weights under the same model name are asked again.
+
+\`api: local\` runs the judge model in this process (no server), as the workshop runs
+Llama-3-8B-Instruct in LitGPT: \`model:\` is a stage in \`needs\` that produced a model, or a
+Hub repository or catalog id fetched like \`load-hf-model\` (mirror, download cache, Hub at
+\`revision:\`). The prompt is the user message of the model's chat template, decoded greedily for
+at most \`max_new_tokens\` (50), \`concurrency\` prompts together; the same rules, ledger and
+pairwise as with a server. The key holds the upstream model's artifact key (or the repository and
+revision) and \`max_new_tokens\`; \`judge.json\` records where the model came from, its chat
+format and the sha256 of its weight files as the digest.`,
   "export": `
 Takes the model of the stage under \`needs\` (ours or a Hugging Face folder) out to other tools.
 \`format: gguf\` writes \`model.gguf\` (llama.cpp's architectures gpt2, llama, qwen3, gemma3, phi3,
