@@ -13,12 +13,11 @@ import { loadPipeline } from "../../runner/pipeline.ts";
 import { runPipeline } from "../../runner/run.ts";
 import { defineStage, StageRegistry } from "../../runner/stage.ts";
 import { judgeStage, RESPONSES_FILE } from "../../stages/judge.ts";
-import { writeRandomHfModel } from "../../llm/families/random_model.ts";
 import { sharedFixture, withTempDir } from "../fixtures.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { quietOutput, writePipeline } from "../runner/helpers.ts";
 import { withEnv } from "../datasets/fake_hub.ts";
-import { lenmlDir } from "../llm/tokenizer/hf_files.ts";
+import { writeTinyHfModel } from "./tiny_hf_model.ts";
 import { writeScriptedAnswerModel } from "../llm/eval/scripted_model.ts";
 
 await useCpuBackend();
@@ -141,31 +140,10 @@ stages:
   });
 });
 
-/** A tiny random Qwen3 as the mirror folder holds a Hub repository (`hf/<org>/<name>`). */
-async function writeMirrorQwen3(mirror: string, repo: string): Promise<string> {
-  const dir = join(mirror, "hf", repo);
-  await Deno.mkdir(dir, { recursive: true });
-  await writeRandomHfModel(dir, {
-    family: "qwen3",
-    tokenizerDir: lenmlDir("qwen3"),
-    vocabSize: 151_936,
-    bosTokenId: 151_643,
-    eosTokenIds: [151_645, 151_643],
-    hidden: 8,
-    layers: 1,
-    heads: 2,
-    kvHeads: 1,
-    headDim: 4,
-    intermediate: 16,
-    seed: 7,
-  });
-  return dir;
-}
-
 Deno.test("judge stage (api: local, a Hub repository through the mirror): a random Qwen3's replies are unscored and kept; Ctrl-C keeps the answers and the next run asks only the rest", async () => {
   await withTempDir(async (dir) => {
     const mirror = join(dir, "mirror");
-    const modelDir = await writeMirrorQwen3(mirror, "test-org/tiny-judge");
+    const modelDir = await writeTinyHfModel(join(mirror, "hf", "test-org", "tiny-judge"));
     await writeResponses(join(dir, "responses.json"), 8);
     const yaml = `name: j
 backend: cpu

@@ -13,13 +13,12 @@ import type { Judge } from "../../../llm/eval/judge_asker.ts";
 import { LocalJudge, weightsDigest } from "../../../llm/eval/judge_local.ts";
 import { runJudge } from "../../../llm/eval/judge_run.ts";
 import { pairwisePrompt } from "../../../llm/eval/pairwise.ts";
-import { writeRandomHfModel } from "../../../llm/families/random_model.ts";
 import { openModelFolder } from "../../../llm/infer/open_model.ts";
 import { generate } from "../../../llm/model/generate.ts";
 import { createTokenizer } from "../../../llm/tokenizer/mod.ts";
 import { sharedFixture, withTempDir } from "../../fixtures.ts";
 import { useCpuBackend } from "../model/tf_setup.ts";
-import { lenmlDir } from "../tokenizer/hf_files.ts";
+import { writeTinyHfModel } from "../../stages/tiny_hf_model.ts";
 import { chatReply, scriptedJudge } from "./scripted_judge.ts";
 import { writeScriptedAnswerModel } from "./scripted_model.ts";
 
@@ -37,25 +36,6 @@ function recording(judge: LocalJudge, seen: string[]): Judge {
     ask: (content, signal) => (seen.push(content), judge.ask(content, signal)),
     askEach: (contents, options) => (seen.push(...contents), judge.askEach(contents, options)),
   };
-}
-
-/** A tiny random Qwen3 in the Hub's layout (real tokenizer and chat template), 2048 context. */
-async function writeTinyQwen3(dir: string): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  await writeRandomHfModel(dir, {
-    family: "qwen3",
-    tokenizerDir: lenmlDir("qwen3"),
-    vocabSize: 151_936,
-    bosTokenId: 151_643,
-    eosTokenIds: [151_645, 151_643],
-    hidden: 8,
-    layers: 1,
-    heads: 2,
-    kvHeads: 1,
-    headDim: 4,
-    intermediate: 16,
-    seed: 7,
-  });
 }
 
 Deno.test("local judge (a model that writes 85 and stops): every entry 85, the same prompts a server judge gets", async () => {
@@ -146,7 +126,7 @@ Deno.test("local judge (a model that writes A): pairwise asks both orders and re
 Deno.test("local judge (a random Qwen3 through its chat template): replies unscored and kept, equal to one-by-one greedy decoding, whatever the rows decoded together", async () => {
   const entries = (await readResponses(RESPONSES)).slice(0, 5);
   await withTempDir(async (dir) => {
-    await writeTinyQwen3(dir);
+    await writeTinyHfModel(dir);
     const opened = await openModelFolder(dir);
     const local = new LocalJudge(opened, { name: "random-qwen3", maxNewTokens: 6 });
     try {
