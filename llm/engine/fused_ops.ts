@@ -240,6 +240,22 @@ export function fusedOpsUseSimd(): boolean {
   return simd !== undefined;
 }
 
+/**
+ * The causal softmax of the fused kernel on plain arrays (SIMD when registered so): for callers
+ * that hold the scores themselves, such as the in-place KV cache's attention.
+ */
+export function causalSoftmaxValues(
+  scores: Float32Array,
+  numQueries: number,
+  numKeys: number,
+  offset: number,
+  divisor: number,
+): Float32Array {
+  return simd
+    ? simd.causalSoftmaxForward(scores, numQueries, numKeys, offset, divisor)
+    : causalSoftmaxForward(scores, numQueries, numKeys, offset, divisor);
+}
+
 /** True when the current backend is cpu and the fused kernels are registered. */
 export function fusedOpsActive(): boolean {
   return tf.getBackend() === BACKEND && tf.getKernel("GroundupLayerNorm", BACKEND) !== undefined;
