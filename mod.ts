@@ -69,7 +69,10 @@ export {
 
 // The from-scratch library
 export { createTokenizer, Gpt2Tokenizer, SimpleTokenizer } from "./llm/tokenizer/mod.ts";
-export type { Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
+export type { EncodeOptions, Tokenizer, TokenizerSpec } from "./llm/tokenizer/mod.ts";
+export { hasHfTokenizer, HfTokenizer, loadHfTokenizer } from "./llm/tokenizer/hf.ts";
+export type { HfTokenizerSources } from "./llm/tokenizer/hf.ts";
+export { IncrementalDecoder } from "./llm/tokenizer/stream.ts";
 export { slidingWindows, WindowLoader } from "./llm/data/windows.ts";
 export type { LoaderOptions, Windows } from "./llm/data/windows.ts";
 export { batchFromRows } from "./llm/data/batch.ts";
@@ -166,7 +169,7 @@ export type {
 export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
 
 // Inference
-export { complete, IncrementalDecoder } from "./llm/infer/complete.ts";
+export { complete } from "./llm/infer/complete.ts";
 export type { CompleteOptions, Completion, SamplingSettings } from "./llm/infer/complete.ts";
 export {
   isInstructionTuned,
@@ -175,6 +178,17 @@ export {
   readModelTokenizer,
 } from "./llm/infer/model_folder.ts";
 export { readTokenizerFolder } from "./llm/tokenizer/files.ts";
+
+// Chat formats: the model's Jinja chat_template, our instruction templates, or none
+export {
+  chatFormatFor,
+  encodeChat,
+  instructionChatFormat,
+  jinjaChatFormat,
+  plainChatFormat,
+  readChatTemplate,
+} from "./llm/chat/mod.ts";
+export type { ChatFormat, ChatMessage, RenderedChat, RenderOptions } from "./llm/chat/mod.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
 export { SafetensorsError } from "./llm/weights/safetensors.ts";

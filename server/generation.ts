@@ -10,7 +10,7 @@ import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { SeededRandom } from "../llm/random.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
-import { IncrementalDecoder } from "../llm/infer/complete.ts";
+import { IncrementalDecoder } from "../llm/tokenizer/stream.ts";
 
 export interface GenerationRequest {
   prompt: string;

@@ -6,41 +6,11 @@ import { generate } from "../model/generate.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import { SeededRandom } from "../random.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
+import { IncrementalDecoder } from "../tokenizer/stream.ts";
 
-/**
- * Turns tokens into text as they arrive. A GPT-2 token can end in the middle of a UTF-8
- * character, so trailing replacement characters are held back until the next token completes
- * them.
- */
-export class IncrementalDecoder {
-  readonly #ids: number[];
-  #emitted: number;
-
-  /** Starts after `prefix` (e.g. the prompt's ids), whose text is never emitted. */
-  constructor(private readonly tokenizer: Tokenizer, prefix: readonly number[] = []) {
-    this.#ids = [...prefix];
-    this.#emitted = tokenizer.decode(this.#ids).length;
-  }
-
-  /** The new text that `id` completes (possibly empty). */
-  push(id: number): string {
-    this.#ids.push(id);
-    const text = this.tokenizer.decode(this.#ids);
-    let end = text.length;
-    while (end > this.#emitted && text[end - 1] === "\uFFFD") end--;
-    const delta = text.slice(this.#emitted, end);
-    this.#emitted = Math.max(this.#emitted, end);
-    return delta;
-  }
-
-  /** Whatever is still held back. */
-  flush(): string {
-    const text = this.tokenizer.decode(this.#ids);
-    const rest = text.slice(this.#emitted);
-    this.#emitted = text.length;
-    return rest;
-  }
-}
+// The one incremental decoder lives with the tokenizers; callers that imported it from here
+// keep working.
+export { IncrementalDecoder };
 
 /** How to sample (the names the pipeline's `generate` stage uses). */
 export interface SamplingSettings {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { CONFIG_FILE, WEIGHTS_FILE } from "../model/weights_io.ts";
 import { createTokenizer, type Tokenizer } from "../tokenizer/mod.ts";
 import { readTokenizerFolder } from "../tokenizer/files.ts";
+import { hasHfTokenizer, loadHfTokenizer } from "../tokenizer/hf.ts";
 import { readTemplateFile, TEMPLATE_FILE } from "../data/instruction_files.ts";
 import { type PromptTemplate, promptTemplate } from "../data/instructions.ts";
 
@@ -19,9 +20,13 @@ export function isModelFolder(dir: string): boolean {
   return existsSync(join(dir, WEIGHTS_FILE)) && existsSync(join(dir, CONFIG_FILE));
 }
 
-/** The tokenizer a model folder names in tokenizer.json (+ vocab.json); GPT-2's BPE otherwise. */
+/**
+ * The tokenizer of a model folder: a Hugging Face tokenizer.json (an HF model), the one our
+ * tokenizer.json (+ vocab.json) names, or GPT-2's BPE when there is none.
+ */
 export async function readModelTokenizer(dir: string): Promise<Tokenizer> {
   if (!existsSync(join(dir, "tokenizer.json"))) return createTokenizer({ kind: "gpt2" });
+  if (await hasHfTokenizer(dir)) return await loadHfTokenizer(dir);
   return (await readTokenizerFolder(dir)).tokenizer;
 }
 

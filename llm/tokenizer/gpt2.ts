@@ -3,6 +3,7 @@
  * download is needed). `<|endoftext|>` is allowed as a special token, as in the workshop.
  */
 import { getEncoding, type Tiktoken } from "js-tiktoken";
+import type { EncodeOptions } from "./mod.ts";
 
 const GPT2_END_OF_TEXT_ID = 50256;
 export const GPT2_VOCAB_SIZE = 50257;
@@ -20,6 +21,10 @@ export class Gpt2Tokenizer {
   readonly vocabSize: number = GPT2_VOCAB_SIZE;
   /** 50256. */
   readonly endOfTextId: number = GPT2_END_OF_TEXT_ID;
+  /** {50256}: GPT-2 ends a text with `<|endoftext|>`. */
+  readonly eosIds: ReadonlySet<number> = new Set([GPT2_END_OF_TEXT_ID]);
+  /** GPT-2 has no beginning-of-sequence token. */
+  readonly bosId: number | undefined = undefined;
   readonly #encoding: Tiktoken;
 
   /**
@@ -30,8 +35,12 @@ export class Gpt2Tokenizer {
     this.#encoding = shared ??= getEncoding("gpt2");
   }
 
-  /** GPT-2 BPE ids of `text`. */
-  encode(text: string): number[] {
+  /**
+   * GPT-2 BPE ids of `text`. With `special: false`, `<|endoftext|>` in the text is plain text
+   * (`<`, `|`, `endoftext`, `|>`), as for anything a user typed.
+   */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (options.special === false) return this.#encoding.encode(text, [], []);
     return this.#encoding.encode(text, this.allowedSpecial);
   }
 

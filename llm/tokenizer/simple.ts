@@ -61,10 +61,22 @@ export class SimpleTokenizer {
     return this.#ids.get(END_OF_TEXT);
   }
 
-  /** Ids of `text`'s pieces, `<|unk|>` for pieces not in the vocabulary. */
-  encode(text: string): number[] {
+  /** `{<|endoftext|>}` when the vocabulary has it. */
+  get eosIds(): ReadonlySet<number> {
+    const id = this.endOfTextId;
+    return new Set(id === undefined ? [] : [id]);
+  }
+
+  /**
+   * Ids of `text`'s pieces, `<|unk|>` for pieces not in the vocabulary. With `special: false`
+   * a piece spelling `<|endoftext|>` or `<|unk|>` is an unknown word, not the special token.
+   */
+  encode(text: string, options: { special?: boolean } = {}): number[] {
     const unk = this.#ids.get(UNKNOWN)!;
-    return splitSimple(text).map((token) => this.#ids.get(token) ?? unk);
+    const plain = options.special === false;
+    return splitSimple(text).map((token) =>
+      plain && (token === END_OF_TEXT || token === UNKNOWN) ? unk : this.#ids.get(token) ?? unk
+    );
   }
 
   /** The pieces joined by spaces, with the space before punctuation removed (the book's decode). */
