@@ -307,7 +307,7 @@ export function fusedLayerNorm(
  * Whether tfjs is recording operations for a gradient (inside `tf.grads`/`variableGrads`). When
  * it is not, the ops below run kernels that skip what only the backward needs.
  */
-function recordingGradients(): boolean {
+export function recordingGradients(): boolean {
   // isTapeOn is tfjs-core's own test (engine.ts); should a later tfjs drop it, assume a gradient
   // may be wanted: the training kernels are right either way, only slower.
   const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };

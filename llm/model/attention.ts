@@ -173,6 +173,9 @@ export class MultiHeadAttention implements Module {
 
   /** [batch, tokens, heads·headDim] → [batch, heads, tokens, headDim]. */
   private splitHeads(x: tf.Tensor, batch: number, tokens: number, heads: number): tf.Tensor4D {
+    // One token: [batch, 1, heads, headDim] and [batch, heads, 1, headDim] share one memory
+    // order, so the transpose is a reshape (no copy, one op fewer per projection).
+    if (tokens === 1) return tf.reshape(x, [batch, heads, 1, this.headDim]) as tf.Tensor4D;
     const split = tf.reshape(x, [batch, tokens, heads, this.headDim]);
     return tf.transpose(split, [0, 2, 1, 3]) as tf.Tensor4D;
   }
