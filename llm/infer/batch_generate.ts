@@ -3,17 +3,17 @@
  * step is one forward pass over `rows` tokens instead of `rows` passes over one token (the
  * matrix products see a taller left operand, which BLAS turns into better throughput).
  *
- * Each row keeps its own length in the cache (llm/model/kv_cache.ts): a prompt is prefilled on
- * its own (no padding), and every decode step feeds each row's last token at the row's own
- * position, so a row computes what it would alone, up to float rounding in the matrix products
+ * Each row keeps its own length in the cache (llm/model/kv_cache.ts): prompts are prefilled
+ * together right-padded (a token never sees the pads after it) and each row's cache is cut back
+ * to its prompt; every decode step feeds each row's last token at the row's own position, so a row computes what it would alone, up to float rounding in the matrix products
  * (different shapes may sum in a different order); greedy tests check token-for-token equality.
  * On the cpu engine the cache is written in place and attention reads each row over its own
  * length; on other backends the tensor store left-pads rows to the longest and masks the pads.
  *
  * A row that stops (end-of-text or its token budget) is dropped from the batch and its cache
  * rows with it, so finished rows cost nothing in later steps. With `maxRows`, waiting prompts
- * take the freed rows: each is prefilled on a cache of its own whose row is then appended to the
- * running one, so the batch stays full.
+ * take the freed rows: they are prefilled together on a cache of their own whose rows are then
+ * appended to the running one, so the batch stays full.
  */
 import { nextTurn } from "../timers.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -128,27 +128,59 @@ export async function* batchGenerateRows(
       signal?.throwIfAborted();
       const finished: FinishedRow[] = [];
       if (active.length < maxRows && admitted < batched.length) {
-        // Free rows: prefill each waiting prompt on a cache of its own, sample its first token,
-        // and append its row to the running batch unless it has already finished.
+        // Free rows: prefill the waiting prompts on a cache of their own, sample their first
+        // tokens, and append the rows that go on to the running batch.
         const rows = batched.slice(admitted, admitted + (maxRows - active.length));
         admitted += rows.length;
-        for (const row of rows) {
-          signal?.throwIfAborted();
-          const fresh: ActiveRow = { row, tokens: [], rng: new SeededRandom(seed) };
-          const rowCache = model.newCache({ rows: 1, capacity: prompts[row].length });
-          try {
-            const logits = await lastLogitsOfRows(model, [[...prompts[row]]], rowCache);
-            if (sampleRows([fresh], logits, finished).length > 0) {
-              cache.appendRows(rowCache);
-              active.push(fresh);
+        const fresh = rows.map((row): ActiveRow => ({
+          row,
+          tokens: [],
+          rng: new SeededRandom(seed),
+        }));
+        const width = Math.max(...rows.map((row) => prompts[row].length));
+        const rowCache = model.newCache({ rows: rows.length, capacity: width });
+        try {
+          let kept: number[];
+          if (rowCache.inPlace) {
+            // One pass over the prompts right-padded to the longest (a row's real tokens never
+            // see the pads that follow them); each row's cache is then cut back to its prompt.
+            const feed = rows.map((row) => {
+              const prompt = prompts[row];
+              return [
+                ...prompt,
+                ...new Array(width - prompt.length).fill(prompt[prompt.length - 1]),
+              ];
+            });
+            const last = rows.map((row, b) => b * width + prompts[row].length - 1);
+            const logits = await logitsAt(model, feed, rowCache, last);
+            rowCache.truncate(rows.map((row) => prompts[row].length));
+            kept = sampleRows(fresh, logits, finished);
+            rowCache.keepRows(kept);
+          } else {
+            // The tensor store shares one length across rows: prefill each prompt alone.
+            kept = [];
+            for (const [i, r] of fresh.entries()) {
+              signal?.throwIfAborted();
+              const own = model.newCache({ rows: 1 });
+              try {
+                const logits = await logitsAt(model, [[...prompts[r.row]]], own);
+                if (sampleRows([r], logits, finished).length > 0) {
+                  rowCache.appendRows(own);
+                  kept.push(i);
+                }
+              } finally {
+                own.dispose();
+              }
             }
-          } finally {
-            rowCache.dispose();
           }
+          if (kept.length > 0) cache.appendRows(rowCache);
+          active.push(...kept.map((i) => fresh[i]));
+        } finally {
+          rowCache.dispose();
         }
       } else {
         const feed = active.map((r) => [r.tokens[r.tokens.length - 1]]);
-        const kept = sampleRows(active, await lastLogitsOfRows(model, feed, cache), finished);
+        const kept = sampleRows(active, await logitsAt(model, feed, cache), finished);
         if (kept.length === 0) cache.reset();
         else if (kept.length < active.length) cache.keepRows(kept);
         active = kept.map((i) => active[i]);
@@ -188,15 +220,22 @@ export async function batchGenerate(
   return out;
 }
 
-/** Logits [rows × vocab] of each row's last token after feeding `feed` (equal-length rows). */
-async function lastLogitsOfRows(
+/**
+ * Logits [n × vocab] after feeding `feed` (equal-length rows): of each row's last token, or of
+ * the flat positions `at` (row · tokens + position).
+ */
+async function logitsAt(
   model: GPTModel,
   feed: number[][],
   cache: KVCache,
+  at?: number[],
 ): Promise<Float32Array> {
   const input = tf.tensor2d(feed, [feed.length, feed[0].length], "int32");
   try {
-    const logits = model.forward(input, { cache, lastTokenOnly: true });
+    const logits = model.forward(
+      input,
+      at ? { cache, gather: at } : { cache, lastTokenOnly: true },
+    );
     // data(), not dataSync(): WebGPU under Deno cannot read synchronously.
     const values = (await logits.data()) as Float32Array;
     logits.dispose();

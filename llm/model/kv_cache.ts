@@ -194,6 +194,24 @@ export class KVCache {
   }
 
   /**
+   * In-place store: shortens each row to `lengths[b]` positions (at most its length), forgetting
+   * the rest. Batched prefill feeds right-padded rows and cuts each back to its real tokens.
+   */
+  truncate(lengths: readonly number[]): void {
+    if (!this.inPlace) {
+      throw new Error("KVCache.truncate: only the in-place store keeps rows of their own lengths");
+    }
+    if (
+      lengths.length !== this.rows || lengths.some((n, b) => !(n >= 0 && n <= this.rowLengths[b]))
+    ) {
+      throw new Error(
+        `KVCache.truncate: lengths [${lengths}] must be one per row, each within the row's [${this.rowLengths}]`,
+      );
+    }
+    this.rowLengths = [...lengths];
+  }
+
+  /**
    * Keeps only rows `rows` (indices, ascending), in that order; the others are forgotten. The
    * tensor store also drops the leading slots that are padding in every row left.
    */

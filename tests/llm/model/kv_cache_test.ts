@@ -126,6 +126,9 @@ Deno.test("a cache refuses what it cannot hold, with the reason", async () => {
     /padding is for passes without a cache/,
   );
   assert.throws(() => cache.keepRows([1, 0]), /rows must ascend within 0\.\.1/);
+  assert.throws(() => cache.truncate([3, 4]), /each within the row's \[3,3\]/);
+  cache.truncate([3, 1]);
+  assert.deepEqual(cache.lengths, [3, 1]);
   const long = new Array(38).fill(7);
   assert.throws(
     () => model.forward(tf.tensor2d([long, long], undefined, "int32"), { cache }),
