@@ -157,6 +157,7 @@ export class KVCache {
    * row's length in layer `layer` and returns the attention of `queries`
    * ([rows, heads, tokens, headDim]) over the row's cache, [rows, tokens, heads·headDim].
    */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   attend(
     layer: number,
     queries: tf.Tensor4D,
