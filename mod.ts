@@ -359,7 +359,12 @@ export type {
   NamedParameter,
 } from "./llm/model/layers.ts";
 export type { ForwardOptions, TransformerBlock } from "./llm/model/gpt.ts";
-export type { KVCache, LayerKV, MultiHeadAttention } from "./llm/model/attention.ts";
+export type {
+  KVCache,
+  KVCacheOptions,
+  LayerKV,
+  MultiHeadAttention,
+} from "./llm/model/attention.ts";
 export type {
   ShardedEmbedding,
   ShardedEmbeddingOptions,
