@@ -246,7 +246,7 @@ Deno.test("--adapter: an adapter for another base is refused naming both", async
           error.message,
           new RegExp(adapterDir.replaceAll(/[.*+?^${}()|[\]\\]/g, "\\$&")),
         );
-        assert.match(error.message, /\[out 32, in 32\].*\[out 48, in 48\]/);
+        assert.match(error.message, /\[out 64, in 32\].*\[out 48, in 48\]/);
         assert.ok(error.message.includes(qwen) && error.message.includes(llama), error.message);
         return true;
       });
