@@ -28,6 +28,8 @@ import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts
 import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
 import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
+import { applyAdapter } from "../llm/infer/adapter.ts";
+import { isHfModelFolder } from "../llm/families/load.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
@@ -38,6 +40,8 @@ export const MODEL_USAGE =
                        an open model: a catalog id of \`deno task models\` (qwen3-0.6b) or a
                        Hub repository (Qwen/Qwen3-0.6B[@revision]); downloaded (and
                        converted) on first use, then cached
+  --adapter DIR        a LoRA adapter on top of the model: PEFT's (adapter_config.json, for an
+                       open model) or ours (adapter.json, for GPT-2), e.g. a lora-finetune artifact
   --source S           where a size comes from: openai (default) | hf
   --template T         auto (default: the template a model was instruction-tuned with) | none | alpaca | phi3
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
@@ -54,6 +58,7 @@ export const SAMPLING_USAGE = `  --max-new-tokens N   tokens to generate at most
 /** parseArgs options for the flags above. */
 export const COMMON_OPTIONS = {
   model: { type: "string" },
+  adapter: { type: "string" },
   source: { type: "string", default: "openai" },
   template: { type: "string", default: "auto" },
   backend: { type: "string", default: "auto" },
@@ -299,6 +304,16 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   await initEngine({ backend: values.backend as BackendChoice });
   const tokenizer = await readModelTokenizer(dir);
   const model = await loadModel(dir);
+  if (values.adapter) {
+    const layout = isHfModelFolder(dir) ? "hf" : "groundup";
+    const family = model.config.family ?? "gpt2";
+    try {
+      await applyAdapter({ dir, model, family, layout }, String(values.adapter));
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+  }
   const template = values.template === "auto"
     ? await readModelTemplate(dir)
     : values.template === "none"

@@ -46,7 +46,7 @@ export function modelFolderName(dir: string): string | undefined {
  * naming both, before the model is changed.
  */
 export async function applyAdapter(
-  opened: OpenedModelFolder,
+  opened: Pick<OpenedModelFolder, "dir" | "model" | "family" | "layout">,
   dir: string,
 ): Promise<LoraAdapters> {
   let adapters: LoraAdapters;
