@@ -67,6 +67,12 @@ export const InstructionsParams = z.strictObject({
     "In file order: `book` 85% train / 10% test / rest validation (935/110/55), `workshop` " +
       "85/15 (no validation part), or `{train, test}` fractions.",
   ),
+  val_split_fraction: z.number().min(0).lt(1).optional().describe(
+    "Take this fraction of the training entries for validation (LitGPT's " +
+      "`--data.val_split_fraction`; the workshop's part 6: 0.1 of its 935): the last " +
+      "floor(train × fraction) in file order (LitGPT picks them at random). Only with a split " +
+      "that leaves no validation part (`workshop`, or fractions summing to 1).",
+  ),
   template: z.string().min(1).default("alpaca").superRefine((value, issue) => {
     if (value === "chat") return;
     try {
@@ -188,6 +194,18 @@ export const instructionsStage: StageDefinition = defineStage({
     if (entries.length === 0) throw new Error(`${path}: no entries`);
     const fractions = typeof p.split === "string" ? NAMED_SPLITS[p.split] : p.split;
     const splits = splitInstructionData(entries, fractions);
+    if (p.val_split_fraction !== undefined) {
+      if (splits.val.length > 0) {
+        throw new Error(
+          `${ctx.name}: val_split_fraction takes validation entries from the training part, but ` +
+            `split ${JSON.stringify(p.split)} already leaves ${splits.val.length} for ` +
+            `validation: use split workshop or {train, test} fractions summing to 1`,
+        );
+      }
+      const moved = Math.floor(splits.train.length * p.val_split_fraction);
+      splits.val = splits.train.slice(splits.train.length - moved);
+      splits.train = splits.train.slice(0, splits.train.length - moved);
+    }
     if (splits.train.length === 0) {
       throw new Error(
         `${path}: ${entries.length} entries leave no training entries with split ${
