@@ -22,6 +22,7 @@ export { orderStages, planPipeline } from "./runner/plan.ts";
 export type { PlannedStep, Selection } from "./runner/plan.ts";
 export { formatPlan, formatSummary, runPipeline } from "./runner/run.ts";
 export type { RunOptions, RunReport, StepReport } from "./runner/run.ts";
+export type { StageHoldings } from "./runner/interrupt.ts";
 export { ArtifactCache, writeFileAtomic } from "./runner/cache.ts";
 export { PipelineError, StageFailedError } from "./runner/errors.ts";
 export { createLogger, createProgress } from "./runner/progress.ts";
@@ -40,6 +41,7 @@ export type {
 export {
   builtinStages,
   dataloaderStage,
+  dpoStage,
   evaluateStage,
   finetuneStage,
   generateStage,
@@ -47,6 +49,7 @@ export {
   loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
+  preferencesStage,
   pretrainStage,
   responsesStage,
   tokenizeStage,
@@ -55,9 +58,11 @@ export {
   checkHfModelFolder,
   openDataloaderArtifact,
   openInstructionsArtifact,
+  openPreferencesArtifact,
   openTokenizeArtifact,
 } from "./stages/mod.ts";
 export type { HfModelFolderInfo, HfSourceRecord } from "./stages/mod.ts";
+export type { PreferencesArtifact } from "./stages/mod.ts";
 
 // Data
 export { fetchFile } from "./datasets/download.ts";
@@ -99,6 +104,21 @@ export {
   readInstructionData,
   splitInstructionData,
 } from "./llm/data/instructions.ts";
+export {
+  collatePreferences,
+  parsePreferenceData,
+  PreferenceLoader,
+  readPreferenceData,
+  responsesFit,
+  tokenizePreferences,
+} from "./llm/data/preferences.ts";
+export type {
+  PreferenceBatch,
+  PreferenceCollateOptions,
+  PreferenceEntry,
+  PreferenceLoaderOptions,
+  TokenizedPair,
+} from "./llm/data/preferences.ts";
 
 // The model, training and weights
 export {
@@ -135,15 +155,35 @@ export type {
   TrainStepOptions,
   TrainStepResult,
 } from "./llm/train/trainer.ts";
-export { NonFiniteLossError, TrainingInterrupted, trainModel } from "./llm/train/loop.ts";
+export {
+  crossEntropyObjective,
+  NonFiniteLossError,
+  TrainingInterrupted,
+  trainModel,
+} from "./llm/train/loop.ts";
 export type {
   EpochBatches,
+  EvalMeasures,
   EvalPoint,
   LoopProgress,
   Sample,
+  TrainingObjective,
   TrainingState,
   TrainLoopOptions,
 } from "./llm/train/loop.ts";
+export {
+  computeDpoLoss,
+  computeLogprobs,
+  DEFAULT_DPO_BETA,
+  dpoBatchLoss,
+  dpoGradients,
+  dpoLossLoader,
+  dpoObjective,
+  dpoTrainStep,
+  referenceLogprobs,
+  sequenceLogprobs,
+} from "./llm/train/dpo.ts";
+export type { DpoLoss, DpoStepResult } from "./llm/train/dpo.ts";
 export {
   loadCheckpoint,
   readCheckpointState,

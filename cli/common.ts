@@ -4,7 +4,7 @@
  * conversion are cached exactly as a pipeline caches them), loading it, and the sampling flags.
  */
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { SourceMap } from "../runner/pipeline.ts";
 import type { ResolvedPipeline } from "../runner/pipeline.ts";
 import { runPipeline } from "../runner/run.ts";
@@ -179,9 +179,7 @@ async function runOneStage(
     stages: [{ name: stage.type, type: stage.type, definition: stage, needs: [], params }],
     sources: new SourceMap(),
   };
-  const cacheDir = (values["cache-dir"] as string | undefined) ??
-    Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
-  const report = await runPipeline(pipeline, { cacheDir });
+  const report = await runPipeline(pipeline, { cacheDir: cacheDirOf(values) });
   if (!report.ok) throw report.error;
   return { dir: report.artifacts[stage.type].dir, cached: report.steps[0].outcome === "cached" };
 }
@@ -260,12 +258,29 @@ export function ensureRuntimeDir(): void {
   Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "groundup-runtime-" }));
 }
 
+/** The artifact cache the command uses: --cache-dir, GROUNDUP_CACHE_DIR or `.groundup`. */
+function cacheDirOf(values: FlagValues): string {
+  return (values["cache-dir"] as string | undefined) ?? Deno.env.get("GROUNDUP_CACHE_DIR") ??
+    ".groundup";
+}
+
+/** Whether `dir` is an artifact folder of the cache at `cacheDir` (`<cache>/<stage>/<key16>`). */
+async function inCache(dir: string, cacheDir: string): Promise<boolean> {
+  try {
+    const [folder, root] = await Promise.all([Deno.realPath(dir), Deno.realPath(cacheDir)]);
+    return dirname(dirname(folder)) === root && /^[0-9a-f]{16}$/.test(basename(folder));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A model folder that is a cached artifact (its manifest lists its files) is checked against
- * the sizes and hashes the manifest recorded; a damaged one is set aside, so the next pipeline run
- * computes it again, and the error names the file.
+ * the sizes and hashes the manifest recorded, and a damaged one is an error naming the file.
+ * Inside the cache it is also set aside, so the next pipeline run computes it again; anywhere
+ * else (a copy of an artifact, the user's own folder) nothing is touched.
  */
-async function checkArtifact(dir: string): Promise<void> {
+async function checkArtifact(dir: string, cacheDir: string): Promise<void> {
   let manifest: { outputs?: unknown };
   try {
     manifest = JSON.parse(await Deno.readTextFile(join(dir, MANIFEST_FILE)));
@@ -278,6 +293,12 @@ async function checkArtifact(dir: string): Promise<void> {
     await verifyArtifact(dir);
   } catch (error) {
     if (!(error instanceof ArtifactDamagedError)) throw error;
+    if (!(await inCache(dir, cacheDir))) {
+      throw new Error(
+        `${error.problem}; ${dir} is not in the artifact cache (${cacheDir}), so it is left ` +
+          `as it is: copy the model again from where it came from`,
+      );
+    }
     const aside = await new ArtifactCache(dirname(dirname(dir))).discard(dir).catch(() =>
       undefined
     );
@@ -292,7 +313,7 @@ async function checkArtifact(dir: string): Promise<void> {
 /** Starts the engine and loads the model `--model` names. */
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
-  await checkArtifact(dir);
+  await checkArtifact(dir, cacheDirOf(values));
   // Say the size, rather than fail in an allocation with no number.
   const config = await loadModelConfigFile(dir);
   const parameters = countParameters(config);

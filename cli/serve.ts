@@ -8,7 +8,7 @@
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { WEIGHTS_FILE } from "../llm/model/weights_io.ts";
-import { fileDigest, startServer } from "../server/app.ts";
+import { fileDigest, type RunningServer, startServer } from "../server/app.ts";
 import {
   checkCommonFlags,
   COMMON_OPTIONS,
@@ -18,6 +18,7 @@ import {
   UsageError,
 } from "./common.ts";
 import { isGpt2Size } from "../llm/model/gpt2_sizes.ts";
+import { ensureCanListen, listenProblem } from "./listen.ts";
 
 const USAGE = `usage: deno task serve --model M [options]
 
@@ -33,6 +34,9 @@ ${MODEL_USAGE}
   --max-body-bytes N   largest request body (default 1048576)
   --max-tokens N       max_tokens when a request gives none (default 256, at most the context)
   --stream-turn-ms N   when streaming, let the server's I/O run at least every N ms (default 5)
+  --truncate-prompts   OpenAI API: keep the end of a prompt longer than the context (its last
+                       context-length tokens) instead of refusing it (400); Ollama's API
+                       always keeps the end, as Ollama does
   -h, --help           this text
 `;
 
@@ -66,6 +70,7 @@ async function main(args: string[]): Promise<void> {
         "max-body-bytes": { type: "string" },
         "max-tokens": { type: "string" },
         "stream-turn-ms": { type: "string" },
+        "truncate-prompts": { type: "boolean", default: false },
       },
     }));
   } catch (error) {
@@ -84,26 +89,36 @@ async function main(args: string[]): Promise<void> {
     if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the variable is not set or empty`);
   }
 
+  // A busy port fails now, not after the model has loaded.
+  ensureCanListen(values.host, port);
   const { dir, model, tokenizer, template } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
   const digest = await fileDigest(join(dir, WEIGHTS_FILE));
   const stop = new AbortController();
-  const { url, server } = startServer({
-    model,
-    tokenizer,
-    modelName,
-    template,
-    digest,
-    apiKey,
-    maxBodyBytes,
-    defaultMaxTokens,
-    streamTurnMs,
-    hostname: values.host,
-    port,
-    signal: stop.signal,
-    log: (line) => console.error(line),
-  });
+  let running: RunningServer;
+  try {
+    running = startServer({
+      model,
+      tokenizer,
+      modelName,
+      template,
+      digest,
+      apiKey,
+      maxBodyBytes,
+      defaultMaxTokens,
+      streamTurnMs,
+      truncatePrompts: values["truncate-prompts"],
+      hostname: values.host,
+      port,
+      signal: stop.signal,
+      log: (line) => console.error(line),
+    });
+  } catch (error) {
+    model.dispose();
+    throw new Error(listenProblem(error, values.host, port)); // taken since the check
+  }
+  const { url, server } = running;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
   }

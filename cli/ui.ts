@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { BACKEND_CHOICES, type BackendChoice } from "../llm/engine/backend.ts";
 import { UiApi } from "../server/ui_api.ts";
 import { ChatService } from "../server/ui_chat.ts";
+import { address, listenProblem } from "./listen.ts";
 
 const USAGE = `usage: deno task ui [options]
 
@@ -63,14 +64,20 @@ export function main(args: string[]): number | Deno.HttpServer {
     // On loopback, only requests addressed to a loopback name (no DNS rebinding).
     allowedHosts: loopback ? LOOPBACK : undefined,
   });
-  return Deno.serve({
-    hostname: values.host,
-    port,
-    onListen: ({ hostname, port }) => {
-      const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.error(`groundup ui: http://${shown}:${port}/  (cache ${cacheDir}; Ctrl-C stops)`);
-    },
-  }, api.handler);
+  try {
+    return Deno.serve({
+      hostname: values.host,
+      port,
+      onListen: ({ hostname, port }) => {
+        console.error(
+          `groundup ui: http://${address(hostname, port)}/  (cache ${cacheDir}; Ctrl-C stops)`,
+        );
+      },
+    }, api.handler);
+  } catch (error) {
+    console.error(`error: ${listenProblem(error, values.host, port)}`);
+    return 1;
+  }
 }
 
 if (import.meta.main) {

@@ -23,6 +23,12 @@ export const DATASETS: Record<string, RemoteFile> = {
     sha256: "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
     size: 203524,
   },
+  "instruction-data-with-preference": {
+    url: `${BOOK_RAW}/ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json`,
+    path: "workshop/instruction-data-with-preference.json",
+    sha256: "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+    size: 386968,
+  },
 };
 
 export function datasetNames(): string[] {

@@ -26,6 +26,18 @@ export class SourceMap {
     this.#locations.set(JSON.stringify(path.map(String)), location);
   }
 
+  /**
+   * Record that the whole value at `path` was replaced at `location` (`--set`, a model file):
+   * what was recorded inside the old value no longer locates anything.
+   */
+  replace(path: Path, location: SourceLocation) {
+    const prefix = JSON.stringify(path.map(String)).slice(0, -1) + ",";
+    for (const key of [...this.#locations.keys()]) {
+      if (key.startsWith(prefix)) this.#locations.delete(key);
+    }
+    this.set(path, location);
+  }
+
   /** The location of the path or of its nearest ancestor. */
   find(path: Path): SourceLocation | undefined {
     for (let n = path.length; n >= 0; n--) {
@@ -216,7 +228,7 @@ export async function loadPipeline(
     if (looksLikeModelConfig(overlay)) {
       // A model configuration given to --config replaces the pipeline's model.
       merged = { ...(merged as Json), model: overlay };
-      sources.set(["model"], { source: overlayFile, line: 1, column: 1 });
+      sources.replace(["model"], { source: overlayFile, line: 1, column: 1 });
     } else if (isPlainObject(overlay)) {
       merged = deepMerge(merged, overlay);
     } else {
@@ -256,7 +268,7 @@ export async function loadPipeline(
     }
     value = coerceForSchema(merged as Json, path, value, raw, registry);
     setIn(merged as Json, path, value);
-    sources.set(path, location);
+    sources.replace(path, location);
   }
 
   const top = PipelineFileSchema.safeParse(merged);
@@ -423,16 +435,27 @@ function checkAcrossStages(
   for (const stage of stages) {
     if (!stage.definition.checkUpstream) continue;
     const upstream = new Map<string, StageInstance>();
+    let complete = true;
     const visit = (name: string) => {
       const found = byName.get(name);
+      if (!found) complete = false;
       if (!found || upstream.has(name)) return;
       upstream.set(name, found);
       found.needs.forEach(visit);
     };
     stage.needs.forEach(visit);
+    // A stage upstream has problems of its own (reported already): checking against what is
+    // left of the pipeline would only add wrong ones.
+    if (!complete) continue;
     const found = stage.definition.checkUpstream(
       stage.params,
-      [...upstream.values()].map(({ name, type, params }) => ({ name, type, params })),
+      [...upstream.values()].map(({ name, type, params, definition }) => ({
+        name,
+        type,
+        params,
+        direct: stage.needs.includes(name),
+        producesModel: definition.producesModel === true,
+      })),
     );
     for (const { key, message } of found) {
       problems.push({
@@ -493,6 +516,24 @@ function issueProblems(
   const inherited = context !== undefined && path.length > 0 && !(String(path[0]) in context.own) &&
     context.inherited.includes(String(path[0]));
   const location = inherited ? sources.find(path) : sources.find([...base, ...path]);
+  // No option of a union matched: zod says only "Invalid input". Report the option that got
+  // furthest into the value (its problems lie deepest), e.g. the missing key of an object form.
+  if (issue.code === "invalid_union" && issue.errors.length > 0) {
+    const depth = (issues: z.core.$ZodIssue[]) => Math.max(0, ...issues.map((i) => i.path.length));
+    const best = issue.errors.reduce((a, b) => depth(b) > depth(a) ? b : a);
+    if (depth(best) > 0) {
+      return best.flatMap((inner) =>
+        issueProblems(
+          { ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue,
+          base,
+          stage,
+          sources,
+          schema,
+          context,
+        )
+      );
+    }
+  }
   let message = issue.message;
   // zod says "Invalid input" for an absent key; a stage's own (custom) message is kept.
   const absent = context && path.length > 0 && valueAt(context.value, path) === undefined;

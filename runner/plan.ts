@@ -36,8 +36,6 @@ export interface PlannedStep {
   cached?: Artifact;
   /** A cached artifact that failed its check (missing file, wrong size): set aside, re-run. */
   damaged?: { dir: string; problem: string };
-  /** Why the stage cannot run at all (its key facts could not be looked up). */
-  failure?: string;
 }
 
 /** Which part of a pipeline to run (`--from`, `--until`, `--force`). */
@@ -159,22 +157,12 @@ export async function planPipeline(
       const upstream = ordered.find((s) => s.name === need)!;
       inputs[need] = { type: upstream.type, key: keys.get(need)! };
     }
-    let facts: unknown, failure: string | undefined;
-    if (stage.definition.keyFacts && inScope.has(stage.name)) {
-      try {
-        facts = await stage.definition.keyFacts(stage.params, settings);
-      } catch (error) {
-        failure = error instanceof Error ? error.message : String(error);
-      }
-    }
     const key = sha256Hex(canonicalJson({
       type: stage.type,
       version: stage.definition.version,
       params: keyParams(stage.definition, stage.params),
       inputs,
       files,
-      // Absent for stages without facts, so their keys stay what they always were.
-      ...(facts === undefined ? {} : { facts }),
     }));
     keys.set(stage.name, key);
 
@@ -186,11 +174,10 @@ export async function planPipeline(
     if (!inScope.has(stage.name)) status = "skip", reason = `after --until ${selection.until}`;
     else if (fromSet.has(stage.name)) status = "run", reason = `--from ${selection.from}`;
     else if (forced(stage.name)) status = "run", reason = "--force";
-    else if (failure !== undefined) status = "run", reason = `cannot look up its key: ${failure}`;
     else if (cached) status = "cached";
     else if (damaged) status = "run", reason = `cached artifact unusable: ${damaged.problem}`;
     else status = "run", reason = "not cached";
-    steps.push({ stage, key, files, status, reason, cached, damaged, failure });
+    steps.push({ stage, key, files, status, reason, cached, damaged });
   }
   if (problems.length) throw new PipelineError(problems);
   return steps;

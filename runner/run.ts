@@ -11,6 +11,7 @@ import { relative } from "node:path";
 import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
 import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
+import type { StageHoldings } from "./interrupt.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
@@ -33,8 +34,11 @@ export interface RunOptions extends Selection {
   signal?: AbortSignal;
   /** Fail a stage another process is computing instead of waiting for it. */
   noWait?: boolean;
-  /** Told when a stage starts running (the interrupt handler names its progress folder). */
-  onStageStart?: (stage: string, progressDir: string) => void;
+  /**
+   * Told when a stage starts running, with its progress folder and what it holds (the
+   * interrupt handler names the one and, on a second signal, removes the others).
+   */
+  onStageStart?: (stage: string, progressDir: string, holdings: StageHoldings) => void;
 }
 
 /**
@@ -98,18 +102,32 @@ export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): 
   return { ...pipeline.settings, cacheDir };
 }
 
-/** The plan as a table: stage, type, run/cached/skip, why, key prefix. */
+/** The widest "why" cell of the plan; a longer reason is numbered and printed in full below. */
+const WHY_WIDTH = 40;
+
+/**
+ * The plan as a table: stage, type, run/cached/skip, why, key prefix. A long reason (a damaged
+ * artifact's problem names its path) keeps the table narrow: its cell says what, with a note
+ * number, and the note below the table says all.
+ */
 export function formatPlan(steps: PlannedStep[]): string {
-  return table(
-    ["stage", "type", "action", "why", "key"],
-    steps.map((s) => [
+  const notes: string[] = [];
+  const rows = steps.map((s) => {
+    let why = s.reason ?? "";
+    if (why.length > WHY_WIDTH) {
+      notes.push(`[${notes.length + 1}] ${s.stage.name}: ${why}`);
+      why = `${why.split(":")[0].slice(0, WHY_WIDTH - 6)} [${notes.length}]`;
+    }
+    return [
       s.stage.name,
       s.stage.type,
       s.status === "run" ? "run" : s.status === "cached" ? "cached" : "skip",
-      s.reason ?? "",
+      why,
       s.key.slice(0, 16),
-    ]),
-  );
+    ];
+  });
+  const plan = table(["stage", "type", "action", "why", "key"], rows);
+  return notes.length ? `${plan}\n\n${notes.join("\n")}` : plan;
 }
 
 /**
@@ -270,7 +288,6 @@ async function runStep(
 ): Promise<Omit<StepReport, "stage" | "type" | "key">> {
   const { stage } = step;
   const log = createLogger(stage.name, out);
-  if (step.failure !== undefined) return failure(report, stage.name, new Error(step.failure), 0);
   const started = new Date();
   const t0 = performance.now();
   const elapsed = () => (performance.now() - t0) / 1000;
@@ -336,7 +353,7 @@ async function runStep(
     const environment: Record<string, unknown> = {};
     log.info(`running (${step.reason ?? "not cached"})`);
     await record.running(stage.name);
-    options.onStageStart?.(stage.name, progressDir);
+    options.onStageStart?.(stage.name, progressDir, { lockPath: lock.path, tempDir: outDir });
     const result = await stage.definition.run({
       name: stage.name,
       params: stage.params,

@@ -7,6 +7,8 @@
  * fails the run. Progress rewrites the file at most once a second.
  */
 import { join } from "node:path";
+import { hostname } from "node:os";
+import { ownerDead } from "./lock.ts";
 import { writeFileAtomic } from "./cache.ts";
 import type { PlannedStep } from "./plan.ts";
 import type { ProgressState } from "./progress.ts";
@@ -41,9 +43,28 @@ export interface RunRecordFile {
   startedAt: string;
   updatedAt: string;
   finishedAt?: string;
+  /** The process running it, and its host: a reader tells a dead run (kill -9) at once. */
   pid: number;
+  host?: string;
   ok?: boolean;
   steps: RecordedStep[];
+}
+
+/**
+ * What a reader should take a record's status to be: a "running" record whose process is gone
+ * (same host, pid not running: a crash or kill -9) or that has not been rewritten for `staleMs`
+ * (its heartbeat stopped; another host's run) was interrupted.
+ */
+export function effectiveStatus(
+  record: Pick<RunRecordFile, "status" | "pid" | "host" | "updatedAt">,
+  staleMs: number,
+  now = Date.now(),
+): RunRecordFile["status"] | "interrupted" {
+  if (record.status !== "running") return record.status;
+  const dead = typeof record.host === "string" && typeof record.pid === "number" &&
+    ownerDead({ pid: record.pid, host: record.host, started: "" });
+  const updated = Date.parse(String(record.updatedAt ?? ""));
+  return dead || !Number.isFinite(updated) || now - updated > staleMs ? "interrupted" : "running";
 }
 
 export class RunRecord {
@@ -70,6 +91,7 @@ export class RunRecord {
       startedAt: now.toISOString(),
       updatedAt: now.toISOString(),
       pid: Deno.pid,
+      host: hostname(),
       steps: steps.map((s) => ({
         stage: s.stage.name,
         type: s.stage.type,

@@ -73,6 +73,10 @@ export interface UpstreamStage {
   type: string;
   /** Its validated parameters (cast them according to `type`). */
   params: unknown;
+  /** Listed in the checking stage's own `needs` (its artifact is one of the stage's inputs). */
+  direct: boolean;
+  /** Its definition says its artifact holds a model (`producesModel`). */
+  producesModel: boolean;
 }
 
 /** Settings that belong to the whole pipeline rather than one stage. */
@@ -149,18 +153,17 @@ export interface StageDefinition<P = unknown> {
   requires?: string[];
   /** Local files this stage reads; their content hashes become part of the cache key. */
   localFiles?(params: P, pipeline: PipelineSettings): string[];
-  /**
-   * Facts outside the parameters that decide the output, looked up when the pipeline is
-   * planned and hashed into the cache key (e.g. the digest of the weights a judge model
-   * name points to). If the lookup fails the stage fails with that error when its turn
-   * comes, and only the stages that need it are blocked.
-   */
-  keyFacts?(params: P, pipeline: PipelineSettings): Promise<unknown>;
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
   /**
-   * Top-level parameters that change how often the stage saves its work, not its output
-   * (e.g. "checkpoint_minutes"). They are left out of the cache key: each is hashed as its
+   * The artifact holds a model (model.safetensors + config.json) that downstream stages load:
+   * lets `checkUpstream` tell, before anything runs, whether a stage named as a model has one.
+   */
+  producesModel?: boolean;
+  /**
+   * Top-level parameters that change how the stage executes, not its output (how often it
+   * saves its work: "checkpoint_minutes"; how it talks to a server: "concurrency",
+   * "timeout_s"). They are left out of the cache key: each is hashed as its
    * schema default, so a pipeline using the defaults keeps the key it always had.
    */
   cadenceParams?: string[];

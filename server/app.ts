@@ -6,15 +6,17 @@
  *
  * Generations queue for the model, one at a time. Every refusal is JSON in the shape the
  * API family's clients read: OpenAI `{error: {message, type, param, code}}`, Ollama
- * `{error}`. Bodies are bounded (413), `max_tokens` is bounded by the context (400), an
- * optional API key is checked (401; compared without early exit, never logged). A client that
- * disconnects aborts its generation at the next token.
+ * `{error}`. Bodies are bounded (413), OpenAI prompts and `max_tokens` by the context (400;
+ * Ollama keeps a long prompt's end, as Ollama does), an optional API key is checked (401;
+ * compared without early exit, never logged). A client that disconnects aborts its generation
+ * at the next token. A long prompt is counted, and fed to the model, a slice at a time with
+ * event-loop turns between, so it never holds up other requests (the model list, health).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { PromptTemplate } from "../llm/data/instructions.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
-import { encodePrompt, generateText, type GenerationRequest } from "./generation.ts";
+import { encodePrompt, fitPrompt, generateText, type GenerationRequest } from "./generation.ts";
 import { ModelQueue } from "./queue.ts";
 import { ResponseStream } from "./response_stream.ts";
 import {
@@ -50,6 +52,12 @@ export interface ServeOptions {
   defaultMaxTokens?: number;
   /** One line per request (method, path, status, tokens); never headers or bodies. */
   log?: (line: string) => void;
+  /**
+   * OpenAI endpoints: keep the end of a prompt longer than the context (its last
+   * context-length tokens, as the book's `generate` crops) instead of refusing it with a 400.
+   * Ollama's endpoints always keep the end, as Ollama does.
+   */
+  truncatePrompts?: boolean;
   /** While streaming, the longest stretch of generation between event-loop turns (ms). */
   streamTurnMs?: number;
 }
@@ -202,8 +210,15 @@ export function createServeHandler(options: ServeOptions): {
     };
   }
 
-  function checkPrompt(request: GenerationRequest, param: string) {
+  /**
+   * A prompt the model can take: no longer than its context (else refused, or cut to its end
+   * with `truncate`: Ollama's endpoints always, as Ollama does; OpenAI's with the option), its
+   * tokens in the vocabulary.
+   */
+  async function checkPrompt(request: GenerationRequest, param: string, family: Family) {
+    const truncate = family === "ollama" || options.truncatePrompts === true;
     try {
+      request.prompt = await fitPrompt(tokenizer, request.prompt, context, truncate);
       encodePrompt(model, tokenizer, request.prompt);
     } catch (error) {
       throw new RequestError(`${param}: ${(error as Error).message}`, param);
@@ -308,7 +323,7 @@ export function createServeHandler(options: ServeOptions): {
       samplingOf(body),
       body.max_tokens ? "max_tokens" : "max_completion_tokens",
     );
-    checkPrompt(gen, "prompt");
+    await checkPrompt(gen, "prompt", "openai");
     const id = `cmpl-${++counter}`;
     const base = { id, object: "text_completion", created: now(), model: modelName };
     if (!body.stream) {
@@ -344,7 +359,7 @@ export function createServeHandler(options: ServeOptions): {
       samplingOf(body),
       body.max_tokens ? "max_tokens" : "max_completion_tokens",
     );
-    checkPrompt(gen, "messages");
+    await checkPrompt(gen, "messages", "openai");
     const id = `chatcmpl-${++counter}`;
     const base = { id, created: now(), model: modelName, system_fingerprint: null };
     if (!body.stream) {
@@ -450,7 +465,7 @@ export function createServeHandler(options: ServeOptions): {
       seed: o.seed,
       stop: o.stop,
     }, "options.num_predict");
-    checkPrompt(gen, promptParam);
+    await checkPrompt(gen, promptParam, "ollama");
     const t0 = performance.now();
     const final = (done: Awaited<ReturnType<typeof generateText>>) => ({
       model: modelName,

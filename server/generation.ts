@@ -5,7 +5,7 @@
  * still be the start of one), an abort signal (a client that hangs up stops the model at the
  * next token) and exact token counts for `usage`.
  */
-import { nextTurn } from "../llm/timers.ts";
+import { nextTurn, sleep } from "../llm/timers.ts";
 import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { SeededRandom } from "../llm/random.ts";
@@ -61,6 +61,78 @@ export function encodePrompt(model: GPTModel, tokenizer: Tokenizer, prompt: stri
   }
   return ids;
 }
+
+/** Characters tokenized at a time while a prompt's tokens are counted (a few ms each). */
+const COUNT_SLICE_CHARS = 4096;
+
+/**
+ * Where the slice of `text` that ends at `end` starts: just before a single space that
+ * follows a non-space and precedes one (GPT-2's pre-tokenizer starts a piece there, so the
+ * tokens of what follows the cut are the last tokens of the whole text), else at the plain
+ * length.
+ */
+function sliceStart(text: string, end: number): number {
+  const start = end - COUNT_SLICE_CHARS;
+  if (start <= 0) return 0;
+  for (let at = start; at < end - COUNT_SLICE_CHARS / 2; at++) {
+    if (text[at] === " " && /\S/.test(text[at - 1]) && /\S/.test(text[at + 1])) return at;
+  }
+  return start;
+}
+
+/**
+ * The prompt a generation may start from, given that the model sees at most `limit` tokens:
+ * the prompt itself when it fits; when it does not, a 400-worthy RangeError naming both
+ * counts, or with `truncate` the end of the prompt whose last `limit` tokens are the whole
+ * prompt's (generation keeps the last `limit` tokens, as the book's `generate` crops).
+ *
+ * Tokens are counted from the end a slice of text at a time, with an event-loop turn between
+ * slices, and counting stops as soon as they pass `limit`: a 900 KB prompt costs the time of
+ * a few thousand characters, not of all of them, and other requests are answered meanwhile.
+ */
+export async function fitPrompt(
+  tokenizer: Tokenizer,
+  prompt: string,
+  limit: number,
+  truncate = false,
+): Promise<string> {
+  let counted = 0;
+  for (let end = prompt.length; end > 0;) {
+    if (end < prompt.length) await nextTurn();
+    const start = sliceStart(prompt, end);
+    counted += tokenizer.encode(prompt.slice(start, end)).length;
+    end = start;
+    if (counted > limit && end > 0) {
+      if (truncate) return prompt.slice(end);
+      throw new RangeError(
+        `the prompt is longer than the model's context of ${limit} tokens: its last ` +
+          `${(prompt.length - end).toLocaleString("en")} of ` +
+          `${prompt.length.toLocaleString("en")} characters are already ` +
+          `${counted.toLocaleString("en")} tokens`,
+      );
+    }
+  }
+  if (!truncate) {
+    const tokens = tokenizer.encode(prompt).length;
+    if (tokens > limit) {
+      throw new RangeError(
+        `the prompt has ${tokens.toLocaleString("en")} tokens, more than the model's ` +
+          `context of ${limit} tokens`,
+      );
+    }
+  }
+  return prompt;
+}
+
+/** About how long a slice of a prompt's prefill may hold the event loop, in ms (see generate). */
+export const PREFILL_TURN_MS = 50;
+
+/**
+ * The pause between prefill slices. Not a bare timer turn: answering a request (accept, read,
+ * handle, write) takes the event loop several rounds, and a turn of 0 ms gives it one, so a
+ * request would be spread over several slices; waiting 2 ms lets those rounds run.
+ */
+const ioPause = () => sleep(2);
 
 /**
  * Generates a continuation of `request.prompt`, calling `onText` with each new piece of text
@@ -129,6 +201,9 @@ export async function generateText(
       topP: request.topP,
       eosId: tokenizer.endOfTextId,
       rng: new SeededRandom(request.seed),
+      // A long prompt's prefill takes turns too, so other requests are not held up by it.
+      prefillTurnMs: PREFILL_TURN_MS,
+      betweenSlices: ioPause,
       onToken: async (id) => {
         tokens++;
         signal?.throwIfAborted();

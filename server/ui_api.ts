@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { MANIFEST_FILE } from "../runner/cache.ts";
 import { isModelFolder } from "../llm/infer/model_folder.ts";
 import { modelConfigPath } from "../llm/model/weights_io.ts";
-import { RUNS_DIR } from "../runner/run_record.ts";
+import { effectiveStatus, type RunRecordFile, RUNS_DIR } from "../runner/run_record.ts";
 import { lttbIndices, pickRows } from "./downsample.ts";
 import {
   checkName,
@@ -47,7 +47,7 @@ export interface UiServerOptions {
 
 const PROJECT = fileURLToPath(new URL("..", import.meta.url));
 const MAX_LIMIT = 200;
-/** A run record not rewritten for this long while "running" was probably interrupted. */
+/** A run record not rewritten for this long while "running" was interrupted (the heartbeat is 30 s). */
 const STALE_MS = 2 * 60_000;
 
 /** The files that make an artifact show a view in the page. */
@@ -203,9 +203,8 @@ export class UiApi {
       : record.ok === false
       ? "failed"
       : "ok";
-    const updated = Date.parse(String(record.updatedAt ?? ""));
-    if (status === "running" && (!Number.isFinite(updated) || Date.now() - updated > STALE_MS)) {
-      status = "interrupted";
+    if (status === "running") {
+      status = effectiveStatus(record as unknown as RunRecordFile, STALE_MS);
     }
     const fallbackStart = id.match(/^(\d{4}-\d\d-\d\dT\d\d)-(\d\d)-(\d\d)-(\d{3})Z/);
     return {
@@ -225,11 +224,12 @@ export class UiApi {
         key: s.key,
         ref: typeof s.key === "string" ? `${s.stage}/${s.key.slice(0, 16)}` : undefined,
         needs: Array.isArray(s.needs) ? s.needs : undefined,
-        outcome: s.outcome,
+        // The stage a dead run was running did not finish: no frozen progress bar.
+        outcome: status === "interrupted" && s.outcome === "running" ? "interrupted" : s.outcome,
         seconds: s.seconds,
         metrics: isObject(s.metrics) ? s.metrics : {},
         error: s.error,
-        progress: s.progress,
+        progress: status === "interrupted" ? undefined : s.progress,
       })),
     };
   }
@@ -415,6 +415,13 @@ export class UiApi {
         tokens_seen: column("tokens_seen"),
         train_loss: column("train_loss"),
         val_loss: column("val_loss"),
+        // DPO's reward margins (chosen − rejected reward), drawn as a second chart.
+        ...(evaluations.some((e) => typeof e.train_reward_margin === "number")
+          ? {
+            train_reward_margin: column("train_reward_margin"),
+            val_reward_margin: column("val_reward_margin"),
+          }
+          : {}),
       };
       const xs = columns.step.map((s, i) => s ?? i);
       const ys = columns.train_loss.map((v, i) => v ?? columns.val_loss[i] ?? NaN);

@@ -54,10 +54,27 @@ import {
   saveCheckpoint,
 } from "../llm/train/checkpoint.ts";
 import { trainingMetrics, writeTrainingHistory } from "../llm/train/history_files.ts";
-import { type TrainingState, trainModel } from "../llm/train/loop.ts";
-import { checkpointSchedule, inputOfType, modelInput, runParams } from "./common.ts";
+import {
+  type EpochBatches,
+  type TrainingObjective,
+  type TrainingState,
+  trainModel,
+} from "../llm/train/loop.ts";
+import {
+  type CheckpointCadence,
+  checkpointSchedule,
+  inputOfType,
+  modelInput,
+  runParams,
+} from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { type InstructionsArtifact, openInstructionsArtifact } from "./instructions.ts";
+import {
+  describeSplit,
+  type InstructionsArtifact,
+  type InstructionsParams,
+  leavesValidation,
+  openInstructionsArtifact,
+} from "./instructions.ts";
 
 const commonShape = {
   from: z.string().optional().describe(
@@ -158,16 +175,28 @@ export function loraSettings(p: LoraFinetuneParams): LoraConfig {
 /** What a checkpoint carries besides the position. */
 type RunState = Omit<TrainingState, "position"> & { loraDropoutRng?: number };
 
+/** The parameters a checkpointed training run reads (`finetune`, `lora-finetune`, `dpo`). */
+export interface CheckpointedTrainingParams extends CheckpointCadence {
+  epochs: number;
+  lr: number;
+  weight_decay: number;
+  eval_freq: number;
+  eval_iter: number;
+  initial_eval: boolean;
+  max_grad_norm?: number;
+}
+
 /**
  * A run is identified by its parameters and inputs; checkpoints of another run are ignored.
  * How often checkpoints are written does not change the run.
  */
-function runId(ctx: StageContext<AnyFinetuneParams>): string {
+function runId(ctx: StageContext<CheckpointedTrainingParams>): string {
   const inputs = Object.values(ctx.inputs).map((a) => a.key).sort().join(",");
   return `${ctx.name}|${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
-async function sample(
+/** A greedy continuation of `prompt` (the book's generate_and_print_sample). */
+export async function sample(
   model: GPTModel,
   tokenizer: Tokenizer,
   prompt: string,
@@ -218,8 +247,8 @@ async function loaders(
   }
   if (val.numBatches === 0) {
     throw new Error(
-      `${ctx.name}: the instructions artifact has no validation entries (split "workshop" has ` +
-        `none): use split "book" or fractions that leave some`,
+      `${ctx.name}: the instructions artifact has no validation entries: use split "book" or ` +
+        `fractions {train, test} that leave some`,
     );
   }
   return { train, val };
@@ -240,6 +269,19 @@ function defineFinetune<P extends AnyFinetuneParams>(
     requires: ["instructions"],
     headline: ["train_loss", "val_loss", "trainable_parameters", "tokens_per_second"],
     cadenceParams: ["checkpoint_minutes", "checkpoint_every"],
+    producesModel: true,
+    // Fine-tuning reports a validation loss: a split that leaves no validation part fails here,
+    // before anything runs, naming the split the user chose.
+    checkUpstream: (_p, upstream) =>
+      upstream.filter((s) => s.direct && s.type === "instructions").flatMap((s) => {
+        const split = (s.params as InstructionsParams).split;
+        const fraction = (s.params as InstructionsParams).val_split_fraction ?? 0;
+        return leavesValidation(split) || fraction > 0 ? [] : [{
+          message: `the instructions stage "${s.name}" splits with ${describeSplit(split)}, ` +
+            `which leaves no validation part (fine-tuning reports a validation loss): use ` +
+            `split "book" or fractions {train, test} that sum to less than 1`,
+        }];
+      }),
     async run(ctx: StageContext<P>) {
       const p: AnyFinetuneParams = ctx.params;
       await useEngine(ctx);
@@ -262,16 +304,13 @@ function defineFinetune<P extends AnyFinetuneParams>(
           ? applyLora(model, loraSettings(p), { seed: p.seed })
           : undefined;
         const samplePrompt = template.prompt((await data.entries("val"))[0]);
-        const result = await train_(
-          ctx,
-          model,
-          adapters,
+        const result = await trainWithCheckpoints(ctx, model, adapters, {
           train,
           val,
-          samplePrompt,
-          tokenizer,
-          data.endId,
-        );
+          sample: p.sample_tokens > 0
+            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens, data.endId)
+            : undefined,
+        });
         trained = result.model;
         const state = result.state;
 
@@ -351,18 +390,32 @@ async function loadBase(
   return { model: loaded.model, family: loaded.family };
 }
 
-/** Trains `model` (its adapters, when given), resuming from a checkpoint of this run. */
-async function train_(
-  ctx: StageContext<AnyFinetuneParams>,
+/** What {@link trainWithCheckpoints} trains on and how. */
+export interface CheckpointedTraining<B> {
+  /** Training batches. */
+  train: EpochBatches<B>;
+  /** Validation batches. */
+  val: EpochBatches<B>;
+  /** What a step minimises (default: the book's cross-entropy; `B` must then be `Batch`). */
+  objective?: TrainingObjective<B>;
+  /** The sample after each epoch (none when omitted). */
+  sample?: (model: GPTModel) => Promise<string>;
+}
+
+/**
+ * Trains `fresh` (its adapters, when given) with AdamW on the one training loop, resuming from a
+ * checkpoint of this run in the progress folder and writing checkpoints as the cadence
+ * parameters say and on Ctrl-C / SIGTERM. Returns the trained model: `fresh`, or for a full
+ * fine-tune resumed from a checkpoint the checkpoint's model (the caller disposes both).
+ */
+export async function trainWithCheckpoints<B>(
+  ctx: StageContext<CheckpointedTrainingParams>,
   fresh: GPTModel,
   adapters: LoraAdapters | undefined,
-  train: InstructionLoader,
-  val: InstructionLoader,
-  samplePrompt: string,
-  tokenizer: Tokenizer,
-  endId: number,
+  run: CheckpointedTraining<B>,
 ): Promise<{ model: GPTModel; state: TrainingState }> {
   const p = ctx.params;
+  const { train } = run;
   const checkpointDir = join(ctx.progressDir, "checkpoint");
   const makeOptimizer = (m: GPTModel) =>
     new AdamW(m.trainableParameters(), { lr: p.lr, weightDecay: p.weight_decay });
@@ -398,11 +451,12 @@ async function train_(
   }
   const schedule = checkpointSchedule(p);
   try {
-    const state = await trainModel({
+    const state = await trainModel<B>({
       model,
       optimizer,
       train,
-      val,
+      val: run.val,
+      objective: run.objective,
       epochs: p.epochs,
       evalFreq: p.eval_freq,
       evalIter: p.eval_iter,
@@ -411,9 +465,7 @@ async function train_(
       initialEval: p.initial_eval,
       initialEvalIter: p.eval_iter,
       setTraining: adapters ? (on) => adapters.train(on) : undefined,
-      sample: p.sample_tokens > 0
-        ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens, endId)
-        : undefined,
+      sample: run.sample,
       saveCheckpoint: async ({ position, ...extra }) => {
         await saveCheckpoint<RunState>(checkpointDir, {
           model,

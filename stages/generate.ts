@@ -16,6 +16,7 @@ import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import {
+  entryName,
   type InstructionEntry,
   type PromptTemplate,
   promptTemplate,
@@ -119,7 +120,7 @@ async function readPromptFile(path: string): Promise<PromptItem[]> {
     if (typeof record === "object" && record !== null && typeof record.instruction === "string") {
       const optional = (key: string) => {
         if (record[key] !== undefined && typeof record[key] !== "string") {
-          throw new Error(`${path}: entry ${i}: "${key}" must be a string`);
+          throw new Error(`${path}: ${entryName(i)}: "${key}" must be a string`);
         }
         return record[key] as string | undefined;
       };
@@ -131,7 +132,9 @@ async function readPromptFile(path: string): Promise<PromptItem[]> {
         },
       };
     }
-    throw new Error(`${path}: entry ${i} is neither a non-empty string nor {instruction, input}`);
+    throw new Error(
+      `${path}: ${entryName(i)} is neither a non-empty string nor {instruction, input}`,
+    );
   });
 }
 

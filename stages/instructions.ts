@@ -52,18 +52,25 @@ const NAMED_SPLITS: Record<string, SplitFractions> = {
   workshop: { train: 0.85, test: 0.15 },
 };
 
+/** Split fractions of the data: what trains and what tests; the rest validates. */
+const SplitFractionsParams = z.strictObject({
+  train: z.number().min(0).max(1).describe("Fraction of the entries that train."),
+  test: z.number().min(0).max(1).describe("Fraction that tests; the rest validates."),
+}).refine((f) => f.train + f.test <= 1, {
+  error: (issue) => {
+    const f = issue.input as { train: number; test: number };
+    return `train ${f.train} + test ${f.test} = ${
+      Math.round((f.train + f.test) * 1e6) / 1e6
+    }: the two fractions must sum to at most 1 (the rest validates)`;
+  },
+});
+
 export const InstructionsParams = z.strictObject({
   corpus: z.string().min(1).default("instruction-data").describe(
     "`instruction-data` (the book's 1,100 entries, downloaded or mirrored, checksum verified) " +
       "or the path of a local JSON array / JSONL file of `{instruction, input, output}` records.",
   ),
-  split: z.union([
-    z.enum(["book", "workshop"]),
-    z.strictObject({
-      train: z.number().min(0).max(1).describe("Fraction of the entries that train."),
-      test: z.number().min(0).max(1).describe("Fraction that tests; the rest validates."),
-    }),
-  ]).default("book").describe(
+  split: z.union([z.enum(["book", "workshop"]), SplitFractionsParams]).default("book").describe(
     "In file order: `book` 85% train / 10% test / rest validation (935/110/55), `workshop` " +
       "85/15 (no validation part), or `{train, test}` fractions.",
   ),
@@ -174,6 +181,19 @@ async function tokenizerAndTemplate(
   }
   const endId = chatEndTokenId(chat, tokenizer.specialTokens) ?? eos;
   return { tokenizer, template: chatPromptTemplate(chat), padId, endId };
+}
+
+/** Whether a split leaves entries to validate on (fractions that sum to less than 1). */
+export function leavesValidation(split: InstructionsParams["split"]): boolean {
+  const f = typeof split === "string" ? NAMED_SPLITS[split] : split;
+  return (f.train ?? 0) + (f.test ?? 0) < 1 - 1e-9;
+}
+
+/** A split as the pipeline wrote it: `split "workshop"` or `split {train: 0.9, test: 0.1}`. */
+export function describeSplit(split: InstructionsParams["split"]): string {
+  return typeof split === "string"
+    ? `split "${split}"`
+    : `split {train: ${split.train}, test: ${split.test}}`;
 }
 
 /** Stage `instructions`: split, format and tokenize instruction data (book ch07). */

@@ -10,11 +10,14 @@
  * Answers are appended to the progress folder as they arrive, so a run that stops (Ctrl-C,
  * the judge went away) resumes without asking again.
  *
- * Cache key: the parameters (API, URL, model name), the responses and, for Ollama, the digest
- * of the weights the model name points to (looked up when the pipeline is planned), so a
- * re-pulled `llama3` judges again. OpenAI-compatible servers report no digest; there the model
- * name alone is the key. The judge's identity is also recorded in the manifest
- * (`environment.judge`) and judge.json.
+ * Cache key: the parameters (API, URL, model name) and the responses; how the judge is asked
+ * (`concurrency`, `timeout_s`, `retries`) is left out, so changing it reuses a finished artifact
+ * and a partial run's answers. The key needs no server: a finished artifact is reused while the
+ * judge is down. For Ollama the digest of the weights the model name points to is looked up
+ * when judging and recorded (judge.json, the manifest's `environment.judge`, each answer in
+ * the ledger, so answers of other weights under the same name are asked again); when it could
+ * not be looked up the run says so and records why (`digest_unchecked`). OpenAI-compatible
+ * servers report no digest: there the model name alone identifies the judge.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -23,7 +26,7 @@ import { resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";
-import { DEFAULT_MODELS, DEFAULT_URLS, JudgeClient } from "../llm/eval/judge_client.ts";
+import { DEFAULT_MODELS, DEFAULT_URLS } from "../llm/eval/judge_client.ts";
 import { runJudge } from "../llm/eval/judge_run.ts";
 
 export const RESPONSES_FILE = "responses.json";
@@ -97,20 +100,8 @@ export const judgeStage: StageDefinition = defineStage({
   params: JudgeParams,
   localFiles: (p, pipeline) => (p.responses ? [resolvePath(p.responses, pipeline.baseDir)] : []),
   headline: ["judge", "mean", "scored", "win_rate"],
-  // The weights behind the model name decide the scores: Ollama names them by digest.
-  keyFacts: async (p) => {
-    if (p.api !== "ollama") return undefined;
-    const client = new JudgeClient({
-      api: p.api,
-      url: p.url,
-      model: p.model,
-      apiKeyEnv: p.api_key_env,
-      timeoutMs: Math.min(p.timeout_s, 15) * 1000,
-      retries: 1,
-    });
-    const { digest } = await client.identify();
-    return digest ? { digest } : undefined;
-  },
+  // How the judge is asked, not what it answers: changing these reuses the cached scores.
+  cadenceParams: ["concurrency", "timeout_s", "retries"],
   async run(ctx) {
     const p = ctx.params;
     const path = responsesPath(ctx);
@@ -153,6 +144,13 @@ export const judgeStage: StageDefinition = defineStage({
     });
     if (phase) ctx.progress.finish();
     ctx.recordEnvironment({ judge: report.judge });
+    if (report.judge.digest) ctx.log.info(`judge weights: ${report.judge.digest}`);
+    else if (report.judge.digest_unchecked) {
+      ctx.log.warn(
+        `the judge's weights could not be identified (${report.judge.digest_unchecked}): ` +
+          `the scores are recorded under the model name "${report.judge.model}" alone`,
+      );
+    }
     if (report.reused > 0) ctx.log.info(`${report.reused} answer(s) reused from an earlier run`);
 
     await writeFileAtomic(join(ctx.outDir, "scores.jsonl"), await Deno.readTextFile(ledgerPath));
@@ -197,11 +195,27 @@ export const judgeStage: StageDefinition = defineStage({
       metrics.contradiction_rate = w.contradiction_rate === null
         ? "n/a"
         : Math.round(w.contradiction_rate * 10000) / 10000;
-      ctx.log.info(
-        `pairwise ${w.first} vs ${w.second}: win rate ${w.win_rate?.toFixed(3) ?? "n/a"} ` +
-          `(${w.wins} wins, ${w.ties} ties, ${w.losses} losses; ${w.contradictions} ` +
-          `contradiction(s) when the order flips)`,
-      );
+      const replies = w.judgments.flatMap((j) => j.verdicts);
+      const unparsed = replies.filter((v) => v === null).length;
+      if (w.judged === 0) {
+        const example = w.unparsed[0]?.replies[0];
+        ctx.log.warn(
+          `pairwise ${w.first} vs ${w.second}: no win rate: ${
+            unparsed === replies.length ? "all" : unparsed
+          } of the judge's ${replies.length} replies were unparseable (it must answer "A", ` +
+            `"B" or "tie"${
+              example === undefined ? "" : `; it said ${JSON.stringify(example.slice(0, 40))}`
+            })`,
+        );
+      } else {
+        ctx.log.info(
+          `pairwise ${w.first} vs ${w.second}: win rate ${w.win_rate?.toFixed(3) ?? "n/a"} ` +
+            `(${w.wins} wins, ${w.ties} ties, ${w.losses} losses; ${w.contradictions} ` +
+            `contradiction(s) when the order flips)${
+              unparsed ? `; ${unparsed} of ${replies.length} replies unparseable` : ""
+            }`,
+        );
+      }
     }
     return { metrics };
   },

@@ -4,6 +4,7 @@
  */
 import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
+import { dpoStage } from "./dpo.ts";
 import { evaluateStage } from "./evaluate.ts";
 import { finetuneStage, loraFinetuneStage } from "./finetune.ts";
 import { instructionsStage } from "./instructions.ts";
@@ -11,6 +12,7 @@ import { generateStage } from "./generate.ts";
 import { judgeStage } from "./judge.ts";
 import { loadOpenaiWeightsStage } from "./load_openai_weights.ts";
 import { loadHfModelStage } from "./load_hf_model.ts";
+import { preferencesStage } from "./preferences.ts";
 import { pretrainStage } from "./pretrain.ts";
 import { reportStage } from "./report.ts";
 import { responsesStage } from "./responses.ts";
@@ -27,6 +29,8 @@ export function builtinStages(): StageRegistry {
     .register(instructionsStage)
     .register(finetuneStage)
     .register(loraFinetuneStage)
+    .register(preferencesStage)
+    .register(dpoStage)
     .register(responsesStage)
     .register(generateStage)
     .register(evaluateStage)
@@ -36,6 +40,7 @@ export function builtinStages(): StageRegistry {
 
 export {
   dataloaderStage,
+  dpoStage,
   evaluateStage,
   finetuneStage,
   generateStage,
@@ -44,6 +49,7 @@ export {
   loadHfModelStage,
   loadOpenaiWeightsStage,
   loraFinetuneStage,
+  preferencesStage,
   pretrainStage,
   reportStage,
   responsesStage,
@@ -54,6 +60,8 @@ export type { HfModelFolderInfo, HfSourceRecord, LoadHfModelParams } from "./loa
 export { openDataloaderArtifact } from "./dataloader.ts";
 export { openInstructionsArtifact } from "./instructions.ts";
 export type { InstructionsArtifact } from "./instructions.ts";
+export { openPreferencesArtifact } from "./preferences.ts";
+export type { PreferencesArtifact } from "./preferences.ts";
 export { openTokenizeArtifact } from "./tokenize.ts";
 export type { TokenizeArtifact } from "./tokenize.ts";
 export type { DataloaderArtifact, LoaderManifest, SplitInfo } from "./dataloader.ts";

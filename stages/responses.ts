@@ -121,6 +121,38 @@ export const responsesStage: StageDefinition = defineStage({
   inherits: ["seed"],
   requires: ["instructions"],
   headline: ["entries", "fields", "tokens_per_second"],
+  // Which models answer is known before anything runs: a wrong `models:` fails validation.
+  checkUpstream: (p, upstream) => {
+    const direct = upstream.filter((s) => s.direct);
+    const needs = direct.map((s) => s.name).join(", ") || "none";
+    const models = direct.filter((s) => s.producesModel).map((s) => s.name);
+    if (!p.models) {
+      if (models.length === 1) return [];
+      return [{
+        message: models.length === 0
+          ? `no stage among this stage's needs (${needs}) produces a model: add one to \`needs\``
+          : `several models among this stage's needs (${models.join(", ")}): name a field for ` +
+            "each with `models:`, e.g. {response_before: ..., response_after: ...}",
+      }];
+    }
+    if (Object.keys(p.models).length === 0) return [{ key: "models", message: "is empty" }];
+    return Object.entries(p.models).flatMap(([field, stage]) => {
+      const key = `models.${field}`;
+      const found = direct.find((s) => s.name === stage);
+      if (!found) {
+        return [{ key, message: `"${stage}" is not among this stage's needs (${needs})` }];
+      }
+      if (!found.producesModel) {
+        return [{
+          key,
+          message: `stage "${stage}" (${found.type}) produces no model; stages here that do: ${
+            models.join(", ") || "none"
+          }`,
+        }];
+      }
+      return [];
+    });
+  },
   async run(ctx) {
     const p = ctx.params;
     const data = await openInstructionsArtifact(inputOfType(ctx, "instructions").dir);

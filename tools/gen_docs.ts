@@ -67,6 +67,24 @@ targets, base model and its config); for an open model the adapter is PEFT's
 \`adapter_config.json\` + \`adapter_model.safetensors\` (\`lora_A\` [r, in], \`lora_B\` [out, r],
 HF module names), which \`--adapter\` applies on the base in generate, chat and serve. Checkpoints hold only the adapters and their AdamW moments
 (megabytes); a re-run after a crash or Ctrl-C resumes exactly.`,
+  "preferences": `
+The data of the book's DPO notebook (\`dpo-from-scratch.ipynb\`): records with \`chosen\` and
+\`rejected\` responses (a missing or empty field is an error naming the file, the 1-based entry and
+the field), split in file order as chapter 7 (935 / 55 / 110 of the book's 1,100). Each response is
+formatted after its prompt with the template. Writes \`train.json\` / \`val.json\` / \`test.json\`,
+\`<split>.chosen.bin\` and \`<split>.rejected.bin\` (+\`.json\`, \`.index.json\`: ids of prompt +
+response and the prompt's length), \`template.json\`, \`tokenizer.json\`, \`stats.json\`. Read back
+with \`openPreferencesArtifact\`.`,
+  "dpo": `
+The book's DPO: the batches of its \`custom_collate_fn\` (prompt + chosen and prompt + rejected
+padded with \`<|endoftext|>\` to one length, masks that keep only the response tokens, from the
+prompt's end + 2 as the book), \`compute_logprobs\` (mean over the response tokens) and
+\`compute_dpo_loss\` against the starting model, frozen, as reference; the untrained loss is ln 2.
+Pairs whose responses start beyond the model's context are left out (logged). Each evaluation
+records the loss, the chosen and rejected rewards (policy − reference log-probability) and their
+margin for both splits. Writes what \`finetune\` writes (with \`lora\`, what \`lora-finetune\`
+writes) plus \`reward_margins.svg\`; \`history.csv\` has the reward columns. Checkpoints and
+resuming as \`finetune\`'s (the same code).`,
   "responses": `
 Book ch07's "Extracting and saving responses": each entry of the split is formatted with the
 model's own template (its \`template.json\`, else the instructions artifact's), decoded in
@@ -82,7 +100,11 @@ and listed). With two response fields it also asks which answer is better, in bo
 (AlpacaEval style). The API key is read from \`api_key_env\` and never written anywhere. Writes
 \`scores.jsonl\`, \`judge.json\` (per field: scored/total, mean, standard error, histogram, the
 judge's model and digest), \`histogram-<field>.svg\` and \`pairwise.json\`. Answers are kept in
-the progress folder as they arrive, so an interrupted run asks only the rest.`,
+the progress folder as they arrive, so an interrupted run asks only the rest. \`concurrency\`,
+\`timeout_s\` and \`retries\` are not part of the cache key (changing them reuses the scores);
+the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
+digest of the judge's weights is looked up when judging and recorded (a run says so when it
+could not be); answers of other weights under the same model name are asked again.`,
   "report": `
 One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
 reads the artifacts of the stages listed under \`needs\` and recognises them by their files:

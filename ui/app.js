@@ -595,6 +595,9 @@ async function historyView(box, refs, token, xKey = "step") {
       )
     ),
   );
+  // DPO runs also have reward margins (chosen − rejected reward): a second chart, as the book's.
+  const withMargins = data.series.filter((s) => s.columns.train_reward_margin);
+  const marginBox = withMargins.length ? h("div", { class: "loss-chart" }) : null;
   const note = data.series.filter((s) => s.total > s.columns.step.length).map((s) =>
     `${s.label}: ${s.total.toLocaleString("en")} evaluations drawn as ${s.columns.step.length}`
   ).join("; ");
@@ -603,17 +606,25 @@ async function historyView(box, refs, token, xKey = "step") {
     h(
       "div",
       { class: "loss-layout" },
-      h("div", {}, chartBox, note ? h("p", { class: "muted" }, note) : null),
+      h(
+        "div",
+        {},
+        chartBox,
+        marginBox ? h("h3", {}, "Reward margins") : null,
+        marginBox,
+        note ? h("p", { class: "muted" }, note) : null,
+      ),
       samples,
     ),
   );
   drawLoss(chartBox, data.series, xKey);
+  if (marginBox) drawLoss(marginBox, withMargins, xKey, "reward_margin", "reward margin");
 }
 
-function drawLoss(el, seriesList, xKey) {
+function drawLoss(el, seriesList, xKey, column = "loss", yLabel = "loss") {
   const tables = seriesList.map((s) => {
     const xs = s.columns[xKey].map((x, i) => x ?? s.columns.step[i] ?? i);
-    return [xs, s.columns.train_loss, s.columns.val_loss];
+    return [xs, s.columns[`train_${column}`], s.columns[`val_${column}`]];
   });
   const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
   const series = [{ label: xKey.replace("_", " ") }];
@@ -645,7 +656,7 @@ function drawLoss(el, seriesList, xKey) {
       height: 320,
       series,
       scales: { x: { time: false } },
-      axes: [{ label: xKey.replace("_", " ") }, { label: "loss" }],
+      axes: [{ label: xKey.replace("_", " ") }, { label: yLabel }],
       legend: { live: true },
     },
     data,

@@ -48,7 +48,18 @@ export function extractResponse(continuation: string): string {
   return continuation.replace(RESPONSE_HEADER, "").trim();
 }
 
-/** Checks parsed JSON and returns it as entries; errors name the source and the entry index. */
+/**
+ * How errors name an entry of a data file: people count from 1, so the first entry is
+ * "entry 1", and the message says so.
+ */
+export function entryName(index: number): string {
+  return `entry ${index + 1} (counting from 1)`;
+}
+
+/**
+ * Checks parsed JSON and returns it as entries; errors name the source and the entry. A
+ * missing `input` is an empty one (as in LitGPT's JSON data and the judge's responses files).
+ */
 export function parseInstructionData(
   value: unknown,
   source = "<instruction data>",
@@ -58,13 +69,14 @@ export function parseInstructionData(
   }
   return value.map((item, index) => {
     if (typeof item !== "object" || item === null || Array.isArray(item)) {
-      throw new Error(`${source}: entry ${index} is not an object`);
+      throw new Error(`${source}: ${entryName(index)} is not an object`);
     }
     const record = item as Record<string, unknown>;
     for (const key of ["instruction", "input", "output"]) {
+      if (key === "input" && record.input === undefined) continue;
       if (typeof record[key] !== "string") {
         throw new Error(
-          `${source}: entry ${index} has ${
+          `${source}: ${entryName(index)} has ${
             key in record ? `a non-string "${key}"` : `no "${key}"`
           } (expected a string)`,
         );
@@ -72,7 +84,7 @@ export function parseInstructionData(
     }
     return {
       instruction: record.instruction as string,
-      input: record.input as string,
+      input: (record.input as string | undefined) ?? "",
       output: record.output as string,
     };
   });
@@ -90,26 +102,35 @@ export async function readInstructionData(path: string): Promise<InstructionEntr
   return parseInstructionData(await readJsonFile(path), path);
 }
 
-/** JSON Lines: each non-blank line is one record; record indices count records, not lines. */
+/** JSON Lines: each non-blank line is one record; errors name the line. */
 export function parseInstructionJsonl(
   text: string,
   source = "<instruction data>",
 ): InstructionEntry[] {
   const records: unknown[] = [];
+  const lineOf: number[] = [];
   const lines = text.split("\n");
   lines.forEach((line, lineIndex) => {
     if (line.trim() === "") return;
     try {
       records.push(JSON.parse(line));
+      lineOf.push(lineIndex + 1);
     } catch (error) {
       throw new Error(
-        `${source}: record ${records.length} (line ${lineIndex + 1}) is not valid JSON: ${
-          (error as Error).message
-        }`,
+        `${source}: line ${lineIndex + 1} is not valid JSON: ${(error as Error).message}`,
       );
     }
   });
-  return parseInstructionData(records, source);
+  try {
+    return parseInstructionData(records, source);
+  } catch (error) {
+    // A JSONL file's entries are its lines: name the line rather than the record's position.
+    const message = (error as Error).message.replace(
+      /entry (\d+) \(counting from 1\)/,
+      (_, n) => `line ${lineOf[Number(n) - 1]}`,
+    );
+    throw new Error(message);
+  }
 }
 
 export interface DuplicateReport {

@@ -5,7 +5,7 @@
  * "unscored" here, and every one is kept with its reply). Scores are written to a ledger as
  * they arrive, so an interrupted run resumes without asking again.
  */
-import { formatInstructionPrompt } from "../data/instructions.ts";
+import { entryName, formatInstructionPrompt } from "../data/instructions.ts";
 import type { JudgeClient } from "./judge_client.ts";
 import { forEachLimited, JudgeLedger, promptHash } from "./judge_ledger.ts";
 
@@ -21,30 +21,49 @@ const ENTRY_FIELDS = ["instruction", "input", "output"];
 
 /**
  * Reads a responses file in the book's format (`instruction-data-with-response.json`: a list
- * of {instruction, input, output, <response fields>…}). `fields` (if given) must be present,
- * as strings, in every entry; errors name the file, the entry and the field.
+ * of {instruction, input, output, <response fields>…}). Every response field — `fields`, or
+ * by default every field that holds text in some entry — must be a string in every entry (a
+ * missing answer is an error, never judged as the text "undefined"); `input` may be missing
+ * (an empty input). Errors name the file, the entry (counting from 1) and the field.
  */
 export function parseResponses(value: unknown, source: string, fields?: string[]): ResponseEntry[] {
   if (!Array.isArray(value) || value.length === 0) {
     throw new Error(`${source}: expected a non-empty JSON list of entries`);
   }
-  return value.map((entry, i) => {
+  value.forEach((entry, i) => {
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
-      throw new Error(`${source}: entry ${i}: expected an object`);
+      throw new Error(`${source}: ${entryName(i)}: expected an object`);
     }
-    const record = entry as Record<string, unknown>;
-    for (const key of [...ENTRY_FIELDS, ...(fields ?? [])]) {
+  });
+  const records = value as Record<string, unknown>[];
+  const required = [...ENTRY_FIELDS, ...(fields ?? textFields(records))];
+  return records.map((record, i) => {
+    for (const key of required) {
       const v = record[key];
       if (typeof v !== "string" && !(key === "input" && v === undefined)) {
         throw new Error(
-          `${source}: entry ${i}: "${key}" must be a string (got ${
+          `${source}: ${entryName(i)}: "${key}" must be a string (got ${
             v === undefined ? "nothing" : typeof v
-          })`,
+          })${fields === undefined && !ENTRY_FIELDS.includes(key) ? RESPONSE_FIELD_NOTE : ""}`,
         );
       }
     }
     return { ...record, input: (record.input as string | undefined) ?? "" } as ResponseEntry;
   });
+}
+
+const RESPONSE_FIELD_NOTE =
+  "; every field other entries give as text is a response to judge (choose them with `fields:`)";
+
+/** Every field besides instruction, input and output that holds text in some entry, in order. */
+function textFields(records: readonly Record<string, unknown>[]): string[] {
+  const fields = new Set<string>();
+  for (const record of records) {
+    for (const [key, v] of Object.entries(record)) {
+      if (!ENTRY_FIELDS.includes(key) && typeof v === "string") fields.add(key);
+    }
+  }
+  return [...fields];
 }
 
 export async function readResponses(path: string, fields?: string[]): Promise<ResponseEntry[]> {
@@ -61,11 +80,9 @@ export async function readResponses(path: string, fields?: string[]): Promise<Re
   return parseResponses(value, path, fields);
 }
 
-/** The response fields of an entry: every string field besides instruction, input, output. */
+/** The response fields: every field besides instruction, input, output that holds text. */
 export function responseFields(entries: readonly ResponseEntry[]): string[] {
-  return Object.keys(entries[0]).filter((k) =>
-    !ENTRY_FIELDS.includes(k) && typeof entries[0][k] === "string"
-  );
+  return textFields(entries);
 }
 
 /** The book's judge prompt (ch07 `generate_model_scores`), character for character. */
@@ -174,7 +191,14 @@ export async function scoreResponses(
   );
   let asked = 0, reused = 0, done = 0;
   const todo = jobs.filter((job) => {
-    const known = ledger.find("score", job.field, job.index, job.prompt, client.model);
+    const known = ledger.find(
+      "score",
+      job.field,
+      job.index,
+      job.prompt,
+      client.model,
+      client.digest,
+    );
     if (known) {
       replies.set(`${job.field}#${job.index}`, { reply: known.reply, by: known.answered_by });
     }
@@ -192,6 +216,7 @@ export async function scoreResponses(
       index: job.index,
       prompt_sha256: promptHash(job.prompt),
       judge: client.model,
+      ...(client.digest ? { digest: client.digest } : {}),
       answered_by: reply.model,
       reply: reply.content,
     });

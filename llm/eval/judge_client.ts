@@ -54,6 +54,8 @@ export interface JudgeIdentity {
   model: string;
   /** Ollama's digest of the model's weights (from /api/tags), when the API gives one. */
   digest?: string;
+  /** Why Ollama's digest could not be looked up (the server answered /api/tags with an error). */
+  digest_unchecked?: string;
 }
 
 /** The judge could not be reached (connection refused, DNS, every retry timed out). */
@@ -86,6 +88,8 @@ export class JudgeClient {
   readonly api: JudgeApi;
   readonly url: string;
   readonly model: string;
+  /** The weights' digest, once `identify` found one (recorded with each answer). */
+  digest?: string;
   readonly #apiKey: string | undefined;
   readonly #config: Required<
     Pick<
@@ -149,13 +153,23 @@ export class JudgeClient {
     };
   }
 
-  /** How to get a judge running, for the unreachable message. */
+  /**
+   * How to get a judge running, for the unreachable message. Pulling the model is advice only
+   * at Ollama's own address: elsewhere the name may be another server's (the smoke pipeline's
+   * `judge` is our own `serve`), and no Ollama model of that name need exist.
+   */
   #howToStart(): string {
-    return this.api === "ollama"
-      ? `start one with \`ollama serve\` and \`ollama pull ${this.model}\`, or set the judge's URL ` +
-        `(url:) to a running server`
-      : `start an OpenAI-compatible server (e.g. \`deno task serve --model …\`, vLLM, ` +
+    if (this.api === "openai") {
+      return `start an OpenAI-compatible server (e.g. \`deno task serve --model …\`, vLLM, ` +
         `llama.cpp's server) or set the judge's URL (url:)`;
+    }
+    if (this.url === DEFAULT_URLS.ollama) {
+      return `start one with \`ollama serve\` and \`ollama pull ${this.model}\`, or set the judge's ` +
+        `URL (url:) to a running server`;
+    }
+    return `start the server meant to answer there with the model "${this.model}" (Ollama: ` +
+      `\`OLLAMA_HOST=${new URL(this.url).host} ollama serve\`; the pipeline's comments may say ` +
+      `which), or set the judge's URL (url:) to a running one`;
   }
 
   /**
@@ -261,9 +275,16 @@ export class JudgeClient {
   async identify(signal?: AbortSignal): Promise<JudgeIdentity> {
     const identity: JudgeIdentity = { api: this.api, url: this.url, model: this.model };
     if (this.api !== "ollama") return identity;
-    const tags = await this.#request("GET", `${this.url}/api/tags`, undefined, signal) as {
-      models?: { name?: string; model?: string; digest?: string }[];
-    };
+    let tags: { models?: { name?: string; model?: string; digest?: string }[] };
+    try {
+      tags = await this.#request("GET", `${this.url}/api/tags`, undefined, signal) as typeof tags;
+    } catch (error) {
+      // A judge that is down cannot judge either; one that answers chat but not the model list
+      // (a proxy, another server) still can: the run goes on and says what it could not check.
+      if (!(error instanceof JudgeRequestError)) throw error;
+      identity.digest_unchecked = error.message;
+      return identity;
+    }
     const names = [this.model, `${this.model}:latest`];
     const found = tags?.models?.find((m) =>
       names.includes(m.name ?? "") || names.includes(m.model ?? "")
@@ -275,7 +296,8 @@ export class JudgeClient {
         }); pull it with \`ollama pull ${this.model}\``,
       );
     }
-    if (found.digest) identity.digest = found.digest;
+    if (found.digest) identity.digest = this.digest = found.digest;
+    else identity.digest_unchecked = `${this.url}/api/tags lists no digest for "${this.model}"`;
     return identity;
   }
 }

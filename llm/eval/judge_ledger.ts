@@ -17,6 +17,8 @@ export interface LedgerRecord {
   prompt_sha256: string;
   /** The judge model we asked for, and the one the server says answered. */
   judge: string;
+  /** The digest of the judge's weights when it was known (Ollama). */
+  digest?: string;
   answered_by: string;
   reply: string;
 }
@@ -70,10 +72,22 @@ export class JudgeLedger {
     return this.#known.size;
   }
 
-  /** The recorded answer for this question, if the same prompt was put to the same judge. */
-  find(kind: LedgerRecord["kind"], key: string, index: number, prompt: string, judge: string) {
+  /**
+   * The recorded answer for this question, if the same prompt was put to the same judge (the
+   * same model name and, when both are known, the same weights digest).
+   */
+  find(
+    kind: LedgerRecord["kind"],
+    key: string,
+    index: number,
+    prompt: string,
+    judge: string,
+    digest?: string,
+  ) {
     const record = this.#known.get(id(kind, key, index));
-    return record && record.prompt_sha256 === promptHash(prompt) && record.judge === judge
+    const sameWeights = !record?.digest || !digest || record.digest === digest;
+    return record && record.prompt_sha256 === promptHash(prompt) && record.judge === judge &&
+        sameWeights
       ? record
       : undefined;
   }

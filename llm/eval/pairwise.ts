@@ -144,7 +144,7 @@ export async function comparePairwise(
   );
   const replies = new Map<string, string>();
   const todo = jobs.filter((job) => {
-    const known = ledger.find("pair", job.key, job.index, job.prompt, client.model);
+    const known = ledger.find("pair", job.key, job.index, job.prompt, client.model, client.digest);
     if (known) replies.set(`${job.order}#${job.index}`, known.reply);
     return !known;
   });
@@ -158,6 +158,7 @@ export async function comparePairwise(
       index: job.index,
       prompt_sha256: promptHash(job.prompt),
       judge: client.model,
+      ...(client.digest ? { digest: client.digest } : {}),
       answered_by: reply.model,
       reply: reply.content,
     });

@@ -45,6 +45,18 @@ export interface GenerateOptions extends SamplingOptions {
   contextSize?: number;
   /** Called with each new token as soon as it is chosen (for streaming output). */
   onToken?: (token: number, index: number) => void | Promise<void>;
+  /**
+   * With the cache, feed a long prompt a slice at a time (the same computation: attention is
+   * causal), each slice sized to take about this many ms but at least `prefillMinTokens` (one
+   * forward pass has a fixed cost: reading every weight), awaiting `betweenSlices` after each,
+   * so that a server can answer other requests during a long prefill. Default: the whole
+   * prompt at once.
+   */
+  prefillTurnMs?: number;
+  /** The smallest prefill slice, in tokens (default 32). */
+  prefillMinTokens?: number;
+  /** Awaited between prefill slices (e.g. an event-loop turn). */
+  betweenSlices?: () => Promise<void>;
 }
 
 /** The tokens that end generation: `eosId` and `stopIds` together. */
@@ -166,6 +178,18 @@ export async function generate(
         cache.reset();
         cacheStart = windowStart;
         feed = tokens.slice(windowStart);
+      }
+      const turnMs = options.prefillTurnMs;
+      const minSlice = options.prefillMinTokens ?? 32;
+      let slice = minSlice; // tokens; then sized by how long the last slice took
+      while (cache && turnMs !== undefined && feed.length > slice) {
+        const t0 = performance.now();
+        await lastLogits(model, feed.slice(0, slice), cache);
+        feed = feed.slice(slice);
+        const ms = Math.max(performance.now() - t0, 0.5);
+        // Grow at most twofold a step: one fast slice must not make the next one huge.
+        slice = Math.max(minSlice, Math.min(2 * slice, Math.round((slice * turnMs) / ms)));
+        await options.betweenSlices?.();
       }
       const logits = await lastLogits(model, feed, cache);
       const next = sampleNextToken(limitVocab(logits, options.vocabLimit), options, rng);

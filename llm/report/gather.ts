@@ -99,6 +99,33 @@ export async function readLossCurve(source: ReportSource): Promise<ReportLossCur
 }
 
 /**
+ * The reward-margin curve of a `dpo` stage's history.json (`train_reward_margin`,
+ * `val_reward_margin`: chosen minus rejected reward), as the book plots it; none for a history
+ * without those columns.
+ */
+export async function readRewardMarginCurve(
+  source: ReportSource,
+): Promise<ReportLossCurve | undefined> {
+  const path = join(source.dir, HISTORY_FILE);
+  if (!existsSync(path)) return undefined;
+  const history = object(await readJson(path), path);
+  const rows = Array.isArray(history.evaluations) ? history.evaluations : [];
+  if (rows.length === 0 || !("train_reward_margin" in object(rows[0], path))) return undefined;
+  const column = (key: string) =>
+    rows.map((e, i) => number(object(e, path)[key], `${path}: evaluations[${i}].${key}`));
+  return {
+    name: `${source.stage} reward margins`,
+    curve: {
+      epochs: column("epoch"),
+      tokensSeen: column("tokens_seen"),
+      train: column("train_reward_margin"),
+      val: column("val_reward_margin"),
+      label: "reward margins",
+    },
+  };
+}
+
+/**
  * The model an evaluate stage scored: its `from:` parameter, else its only upstream stage,
  * else what results.json says.
  */
@@ -241,6 +268,8 @@ export async function gatherReport(
   for (const source of sources) {
     const curve = await readLossCurve(source);
     if (curve) data.lossCurves.push(curve);
+    const margins = await readRewardMarginCurve(source);
+    if (margins) data.lossCurves.push(margins);
     data.mmlu.push(...await readMmluRows(source));
     const judge = await readJudgeFile(source);
     if (judge) {

@@ -6,11 +6,27 @@ import { join } from "node:path";
 import type { TrainingState } from "./loop.ts";
 import { lossPlotSvg } from "./plot.ts";
 
-/** Writes history.json, history.csv, samples.json and (when anything was evaluated) loss.svg. */
+/** A further figure of two history columns (train and validation), e.g. DPO's reward margins. */
+export interface HistoryPlot {
+  /** File name in the folder, e.g. "reward_margins.svg". */
+  file: string;
+  /** The training column of the history rows, e.g. "train_reward_margin". */
+  train: string;
+  /** The validation column, e.g. "val_reward_margin". */
+  val: string;
+  /** What the curves are, e.g. "reward margins". */
+  label: string;
+}
+
+/**
+ * Writes history.json, history.csv (every column of the evaluations), samples.json and (when
+ * anything was evaluated) loss.svg and each of `plots`.
+ */
 export async function writeTrainingHistory(
   dir: string,
   state: TrainingState,
   plotTitle: string,
+  plots: readonly HistoryPlot[] = [],
 ): Promise<void> {
   const history = {
     initial: state.initial ?? null,
@@ -18,12 +34,13 @@ export async function writeTrainingHistory(
     samples: state.samples,
   };
   await Deno.writeTextFile(join(dir, "history.json"), JSON.stringify(history, null, 2) + "\n");
-  const csv = ["step,epoch,tokens_seen,train_loss,val_loss"]
-    .concat(
-      state.history.map((h) =>
-        [h.step, h.epoch, h.tokens_seen, h.train_loss, h.val_loss].join(",")
-      ),
-    )
+  // The book's columns first, then whatever else the objective measured, in its order.
+  const columns = ["step", "epoch", "tokens_seen", "train_loss", "val_loss"];
+  for (const row of state.history) {
+    for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  }
+  const csv = [columns.join(",")]
+    .concat(state.history.map((h) => columns.map((c) => h[c] ?? "").join(",")))
     .join("\n") + "\n";
   await Deno.writeTextFile(join(dir, "history.csv"), csv);
   await Deno.writeTextFile(
@@ -39,6 +56,17 @@ export async function writeTrainingHistory(
       title: plotTitle,
     });
     await Deno.writeTextFile(join(dir, "loss.svg"), svg);
+    for (const plot of plots) {
+      const figure = lossPlotSvg({
+        epochs: state.history.map((h) => h.epoch),
+        tokensSeen: state.history.map((h) => h.tokens_seen),
+        train: state.history.map((h) => h[plot.train]),
+        val: state.history.map((h) => h[plot.val]),
+        title: plotTitle,
+        label: plot.label,
+      });
+      await Deno.writeTextFile(join(dir, plot.file), figure);
+    }
   }
 }
 
@@ -53,7 +81,11 @@ export function trainingMetrics(state: TrainingState): Record<string, number> {
     seconds_per_step: Number((state.trainSeconds / Math.max(steps, 1)).toFixed(4)),
     tokens_per_second: Math.round(tokensSeen / Math.max(state.trainSeconds, 1e-9)),
   };
-  if (last) Object.assign(metrics, { train_loss: last.train_loss, val_loss: last.val_loss });
+  if (last) {
+    // The last evaluation's losses and any other measures (DPO's rewards and margins).
+    const { step: _step, epoch: _epoch, tokens_seen: _tokens, ...measures } = last;
+    Object.assign(metrics, measures);
+  }
   if (state.initial) {
     Object.assign(metrics, {
       initial_train_loss: state.initial.train_loss,

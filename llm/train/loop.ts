@@ -16,21 +16,59 @@
  *   throws {@link TrainingInterrupted};
  * - bad numbers: a non-finite loss stops the run with {@link NonFiniteLossError} and nothing of
  *   that state is checkpointed (the last good checkpoint stays).
+ *
+ * What a step minimises is the caller's {@link TrainingObjective}: the book's next-token
+ * cross-entropy by default, DPO's preference loss for `dpo` (llm/train/dpo.ts).
  */
 import { nextTurn } from "../timers.ts";
 import type { Batch } from "../data/batch.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { AdamW } from "./adamw.ts";
 import type { TrainingPosition } from "./checkpoint.ts";
-import { calcLossLoader, trainStep } from "./trainer.ts";
+import { calcLossLoader, trainStep, type TrainStepOptions } from "./trainer.ts";
 
 /** A split's batches, epoch by epoch, in an order that depends only on the epoch. */
-export interface EpochBatches {
+export interface EpochBatches<B = Batch> {
   /** Batches per epoch. */
   readonly numBatches: number;
   /** The batches of `epoch` (0-based), in order, starting at index `start`. */
-  batches(epoch: number, start?: number): Iterable<Batch>;
+  batches(epoch: number, start?: number): Iterable<B>;
 }
+
+/** What an evaluation measures over a few batches: the mean loss, and any other means. */
+export type EvalMeasures = { loss: number } & Record<string, number>;
+
+/**
+ * What the loop minimises and measures, for batches of type `B`. The default,
+ * {@link crossEntropyObjective}, is the book's; `dpo` brings its own (llm/train/dpo.ts).
+ */
+export interface TrainingObjective<B> {
+  /** One optimizer step on `batch` with dropout on; the batch's loss before the update. */
+  step(
+    model: GPTModel,
+    optimizer: AdamW,
+    batch: B,
+    options: TrainStepOptions,
+  ): Promise<{ loss: number }>;
+  /**
+   * The mean loss (and other measures) over the first `numBatches` batches (all when omitted),
+   * in evaluation mode; a loss of NaN for no batches.
+   */
+  evaluate(model: GPTModel, batches: AsyncIterable<B>, numBatches?: number): Promise<EvalMeasures>;
+  /** Tokens a batch adds to tokens_seen. */
+  tokens(batch: B): number;
+  /** Measures besides the loss that the evaluation's log line prints (e.g. `reward_margin`). */
+  logged?: readonly string[];
+}
+
+/** The book's objective: next-token cross-entropy (`calc_loss_batch`, `calc_loss_loader`). */
+export const crossEntropyObjective: TrainingObjective<Batch> = {
+  step: (model, optimizer, batch, options) => trainStep(model, optimizer, batch, options),
+  evaluate: async (model, batches, numBatches) => ({
+    loss: await calcLossLoader(model, batches, numBatches),
+  }),
+  tokens: (batch) => batch.inputs.length,
+};
 
 /** One evaluation (a row of history.csv; snake_case as the files write it). */
 export interface EvalPoint {
@@ -44,6 +82,11 @@ export interface EvalPoint {
   train_loss: number;
   /** Mean loss over `evalIter` validation batches. */
   val_loss: number;
+  /**
+   * The objective's other measures, as `train_<name>` and `val_<name>` (DPO:
+   * `train_chosen_reward`, `val_reward_margin`, ...).
+   */
+  [measure: string]: number;
 }
 
 /** A sample generated after an epoch. */
@@ -80,16 +123,21 @@ export interface LoopProgress {
   finish(): void;
 }
 
-/** What {@link trainModel} needs. */
-export interface TrainLoopOptions {
+/** What {@link trainModel} needs; `B` is the batch type its objective takes. */
+export interface TrainLoopOptions<B = Batch> {
   /** The model to train (its dropout RNG is part of what a checkpoint must keep). */
   model: GPTModel;
   /** Updates the model's trainable parameters. */
   optimizer: AdamW;
   /** Training batches (shuffled per epoch or not: the source decides). */
-  train: EpochBatches;
+  train: EpochBatches<B>;
   /** Validation batches; evaluation reads epoch 0's order. */
-  val: EpochBatches;
+  val: EpochBatches<B>;
+  /**
+   * What a step minimises and an evaluation measures; default {@link crossEntropyObjective}
+   * (which needs `B` = `Batch`).
+   */
+  objective?: TrainingObjective<B>;
   /** Epochs to train in all (a resumed run counts the ones already done). */
   epochs: number;
   /** Evaluate every this many steps (the book's eval_freq). */
@@ -172,7 +220,7 @@ export class NonFiniteLossError extends Error {
 /** Lets timers and signal handlers run (a training step never awaits anything that would). */
 
 /** `batches`, handing control to the event loop before each one. */
-async function* yielding(batches: Iterable<Batch>): AsyncGenerator<Batch> {
+async function* yielding<B>(batches: Iterable<B>): AsyncGenerator<B> {
   for (const batch of batches) {
     await nextTurn();
     yield batch;
@@ -180,8 +228,12 @@ async function* yielding(batches: Iterable<Batch>): AsyncGenerator<Batch> {
 }
 
 /** Trains `model` for `epochs` epochs and returns the final state. */
-export async function trainModel(options: TrainLoopOptions): Promise<TrainingState> {
+export async function trainModel<B = Batch>(
+  options: TrainLoopOptions<B>,
+): Promise<TrainingState> {
   const { model, optimizer, train, val, epochs, evalFreq, evalIter, signal } = options;
+  const objective = options.objective ??
+    (crossEntropyObjective as unknown as TrainingObjective<B>);
   const log = options.log ?? (() => {});
   const stepsPerEpoch = train.numBatches;
   const totalSteps = stepsPerEpoch * epochs;
@@ -200,8 +252,8 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
 
   if (!options.resume && options.initialEval) {
     const n = options.initialEvalIter;
-    const train_loss = await calcLossLoader(model, yielding(train.batches(0)), n);
-    const val_loss = await calcLossLoader(model, yielding(val.batches(0)), n);
+    const train_loss = (await objective.evaluate(model, yielding(train.batches(0)), n)).loss;
+    const val_loss = (await objective.evaluate(model, yielding(val.batches(0)), n)).loss;
     checkFinite("untrained training", train_loss, 0);
     checkFinite("untrained validation", val_loss, 0);
     state.initial = { train_loss, val_loss };
@@ -238,7 +290,7 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
       options.setTraining?.(true);
       let loss: number;
       try {
-        ({ loss } = await trainStep(model, optimizer, batch, {
+        ({ loss } = await objective.step(model, optimizer, batch, {
           maxGradNorm: options.maxGradNorm,
           lr: options.lrAt?.(position.step, totalSteps),
         }));
@@ -247,17 +299,19 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
       }
       checkFinite("training", loss, position.step);
       state.trainSeconds += (performance.now() - t0) / 1000;
-      position.tokensSeen += batch.inputs.length;
+      position.tokensSeen += objective.tokens(batch);
       position.step += 1;
       position.batch += 1;
       // The book evaluates at global_step % eval_freq == 0 with global_step counted from 0.
       if ((position.step - 1) % evalFreq === 0) {
-        const trainLoss = await calcLossLoader(
+        const trainMeasures = await objective.evaluate(
           model,
           yielding(train.batches(position.epoch)),
           evalIter,
         );
-        const valLoss = await calcLossLoader(model, yielding(val.batches(0)), evalIter);
+        const valMeasures = await objective.evaluate(model, yielding(val.batches(0)), evalIter);
+        const { loss: trainLoss, ...trainOthers } = trainMeasures;
+        const { loss: valLoss, ...valOthers } = valMeasures;
         checkFinite("training (evaluation)", trainLoss, position.step - 1);
         checkFinite("validation", valLoss, position.step - 1);
         state.history.push({
@@ -266,10 +320,18 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
           tokens_seen: position.tokensSeen,
           train_loss: trainLoss,
           val_loss: valLoss,
+          ...prefixed("train_", trainOthers),
+          ...prefixed("val_", valOthers),
+        });
+        const others = (objective.logged ?? []).map((name) => {
+          const label = name.replaceAll("_", " ");
+          return `, Train ${label} ${trainMeasures[name]?.toFixed(3)}, Val ${label} ${
+            valMeasures[name]?.toFixed(3)
+          }`;
         });
         log(
           `Ep ${position.epoch + 1} (Step ${String(position.step - 1).padStart(6, "0")}): ` +
-            `Train loss ${trainLoss.toFixed(3)}, Val loss ${valLoss.toFixed(3)}`,
+            `Train loss ${trainLoss.toFixed(3)}, Val loss ${valLoss.toFixed(3)}${others.join("")}`,
         );
       }
       options.progress?.update(position.step, {
@@ -294,4 +356,9 @@ export async function trainModel(options: TrainLoopOptions): Promise<TrainingSta
   }
   options.progress?.finish();
   return state;
+}
+
+/** `measures` with each name prefixed (history rows are flat: `train_reward_margin`, ...). */
+function prefixed(prefix: string, measures: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(measures).map(([k, v]) => [prefix + k, v]));
 }

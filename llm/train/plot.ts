@@ -1,6 +1,7 @@
 /**
  * The book's loss figure (ch05 `plot_losses`) as a standalone SVG: training and validation
- * loss against epochs on the bottom axis, with tokens seen on a second axis at the top.
+ * loss against epochs on the bottom axis, with tokens seen on a second axis at the top. As the
+ * book's, it plots any pair of curves under another `label` (DPO's "reward margins").
  */
 
 export interface LossCurve {
@@ -10,6 +11,8 @@ export interface LossCurve {
   train: number[];
   val: number[];
   title?: string;
+  /** What the curves are (the book's `label`); default "loss". */
+  label?: string;
 }
 
 function niceTicks(min: number, max: number, count = 5): number[] {
@@ -37,11 +40,13 @@ function escapeXml(text: string): string {
 export function lossPlotSvg(curve: LossCurve, width = 640, height = 400): string {
   const n = curve.epochs.length;
   if (n === 0) throw new Error("lossPlotSvg: no points to plot");
+  const label = curve.label ?? "loss";
+  const capitalized = label[0].toUpperCase() + label.slice(1);
   const margin = { left: 60, right: 20, top: curve.title ? 70 : 56, bottom: 50 };
   const plotW = width - margin.left - margin.right, plotH = height - margin.top - margin.bottom;
   const xMax = Math.max(...curve.epochs, 1e-9);
   const values = [...curve.train, ...curve.val].filter(Number.isFinite);
-  const yMin = Math.min(0, ...values), yMax = Math.max(...values) * 1.05 || 1;
+  const yMin = Math.min(0, ...values), yMax = Math.max(0, ...values) * 1.05 || 1;
   const x = (e: number) => margin.left + (e / xMax) * plotW;
   const y = (v: number) => margin.top + plotH - ((v - yMin) / (yMax - yMin)) * plotH;
   const path = (ys: number[]) =>
@@ -86,17 +91,21 @@ export function lossPlotSvg(curve: LossCurve, width = 640, height = 400): string
     `<text x="${margin.left + plotW / 2}" y="${
       margin.top - 28
     }" text-anchor="middle">Tokens seen</text>`,
-    `<text transform="translate(16 ${
-      margin.top + plotH / 2
-    }) rotate(-90)" text-anchor="middle">Loss</text>`,
+    `<text transform="translate(16 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(capitalized)
+    }</text>`,
     `<path d="${path(curve.train)}" fill="none" stroke="#1f77b4" stroke-width="2"/>`,
     `<path d="${
       path(curve.val)
     }" fill="none" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="6 3"/>`,
     `<g transform="translate(${margin.left + plotW - 150} ${margin.top + 12})">`,
     `<rect width="140" height="44" fill="white" stroke="#999"/>`,
-    `<line x1="8" x2="36" y1="14" y2="14" stroke="#1f77b4" stroke-width="2"/><text x="42" y="18">Training loss</text>`,
-    `<line x1="8" x2="36" y1="32" y2="32" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="6 3"/><text x="42" y="36">Validation loss</text>`,
+    `<line x1="8" x2="36" y1="14" y2="14" stroke="#1f77b4" stroke-width="2"/><text x="42" y="18">Training ${
+      escapeXml(label)
+    }</text>`,
+    `<line x1="8" x2="36" y1="32" y2="32" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="6 3"/><text x="42" y="36">Validation ${
+      escapeXml(label)
+    }</text>`,
     `</g>`,
   );
   if (curve.title) {

@@ -104,7 +104,10 @@ Deno.test("generate refuses a cached model whose weights were flipped, naming th
       join(dir, "manifest.json"),
       JSON.stringify({ key: "0123456789abcdef", outputs: await recordFiles(dir) }),
     );
-    const args = ["--model", dir, "--backend", "cpu", "--max-new-tokens", "1"];
+    const args = [
+      ...["--model", dir, "--cache-dir", join(root, "cache")],
+      ...["--backend", "cpu", "--max-new-tokens", "1"],
+    ];
     const prompt = ["--prompt", parityWords(cases[0].prompt)];
     assert.equal((await runCli("generate", [...args, ...prompt])).code, 0, "intact: it runs");
     const weights = join(dir, "model.safetensors");
@@ -119,5 +122,32 @@ Deno.test("generate refuses a cached model whose weights were flipped, naming th
     );
     assert.equal(flipped.stdout, "", "no garbage printed");
     await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("generate on a damaged copy of an artifact outside the cache reports the damage and touches nothing", async () => {
+  await withTempDir(async (root) => {
+    // An artifact copied out of the cache into the user's own folder, then truncated.
+    const dir = join(root, "my-model");
+    await Deno.mkdir(dir);
+    const { cases } = await writeParityModelFolder(dir);
+    await Deno.writeTextFile(
+      join(dir, "manifest.json"),
+      JSON.stringify({ key: "0123456789abcdef", outputs: await recordFiles(dir) }),
+    );
+    const weights = join(dir, "model.safetensors");
+    const bytes = await Deno.readFile(weights);
+    await Deno.writeFile(weights, bytes.subarray(0, bytes.length - 100));
+    const before = [...Deno.readDirSync(root)].map((e) => e.name).sort();
+    const result = await runCli("generate", [
+      ...["--model", dir, "--cache-dir", join(root, "cache"), "--backend", "cpu"],
+      ...["--max-new-tokens", "1", "--prompt", parityWords(cases[0].prompt)],
+    ]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /model\.safetensors/);
+    assert.match(result.stderr, /is not in the artifact cache .*so it is left as it is/);
+    assert.doesNotMatch(result.stderr, /moved the artifact|run its pipeline again/);
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name).sort(), before);
+    assert.equal((await Deno.stat(weights)).size, bytes.length - 100, "the folder is untouched");
   });
 });

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { withTempDir } from "../fixtures.ts";
+import { UiApi } from "../../server/ui_api.ts";
 
 const SCRIPT = new URL("./slow_stage_script.ts", import.meta.url).pathname;
 
@@ -108,15 +109,40 @@ Deno.test("a second signal exits at once (130), leaving the last checkpoint", as
     assert.match(stderr, /interrupted: stopping slow after its current step/);
     assert.match(
       stderr,
-      /interrupted again: exiting now; the last checkpoint written in .*\.progress-[0-9a-f]{16} is kept/,
+      /interrupted again: exiting now; the last checkpoint of slow, in .*\.progress-[0-9a-f]{16}, is kept: run the same command again to resume from it/,
     );
-    const progress = entries(join(cache, "slow")).find((n) => n.startsWith(".progress-"))!;
+    // Its own temporary folder and lock are gone; the checkpoint stays.
+    const left = entries(join(cache, "slow"));
+    assert.deepEqual(left.filter((n) => n.startsWith(".tmp-") || n.startsWith(".lock-")), []);
+    const progress = left.find((n) => n.startsWith(".progress-"))!;
     assert.equal(await Deno.readTextFile(join(cache, "slow", progress, "step.txt")), "1");
     // The next run takes over the dead process's lock and temporary folder and resumes.
     const rerun = await start(cache, "finish").finished;
     assert.equal(rerun.code, 0, rerun.stderr);
     assert.match(rerun.stdout, /resumed from step 1/);
     assert.deepEqual(entries(join(cache, "slow")).filter((n) => n.startsWith(".")), []);
+  });
+});
+
+Deno.test("two signals 0.1 s apart before any checkpoint: the message says so, and the lock and temporary folder are removed", async () => {
+  await withTempDir(async (dir) => {
+    const cache = join(dir, "cache");
+    const child = start(cache, "busy");
+    await child.waitFor(/busy/);
+    child.process.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    child.process.kill("SIGINT");
+    const { code, stderr } = await child.finished;
+    assert.equal(code, 130);
+    assert.match(
+      stderr,
+      /interrupted again: exiting now; slow had written no checkpoint yet: running the same command again starts it from the beginning/,
+    );
+    assert.doesNotMatch(stderr, /checkpoint .* is kept/);
+    assert.deepEqual(entries(join(cache, "slow")), [], "no lock, temporary or progress folder");
+    const rerun = await start(cache, "finish").finished;
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.doesNotMatch(rerun.stdout, /resumed/);
   });
 });
 
@@ -173,5 +199,25 @@ Deno.test("two processes on one cache: the second waits for the first and uses i
     const artifact = join(cache, "slow", names[0]);
     assert.equal(await Deno.readTextFile(join(artifact, "result.txt")), "40");
     assert.equal(await Deno.readTextFile(join(artifact, "partial.txt")), "half");
+  });
+});
+
+Deno.test("a run killed with kill -9 shows on the page as interrupted at once, without its frozen progress", async () => {
+  await withTempDir(async (dir) => {
+    const cache = join(dir, "cache");
+    const child = start(cache, "steps");
+    await child.waitFor(/step 3\n/);
+    const api = new UiApi({ cacheDir: cache });
+    const runs = async () => {
+      const response = await api.handler(new Request("http://127.0.0.1/api/ui/runs"));
+      return (await response.json()).runs;
+    };
+    assert.equal((await runs())[0].status, "running");
+    child.process.kill("SIGKILL");
+    assert.equal((await child.finished).code, 137);
+    const [run] = await runs();
+    assert.equal(run.status, "interrupted");
+    assert.equal(run.steps[0].outcome, "interrupted");
+    assert.equal(run.steps[0].progress, undefined);
   });
 });

@@ -96,6 +96,29 @@ Deno.test("--plan runs nothing; --from, --until and --force select stages", asyn
   });
 });
 
+Deno.test("--plan keeps the why column short: a damaged artifact's problem is a note below the table", async () => {
+  await withTempDir(async (dir) => {
+    const file = await writePipeline(dir, CHAIN);
+    const cache = join(dir, "cache");
+    const first = await run(file, cache);
+    await Deno.writeTextFile(join(first.report.artifacts.b.dir, "value.txt"), "a longer value");
+    let printed = "";
+    await run(file, cache, {
+      planOnly: true,
+      out: { write: (text: string) => void (printed += text), isTerminal: false },
+    });
+    const [table, notes] = printed.trimEnd().split("\n\n");
+    const rows = table.split("\n");
+    const width = Math.max(...rows.map((r) => r.length));
+    assert.ok(width < 100, `a table ${width} characters wide:\n${table}`);
+    assert.match(rows.find((r) => r.startsWith("b "))!, / run +cached artifact unusable \[1\] /);
+    assert.match(
+      notes,
+      /^\[1\] b: cached artifact unusable: .*value\.txt has 14 bytes, the manifest says 1$/,
+    );
+  });
+});
+
 Deno.test("a failing stage leaves no artifact, keeps its checkpoints, and skips downstream", async () => {
   await withTempDir(async (dir) => {
     const file = await writePipeline(

@@ -2,6 +2,7 @@
  * Run by the runner tests in a child process: one stage, "slow", that checkpoints into its
  * progress folder and then, by mode:
  *   hang     hangs, ignoring signals (so the test can SIGKILL it, or send two signals)
+ *   busy     hangs like hang, but before writing any checkpoint
  *   finish   returns
  *   steps    takes STEPS steps of 100 ms, checkpointing each; on Ctrl-C/SIGTERM it stops
  *            after the current step (the checkpoint is written) and throws
@@ -32,6 +33,10 @@ const slow = defineStage({
       console.log(`resumed from step ${step}`);
     } catch { /* a fresh start */ }
     await Deno.writeTextFile(join(ctx.outDir, "partial.txt"), "half");
+    if (mode === "busy") {
+      console.log("busy");
+      await new Promise(() => setInterval(() => {}, 1000));
+    }
     if (mode === "hang" || mode === "finish") {
       await Deno.writeTextFile(checkpoint, String(step + 1));
       console.log("checkpointed");

@@ -12,7 +12,8 @@ import { formatInstructionQuery, promptTemplate } from "../../llm/data/instructi
 import { complete } from "../../llm/infer/complete.ts";
 import { chatPrompt } from "../../server/app.ts";
 import { generateText } from "../../server/generation.ts";
-import { REPO_ROOT, withTempDir } from "../fixtures.ts";
+import { REPO_ROOT, sharedFixture, withTempDir } from "../fixtures.ts";
+import { generate } from "../../llm/model/generate.ts";
 import { useCpuBackend } from "../llm/model/tf_setup.ts";
 import { serveTiny, startServeProcess, writeTinyModelFolder } from "./helpers.ts";
 
@@ -403,6 +404,78 @@ Deno.test("serve: refusals name the field (400), the model (404), the size (413)
   });
 });
 
+Deno.test("serve: a 900 KB prompt is refused (400 naming both counts) without tokenizing it all, and GET /v1/models is answered meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    await writeTinyModelFolder(dir);
+    const served = await serveTiny(dir);
+    try {
+      const story = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
+      const prompt = story.repeat(Math.ceil(900_000 / story.length)).slice(0, 900_000);
+      const big = fetch(`${served.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt, max_tokens: 1 }),
+      });
+      // While the server holds the big prompt, another client asks for the model list.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const t0 = performance.now();
+      const models = await fetch(`${served.url}/v1/models`);
+      const listMs = performance.now() - t0;
+      assert.equal(models.status, 200);
+      await models.body?.cancel();
+      const refused = await big;
+      const error = (await refused.json()).error;
+      assert.equal(refused.status, 400);
+      assert.equal(error.param, "prompt");
+      assert.match(
+        error.message,
+        /^prompt: the prompt is longer than the model's context of 32 tokens: its last [\d,]+ of 900,000 characters are already [\d,]+ tokens$/,
+      );
+      // Generous: tokenizing all 900 KB held the model list for 8.7 s before the fix.
+      assert.ok(listMs < 1000, `GET /v1/models took ${listMs.toFixed(0)} ms`);
+
+      // A prompt just over the context by its exact count; one within it is answered.
+      const over = await fetch(`${served.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt: story.slice(0, 200), max_tokens: 1 }),
+      });
+      const count = served.tokenizer.encode(story.slice(0, 200)).length;
+      assert.ok(count > 32);
+      assert.equal(over.status, 400);
+      assert.equal(
+        (await over.json()).error.message,
+        `prompt: the prompt has ${count} tokens, more than the model's context of 32 tokens`,
+      );
+    } finally {
+      await served.close();
+    }
+  });
+});
+
+Deno.test("generate: a prompt fed to the cache in slices (with turns between) gives the same tokens", async () => {
+  await withTempDir(async (dir) => {
+    await writeTinyModelFolder(dir);
+    const served = await serveTiny(dir);
+    try {
+      const ids = served.tokenizer.encode("Every effort moves you, and the whole of it was more");
+      let turns = 0;
+      const whole = await generate(served.model, ids, { maxNewTokens: 8 });
+      // A turn of 0 ms: every slice is the smallest, 4 tokens.
+      const sliced = await generate(served.model, ids, {
+        maxNewTokens: 8,
+        prefillTurnMs: 0,
+        prefillMinTokens: 4,
+        betweenSlices: () => Promise.resolve(void turns++),
+      });
+      assert.deepEqual(sliced, whole);
+      assert.equal(turns, Math.ceil(ids.length / 4) - 1);
+    } finally {
+      await served.close();
+    }
+  });
+});
+
 Deno.test("serve: a client that disconnects mid-stream stops its generation; the next request is served", async () => {
   await withTempDir(async (dir) => {
     await writeTinyModelFolder(dir);
@@ -523,4 +596,27 @@ Deno.test("serve CLI: a missing key variable is a usage error", async () => {
     new TextDecoder().decode(stderr),
     /--api-key-env SURELY_UNSET_VAR_XYZ: the variable is not set/,
   );
+});
+
+Deno.test("serve CLI: a busy port fails at once naming host:port, before the model is loaded", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  try {
+    // No such model: only a check made before loading it can answer first.
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join("cli", "serve.ts"), "--model", "/nonexistent/model", "--port"]
+        .concat(String(port)),
+      cwd: REPO_ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 1);
+    assert.equal(
+      new TextDecoder().decode(stderr),
+      `error: 127.0.0.1:${port} is already in use (another server listens there): choose ` +
+        "another --port, or --port 0 for any free one\n",
+    );
+  } finally {
+    busy.close();
+  }
 });

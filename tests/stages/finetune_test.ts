@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { PipelineError } from "../../runner/errors.ts";
 import { loadPipeline } from "../../runner/pipeline.ts";
 import { runPipeline } from "../../runner/run.ts";
 import { builtinStages, openInstructionsArtifact } from "../../stages/mod.ts";
@@ -398,7 +399,7 @@ Deno.test("responses: the book's responses.json; an interrupted run resumes at t
   });
 });
 
-Deno.test("responses: a `models` entry that names no upstream model is an error naming the needs", async () => {
+Deno.test("responses: a `models` entry that names no upstream model is a validation error naming the needs", async () => {
   await withTempDir(async (dir) => {
     const file = await ftPipeline(
       dir,
@@ -408,7 +409,13 @@ Deno.test("responses: a `models` entry that names no upstream model is an error 
     const message = report instanceof Error ? report.message : report.error?.message;
     assert.match(
       String(message),
-      /models\.response_after: "lora-finetune" is not among this stage's needs \(instructions, pretrain\)/,
+      /key "models\.response_after": "lora-finetune" is not among this stage's needs \(instructions, pretrain\)/,
+    );
+    assert.ok(report instanceof PipelineError, "it fails before anything runs");
+    assert.equal(
+      [...Deno.readDirSync(dir)].some((e) => e.name === "cache"),
+      false,
+      "no stage ran",
     );
   });
 });

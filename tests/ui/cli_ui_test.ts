@@ -26,3 +26,21 @@ Deno.test("ui cli: serves the cache it is given on loopback; bad flags exit 2", 
     assert.equal(main(["--bogus"]), 2);
   });
 });
+
+Deno.test("ui cli: a busy port fails at once naming host:port, without a stack trace", () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  const lines: string[] = [];
+  const error = console.error;
+  console.error = (...args: unknown[]) => void lines.push(args.join(" "));
+  try {
+    assert.equal(main(["--port", String(port), "--backend", "cpu"]), 1);
+  } finally {
+    console.error = error;
+    busy.close();
+  }
+  assert.deepEqual(lines, [
+    `error: 127.0.0.1:${port} is already in use (another server listens there): choose ` +
+    "another --port, or --port 0 for any free one",
+  ]);
+});

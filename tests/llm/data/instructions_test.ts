@@ -62,20 +62,28 @@ Deno.test("the Alpaca template, with and without input, and the answer after '##
   assert.equal(extractResponse(" no header "), "no header");
 });
 
-Deno.test("malformed instruction data names the file and the entry", () => {
+Deno.test("malformed instruction data names the file and the entry, counting from 1; a missing input is an empty one", () => {
   assert.throws(() => parseInstructionData({}, "d.json"), /d\.json: expected a JSON array/);
   assert.throws(
     () =>
       parseInstructionData([{ instruction: "a", input: "", output: "b" }, {
         instruction: "c",
-        output: "d",
+        input: "",
       }], "d.json"),
-    /d\.json: entry 1 has no "input" \(expected a string\)/,
+    /d\.json: entry 2 \(counting from 1\) has no "output" \(expected a string\)/,
   );
   assert.throws(
     () => parseInstructionData([{ instruction: 3, input: "", output: "" }], "d.json"),
-    /entry 0 has a non-string "instruction"/,
+    /entry 1 \(counting from 1\) has a non-string "instruction"/,
   );
+  assert.throws(
+    () => parseInstructionData([{ instruction: "a", input: 4, output: "" }], "d.json"),
+    /entry 1 \(counting from 1\) has a non-string "input"/,
+  );
+  // As the judge's responses files and LitGPT's JSON data: no input key, no input.
+  assert.deepEqual(parseInstructionData([{ instruction: "c", output: "d" }], "d.json"), [
+    { instruction: "c", input: "", output: "d" },
+  ]);
 });
 
 Deno.test("JSONL instruction data: records read line by line; a bad record names the file, the record and the field", async () => {
@@ -97,12 +105,12 @@ Deno.test("JSONL instruction data: records read line by line; a bad record names
     );
     await assert.rejects(
       readInstructionData(path),
-      new RegExp(`${path.replaceAll("/", "\\/")}: entry 1 has a non-string "output"`),
+      new RegExp(`${path.replaceAll("/", "\\/")}: line 2 has a non-string "output"`),
     );
     await Deno.writeTextFile(path, `${JSON.stringify(good)}\n\n{"instruction": \n`);
     await assert.rejects(
       readInstructionData(path),
-      /data\.jsonl: record 1 \(line 3\) is not valid JSON/,
+      /data\.jsonl: line 3 is not valid JSON/,
     );
   });
 });

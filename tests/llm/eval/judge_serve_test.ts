@@ -25,7 +25,8 @@ Deno.test("judge → serve (random tiny model): garbage replies are unscored, li
   await withTempDir(async (dir) => {
     await writeTinyModelFolder(dir);
     const digest = await fileDigest(join(dir, WEIGHTS_FILE));
-    const served = await serveTiny(dir, { digest, defaultMaxTokens: 6 });
+    // The judge's prompts are longer than the tiny model's context: keep their ends.
+    const served = await serveTiny(dir, { digest, defaultMaxTokens: 6, truncatePrompts: true });
     try {
       // What the model writes for each prompt: the judge sends seed 123 and temperature 0.
       const expected = [];
@@ -71,7 +72,7 @@ Deno.test("judge → serve (a model that always says 85, then A): numeric scores
   }));
   await withTempDir(async (dir) => {
     await writeConstantModelFolder(join(dir, "85"), 5332); // GPT-2's token "85"
-    let served = await serveTiny(join(dir, "85"), { defaultMaxTokens: 1 });
+    let served = await serveTiny(join(dir, "85"), { defaultMaxTokens: 1, truncatePrompts: true });
     try {
       for (const api of ["ollama", "openai"] as const) {
         const report = await runJudge(entries, { api, url: served.url, model: "tiny" }, {

@@ -52,11 +52,11 @@ Deno.test("judge: the book's prompt, character for character, and its responses 
     );
     await assert.rejects(
       readResponses(bad),
-      /bad\.json: entry 1: "output" must be a string \(got number\)/,
+      /bad\.json: entry 2 \(counting from 1\): "output" must be a string \(got number\)/,
     );
     await assert.rejects(
       readResponses(RESPONSES, ["tuned"]),
-      /entry 0: "tuned" must be a string \(got nothing\)/,
+      /entry 1 \(counting from 1\): "tuned" must be a string \(got nothing\)/,
     );
   });
 });
@@ -304,7 +304,10 @@ Deno.test("judge: an unreachable judge names its URL and how to start one; the A
   assert.ok(error instanceof JudgeUnreachableError, String(error));
   assert.ok(error.message.includes(gone.url), error.message);
   assert.match(error.message, /ollama serve/);
-  assert.match(error.message, /ollama pull llama3/);
+  assert.match(
+    error.message,
+    /the model "llama3" \(Ollama: `OLLAMA_HOST=127.0.0.1:\d+ ollama serve`/,
+  );
   assert.match(error.message, /set the judge's URL/);
   assert.ok(!error.message.includes(key));
   await assert.rejects(

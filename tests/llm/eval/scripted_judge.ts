@@ -38,10 +38,11 @@ export function chatReply(path: string, content: string, model = "scripted-judge
 
 export function scriptedJudge(
   reply: (request: SeenRequest, n: number) => Response | Promise<Response>,
-  options: { digest?: string; models?: string[] } = {},
+  options: { digest?: string; models?: string[]; port?: number } = {},
 ): ScriptedJudge {
   const requests: SeenRequest[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+  const listen = { hostname: "127.0.0.1", port: options.port ?? 0, onListen() {} };
+  const server = Deno.serve(listen, async (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/api/tags") {
       return Response.json({
