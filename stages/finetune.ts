@@ -195,19 +195,25 @@ function runId(ctx: StageContext<CheckpointedTrainingParams>): string {
   return `${ctx.name}|${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
-/** A greedy continuation of `prompt` (the book's generate_and_print_sample). */
+/**
+ * A greedy continuation of `prompt` (the book's generate_and_print_sample, which runs the whole
+ * `tokens`). With `endId` (open models) it stops at that id or the tokenizer's eos ids, and
+ * never picks an id beyond the tokenizer's vocabulary.
+ */
 export async function sample(
   model: GPTModel,
   tokenizer: Tokenizer,
   prompt: string,
   tokens: number,
-  endId: number,
+  endId?: number,
 ): Promise<string> {
   const ids = tokenizer.encode(prompt);
   const generated = await generate(model, ids, {
     maxNewTokens: tokens,
-    stopIds: [endId, ...tokenizer.eosIds],
-    vocabLimit: Math.min(model.config.vocab_size, tokenizer.vocabSize),
+    ...(endId === undefined ? {} : {
+      stopIds: [endId, ...tokenizer.eosIds],
+      vocabLimit: Math.min(model.config.vocab_size, tokenizer.vocabSize),
+    }),
   });
   return tokenizer.decode([...ids, ...generated]);
 }
@@ -308,7 +314,7 @@ function defineFinetune<P extends AnyFinetuneParams>(
           train,
           val,
           sample: p.sample_tokens > 0
-            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens, data.endId)
+            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens, family && data.endId)
             : undefined,
         });
         trained = result.model;
