@@ -227,6 +227,9 @@ export type {
   WeightRule,
 } from "./llm/families/mod.ts";
 export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
+export { saveHfModel } from "./llm/families/save.ts";
+export { isPeftAdapterFolder, readPeftConfig } from "./llm/families/peft.ts";
+export type { PeftAdapterConfig } from "./llm/families/peft.ts";
 
 // Inference
 export { complete } from "./llm/infer/complete.ts";
@@ -244,6 +247,7 @@ export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model
 // Chat formats: the model's Jinja chat_template, our instruction templates, or none
 export {
   chatFormatFor,
+  chatPromptTemplate,
   encodeChat,
   instructionChatFormat,
   jinjaChatFormat,

@@ -42,22 +42,39 @@ const PREFIX = "base_model.model.";
 
 /** The adapter_config.json fields we write and read (PEFT's LoraConfig). */
 export interface PeftAdapterConfig {
+  /** Always "LORA". */
   peft_type: "LORA";
+  /** Always "CAUSAL_LM" (tensors under `base_model.model.`). */
   task_type: "CAUSAL_LM";
+  /** The rank (a fused module's may differ: `rank_pattern`). */
   r: number;
+  /** PEFT scales each update by lora_alpha / r. */
   lora_alpha: number;
+  /** Dropout on the adapter's input while training. */
   lora_dropout: number;
+  /** The HF module names with an adapter, e.g. q_proj, v_proj. */
   target_modules: string[];
+  /** The base model (a Hub repository when known). */
   base_model_name_or_path: string | null;
+  /** Always "none": no trained biases. */
   bias: "none";
+  /** Always false: weights are [out, in] (nn.Linear), not Conv1D's [in, out]. */
   fan_in_fan_out: false;
+  /** Written true (an adapter to apply, not to train further by PEFT as it is). */
   inference_mode: boolean;
+  /** PEFT's default initialisation (recorded as PEFT writes it). */
   init_lora_weights: boolean;
+  /** No fully trained modules. */
   modules_to_save: null;
+  /** Module name → rank, where it differs from `r` (fused modules). */
   rank_pattern: Record<string, number>;
+  /** Module name → lora_alpha, where it differs (fused modules keep alpha / r). */
   alpha_pattern: Record<string, number>;
+  /** Always false: the scale is lora_alpha / r, not / √r. */
   use_rslora: false;
+  /** Always false: plain LoRA. */
   use_dora: false;
+  /** No revision of the base recorded. */
   revision: null;
 }
 
