@@ -9,7 +9,7 @@
  * the layers replace_linear_with_lora wraps), AdamW lr 1e-4 / wd 0.01 over the adapters.
  *
  *   deno run -A bench/lora_open.ts --family qwen3|llama [--mode lora|full] [--steps 2]
- *     [--tokens 70] [--torch on|off]
+ *     [--tokens 70] [--torch on|off] [--layers N]
  *
  * One warm-up step, then the median of --steps timed steps; each side's peak RSS (each runs in
  * its own process: run the modes one at a time, a full step of the 1B model needs ~20 GB).
@@ -77,6 +77,8 @@ const family = familyName === "qwen3" ? qwen3 : llama;
 const hf = HF_CONFIGS[familyName as "qwen3" | "llama"];
 const { config, tiedHead } = family.toConfig(hf, `${familyName} (bench)`);
 config.context_length = 256;
+// --layers N: a shallower model of the same widths (a quick look; the record uses the full depth).
+if (flag("layers", "")) config.n_layers = Number(flag("layers", ""));
 
 const engine = await initEngine({ backend: "cpu", log: () => {} });
 const rng = new SeededRandom(7);
@@ -94,7 +96,11 @@ const times: number[] = [];
 for (let i = 0; i <= steps; i++) {
   const start = performance.now();
   await trainStep(model, optimizer, batch);
-  if (i > 0) times.push((performance.now() - start) / 1e3); // the first is the warm-up
+  const seconds = (performance.now() - start) / 1e3;
+  console.error(
+    `step ${i}${i === 0 ? " (warm-up)" : ""}: ${seconds.toFixed(2)} s, peak RSS ${peakRssMb()} MB`,
+  );
+  if (i > 0) times.push(seconds); // the first is the warm-up
 }
 const seconds = median(times);
 console.log(JSON.stringify({
@@ -102,6 +108,7 @@ console.log(JSON.stringify({
   impl: "groundup",
   family: familyName,
   mode,
+  layers: config.n_layers,
   engine: describeEngine(engine),
   batch: BATCH,
   tokens: TOKENS,
@@ -116,7 +123,18 @@ model.dispose();
 
 if (withTorch) {
   const torch = await runTorchBench(
-    ["--family", familyName, "--mode", mode, "--steps", String(steps), "--tokens", String(TOKENS)],
+    [
+      "--family",
+      familyName,
+      "--mode",
+      mode,
+      "--steps",
+      String(steps),
+      "--tokens",
+      String(TOKENS),
+      "--layers",
+      String(config.n_layers),
+    ],
     "torch_lora_open_bench.py",
   );
   for (const line of torch) {

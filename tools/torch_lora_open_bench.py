@@ -40,6 +40,7 @@ def main():
     parser.add_argument("--mode", choices=["lora", "full"], default="lora")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=70)
+    parser.add_argument("--layers", type=int, default=0, help="fewer blocks (0: the model's)")
     parser.add_argument("--scratch", default="/tmp/groundup-lora-bench")
     parser.add_argument("--rasbt", default="/work/.mirror/rasbt+LLMs-from-scratch/repo")
     args = parser.parse_args()
@@ -57,6 +58,8 @@ def main():
         cfg = dict(book.LLAMA32_CONFIG_1B, dtype=torch.float32, context_length=256)
         model_class = book.Llama3Model
 
+    if args.layers:
+        cfg["n_layers"] = args.layers
     torch.manual_seed(123)
     model = model_class(cfg)
     if args.mode == "lora":
@@ -89,6 +92,7 @@ def main():
         "impl": "pytorch",
         "family": args.family,
         "mode": args.mode,
+        "layers": cfg["n_layers"],
         "step_seconds": round(statistics.median(times), 3),
         "trainable_parameters": sum(p.numel() for p in trainable),
         "threads": torch.get_num_threads(),
