@@ -43,6 +43,7 @@ export {
   dataloaderStage,
   dpoStage,
   evaluateStage,
+  exportStage,
   finetuneStage,
   generateStage,
   instructionsStage,
@@ -196,6 +197,57 @@ export type {
   TrainingPosition,
 } from "./llm/train/checkpoint.ts";
 export { readSafetensorsFile, writeSafetensorsFile } from "./llm/weights/safetensors.ts";
+export {
+  GGML_TYPES,
+  gguf,
+  GgufError,
+  ggufPlain,
+  openGguf,
+  quantizeQ8_0,
+  readGguf,
+  writeGguf,
+} from "./llm/weights/gguf.ts";
+export type {
+  GgmlType,
+  GgufArray,
+  GgufBigIntType,
+  GgufContent,
+  GgufHeader,
+  GgufNumberType,
+  GgufReader,
+  GgufTensorInfo,
+  GgufTensorSource,
+  GgufValue,
+} from "./llm/weights/gguf.ts";
+// Export: GGUF (llama.cpp, Ollama) and Hugging Face folders
+export {
+  EXPORT_FORMATS,
+  exportGguf,
+  exportGgufWithModelfile,
+  exportHf,
+  GGUF_ARCHITECTURES,
+  GGUF_DTYPES,
+  ggufArchitecture,
+  ggufContent,
+  GgufExportError,
+  ggufVocabularyOf,
+  gpt2Vocabulary,
+  hfConfigOf,
+  hfVocabulary,
+  modelfileText,
+  openExportSource,
+} from "./llm/export/mod.ts";
+export type {
+  ExportFormat,
+  ExportGgufOptions,
+  ExportHfOptions,
+  ExportSource,
+  GgufArchitecture,
+  GgufDtype,
+  GgufExportSummary,
+  GgufVocabulary,
+  HfVocabularyIds,
+} from "./llm/export/mod.ts";
 export { openTensorBundle, writeTensorBundle } from "./llm/weights/tensorbundle/mod.ts";
 export { convertGpt2Weights } from "./llm/model/gpt2_mapping.ts";
 export {
@@ -230,6 +282,11 @@ export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/
 export { saveHfModel } from "./llm/families/save.ts";
 export { isPeftAdapterFolder, readPeftConfig } from "./llm/families/peft.ts";
 export type { PeftAdapterConfig } from "./llm/families/peft.ts";
+export { expectedStateShapes } from "./llm/families/state_shapes.ts";
+export { writeRandomHfModel } from "./llm/families/random_model.ts";
+export type { RandomHfModelOptions } from "./llm/families/random_model.ts";
+export { checkHfFolder } from "./llm/infer/check_hf_folder.ts";
+export type { HfFolderReport } from "./llm/infer/check_hf_folder.ts";
 
 // Inference
 export { complete } from "./llm/infer/complete.ts";
@@ -243,18 +300,41 @@ export {
 export { readTokenizerFolder, TOKENIZER_SPEC_FILE } from "./llm/tokenizer/files.ts";
 export { openModelFolder } from "./llm/infer/open_model.ts";
 export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model.ts";
+export {
+  answerOf,
+  chatAnswer,
+  formatPrompt,
+  instructionMessage,
+  promptFormatFor,
+  stopIdsFor,
+} from "./llm/infer/prompt_format.ts";
+export type {
+  ChatPromptOptions,
+  FormattedPrompt,
+  InstructionFields,
+  PromptFormat,
+} from "./llm/infer/prompt_format.ts";
 
 // Chat formats: the model's Jinja chat_template, our instruction templates, or none
 export {
+  CHAT_TEMPLATE_CHOICES,
   chatFormatFor,
   chatPromptTemplate,
+  chooseChatFormat,
   encodeChat,
   instructionChatFormat,
+  isChatTemplateChoice,
   jinjaChatFormat,
   plainChatFormat,
   readChatTemplate,
 } from "./llm/chat/mod.ts";
-export type { ChatFormat, ChatMessage, RenderedChat, RenderOptions } from "./llm/chat/mod.ts";
+export type {
+  ChatFormat,
+  ChatMessage,
+  ChatTemplateChoice,
+  RenderedChat,
+  RenderOptions,
+} from "./llm/chat/mod.ts";
 export { backendBindingLimit, initEngine } from "./llm/engine/backend.ts";
 export { TensorBundleError, WeightsFileError } from "./llm/weights/errors.ts";
 export { SafetensorsError } from "./llm/weights/safetensors.ts";
@@ -283,7 +363,12 @@ export type {
   NamedParameter,
 } from "./llm/model/layers.ts";
 export type { ForwardOptions, TransformerBlock } from "./llm/model/gpt.ts";
-export type { KVCache, LayerKV, MultiHeadAttention } from "./llm/model/attention.ts";
+export type {
+  KVCache,
+  KVCacheOptions,
+  LayerKV,
+  MultiHeadAttention,
+} from "./llm/model/attention.ts";
 export type {
   ShardedEmbedding,
   ShardedEmbeddingOptions,

@@ -31,6 +31,11 @@ const BENCHES: Record<string, Bench> = {
       "responses on the instruction test split, one at a time vs batched (bench/batch_generate.ts)",
     command: ["deno", "run", "-A", "bench/batch_generate.ts"],
   },
+  "llama-cpp": {
+    about:
+      "decode and prefill tokens/s, ours vs llama.cpp (node-llama-cpp) on the same GGUF F32 weights (bench/llama_cpp.ts)",
+    command: ["deno", "run", "-A", "bench/llama_cpp.ts"],
+  },
   "responses-torch": {
     about:
       "greedy responses, one at a time and batched, ours vs the book's PyTorch KV-cache code (bench/responses_vs_torch.ts)",

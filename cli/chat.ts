@@ -1,15 +1,18 @@
 /**
  * `deno task chat`: talk to a model interactively, the reply streaming as it is generated.
  *
- * A base model continues the conversation's transcript (what was said so far, cropped to its
- * context by the generator). An instruction-tuned model (its own template, e.g. Alpaca) answers each message
- * on its own, as it was trained: the book's finetuned model has no notion of earlier turns.
+ * The whole conversation goes to the model in its chat format, as `serve` builds it
+ * (server/prompt.ts): an open model's own chat template (Llama 3, Qwen3, ...), a fine-tuned
+ * GPT-2's instruction template (Alpaca, Phi-3, custom) with the earlier turns as examples, or
+ * for a base model the transcript it continues (what was said so far, cropped to its context by
+ * the generator). A reply ends at the format's stop ids (end of text, end of turn).
  *
  * Input: a line is a message; end a line with `\` to continue the message on the next line.
  * `/reset` forgets the transcript, `/exit` (or end of input) quits.
  */
 import { parseArgs } from "node:util";
-import { complete } from "../llm/infer/complete.ts";
+import type { ChatMessage } from "../llm/chat/format.ts";
+import { ServedModel } from "../server/served_model.ts";
 import {
   checkCommonFlags,
   COMMON_OPTIONS,
@@ -19,14 +22,16 @@ import {
   SAMPLING_USAGE,
   samplingFromFlags,
   UsageError,
-  warnIfPromptTooLong,
   withStopToken,
   writeOut,
 } from "./common.ts";
 
-/** How the chat banner names a template. */
-function templateTitle(name: string): string {
-  return ({ alpaca: "Alpaca", phi3: "Phi-3" } as Record<string, string>)[name] ?? name;
+/** How the chat banner names a chat format. */
+function formatTitle(name: string): string {
+  if (name === "none") return "base model";
+  if (name === "jinja") return "the model's chat template";
+  const title = ({ alpaca: "Alpaca", phi3: "Phi-3" } as Record<string, string>)[name] ?? name;
+  return `${title} template`;
 }
 
 const USAGE = `usage: deno task chat --model M [options]
@@ -85,42 +90,55 @@ async function main(args: string[]): Promise<void> {
   checkCommonFlags(values);
   const sampling = samplingFromFlags(values, { max_new_tokens: 200, temperature: 0.7, top_k: 50 });
 
-  const { model, tokenizer, template, dir } = await openModel(values);
+  const opened = await openModel(values);
+  const { model, tokenizer, chat, dir } = opened;
   const settings = withStopToken(sampling, tokenizer);
+  // --stop-token names one id (or none); by default a reply ends at the format's stop ids.
+  const stopIds = values["stop-token"] === undefined
+    ? chat.stopIds
+    : new Set(settings.stop_token === null ? [] : [settings.stop_token]);
+  const served = new ServedModel(opened);
   const interactive = Deno.stdin.isTerminal();
   console.error(
-    `chatting with ${dir} (${
-      template
-        ? `${templateTitle(template.name)} template, one instruction at a time`
-        : "base model"
-    }` +
-      `); /reset forgets, /exit quits, a trailing \\ continues the message`,
+    `chatting with ${dir} (${formatTitle(chat.name)}); /reset forgets, /exit quits, ` +
+      `a trailing \\ continues the message`,
   );
   // Prompts go to the terminal only, so piped output holds nothing but the replies.
   const showPrompt = (continuation: boolean) => {
     if (interactive) writeOut(continuation ? "... " : "you> ");
   };
 
-  let transcript = "";
+  let history: ChatMessage[] = [];
   try {
     for await (const message of readMessages(readLines(Deno.stdin.readable), showPrompt)) {
       const command = message.trim();
       if (command === "/exit" || command === "/quit") break;
       if (command === "/reset") {
-        transcript = "";
+        history = [];
         console.error("(conversation forgotten)");
         continue;
       }
       if (command === "") continue;
-      const prompt = template
-        ? template.query({ instruction: message })
-        : transcript
-        ? `${transcript}\n${message}`
-        : message;
-      warnIfPromptTooLong(model, tokenizer, prompt);
-      const done = await complete(model, { tokenizer, prompt, settings, onText: writeOut });
+      const messages = [...history, { role: "user", content: message }];
+      const ids = served.prompt({ messages });
+      const context = model.config.context_length;
+      if (ids.length > context) {
+        console.error(
+          `warning: the conversation has ${ids.length} tokens but the model sees at most ` +
+            `${context}: its first ${ids.length - context} tokens are dropped (/reset forgets it)`,
+        );
+      }
+      const done = await served.generate({
+        ids,
+        maxTokens: settings.max_new_tokens,
+        temperature: settings.temperature,
+        topK: settings.top_k,
+        topP: settings.top_p,
+        seed: settings.seed,
+        stop: [],
+      }, { cutAs: chat, stopIds, onText: writeOut });
       writeOut("\n");
-      if (!template) transcript = prompt + done.text;
+      history = [...messages, { role: "assistant", content: done.text }];
     }
   } finally {
     model.dispose();

@@ -17,19 +17,28 @@ import {
 import type { StageDefinition } from "../runner/stage.ts";
 import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel, loadModelConfigFile } from "../llm/model/weights_io.ts";
+import { loadModelConfigFile } from "../llm/model/weights_io.ts";
 import { countParameters } from "../llm/model/config.ts";
 import { ensureMemory } from "../llm/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";
-import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
-import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
+import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { type PromptFormat, promptFormatFor, stopIdsFor } from "../llm/infer/prompt_format.ts";
+import type { PromptTemplate } from "../llm/data/instructions.ts";
 import { checkHfModelFolder, loadHfModelStage, loadOpenaiWeightsStage } from "../stages/mod.ts";
+import { isHfModelFolder } from "../llm/families/load.ts";
+import { type OpenedModelFolder, openModelFolder } from "../llm/infer/open_model.ts";
+import {
+  CHAT_TEMPLATE_CHOICES,
+  type ChatFormat,
+  type ChatTemplateChoice,
+  chooseChatFormat,
+  isChatTemplateChoice,
+} from "../llm/chat/mod.ts";
 import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
 import { applyAdapter } from "../llm/infer/adapter.ts";
-import { isHfModelFolder } from "../llm/families/load.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
@@ -43,7 +52,8 @@ export const MODEL_USAGE =
   --adapter DIR        a LoRA adapter on top of the model: PEFT's (adapter_config.json, for an
                        open model) or ours (adapter.json, for GPT-2), e.g. a lora-finetune artifact
   --source S           where a size comes from: openai (default) | hf
-  --template T         auto (default: the template a model was instruction-tuned with) | none | alpaca | phi3
+  --template T         auto (default: the template a model was instruction-tuned with, else an
+                       open model's chat template) | chat | none | alpaca | phi3
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
   --cache-dir DIR      artifact cache (default .groundup, or GROUNDUP_CACHE_DIR)
   --mirror DIR         local folder consulted before any download (or GROUNDUP_MIRROR)`;
@@ -53,7 +63,8 @@ export const SAMPLING_USAGE = `  --max-new-tokens N   tokens to generate at most
   --top-k K            sample only among the K most likely tokens
   --top-p P            sample only among the most likely tokens whose probability sums to P
   --seed N             sampling seed (default 123)
-  --stop-token ID      stop at this token id (default: end of text, 50256), or "none"`;
+  --stop-token ID      stop at this token id only (default: the model's end ids: end of text,
+                       50256 for GPT-2, and a chat template's end of turn), or "none"`;
 
 /** parseArgs options for the flags above. */
 export const COMMON_OPTIONS = {
@@ -149,8 +160,10 @@ export function checkCommonFlags(values: FlagValues): void {
   if (!["openai", "hf"].includes(String(values.source))) {
     throw new UsageError(`--source ${values.source}: expected openai or hf`);
   }
-  if (!["auto", "none", "alpaca", "phi3"].includes(String(values.template))) {
-    throw new UsageError(`--template ${values.template}: expected auto, none, alpaca or phi3`);
+  if (!isChatTemplateChoice(values.template)) {
+    throw new UsageError(
+      `--template ${values.template}: expected ${CHAT_TEMPLATE_CHOICES.join(", ")}`,
+    );
   }
   if (!(BACKEND_CHOICES as readonly string[]).includes(String(values.backend))) {
     throw new UsageError(`--backend ${values.backend}: expected ${BACKEND_CHOICES.join(", ")}`);
@@ -232,10 +245,8 @@ export async function resolveModelFolder(values: FlagValues): Promise<string> {
   );
 }
 
-export interface OpenedModel {
-  dir: string;
-  model: GPTModel;
-  tokenizer: Tokenizer;
+/** A model `--model` named, opened with what it takes to prompt it. */
+export interface OpenedModel extends OpenedModelFolder {
   /**
    * An instruction template applies (by `--template`, or because the model was
    * instruction-tuned): `template` says which.
@@ -243,6 +254,22 @@ export interface OpenedModel {
   alpaca: boolean;
   /** The prompt template (the fine-tuned model's own, or `--template`'s); none for a base model. */
   template?: PromptTemplate;
+  /**
+   * How a conversation becomes the prompt and which ids end a reply: the model's own chat format
+   * (its Jinja chat template, its instruction template, or none), or `--template`'s.
+   */
+  chat: ChatFormat;
+  /** `gpt2`, or the open model's family (llama, qwen3, ...). */
+  family: string;
+  /** Ids the model may emit: the tokenizer's, when the embedding has padding rows beyond them. */
+  vocabLimit: number;
+  /**
+   * How prompts are formatted (`--template`; auto: a fine-tune's template, else an open model's
+   * chat template, else its family's prompt style, else none).
+   */
+  format: PromptFormat;
+  /** The ids that end an answer in `format` (end of text; a chat's end of turn). */
+  stopIds: Set<number>;
 }
 
 /**
@@ -314,33 +341,41 @@ async function checkArtifact(dir: string, cacheDir: string): Promise<void> {
 export async function openModel(values: FlagValues): Promise<OpenedModel> {
   const dir = await resolveModelFolder(values);
   await checkArtifact(dir, cacheDirOf(values));
-  // Say the size, rather than fail in an allocation with no number.
-  const config = await loadModelConfigFile(dir);
-  const parameters = countParameters(config);
-  ensureMemory(
-    4 * parameters,
-    `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
-  );
+  // Say the size, rather than fail in an allocation with no number (a Hugging Face folder's
+  // loader checks its own, from config.json).
+  if (!isHfModelFolder(dir)) {
+    const config = await loadModelConfigFile(dir);
+    const parameters = countParameters(config);
+    ensureMemory(
+      4 * parameters,
+      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+    );
+  }
   if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
-  const tokenizer = await readModelTokenizer(dir);
-  const model = await loadModel(dir);
-  if (values.adapter) {
-    const layout = isHfModelFolder(dir) ? "hf" : "groundup";
-    const family = model.config.family ?? "gpt2";
-    try {
-      await applyAdapter({ dir, model, family, layout }, String(values.adapter));
-    } catch (error) {
-      model.dispose();
-      throw error;
-    }
+  // Ours or Hugging Face's: the model, its tokenizer and its own chat format.
+  const opened = await openModelFolder(dir);
+  try {
+    if (values.adapter) await applyAdapter(opened, String(values.adapter));
+    const chat = chooseChatFormat(
+      values.template as ChatTemplateChoice,
+      opened.chat,
+      opened.tokenizer,
+    );
+    const format = await promptFormatFor(opened, String(values.template));
+    const template = format.kind === "template" ? format.template : undefined;
+    return {
+      ...opened,
+      chat,
+      alpaca: template !== undefined,
+      template,
+      format,
+      stopIds: stopIdsFor(opened, format),
+    };
+  } catch (error) {
+    opened.model.dispose();
+    throw error;
   }
-  const template = values.template === "auto"
-    ? await readModelTemplate(dir)
-    : values.template === "none"
-    ? undefined
-    : promptTemplate(String(values.template));
-  return { dir, model, tokenizer, alpaca: template !== undefined, template };
 }
 
 const encoder = new TextEncoder();

@@ -5,6 +5,7 @@
  *   deno task serve --model 124M --port 8000
  *   deno task serve --model .groundup/lora-finetune/<key> --api-key-env GROUNDUP_API_KEY
  */
+import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { WEIGHTS_FILE } from "../llm/model/weights_io.ts";
@@ -23,8 +24,9 @@ import { ensureCanListen, listenProblem } from "./listen.ts";
 const USAGE = `usage: deno task serve --model M [options]
 
 Serves the model over HTTP: OpenAI-compatible /v1/models, /v1/completions,
-/v1/chat/completions (server-sent events when streaming) and Ollama's /api/tags, /api/generate,
-/api/chat, /api/version (NDJSON when streaming). One generation runs at a time; the others wait.
+/v1/chat/completions (server-sent events when streaming) and Ollama's /api/tags, /api/show,
+/api/generate, /api/chat, /api/version (NDJSON when streaming). Chat requests are the whole
+conversation in the model's chat template; one generation runs at a time, the others wait.
 
 ${MODEL_USAGE}
   --host H             address to listen on (default 127.0.0.1)
@@ -37,6 +39,9 @@ ${MODEL_USAGE}
   --truncate-prompts   OpenAI API: keep the end of a prompt longer than the context (its last
                        context-length tokens) instead of refusing it (400); Ollama's API
                        always keeps the end, as Ollama does
+  --thinking on|off    Qwen3's enable_thinking when a chat request does not say (requests:
+                       chat_template_kwargs.enable_thinking, Ollama's think); default: the
+                       template's own (on for Qwen3)
   -h, --help           this text
 `;
 
@@ -71,6 +76,7 @@ async function main(args: string[]): Promise<void> {
         "max-tokens": { type: "string" },
         "stream-turn-ms": { type: "string" },
         "truncate-prompts": { type: "boolean", default: false },
+        thinking: { type: "string" },
       },
     }));
   } catch (error) {
@@ -82,6 +88,10 @@ async function main(args: string[]): Promise<void> {
   const maxBodyBytes = intFlag(values["max-body-bytes"], "max-body-bytes", 1, 2 ** 30);
   const defaultMaxTokens = intFlag(values["max-tokens"], "max-tokens", 1, 1 << 20);
   const streamTurnMs = intFlag(values["stream-turn-ms"], "stream-turn-ms", 0, 1000);
+  const thinking = values.thinking;
+  if (thinking !== undefined && thinking !== "on" && thinking !== "off") {
+    throw new UsageError(`--thinking ${JSON.stringify(thinking)}: expected on or off`);
+  }
   let apiKey: string | undefined;
   const keyVar = values["api-key-env"];
   if (keyVar !== undefined) {
@@ -91,18 +101,24 @@ async function main(args: string[]): Promise<void> {
 
   // A busy port fails now, not after the model has loaded.
   ensureCanListen(values.host, port);
-  const { dir, model, tokenizer, template } = await openModel(values);
+  const { dir, model, tokenizer, chat, family, vocabLimit } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
-  const digest = await fileDigest(join(dir, WEIGHTS_FILE));
+  // A sharded Hugging Face model is named by its index (which lists every shard).
+  const weights = [WEIGHTS_FILE, "model.safetensors.index.json"].map((f) => join(dir, f))
+    .find((path) => existsSync(path));
+  const digest = weights ? await fileDigest(weights) : undefined;
   const stop = new AbortController();
   let running: RunningServer;
   try {
     running = startServer({
       model,
       tokenizer,
+      chat,
+      family,
+      vocabLimit,
+      enableThinking: thinking === undefined ? undefined : thinking === "on",
       modelName,
-      template,
       digest,
       apiKey,
       maxBodyBytes,
@@ -123,10 +139,15 @@ async function main(args: string[]): Promise<void> {
     Deno.addSignalListener(signal, () => stop.abort());
   }
   // A line a script can wait for (tests and .ci/run read the URL from it).
+  const format = chat.name === "none"
+    ? "base model"
+    : chat.name === "jinja"
+    ? "its chat template for chat"
+    : `${chat.name} template for chat`;
   console.error(
-    `serving ${modelName} (${
-      template ? `${template.name} template for chat` : "base model"
-    }, context ${model.config.context_length}${apiKey ? ", API key required" : ""}) at ${url}`,
+    `serving ${modelName} (${format}, ${family}, context ${model.config.context_length}${
+      apiKey ? ", API key required" : ""
+    }) at ${url}`,
   );
   await server.finished;
   model.dispose();

@@ -1,9 +1,10 @@
 /**
  * One generation as the HTTP layer needs it: the same decoding as `complete()` (stages/generate.ts:
  * `generate()` with a fresh RNG from the seed, text decoded incrementally), plus what a server
- * must add: stop strings (the text is cut before the first one and held back while it could
- * still be the start of one), an abort signal (a client that hangs up stops the model at the
- * next token) and exact token counts for `usage`.
+ * must add: stop ids (the tokenizer's end of text and the chat format's end of turn), stop
+ * strings (the text is cut before the first one and held back while it could still be the
+ * start of one), an abort signal (a client that hangs up stops the model at the next token) and
+ * exact token counts for `usage`. The prompt arrives as ids: server/prompt.ts builds them.
  */
 import { nextTurn, sleep } from "../llm/timers.ts";
 import { generate } from "../llm/model/generate.ts";
@@ -13,7 +14,8 @@ import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { IncrementalDecoder } from "../llm/tokenizer/stream.ts";
 
 export interface GenerationRequest {
-  prompt: string;
+  /** The prompt's token ids (server/prompt.ts). */
+  ids: readonly number[];
   maxTokens: number;
   temperature: number;
   topK?: number;
@@ -49,9 +51,18 @@ function heldBack(text: string, stops: readonly string[]): number {
   return hold;
 }
 
-/** Encodes `prompt`, checking it is non-empty and inside the model's vocabulary. */
-export function encodePrompt(model: GPTModel, tokenizer: Tokenizer, prompt: string): number[] {
-  const ids = tokenizer.encode(prompt);
+/** What generation needs besides the request: the model, its tokenizer and its limits. */
+export interface GenerationModel {
+  model: GPTModel;
+  tokenizer: Tokenizer;
+  /** Ids that end the answer (the chat format's; default: the tokenizer's eos ids). */
+  stopIds?: ReadonlySet<number>;
+  /** Ids the model may emit: below the tokenizer's vocabulary (default: every row). */
+  vocabLimit?: number;
+}
+
+/** Checks prompt ids: non-empty and inside the model's vocabulary. */
+export function checkPromptIds(model: GPTModel, ids: readonly number[]): void {
   if (ids.length === 0) throw new RangeError("the prompt has no tokens");
   const outside = ids.find((id) => id >= model.config.vocab_size);
   if (outside !== undefined) {
@@ -59,7 +70,6 @@ export function encodePrompt(model: GPTModel, tokenizer: Tokenizer, prompt: stri
       `prompt token id ${outside} is outside the model's vocabulary of ${model.config.vocab_size}`,
     );
   }
-  return ids;
 }
 
 /** Characters tokenized at a time while a prompt's tokens are counted (a few ms each). */
@@ -143,8 +153,7 @@ const ioPause = () => sleep(2);
 export const DEFAULT_STREAM_TURN_MS = 5;
 
 export async function generateText(
-  model: GPTModel,
-  tokenizer: Tokenizer,
+  target: GenerationModel,
   request: GenerationRequest,
   options: {
     signal?: AbortSignal;
@@ -155,7 +164,9 @@ export async function generateText(
 ): Promise<GenerationResult> {
   const { signal, onText } = options;
   signal?.throwIfAborted();
-  const ids = encodePrompt(model, tokenizer, request.prompt);
+  const { model, tokenizer } = target;
+  const ids = [...request.ids];
+  checkPromptIds(model, ids);
   const stops = request.stop.filter((s) => s.length > 0);
   const decoder = new IncrementalDecoder(tokenizer, ids);
   let text = "", sent = 0, tokens = 0, stopped = false;
@@ -199,7 +210,8 @@ export async function generateText(
       temperature: request.temperature,
       topK: request.topK,
       topP: request.topP,
-      eosId: tokenizer.endOfTextId,
+      stopIds: target.stopIds ?? tokenizer.eosIds,
+      vocabLimit: target.vocabLimit,
       rng: new SeededRandom(request.seed),
       // A long prompt's prefill takes turns too, so other requests are not held up by it.
       prefillTurnMs: PREFILL_TURN_MS,

@@ -60,6 +60,11 @@ export type ChatMessage = { role: string; content: string };
 export const ChatBody = z.object({
   model: z.string().min(1),
   messages: z.array(ChatMessage).min(1),
+  /**
+   * Variables for the chat template, as vLLM takes them: `enable_thinking` (Qwen3) is the one
+   * we read; others are refused by name rather than silently ignored.
+   */
+  chat_template_kwargs: z.object({ enable_thinking: z.boolean().nullish() }).strict().nullish(),
   ...sampling,
 });
 export type ChatBody = z.infer<typeof ChatBody>;
@@ -75,12 +80,21 @@ const ollamaOptions = z.object({
   num_ctx: z.number().int().nullish(),
 }).nullish();
 
+const thinkField = z.union([z.boolean(), z.enum(["high", "medium", "low"])]).nullish();
+
+/** Ollama's `think` as Qwen3's `enable_thinking`: a level (gpt-oss's) is on; absent: undefined. */
+export function thinkingOf(think: boolean | string | null | undefined): boolean | undefined {
+  return think == null ? undefined : think !== false;
+}
+
 export const OllamaGenerateBody = z.object({
   model: z.string().min(1),
   prompt: z.string(),
   system: z.string().nullish(),
   /** true: the prompt is used as given, without the model's template. */
   raw: z.boolean().nullish(),
+  /** Ollama's thinking switch (Qwen3's `enable_thinking`); a level counts as on. */
+  think: thinkField,
   stream: z.boolean().nullish(),
   options: ollamaOptions,
 });
@@ -92,6 +106,8 @@ export const OllamaChatBody = z.object({
     role: z.enum(["system", "user", "assistant"]),
     content: z.string(),
   })).min(1),
+  /** Ollama's thinking switch (Qwen3's `enable_thinking`); a level counts as on. */
+  think: thinkField,
   stream: z.boolean().nullish(),
   options: ollamaOptions,
 });
@@ -116,10 +132,13 @@ export function parseBody<S extends z.ZodType>(schema: S, value: unknown): z.inf
   throw new RequestError(`${param ?? "body"}: ${issue.message}`, param);
 }
 
-/** The text of a message's content (a string, or its text parts joined). */
+/**
+ * A message as the chat format takes it: its content's text (a string, or its text parts
+ * joined); OpenAI's "developer" role is the system's (chat templates know "system").
+ */
 export function messageText(message: z.infer<typeof ChatMessage>): ChatMessage {
   const text = typeof message.content === "string"
     ? message.content
     : message.content.map((part) => part.text).join("");
-  return { role: message.role, content: text };
+  return { role: message.role === "developer" ? "system" : message.role, content: text };
 }

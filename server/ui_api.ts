@@ -30,6 +30,7 @@ import {
   UiPathError,
 } from "./ui_paths.ts";
 import type { ChatService } from "./ui_chat.ts";
+import { CHAT_TEMPLATE_CHOICES } from "../llm/chat/mod.ts";
 
 type Json = Record<string, unknown>;
 
@@ -360,6 +361,8 @@ export class UiApi {
     const models = (await Promise.all(refs.map((r) => this.artifact(r.ref))))
       .filter((a) => a.views.includes("model"));
     return {
+      // What the chat's template menu offers (the model's own format is "auto").
+      templates: CHAT_TEMPLATE_CHOICES,
       models: await Promise.all(models.map(async (m) => ({
         ref: m.ref,
         stage: m.stage,

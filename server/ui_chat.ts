@@ -1,37 +1,41 @@
 /**
- * The chat playground behind POST /api/ui/chat: one model loaded at a time (kept until another
- * is asked for), requests served one after another, tokens sent as server-sent events as they
- * are decoded by the same code as `deno task serve` (server/generation.ts `generateText`:
- * seeded sampling, incremental decoding, event-loop turns so pieces go out while the model
- * runs, and a client that hangs up stops the model at the next token).
+ * The chat playground behind POST /api/ui/chat, a client of `serve`'s generation path: the model
+ * opened by `openModelFolder` (ours or a Hugging Face folder), one at a time (kept until another
+ * is asked for), held as a {@link ServedModel} whose one queue serves requests in turn, the prompt
+ * built by server/prompt.ts from the whole conversation in the model's chat format (or the one
+ * the page picks), the answer cut and stopped as `serve` does, streamed by server/sse.ts.
  *
  * Request: {model: "<stage>/<key>", messages: [{role: "user"|"assistant", content}],
- *           template?: "auto"|"none"|"alpaca", temperature?, top_k?, max_tokens?, seed?}
+ *           template?: "auto"|"none"|"alpaca"|"phi3", enable_thinking?, temperature?, top_k?,
+ *           max_tokens?, seed?}
  * Events:  meta {prompt, template, queued}, token {text}..., done {tokens, seconds, stopped},
  *          or error {error}.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import {
+  CHAT_TEMPLATE_CHOICES,
+  type ChatTemplateChoice,
+  chooseChatFormat,
+  isChatTemplateChoice,
+} from "../llm/chat/mod.ts";
 import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
-import type { GPTModel } from "../llm/model/gpt.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
-import type { Tokenizer } from "../llm/tokenizer/mod.ts";
-import { generateText } from "./generation.ts";
-import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
-import { type PromptTemplate, promptTemplate } from "../llm/data/instructions.ts";
+import { isHfModelFolder } from "../llm/families/load.ts";
+import { isModelFolder, readModelTemplate } from "../llm/infer/model_folder.ts";
+import { openModelFolder } from "../llm/infer/open_model.ts";
+import { promptText } from "./prompt.ts";
+import { ModelQueue } from "./queue.ts";
+import { ServedModel } from "./served_model.ts";
+import { namedEvent, streamed } from "./sse.ts";
 
 export const MAX_CHAT_TOKENS = 1024;
 const MAX_PROMPT_CHARS = 32_000;
 
-interface Loaded {
-  dir: string;
-  model: GPTModel;
-  tokenizer: Tokenizer;
-  /** The model's own prompt template (template.json; Alpaca for older fine-tunes); none: base. */
-  template?: PromptTemplate;
-}
-
 export interface ChatRequest {
   messages: { role: "user" | "assistant"; content: string }[];
-  template: "auto" | "none" | "alpaca" | "phi3";
+  template: ChatTemplateChoice;
+  /** Qwen3's `enable_thinking`; undefined: the template's default. */
+  enable_thinking?: boolean;
   temperature: number;
   top_k?: number;
   max_tokens: number;
@@ -67,12 +71,17 @@ export function parseChatRequest(body: unknown): ChatRequest {
     return v;
   };
   const template = b.template ?? "auto";
-  if (template !== "auto" && template !== "none" && template !== "alpaca" && template !== "phi3") {
-    throw new BadRequest(`template: expected auto, none, alpaca or phi3`);
+  if (!isChatTemplateChoice(template)) {
+    throw new BadRequest(`template: expected ${CHAT_TEMPLATE_CHOICES.join(", ")}`);
+  }
+  const thinking = b.enable_thinking ?? undefined;
+  if (thinking !== undefined && typeof thinking !== "boolean") {
+    throw new BadRequest("enable_thinking: expected true or false");
   }
   return {
     messages,
     template,
+    ...(thinking === undefined ? {} : { enable_thinking: thinking }),
     temperature: number("temperature", 0.7, 0, 5),
     top_k: b.top_k === undefined || b.top_k === null || b.top_k === 0
       ? undefined
@@ -83,48 +92,44 @@ export function parseChatRequest(body: unknown): ChatRequest {
 }
 
 /**
- * The text the model continues: the template's query around the last message (its prompt and
- * response header, so the continuation is the answer), or (a base model)
- * the transcript as `deno task chat` builds it: each reply right after its prompt, each new
- * message on a new line.
+ * The name of a model folder's chat format without loading it: "jinja" (a Hugging Face folder
+ * with a chat template), its instruction template's ("alpaca", "phi3", "custom"), or "none".
  */
-export function buildPrompt(request: ChatRequest, template?: PromptTemplate): string {
-  if (template) return template.query({ instruction: request.messages.at(-1)!.content });
-  let transcript = "";
-  for (const m of request.messages) {
-    transcript = m.role === "assistant"
-      ? transcript + m.content
-      : transcript
-      ? `${transcript}\n${m.content}`
-      : m.content;
+export async function chatFormatNameOf(dir: string): Promise<string> {
+  if (isHfModelFolder(dir)) {
+    if (existsSync(join(dir, "chat_template.jinja"))) return "jinja";
+    try {
+      const config = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer_config.json")));
+      if (config?.chat_template) return "jinja";
+    } catch { /* no tokenizer_config.json: no template there */ }
   }
-  return transcript;
+  return (await readModelTemplate(dir))?.name ?? "none";
 }
 
 export class ChatService {
-  #loaded?: Loaded;
-  #queue: Promise<unknown> = Promise.resolve();
-  #waiting = 0;
+  #loaded?: { dir: string; served: ServedModel };
+  /** The one queue: loading a model and generating with it take their turn together. */
+  readonly #queue = new ModelQueue();
   #engine?: Promise<unknown>;
 
   constructor(readonly backend: BackendChoice = "auto") {}
 
-  /** The name of the model's own template ("alpaca", "phi3", "custom"), or "none" (a base model). */
-  async templateOf(dir: string): Promise<string> {
-    return (await readModelTemplate(dir))?.name ?? "none";
+  /** The name of the model's own chat format (see {@link chatFormatNameOf}). */
+  templateOf(dir: string): Promise<string> {
+    return chatFormatNameOf(dir);
   }
 
-  async #load(dir: string): Promise<Loaded> {
-    if (this.#loaded?.dir === dir) return this.#loaded;
+  /** The model in `dir`, opened unless it is the one already held (call in the queue's turn). */
+  async #load(dir: string): Promise<ServedModel> {
+    if (this.#loaded?.dir === dir) return this.#loaded.served;
     if (!isModelFolder(dir)) throw new BadRequest(`model: ${dir} holds no model`);
     this.#engine ??= initEngine({ backend: this.backend });
     await this.#engine;
-    this.#loaded?.model.dispose();
-    this.#loaded = undefined;
-    const tokenizer = await readModelTokenizer(dir);
-    const model = await loadModel(dir);
-    this.#loaded = { dir, model, tokenizer, template: await readModelTemplate(dir) };
-    return this.#loaded;
+    this.dispose();
+    const opened = await openModelFolder(dir);
+    const served = new ServedModel(opened, this.#queue);
+    this.#loaded = { dir, served };
+    return served;
   }
 
   /** Answers with an event stream; the work waits its turn behind earlier requests. */
@@ -138,69 +143,45 @@ export class ChatService {
         headers: { "content-type": "application/json" },
       });
     }
-    const encoder = new TextEncoder();
-    const queued = this.#waiting++;
-    let closed = false;
+    const queued = this.#queue.length;
     // A client that went away (the stream was cancelled) stops the generation.
     const gone = new AbortController();
-    const body$ = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        const send = (event: string, data: unknown) => {
-          if (closed) return;
-          controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
-        };
-        const job = async () => {
-          try {
-            if (closed) return;
-            const loaded = await this.#load(dir);
-            const template = request.template === "auto"
-              ? loaded.template
-              : request.template === "none"
-              ? undefined
-              : promptTemplate(request.template);
-            const prompt = buildPrompt(request, template);
-            if (prompt.length > MAX_PROMPT_CHARS) {
-              throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
-            }
-            send("meta", { prompt, template: template?.name ?? "none", queued });
-            const done = await generateText(loaded.model, loaded.tokenizer, {
-              prompt,
-              maxTokens: request.max_tokens,
-              temperature: request.temperature,
-              topK: request.top_k,
-              seed: request.seed,
-              stop: [],
-            }, { signal: gone.signal, onText: (text) => send("token", { text }) });
-            send("done", {
-              tokens: done.completionTokens,
-              seconds: done.seconds,
-              // As `deno task chat` says it: the end-of-text token, or the length limit.
-              stopped: done.finishReason === "stop" ? "stop_token" : "max_new_tokens",
-            });
-          } catch (error) {
-            send("error", { error: (error as Error).message });
-          } finally {
-            this.#waiting--;
-            if (!closed) closed = true, controller.close();
-          }
-        };
-        this.#queue = this.#queue.then(job, job);
-      },
-      cancel: () => {
-        closed = true;
-        gone.abort(new DOMException("client went away", "AbortError"));
-      },
-    });
-    return new Response(body$, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-store",
-      },
-    });
+    const response = streamed("text/event-stream; charset=utf-8", gone, async (send) => {
+      await this.#queue.run(async () => {
+        const served = await this.#load(dir);
+        const chat = chooseChatFormat(request.template, served.chat, served.tokenizer);
+        const input = { messages: request.messages, enableThinking: request.enable_thinking };
+        const prompt = promptText(chat, input);
+        if (prompt.length > MAX_PROMPT_CHARS) {
+          throw new BadRequest(`the prompt is over ${MAX_PROMPT_CHARS} characters`);
+        }
+        await send(namedEvent("meta", { prompt, template: chat.name, queued }));
+        const done = await served.generate({
+          ids: served.prompt(input, chat),
+          maxTokens: request.max_tokens,
+          temperature: request.temperature,
+          topK: request.top_k,
+          seed: request.seed,
+          stop: [],
+        }, {
+          signal: gone.signal,
+          cutAs: chat,
+          onText: (text) => send(namedEvent("token", { text })),
+        });
+        await send(namedEvent("done", {
+          tokens: done.completionTokens,
+          seconds: done.seconds,
+          // As `deno task chat` says it: a stop token, or the length limit.
+          stopped: done.finishReason === "stop" ? "stop_token" : "max_new_tokens",
+        }));
+      }, gone.signal);
+    }, (message) => namedEvent("error", { error: message }));
+    response.headers.set("cache-control", "no-store");
+    return response;
   }
 
   dispose(): void {
-    this.#loaded?.model.dispose();
+    this.#loaded?.served.model.dispose();
     this.#loaded = undefined;
   }
 }

@@ -1,6 +1,10 @@
 /**
  * Stage `evaluate`: MMLU as lm-evaluation-harness computes it, on a model an upstream stage
- * produced (model.safetensors + gpt_config.json). The work is in llm/eval/mmlu/; this stage picks
+ * produced (ours, or an open model in the Hub's layout: `openModelFolder` opens both). The
+ * prompts are tokenized as the harness's HFLM does with the model's own tokenizer: with the BOS
+ * that tokenizer adds (Llama 3.1/3.2, Gemma 3) and none where it adds none (GPT-2, Qwen3, Phi-2);
+ * the continuation " A" is what follows the context in the tokens of context + " A". The work is
+ * in llm/eval/mmlu/; this stage picks
  * the model and the data source and writes the artifact:
  *   results.json   the harness's output layout (results / groups / configs / n-samples / config)
  *   samples.jsonl  one line per question: prompt, the four log-likelihoods, prediction, target
@@ -26,10 +30,9 @@ import { originalCsvPath } from "../llm/eval/mmlu/data.ts";
 import { evaluateMmlu, type MmluLoader } from "../llm/eval/mmlu/evaluate.ts";
 import { harnessResults } from "../llm/eval/mmlu/results.ts";
 import { expandMmluTasks, mmluTask } from "../llm/eval/mmlu/subjects.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { openModelFolder } from "../llm/infer/open_model.ts";
 
 export const EvaluateParams = z.strictObject({
   tasks: z.array(z.string()).min(1).default(["mmlu"]).describe(
@@ -160,11 +163,10 @@ export const evaluateStage: StageDefinition = defineStage({
     const p = ctx.params;
     const source = modelInput(ctx, ctx.params.from);
     await useEngine(ctx);
-    const tokenizer = await readModelTokenizer(source.dir);
     const { load, used } = dataLoader(ctx);
-    const model = await loadModel(source.dir);
+    const { model, tokenizer, family } = await openModelFolder(source.dir);
     ctx.log.info(
-      `model from "${source.stage}" (${model.config.n_layers} layers, emb ${model.config.emb_dim}, ` +
+      `model from "${source.stage}" (${family}, ${model.config.n_layers} layers, emb ${model.config.emb_dim}, ` +
         `context ${model.config.context_length}); tasks ${
           p.tasks.join(", ")
         }, ${p.num_fewshot}-shot` +

@@ -1,13 +1,17 @@
 /**
  * Stage `generate`: continue prompts with a model an upstream stage produced
- * (`load-openai-weights`, `pretrain`, `lora-finetune`: anything whose artifact holds
- * model.safetensors + gpt_config.json) and stream the text to the console as it comes.
+ * (`load-openai-weights`, `pretrain`, `lora-finetune`, `load-hf-model`: our model folders and
+ * open models in the Hub's layout alike, opened by `openModelFolder`) and stream the text to the
+ * console as it comes.
  *
  * Prompts: a list, a file (text: one prompt per line; JSON: a list of strings or of
  * {instruction, input} entries), or a split of the instruction dataset (the book's in-order
  * 85/10/5 split). Instruction entries, and plain prompts when a template applies, are put in the
  * prompt template (the model's own from its template.json, Alpaca, Phi-3 or a custom one) and the
- * answer is cut as the template says (e.g. after "### Response:").
+ * answer is cut as the template says (e.g. after "### Response:"); with `template: chat` (the
+ * default for an open model that ships a chat template) the prompt is the user message of the
+ * model's own chat template and the answer is its turn. Generation stops at any of the model's
+ * end ids (a chat's end of turn too) and never picks an id the tokenizer does not have.
  *
  * Artifact: generations.json, `[{prompt, response, settings, ...}]`.
  */
@@ -18,15 +22,19 @@ import { defineStage, type StageContext, type StageDefinition } from "../runner/
 import {
   entryName,
   type InstructionEntry,
-  type PromptTemplate,
   promptTemplate,
   readInstructionData,
   splitInstructionData,
 } from "../llm/data/instructions.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
 import { parseJson, resolvePath, writeFileAtomic } from "../llm/files.ts";
 import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
-import { readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
+import { openModelFolder } from "../llm/infer/open_model.ts";
+import {
+  formatPrompt,
+  type PromptFormat,
+  promptFormatFor,
+  stopIdsFor,
+} from "../llm/infer/prompt_format.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 
@@ -49,7 +57,7 @@ export const GenerateParams = z.strictObject({
   ),
   limit: z.number().int().min(1).optional().describe("Use only the first `limit` prompts."),
   template: z.string().min(1).default("auto").superRefine((value, issue) => {
-    if (value === "auto" || value === "none") return;
+    if (value === "auto" || value === "none" || value === "chat") return;
     try {
       promptTemplate(value);
     } catch (error) {
@@ -57,9 +65,15 @@ export const GenerateParams = z.strictObject({
     }
   }).describe(
     "`auto`: the template the model was instruction-finetuned with (its template.json; Alpaca " +
-      "for older fine-tunes), none for a base model; `none`; `alpaca`; `phi3`; or a custom " +
-      "template string with `{instruction}`, `[[...{input}...]]` and a final `{output}`. " +
-      "Instruction entries always get a template (Alpaca when none applies).",
+      "for older fine-tunes), else an open model's chat template, else its family's prompt " +
+      "style (Phi-2: `Instruct: …\\nOutput:`), else none; `chat`: the model's chat template " +
+      "(the prompt is the user message); `none`; `alpaca`; `phi3`; or a custom template string " +
+      "with `{instruction}`, `[[...{input}...]]` and a final `{output}`. Instruction entries " +
+      "always get a template (Alpaca when none applies).",
+  ),
+  enable_thinking: z.boolean().optional().describe(
+    "Qwen3's `enable_thinking` for chat templates that read it: true lets the model think in a " +
+      "`<think>` block first (removed from the response); default false, an answer at once.",
   ),
   max_new_tokens: z.number().int().min(1).default(50).describe("Tokens to generate per prompt."),
   temperature: z.number().min(0).default(0).describe("Sampling temperature; 0: greedy decoding."),
@@ -71,7 +85,8 @@ export const GenerateParams = z.strictObject({
       "default).",
   ),
   stop_token: z.number().int().min(0).nullable().optional().describe(
-    "Stop at this token (default: the tokenizer's end of text, 50256 for GPT-2); `null`: never.",
+    "Stop at this token only (default: the model's end ids: the tokenizer's end of text, 50256 " +
+      "for GPT-2, and a chat template's end of turn); `null`: never.",
   ),
   seed: z.number().int().min(0).default(123).describe("Sampling seed."),
   from: z.string().optional().describe(
@@ -185,8 +200,12 @@ function consoleSink(ctx: StageContext<GenerateParams>) {
 export interface Generation {
   prompt: string;
   response: string;
-  /** `template`: the template's name (alpaca, phi3, custom), or "none" for plain text. */
-  settings: SamplingSettings & { template: string };
+  /**
+   * `template`: the template's name (alpaca, phi3, custom, phi-2), "chat" for the model's chat
+   * template, or "none" for plain text; `stop_ids`: every id that ended the text, when there are
+   * more than `stop_token` (an open model's end ids, a chat's end of turn).
+   */
+  settings: SamplingSettings & { template: string; stop_ids?: number[] };
   tokens: number;
   stopped: Completion["stopped"];
   /** For instruction entries: the entry itself, so an evaluation can compare with `output`. */
@@ -213,49 +232,62 @@ export const generateStage: StageDefinition = defineStage({
     const source = modelInput(ctx, ctx.params.from);
     const items = await collectPrompts(ctx);
     await useEngine(ctx);
-    const tokenizer = await readModelTokenizer(source.dir);
-    const template: PromptTemplate | undefined = p.template === "auto"
-      ? await readModelTemplate(source.dir)
-      : p.template === "none"
-      ? undefined
-      : promptTemplate(p.template);
-    // Instruction entries need a template even where plain prompts get none.
-    const entryTemplate = template ?? promptTemplate("alpaca");
-    const settings: Generation["settings"] = {
-      max_new_tokens: p.max_new_tokens,
-      temperature: p.temperature,
-      ...(p.top_k !== undefined ? { top_k: p.top_k } : {}),
-      ...(p.top_p !== undefined ? { top_p: p.top_p } : {}),
-      stop_token: p.stop_token === undefined ? tokenizer.endOfTextId ?? null : p.stop_token,
-      seed: p.seed,
-      template: template?.name ?? "none",
-    };
-    const model = await loadModel(source.dir);
-    ctx.log.info(
-      `model from "${source.stage}" (${model.config.n_layers} layers, emb ${model.config.emb_dim}), ` +
-        `${items.length} prompt(s), template ${settings.template}`,
-    );
+    const opened = await openModelFolder(source.dir);
+    const { model, tokenizer } = opened;
     const sink = consoleSink(ctx);
     const generations: Generation[] = [];
     let tokens = 0, seconds = 0;
     try {
+      const format = await promptFormatFor(opened, p.template);
+      // Instruction entries need a template even where plain prompts get none.
+      const entryFormat: PromptFormat = format.kind === "none"
+        ? { kind: "template", name: "alpaca", template: promptTemplate("alpaca") }
+        : format;
+      const settings: Generation["settings"] = {
+        max_new_tokens: p.max_new_tokens,
+        temperature: p.temperature,
+        ...(p.top_k !== undefined ? { top_k: p.top_k } : {}),
+        ...(p.top_p !== undefined ? { top_p: p.top_p } : {}),
+        stop_token: p.stop_token === undefined ? tokenizer.endOfTextId ?? null : p.stop_token,
+        seed: p.seed,
+        template: format.name,
+      };
+      ctx.log.info(
+        `model from "${source.stage}" (${opened.family}, ${model.config.n_layers} layers, emb ${model.config.emb_dim}), ` +
+          `${items.length} prompt(s), template ${settings.template}`,
+      );
       for (const [i, item] of items.entries()) {
         ctx.signal.throwIfAborted();
-        const used = item.entry !== undefined ? entryTemplate : template;
-        const prompt = used ? used.prompt(item.entry ?? { instruction: item.text! }) : item.text!;
-        if (p.stream) ctx.log.info(`prompt ${i + 1}/${items.length}: ${JSON.stringify(prompt)}`);
+        const used = item.entry !== undefined ? entryFormat : format;
+        const prompt = formatPrompt(opened, used, item.entry ?? { instruction: item.text! }, {
+          enableThinking: p.enable_thinking,
+        });
+        // An explicit stop_token is the only one; by default every end id of the model (and of
+        // its chat template) ends the text.
+        const stopIds = p.stop_token === undefined ? stopIdsFor(opened, used) : new Set<number>();
+        if (p.stream) {
+          ctx.log.info(`prompt ${i + 1}/${items.length}: ${JSON.stringify(prompt.text)}`);
+        }
         const done = await complete(model, {
           tokenizer,
-          prompt,
+          prompt: prompt.text,
+          promptIds: prompt.ids,
           settings,
+          stopIds,
+          vocabLimit: opened.vocabLimit,
           onText: sink.write,
         });
         sink.end();
         tokens += done.tokens, seconds += done.seconds;
+        const extraStops = [...stopIds].filter((id) => id !== settings.stop_token);
         generations.push({
-          prompt,
-          response: used ? used.extractResponse(done.text) : done.text,
-          settings: { ...settings, template: used?.name ?? "none" },
+          prompt: prompt.text,
+          response: used.kind === "none" ? done.text : prompt.answer(done.text),
+          settings: {
+            ...settings,
+            template: used.name,
+            ...(extraStops.length > 0 ? { stop_ids: [...stopIds] } : {}),
+          },
           tokens: done.tokens,
           stopped: done.stopped,
           ...(item.entry ?? {}),

@@ -18,20 +18,40 @@
  * the ledger, so answers of other weights under the same name are asked again); when it could
  * not be looked up the run says so and records why (`digest_unchecked`). OpenAI-compatible
  * servers report no digest: there the model name alone identifies the judge.
+ *
+ * `api: local` runs the judge model in this process instead of asking a server (the
+ * workshop's part 6, Llama-3-8B-Instruct through LitGPT): `model:` names a stage in `needs`
+ * that produced a model (any folder `openModelFolder` opens), or a Hub repository or catalog id
+ * (fetched like `load-hf-model`: the mirror folder, the download cache, the Hub, at `revision:`
+ * or the catalog's pinned commit). The prompt is the user message of the model's chat template,
+ * decoded greedily for at most `max_new_tokens` (50, LitGPT's default), `concurrency` prompts
+ * decoded together. The same rules as a server judge: the same prompts, strict integers,
+ * unscored replies kept, the same resumable ledger, pairwise in both orders. Its key: the
+ * upstream model's artifact key (or the repository and revision), the prompts (the
+ * responses), `max_new_tokens`; the weights' digest (their files' sha256) is recorded as
+ * Ollama's is.
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 import { resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { ensureMemory, formatBytes } from "../llm/disk.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";
-import { DEFAULT_MODELS, DEFAULT_URLS } from "../llm/eval/judge_client.ts";
+import type { Judge } from "../llm/eval/judge_asker.ts";
+import { DEFAULT_MODELS, DEFAULT_URLS, type JudgeConfig } from "../llm/eval/judge_client.ts";
+import { LOCAL_JUDGE_MAX_NEW_TOKENS, LocalJudge, weightsDigest } from "../llm/eval/judge_local.ts";
 import { runJudge } from "../llm/eval/judge_run.ts";
+import { openModelFolder } from "../llm/infer/open_model.ts";
+import { downloadHfModel, isRepoId } from "../datasets/hf_hub.ts";
+import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
+import { modelInput } from "./common.ts";
+import { useEngine } from "./engine.ts";
 
 export const RESPONSES_FILE = "responses.json";
 
-export const JudgeParams = z.strictObject({
+const JudgeParamsObject = z.strictObject({
   responses: z.string().min(1).optional().describe(
     "A responses file (book format); else an upstream artifact's responses.json.",
   ),
@@ -41,13 +61,24 @@ export const JudgeParams = z.strictObject({
   fields: z.array(z.string().min(1)).min(1).optional().describe(
     "The response fields to score (default: every field besides instruction/input/output).",
   ),
-  api: z.enum(["ollama", "openai"]).default("ollama").describe(
-    "the judge API: `ollama` (POST /api/chat) or `openai` (any OpenAI-compatible POST /v1/chat/completions: OpenAI, vLLM, llama.cpp, LM Studio)",
+  api: z.enum(["ollama", "openai", "local"]).default("ollama").describe(
+    "the judge API: `ollama` (POST /api/chat), `openai` (any OpenAI-compatible POST /v1/chat/completions: OpenAI, vLLM, llama.cpp, LM Studio) or `local` (the `model` run in this process: no server)",
   ),
   url: z.url().optional().describe(
     "Default http://localhost:11434 (Ollama) or https://api.openai.com.",
   ),
-  model: z.string().min(1).optional().describe("Default llama3 (Ollama) or gpt-4o-mini."),
+  model: z.string().min(1).optional().describe(
+    "Default llama3 (Ollama) or gpt-4o-mini. With `api: local` (required): a stage in `needs` " +
+      "that produced a model, or a Hub repository (`meta-llama/Meta-Llama-3-8B-Instruct`) or " +
+      "catalog id of `deno task models`.",
+  ),
+  revision: z.string().min(1).optional().describe(
+    "`api: local` with a Hub model: the branch, tag or commit (default: the catalog's pinned " +
+      "commit, else `main`).",
+  ),
+  max_new_tokens: z.number().int().min(1).max(4096).optional().describe(
+    `\`api: local\`: new tokens per reply at most (default ${LOCAL_JUDGE_MAX_NEW_TOKENS}, LitGPT's).`,
+  ),
   api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe(
     "Environment variable holding the API key (the key itself never goes in a pipeline).",
   ),
@@ -57,7 +88,9 @@ export const JudgeParams = z.strictObject({
   pairwise: z.boolean().optional().describe(
     "Pairwise preference between the two fields (default: on when there are exactly two).",
   ),
-  concurrency: z.number().int().min(1).max(64).default(4).describe("requests in flight at once"),
+  concurrency: z.number().int().min(1).max(64).default(4).describe(
+    "requests in flight at once (`api: local`: prompts decoded together)",
+  ),
   timeout_s: z.number().positive().default(120).describe(
     "seconds before a request is abandoned (then retried)",
   ),
@@ -66,7 +99,84 @@ export const JudgeParams = z.strictObject({
   ),
   limit: z.number().int().min(1).optional().describe("Judge only the first `limit` entries."),
 });
+
+/** Keys read only by a server judge, and only by a local one. */
+const SERVER_ONLY = ["url", "api_key_env"] as const;
+const LOCAL_ONLY = ["revision", "max_new_tokens"] as const;
+
+export const JudgeParams = JudgeParamsObject.superRefine((p, issues) => {
+  const local = p.api === "local";
+  for (const key of local ? SERVER_ONLY : LOCAL_ONLY) {
+    if (p[key] !== undefined) {
+      issues.addIssue({
+        code: "custom",
+        path: [key],
+        message: `\`${key}\` is only read with api: ${
+          local ? "ollama or openai" : "local"
+        } (api is ${p.api})`,
+      });
+    }
+  }
+  if (local && p.model === undefined) {
+    issues.addIssue({
+      code: "custom",
+      path: ["model"],
+      message: "api: local needs `model:`: a stage in `needs` that produced a model, or a Hub " +
+        "repository (<org>/<name>) or catalog id",
+    });
+  }
+});
 export type JudgeParams = z.infer<typeof JudgeParams>;
+
+/** Whether a local judge's `model` names a Hub model (a repository or a catalog id). */
+const isHubModel = (model: string) => isRepoId(model) || findHfModel(model) !== undefined;
+
+/**
+ * The local judge's model: the upstream stage `model` names (its artifact's weights), else the
+ * Hub repository or catalog id, fetched into the download cache as `load-hf-model` does.
+ */
+async function openLocalJudge(ctx: StageContext<JudgeParams>): Promise<LocalJudge> {
+  const p = ctx.params;
+  const wanted = p.model!;
+  const maxNewTokens = p.max_new_tokens;
+  if (ctx.inputs[wanted] || !isHubModel(wanted)) {
+    const artifact = modelInput(ctx, wanted); // an error naming the needs when it is neither
+    const files = Object.entries(artifact.manifest.outputs ?? {}).map(([name, file]) => ({
+      name,
+      sha256: file.sha256,
+    }));
+    const opened = await openModelFolder(artifact.dir);
+    return new LocalJudge(opened, {
+      name: wanted,
+      digest: weightsDigest(files),
+      source: { stage: artifact.stage, type: artifact.type, key: artifact.key },
+      maxNewTokens,
+    });
+  }
+  const entry = findHfModel(wanted);
+  const repo = entry?.repo ?? wanted;
+  const revision = p.revision ?? entry?.revision ?? "main";
+  const fetched = await downloadHfModel(repo, revision, {
+    mirror: ctx.pipeline.mirror,
+    progress: ctx.progress,
+    log: ctx.log,
+    signal: ctx.signal,
+    checkSize: (size) =>
+      ensureMemory(
+        size.fp32Bytes,
+        `the judge ${repo} at fp32 (${formatBytes(size.storedBytes)} of ${size.dtype} weights)`,
+      ),
+  });
+  // Every source keeps a model's files in one folder (the mirror's, the cache's commit folder).
+  const config = fetched.files.find((file) => file.name === "config.json")!;
+  const opened = await openModelFolder(dirname(config.path));
+  return new LocalJudge(opened, {
+    name: repo,
+    digest: weightsDigest(fetched.files),
+    source: { repo, revision, commit: fetched.commit, from: fetched.source },
+    maxNewTokens,
+  });
+}
 
 /** The responses file: the `responses:` path, or the one upstream artifact that has one. */
 function responsesPath(ctx: StageContext<JudgeParams>): string {
@@ -96,12 +206,35 @@ const fileSafe = (field: string) => field.replace(/[^A-Za-z0-9_.-]+/g, "_");
 export const judgeStage: StageDefinition = defineStage({
   type: "judge",
   version: "1",
-  description: "Score responses 0–100 with an LLM judge (Ollama/OpenAI API); pairwise preference",
+  description:
+    "Score responses 0–100 with an LLM judge (a server or in-process); pairwise preference",
   params: JudgeParams,
   localFiles: (p, pipeline) => (p.responses ? [resolvePath(p.responses, pipeline.baseDir)] : []),
   headline: ["judge", "mean", "scored", "win_rate"],
   // How the judge is asked, not what it answers: changing these reuses the cached scores.
   cadenceParams: ["concurrency", "timeout_s", "retries"],
+  // A local judge's model: a stage in `needs` that produces one, or a Hub model.
+  checkUpstream: (p, upstream) => {
+    if (p.api !== "local" || p.model === undefined) return [];
+    const direct = upstream.filter((s) => s.direct);
+    const found = direct.find((s) => s.name === p.model);
+    const models = direct.filter((s) => s.producesModel).map((s) => s.name);
+    if (found) {
+      if (found.producesModel) return [];
+      return [{
+        key: "model",
+        message: `stage "${p.model}" (${found.type}) produces no model; stages in needs that ` +
+          `do: ${models.join(", ") || "none"}`,
+      }];
+    }
+    if (isHubModel(p.model)) return [];
+    return [{
+      key: "model",
+      message: `"${p.model}" is neither a stage in needs (${
+        direct.map((s) => s.name).join(", ") || "none"
+      }) nor a Hub repository (<org>/<name>) nor a catalog id (${hfModelIds().join(", ")})`,
+    }];
+  },
   async run(ctx) {
     const p = ctx.params;
     const path = responsesPath(ctx);
@@ -112,36 +245,55 @@ export const judgeStage: StageDefinition = defineStage({
       throw new Error(`${path}: the entries have no response field to judge`);
     }
     const pairwise = p.pairwise ?? fields.length === 2;
-    const config = {
-      api: p.api,
-      url: p.url ?? DEFAULT_URLS[p.api],
-      model: p.model ?? DEFAULT_MODELS[p.api],
-      apiKeyEnv: p.api_key_env,
-      timeoutMs: p.timeout_s * 1000,
-      retries: p.retries,
-    };
-    ctx.log.info(
-      `judging ${entries.length} entries × ${fields.join(", ")} with ${config.model} at ` +
-        `${config.url} (${config.api} API)${pairwise ? ", then pairwise" : ""}`,
-    );
+    let judge: JudgeConfig | Judge;
+    let local: LocalJudge | undefined;
+    if (p.api === "local") {
+      await useEngine(ctx);
+      judge = local = await openLocalJudge(ctx);
+      ctx.log.info(
+        `judging ${entries.length} entries × ${fields.join(", ")} with ${local.model} in this ` +
+          `process (greedy, at most ${local.maxNewTokens} new tokens)${
+            pairwise ? ", then pairwise" : ""
+          }`,
+      );
+    } else {
+      const config = {
+        api: p.api,
+        url: p.url ?? DEFAULT_URLS[p.api],
+        model: p.model ?? DEFAULT_MODELS[p.api],
+        apiKeyEnv: p.api_key_env,
+        timeoutMs: p.timeout_s * 1000,
+        retries: p.retries,
+      };
+      judge = config;
+      ctx.log.info(
+        `judging ${entries.length} entries × ${fields.join(", ")} with ${config.model} at ` +
+          `${config.url} (${config.api} API)${pairwise ? ", then pairwise" : ""}`,
+      );
+    }
     const ledgerPath = join(ctx.progressDir, "scores.jsonl");
     let phase = "";
-    const report = await runJudge(entries, config, {
-      fields,
-      pairwise,
-      ledgerPath,
-      concurrency: p.concurrency,
-      lenient: p.lenient,
-      signal: ctx.signal,
-      onProgress: (what, done, total) => {
-        if (what !== phase) {
-          if (phase) ctx.progress.finish();
-          ctx.progress.start(what === "scores" ? "scores" : "pairwise", total, "answers");
-          phase = what;
-        }
-        ctx.progress.update(done);
-      },
-    });
+    let report;
+    try {
+      report = await runJudge(entries, judge, {
+        fields,
+        pairwise,
+        ledgerPath,
+        concurrency: p.concurrency,
+        lenient: p.lenient,
+        signal: ctx.signal,
+        onProgress: (what, done, total) => {
+          if (what !== phase) {
+            if (phase) ctx.progress.finish();
+            ctx.progress.start(what === "scores" ? "scores" : "pairwise", total, "answers");
+            phase = what;
+          }
+          ctx.progress.update(done);
+        },
+      });
+    } finally {
+      local?.dispose();
+    }
     if (phase) ctx.progress.finish();
     ctx.recordEnvironment({ judge: report.judge });
     if (report.judge.digest) ctx.log.info(`judge weights: ${report.judge.digest}`);

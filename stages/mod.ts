@@ -6,6 +6,7 @@ import { StageRegistry } from "../runner/stage.ts";
 import { dataloaderStage } from "./dataloader.ts";
 import { dpoStage } from "./dpo.ts";
 import { evaluateStage } from "./evaluate.ts";
+import { exportStage } from "./export.ts";
 import { finetuneStage, loraFinetuneStage } from "./finetune.ts";
 import { instructionsStage } from "./instructions.ts";
 import { generateStage } from "./generate.ts";
@@ -35,13 +36,15 @@ export function builtinStages(): StageRegistry {
     .register(generateStage)
     .register(evaluateStage)
     .register(judgeStage)
-    .register(reportStage);
+    .register(reportStage)
+    .register(exportStage);
 }
 
 export {
   dataloaderStage,
   dpoStage,
   evaluateStage,
+  exportStage,
   finetuneStage,
   generateStage,
   instructionsStage,

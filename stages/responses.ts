@@ -5,7 +5,10 @@
  * from the base model and `response_after` from the fine-tuned one), which `judge` scores.
  *
  * Each model formats prompts with its own template (the template.json a fine-tune stores),
- * else with the instructions artifact's. Answers are appended to `responses.jsonl` in the
+ * else, for an open model that ships one, in its chat template (the instruction, and its input
+ * after a blank line, as the user message; the answer is the model's turn), else with the
+ * instructions artifact's; `template:` sets one for every model. Generation stops at any of a
+ * model's end ids (a chat's end of turn too). Answers are appended to `responses.jsonl` in the
  * progress folder as they finish, so an interrupted run continues with the entries not yet
  * answered.
  *
@@ -15,10 +18,18 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../llm/files.ts";
-import type { InstructionEntry } from "../llm/data/instructions.ts";
+import type { InstructionEntry, PromptTemplate } from "../llm/data/instructions.ts";
 import { generateResponses } from "../llm/infer/responses.ts";
-import { isModelFolder, readModelTemplate, readModelTokenizer } from "../llm/infer/model_folder.ts";
-import { loadModel } from "../llm/model/weights_io.ts";
+import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { type OpenedModelFolder, openModelFolder } from "../llm/infer/open_model.ts";
+import {
+  answerOf,
+  formatPrompt,
+  type InstructionFields,
+  type PromptFormat,
+  promptFormatFor,
+  stopIdsFor,
+} from "../llm/infer/prompt_format.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { inputOfType, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
@@ -46,6 +57,16 @@ export const ResponsesParams = z.strictObject({
   ),
   seed: z.number().int().min(0).default(123).describe("Sampling seed (unused when greedy)."),
   limit: z.number().int().min(1).optional().describe("Answer only the first `limit` entries."),
+  template: z.enum(["auto", "chat", "alpaca", "phi3"]).optional().describe(
+    "How every model gets its prompts: `auto` (default) each model's own: a fine-tune's " +
+      "template.json, else an open model's chat template, else the instructions' template; " +
+      "`chat`: each model's chat template (the instruction as the user message); `alpaca`; " +
+      "`phi3`.",
+  ),
+  enable_thinking: z.boolean().optional().describe(
+    "Qwen3's `enable_thinking` for chat templates that read it: true lets the model think in a " +
+      "`<think>` block first (removed from the answer); default false, an answer at once.",
+  ),
 });
 export type ResponsesParams = z.infer<typeof ResponsesParams>;
 
@@ -112,6 +133,21 @@ function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
   return [["model_response", modelInput(ctx).stage]];
 }
 
+/**
+ * How `opened` gets its prompts: `template:` when given, else its own (a fine-tune's
+ * template.json, an open model's chat template), else the instructions artifact's.
+ */
+async function formatOf(
+  opened: OpenedModelFolder,
+  choice: ResponsesParams["template"],
+  dataTemplate: PromptTemplate,
+): Promise<PromptFormat> {
+  if (choice !== undefined && choice !== "auto") return await promptFormatFor(opened, choice);
+  const own = await promptFormatFor(opened, "auto");
+  if (own.kind === "chat" || own.kind === "template") return own;
+  return { kind: "template", name: dataTemplate.name, template: dataTemplate };
+}
+
 /** Stage `responses`: the book's responses.json, one answer field per model. */
 export const responsesStage: StageDefinition = defineStage({
   type: "responses",
@@ -172,19 +208,23 @@ export const responsesStage: StageDefinition = defineStage({
       const answered = done.get(field) ?? new Map<number, ProgressLine>();
       done.set(field, answered);
       const skip = new Set([...answered.keys()].filter((i) => i < entries.length));
-      const template = (await readModelTemplate(dir)) ?? data.template;
       if (skip.size > 0) {
         ctx.log.info(`${field}: ${skip.size} of ${entries.length} answers already done, resuming`);
       }
-      const tokenizer = await readModelTokenizer(dir);
-      const model = await loadModel(dir);
-      ctx.log.info(
-        `${field}: ${entries.length - skip.size} entries with the model of "${stage}", ` +
-          `template ${template.name}`,
-      );
+      const opened = await openModelFolder(dir);
+      const { model, tokenizer } = opened;
       const started = performance.now();
       let tokens = 0;
+      let format: PromptFormat | undefined;
       try {
+        format = await formatOf(opened, p.template, data.template);
+        const used = format;
+        ctx.log.info(
+          `${field}: ${entries.length - skip.size} entries with the model of "${stage}" ` +
+            `(${opened.family}), template ${used.name}`,
+        );
+        const prompt = (entry: InstructionFields) =>
+          formatPrompt(opened, used, entry, { enableThinking: p.enable_thinking });
         ctx.progress.start(field, entries.length, "entries", skip.size);
         const results = generateResponses(model, tokenizer, entries, {
           maxNewTokens: p.max_new_tokens,
@@ -192,8 +232,11 @@ export const responsesStage: StageDefinition = defineStage({
           temperature: p.temperature,
           topK: p.top_k,
           seed: p.seed,
-          formatPrompt: (entry) => template.prompt(entry),
-          extract: (continuation) => template.extractResponse(continuation),
+          stopIds: stopIdsFor(opened, used),
+          vocabLimit: opened.vocabLimit,
+          formatPrompt: (entry) => prompt(entry).text,
+          encodePrompt: (entry) => prompt(entry).ids,
+          extract: answerOf(used),
           skip,
           signal: ctx.signal,
           onProgress: (progress) => {
@@ -223,7 +266,7 @@ export const responsesStage: StageDefinition = defineStage({
       const lines = entries.map((_, i) => answered.get(i)!);
       stats[field] = {
         stage,
-        template: template.name,
+        template: format.name,
         mean_new_tokens: lines.reduce((n, l) => n + l.new_tokens, 0) / lines.length,
         stopped: lines.filter((l) => l.stopped).length,
         tokens_per_second: seconds > 0 ? Math.round(tokens / seconds) : 0,

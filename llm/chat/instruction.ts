@@ -66,6 +66,7 @@ export function instructionChatFormat(template: PromptTemplate, tokenizer: Token
     name: template.name,
     source: template.source,
     stopIds: tokenizer.eosIds,
+    template,
     render: (messages, options) => render(messages, options).text,
     encode(messages, options) {
       const chat = render(messages, options);
@@ -76,11 +77,20 @@ export function instructionChatFormat(template: PromptTemplate, tokenizer: Token
 }
 
 /**
- * No template: the messages' text joined by blank lines, for a base model that continues text.
- * Special-token text in messages is plain text.
+ * No template, for a base model that continues text: the transcript of the conversation, each
+ * user (or system) message on a new line and each assistant message right after what it
+ * continued (the model's own continuation, as `deno task chat` has always built it). Special-token
+ * text in messages is plain text.
  */
 export function plainChatFormat(tokenizer: Tokenizer): ChatFormat {
-  const render = (messages: readonly ChatMessage[]) => messages.map((m) => m.content).join("\n\n");
+  const render = (messages: readonly ChatMessage[]) => {
+    let transcript = "";
+    for (const message of messages) {
+      if (message.role === "assistant") transcript += message.content;
+      else transcript = transcript ? `${transcript}\n${message.content}` : message.content;
+    }
+    return transcript;
+  };
   return {
     name: "none",
     source: "",
@@ -92,7 +102,7 @@ export function plainChatFormat(tokenizer: Tokenizer): ChatFormat {
 
 /** The user message of an instruction entry: the instruction, then its input when there is one. */
 export function instructionUserMessage(entry: { instruction: string; input?: string }): string {
-  return entry.input ? `${entry.instruction}\n\n${entry.input}` : entry.instruction;
+  return entry.input?.trim() ? `${entry.instruction}\n\n${entry.input}` : entry.instruction;
 }
 
 /**

@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { readTemplateFile, TEMPLATE_FILE } from "../data/instruction_files.ts";
+import { promptTemplate } from "../data/instructions.ts";
 import { readModelTemplate } from "../infer/model_folder.ts";
 import { HfTokenizer } from "../tokenizer/hf.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
@@ -51,4 +52,38 @@ export async function chatFormatFor(dir: string, tokenizer: Tokenizer): Promise<
   }
   const template = await readModelTemplate(dir);
   return template ? instructionChatFormat(template, tokenizer) : plainChatFormat(tokenizer);
+}
+
+/**
+ * How a user may pick the chat format (`--template`, the page's chat): `auto` is the model's own
+ * ({@link chatFormatFor}), `chat` insists on its Jinja chat template, `none` continues plain text, `alpaca` and `phi3` are our instruction
+ * templates. The one list of these names: flags, requests and the page read it.
+ */
+export const CHAT_TEMPLATE_CHOICES = ["auto", "chat", "none", "alpaca", "phi3"] as const;
+
+/** One of {@link CHAT_TEMPLATE_CHOICES}. */
+export type ChatTemplateChoice = typeof CHAT_TEMPLATE_CHOICES[number];
+
+/** Whether `value` is one of {@link CHAT_TEMPLATE_CHOICES}. */
+export function isChatTemplateChoice(value: unknown): value is ChatTemplateChoice {
+  return (CHAT_TEMPLATE_CHOICES as readonly unknown[]).includes(value);
+}
+
+/** The format `choice` names for a model whose own format is `own`. */
+export function chooseChatFormat(
+  choice: ChatTemplateChoice,
+  own: ChatFormat,
+  tokenizer: Tokenizer,
+): ChatFormat {
+  if (choice === "auto") return own;
+  if (choice === "chat") {
+    if (own.name !== "jinja") {
+      throw new Error(
+        `--template chat: this model has no chat template of its own (${own.source})`,
+      );
+    }
+    return own;
+  }
+  if (choice === "none") return plainChatFormat(tokenizer);
+  return instructionChatFormat(promptTemplate(choice), tokenizer);
 }

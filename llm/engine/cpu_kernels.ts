@@ -24,6 +24,11 @@ import {
 /** The cpu kernels this module replaces. */
 export const BLAS_KERNEL_NAMES = ["BatchMatMul", "_FusedMatMul"] as const;
 
+/**
+ * Our own kernel: a linear layer x·Wᵀ + b for inference, x of any rank (see `linearInference`).
+ */
+const LINEAR_INFERENCE = "GroundupLinearInference";
+
 let activeBlas: Blas | undefined;
 
 /** Route the matmul family of the tfjs cpu backend through `blas`. Idempotent. */
@@ -31,13 +36,72 @@ export function registerBlasKernels(blas: Blas): string[] {
   activeBlas = blas;
   replaceCpuKernel("BatchMatMul", (args) => batchMatMul(blas, args));
   replaceCpuKernel("_FusedMatMul", (args) => fusedMatMul(blas, args));
+  if (!tf.getKernel(LINEAR_INFERENCE, "cpu")) {
+    tf.registerKernel({
+      kernelName: LINEAR_INFERENCE,
+      backendName: "cpu",
+      kernelFunc: ((args: KernelArgs) => linearKernel(args)) as unknown as tf.KernelFunc,
+    });
+  }
   return [...BLAS_KERNEL_NAMES];
 }
 
 /** Put tfjs's own matmul kernels back. */
 export function unregisterBlasKernels(): void {
   for (const name of BLAS_KERNEL_NAMES) restoreCpuKernel(name);
+  if (tf.getKernel(LINEAR_INFERENCE, "cpu")) tf.unregisterKernel(LINEAR_INFERENCE, "cpu");
   activeBlas = undefined;
+}
+
+/**
+ * x [..., in] · weightᵀ (weight [out, in]) + bias [out] as ONE tfjs op, or undefined where it
+ * does not apply (another backend, no BLAS, or a gradient being recorded: then the caller's
+ * differentiable path runs). The same sgemm (sgemv for one row) and bias loop as the
+ * `_FusedMatMul` path, so the values are identical; what it saves is the reshapes around a
+ * fused matMul, about five tfjs ops per linear layer, which add up in token-by-token decoding.
+ */
+export function linearInference(
+  x: tf.Tensor,
+  weight: tf.Tensor,
+  bias: tf.Tensor | null,
+  recordingGradients: boolean,
+): tf.Tensor | undefined {
+  if (recordingGradients || !activeBlas || tf.getBackend() !== "cpu") return undefined;
+  if (x.dtype !== "float32" || x.shape[x.shape.length - 1] !== weight.shape[1]) return undefined;
+  const inputs: tf.NamedTensorMap = bias ? { x, weight, bias } : { x, weight };
+  return tf.engine().runKernel(LINEAR_INFERENCE, inputs, {}) as tf.Tensor;
+}
+
+function linearKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
+  const { x, weight, bias } = inputs;
+  const blas = activeBlas;
+  const xValues = float32Values(backend, x!);
+  const w = float32Values(backend, weight!);
+  if (!blas || !xValues || !w) {
+    throw new Error(`${LINEAR_INFERENCE}: float32 cpu tensors and BLAS needed`);
+  }
+  const [outFeatures, inFeatures] = weight!.shape;
+  const rows = xValues.length / inFeatures;
+  const out = new Float32Array(rows * outFeatures);
+  if (out.length > 0 && inFeatures > 0) {
+    blas.sgemm(
+      false,
+      true,
+      rows,
+      outFeatures,
+      inFeatures,
+      1,
+      xValues,
+      inFeatures,
+      w,
+      inFeatures,
+      0,
+      out,
+      outFeatures,
+    );
+  }
+  if (bias) addRowVectorInPlace(out, float32Values(backend, bias)!);
+  return backend.makeTensorInfo([...x!.shape.slice(0, -1), outFeatures], "float32", out);
 }
 
 /** The BLAS library the cpu matmul kernels use now, if any. */

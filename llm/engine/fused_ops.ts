@@ -240,6 +240,22 @@ export function fusedOpsUseSimd(): boolean {
   return simd !== undefined;
 }
 
+/**
+ * The causal softmax of the fused kernel on plain arrays (SIMD when registered so): for callers
+ * that hold the scores themselves, such as the in-place KV cache's attention.
+ */
+export function causalSoftmaxValues(
+  scores: Float32Array,
+  numQueries: number,
+  numKeys: number,
+  offset: number,
+  divisor: number,
+): Float32Array {
+  return simd
+    ? simd.causalSoftmaxForward(scores, numQueries, numKeys, offset, divisor)
+    : causalSoftmaxForward(scores, numQueries, numKeys, offset, divisor);
+}
+
 /** True when the current backend is cpu and the fused kernels are registered. */
 export function fusedOpsActive(): boolean {
   return tf.getBackend() === BACKEND && tf.getKernel("GroundupLayerNorm", BACKEND) !== undefined;
@@ -291,7 +307,7 @@ export function fusedLayerNorm(
  * Whether tfjs is recording operations for a gradient (inside `tf.grads`/`variableGrads`). When
  * it is not, the ops below run kernels that skip what only the backward needs.
  */
-function recordingGradients(): boolean {
+export function recordingGradients(): boolean {
   // isTapeOn is tfjs-core's own test (engine.ts); should a later tfjs drop it, assume a gradient
   // may be wanted: the training kernels are right either way, only slower.
   const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };

@@ -6,8 +6,8 @@
  * they arrive, so an interrupted run resumes without asking again.
  */
 import { entryName, formatInstructionPrompt } from "../data/instructions.ts";
-import type { JudgeClient } from "./judge_client.ts";
-import { forEachLimited, JudgeLedger, promptHash } from "./judge_ledger.ts";
+import { askAll, type Judge } from "./judge_asker.ts";
+import { JudgeLedger, promptHash } from "./judge_ledger.ts";
 
 /** One entry of a responses file: the book's instruction entry plus one field per model. */
 export interface ResponseEntry {
@@ -163,7 +163,7 @@ export interface ScoreRunOptions {
   fields: string[];
   /** The ledger file (JSONL); answers already in it are not asked again. */
   ledgerPath?: string;
-  /** Requests in flight at once (default 4). */
+  /** Requests in flight at once (default 4); a local judge: prompts decoded together. */
   concurrency?: number;
   lenient?: boolean;
   signal?: AbortSignal;
@@ -181,7 +181,7 @@ export interface ScoreRun {
 /** Scores every entry for every field, resuming from the ledger. */
 export async function scoreResponses(
   entries: readonly ResponseEntry[],
-  client: JudgeClient,
+  client: Judge,
   options: ScoreRunOptions,
 ): Promise<ScoreRun> {
   const ledger = await JudgeLedger.open(options.ledgerPath);
@@ -207,8 +207,8 @@ export async function scoreResponses(
   reused = jobs.length - todo.length;
   done = reused;
   options.onProgress?.(done, jobs.length);
-  await forEachLimited(todo, options.concurrency ?? 4, async (job) => {
-    const reply = await client.ask(job.prompt, options.signal);
+  const asking = { concurrency: options.concurrency ?? 4, signal: options.signal };
+  await askAll(client, todo, asking, async (job, reply) => {
     asked++;
     await ledger.add({
       kind: "score",

@@ -49,13 +49,22 @@ export interface JudgeReply {
 }
 
 export interface JudgeIdentity {
-  api: JudgeApi;
-  url: string;
+  /** How the judge is asked: a server's API, or `local` (a model run in this process). */
+  api: JudgeApi | "local";
+  /** The server's base URL (absent for a local judge). */
+  url?: string;
   model: string;
-  /** Ollama's digest of the model's weights (from /api/tags), when the API gives one. */
+  /**
+   * The digest of the model's weights: Ollama's (from /api/tags); a local judge's, from the
+   * sha256 of its weight files.
+   */
   digest?: string;
   /** Why Ollama's digest could not be looked up (the server answered /api/tags with an error). */
   digest_unchecked?: string;
+  /** A local judge: where its model came from (an upstream stage, a Hub repository). */
+  source?: Record<string, string | null>;
+  /** A local judge: how it generates (its chat template, greedy, new tokens at most). */
+  generation?: Record<string, string | number | boolean>;
 }
 
 /** The judge could not be reached (connection refused, DNS, every retry timed out). */

@@ -3,6 +3,7 @@
  * fields) the pairwise preference; everything a stage or a script writes out.
  */
 import { type FieldSummary, type ResponseEntry, scoreResponses, summarizeScores } from "./judge.ts";
+import type { Judge } from "./judge_asker.ts";
 import { JudgeClient, type JudgeConfig, type JudgeIdentity } from "./judge_client.ts";
 import { comparePairwise, type PairwiseResult } from "./pairwise.ts";
 
@@ -28,9 +29,13 @@ export interface JudgeReport {
   reused: number;
 }
 
+/**
+ * Judges `entries`: with a server's config (a `JudgeClient` asks it over HTTP) or with a judge
+ * already made (a `LocalJudge` running a model in this process). The rules are the same.
+ */
 export async function runJudge(
   entries: readonly ResponseEntry[],
-  config: JudgeConfig,
+  judge: JudgeConfig | Judge,
   options: JudgeRunOptions,
   deps: ConstructorParameters<typeof JudgeClient>[1] = {},
 ): Promise<JudgeReport> {
@@ -39,7 +44,7 @@ export async function runJudge(
       `pairwise preference needs exactly two response fields (got ${options.fields.length})`,
     );
   }
-  const client = new JudgeClient(config, deps);
+  const client = "ask" in judge ? judge : new JudgeClient(judge, deps);
   const identity = await client.identify(options.signal);
   const run = await scoreResponses(entries, client, {
     fields: options.fields,

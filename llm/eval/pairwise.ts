@@ -6,8 +6,8 @@
  */
 import { formatInstructionPrompt } from "../data/instructions.ts";
 import type { ResponseEntry } from "./judge.ts";
-import type { JudgeClient } from "./judge_client.ts";
-import { forEachLimited, JudgeLedger, promptHash } from "./judge_ledger.ts";
+import { askAll, type Judge } from "./judge_asker.ts";
+import { JudgeLedger, promptHash } from "./judge_ledger.ts";
 
 export type Verdict = "A" | "B" | "tie";
 
@@ -129,7 +129,7 @@ export async function comparePairwise(
   entries: readonly ResponseEntry[],
   first: string,
   second: string,
-  client: JudgeClient,
+  client: Judge,
   options: PairwiseOptions = {},
 ): Promise<PairwiseResult> {
   const ledger = await JudgeLedger.open(options.ledgerPath);
@@ -150,8 +150,8 @@ export async function comparePairwise(
   });
   let done = jobs.length - todo.length;
   options.onProgress?.(done, jobs.length);
-  await forEachLimited(todo, options.concurrency ?? 4, async (job) => {
-    const reply = await client.ask(job.prompt, options.signal);
+  const asking = { concurrency: options.concurrency ?? 4, signal: options.signal };
+  await askAll(client, todo, asking, async (job, reply) => {
     await ledger.add({
       kind: "pair",
       key: job.key,

@@ -3,22 +3,17 @@
  * step is one forward pass over `rows` tokens instead of `rows` passes over one token (the
  * matrix products see a taller left operand, which BLAS turns into better throughput).
  *
- * Rows of different lengths are LEFT-padded to a common length. Why left and not per-row
- * lengths: with left padding every row's next token sits in the same (last) slot, so one
- * dense [rows, 1] input and one shared cache length serve all rows, and `lastTokenOnly` picks
- * every row's logits at once; per-row lengths would need ragged caches or a gather per step.
- * Padding must not change a row's tokens, so the model is told the pad counts
- * (`ForwardOptions.padding`): pad keys are masked out of every real query's attention, and each
- * row's position ids start at 0 at its first real token (GPT-2's learned positional embeddings
- * would otherwise see shifted positions). The result equals one-by-one decoding up to float
- * rounding in the matrix products (different shapes may sum in a different order); greedy tests
- * check token-for-token equality.
+ * Each row keeps its own length in the cache (llm/model/kv_cache.ts): prompts are prefilled
+ * together right-padded (a token never sees the pads after it) and each row's cache is cut back
+ * to its prompt; every decode step feeds each row's last token at the row's own position, so a row computes what it would alone, up to float rounding in the matrix products
+ * (different shapes may sum in a different order); greedy tests check token-for-token equality.
+ * On the cpu engine the cache is written in place and attention reads each row over its own
+ * length; on other backends the tensor store left-pads rows to the longest and masks the pads.
  *
  * A row that stops (end-of-text or its token budget) is dropped from the batch and its cache
- * rows with it, and slots that are padding in every remaining row are trimmed off, so finished
- * rows cost nothing in later steps. With `maxRows`, waiting prompts take the freed rows: they
- * are prefilled on their own and their cache is joined to the running one (the shorter of the
- * two left-padded), so the batch stays full.
+ * rows with it, so finished rows cost nothing in later steps. With `maxRows`, waiting prompts
+ * take the freed rows: they are prefilled together on a cache of their own whose rows are then
+ * appended to the running one, so the batch stays full.
  */
 import { nextTurn } from "../timers.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -56,8 +51,6 @@ export interface BatchGenerateOptions extends SamplingOptions {
    * the batch stays full while answers of different lengths finish.
    */
   maxRows?: number;
-  /** Token used in pad slots (never attended to; default 0). */
-  padId?: number;
   /** Checked before every step; aborting throws the signal's reason and frees the cache. */
   signal?: AbortSignal;
   /**
@@ -81,8 +74,6 @@ interface ActiveRow {
   row: number;
   tokens: number[];
   rng: SeededRandom;
-  /** Pad slots at the start of this row in the cache. */
-  pads: number;
 }
 
 /**
@@ -100,7 +91,7 @@ export async function* batchGenerateRows(
     options.contextSize ?? model.config.context_length,
     model.config.context_length,
   );
-  const { maxNewTokens, signal, onStep, padId = 0, yieldEvery = 1 } = options;
+  const { maxNewTokens, signal, onStep, yieldEvery = 1 } = options;
   const stops = stopSet(options);
   const seed = options.seed ?? 123;
   prompts.forEach((prompt, row) => {
@@ -135,7 +126,12 @@ export async function* batchGenerateRows(
   };
 
   // The rows decoding now and their shared cache; the other prompts wait for a free row.
-  let cache = model.newCache();
+  // Room is reserved for the longest prompt and its answer (the cache grows if need be).
+  const longest = Math.max(0, ...batched.map((row) => prompts[row].length));
+  const cache = model.newCache({
+    rows: Math.min(maxRows, batched.length),
+    capacity: longest + maxNewTokens,
+  });
   let active: ActiveRow[] = [];
   let admitted = 0;
   let step = 0;
@@ -144,48 +140,62 @@ export async function* batchGenerateRows(
       signal?.throwIfAborted();
       const finished: FinishedRow[] = [];
       if (active.length < maxRows && admitted < batched.length) {
-        // Free rows: prefill waiting prompts on a cache of their own (left-padded to their
-        // longest), sample their first tokens, and join the survivors to the running batch.
+        // Free rows: prefill the waiting prompts on a cache of their own, sample their first
+        // tokens, and append the rows that go on to the running batch.
         const rows = batched.slice(admitted, admitted + (maxRows - active.length));
         admitted += rows.length;
-        const width = Math.max(...rows.map((row) => prompts[row].length));
-        const fresh: ActiveRow[] = rows.map((row) => ({
+        const fresh = rows.map((row): ActiveRow => ({
           row,
           tokens: [],
           rng: new SeededRandom(seed),
-          pads: width - prompts[row].length,
         }));
-        const freshCache = model.newCache();
+        const width = Math.max(...rows.map((row) => prompts[row].length));
+        const rowCache = model.newCache({ rows: rows.length, capacity: width });
         try {
-          const feed = fresh.map((r) =>
-            new Array<number>(r.pads).fill(padId).concat(prompts[r.row])
-          );
-          const padding = fresh.map((r) => r.pads);
-          const kept = sampleRows(
-            fresh,
-            await lastLogitsOfRows(model, feed, freshCache, padding),
-            finished,
-          );
-          const survivors = keepRows(freshCache, fresh, kept);
-          if (active.length === 0) {
-            cache.dispose(); // empty: every row it had has finished
-            [cache, active] = [freshCache, survivors];
+          let kept: number[];
+          if (rowCache.inPlace) {
+            // One pass over the prompts right-padded to the longest (a row's real tokens never
+            // see the pads that follow them); each row's cache is then cut back to its prompt.
+            const feed = rows.map((row) => {
+              const prompt = prompts[row];
+              return [
+                ...prompt,
+                ...new Array(width - prompt.length).fill(prompt[prompt.length - 1]),
+              ];
+            });
+            const last = rows.map((row, b) => b * width + prompts[row].length - 1);
+            const logits = await logitsAt(model, feed, rowCache, last);
+            rowCache.truncate(rows.map((row) => prompts[row].length));
+            kept = sampleRows(fresh, logits, finished);
+            rowCache.keepRows(kept);
           } else {
-            joinCaches(cache, active, freshCache, survivors);
-            active = [...active, ...survivors];
+            // The tensor store shares one length across rows: prefill each prompt alone.
+            kept = [];
+            for (const [i, r] of fresh.entries()) {
+              signal?.throwIfAborted();
+              const own = model.newCache({ rows: 1 });
+              try {
+                const logits = await logitsAt(model, [[...prompts[r.row]]], own);
+                if (sampleRows([r], logits, finished).length > 0) {
+                  rowCache.appendRows(own);
+                  kept.push(i);
+                }
+              } finally {
+                own.dispose();
+              }
+            }
           }
+          if (kept.length > 0) cache.appendRows(rowCache);
+          active.push(...kept.map((i) => fresh[i]));
         } finally {
-          if (cache !== freshCache) freshCache.dispose();
+          rowCache.dispose();
         }
       } else {
         const feed = active.map((r) => [r.tokens[r.tokens.length - 1]]);
-        const padding = active.map((r) => r.pads);
-        const kept = sampleRows(
-          active,
-          await lastLogitsOfRows(model, feed, cache, padding),
-          finished,
-        );
-        active = keepRows(cache, active, kept);
+        const kept = sampleRows(active, await logitsAt(model, feed, cache), finished);
+        if (kept.length === 0) cache.reset();
+        else if (kept.length < active.length) cache.keepRows(kept);
+        active = kept.map((i) => active[i]);
       }
       for (const row of finished) yield row;
       step++;
@@ -222,16 +232,22 @@ export async function batchGenerate(
   return out;
 }
 
-/** Logits [rows × vocab] of each row's last slot after feeding `feed` (equal-length rows). */
-async function lastLogitsOfRows(
+/**
+ * Logits [n × vocab] after feeding `feed` (equal-length rows): of each row's last token, or of
+ * the flat positions `at` (row · tokens + position).
+ */
+async function logitsAt(
   model: GPTModel,
   feed: number[][],
   cache: KVCache,
-  padding: number[],
+  at?: number[],
 ): Promise<Float32Array> {
   const input = tf.tensor2d(feed, [feed.length, feed[0].length], "int32");
   try {
-    const logits = model.forward(input, { cache, lastTokenOnly: true, padding });
+    const logits = model.forward(
+      input,
+      at ? { cache, gather: at } : { cache, lastTokenOnly: true },
+    );
     // data(), not dataSync(): WebGPU under Deno cannot read synchronously.
     const values = (await logits.data()) as Float32Array;
     logits.dispose();
@@ -239,79 +255,4 @@ async function lastLogitsOfRows(
   } finally {
     input.dispose();
   }
-}
-
-/**
- * Drops the finished rows from `cache` (and the slots that are now padding in every row left);
- * returns the rows that go on, their pad counts updated.
- */
-function keepRows(cache: KVCache, rows: ActiveRow[], kept: number[]): ActiveRow[] {
-  const survivors = kept.map((i) => rows[i]);
-  if (survivors.length === 0) {
-    cache.reset();
-    return survivors;
-  }
-  const trim = Math.min(...survivors.map((r) => r.pads));
-  if (survivors.length < rows.length || trim > 0) keepCacheRows(cache, kept, trim);
-  for (const r of survivors) r.pads -= trim;
-  return survivors;
-}
-
-/**
- * Appends the rows of `added` to `cache` (continuous batching): the cache with fewer slots is
- * left-padded with zero keys/values to the other's length (its rows' pad counts grow by as
- * much), then the two are stacked along the batch axis. `added` is left as it was.
- */
-function joinCaches(
-  cache: KVCache,
-  rows: ActiveRow[],
-  added: KVCache,
-  addedRows: ActiveRow[],
-): void {
-  if (addedRows.length === 0) return;
-  const slots = Math.max(cache.length, added.length);
-  const grow = slots - cache.length;
-  const addedGrow = slots - added.length;
-  const padLeft = (t: tf.Tensor4D, n: number) =>
-    n > 0 ? tf.pad(t, [[0, 0], [0, 0], [n, 0], [0, 0]]) : t;
-  cache.layers.forEach((layer, i) => {
-    const other = added.layers[i];
-    const [keys, values] = tf.tidy(() =>
-      [[layer.keys!, other.keys!], [layer.values!, other.values!]].map(([mine, theirs]) =>
-        tf.concat([padLeft(mine, grow), padLeft(theirs, addedGrow)], 0)
-      ) as tf.Tensor4D[]
-    );
-    layer.keys!.dispose();
-    layer.values!.dispose();
-    layer.keys = keys;
-    layer.values = values;
-  });
-  for (const r of rows) r.pads += grow;
-  for (const r of addedRows) r.pads += addedGrow;
-  cache.length = slots;
-}
-
-/**
- * Keeps only the cache rows `rows` (batch indices, ascending) and drops the first `leading`
- * slots (padding in every kept row). The cache's tensors are replaced; its length shrinks.
- */
-export function keepCacheRows(cache: KVCache, rows: readonly number[], leading: number): void {
-  for (const layer of cache.layers) {
-    if (!layer.keys || !layer.values) continue;
-    const [keys, values] = tf.tidy(() => {
-      const index = tf.tensor1d(Array.from(rows), "int32");
-      return [layer.keys!, layer.values!].map((t) => {
-        const picked = tf.gather(t, index, 0);
-        const [b, h, slots, d] = picked.shape;
-        return leading > 0
-          ? tf.slice(picked, [0, 0, leading, 0], [b, h, slots - leading, d])
-          : picked;
-      }) as tf.Tensor4D[];
-    });
-    layer.keys.dispose();
-    layer.values.dispose();
-    layer.keys = keys;
-    layer.values = values;
-  }
-  cache.length -= leading;
 }

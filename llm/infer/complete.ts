@@ -50,6 +50,18 @@ export interface CompleteOptions {
   settings: SamplingSettings;
   /** Called with each piece of text as soon as it is decoded. */
   onText?: (text: string) => void;
+  /**
+   * The prompt's ids, when they are not `tokenizer.encode(prompt)`: a chat rendered by its
+   * template (control tokens only where the template put them, BOS once).
+   */
+  promptIds?: readonly number[];
+  /**
+   * More ids that end the text, with `settings.stop_token`: a chat model's end of turn, an
+   * open model's several end-of-text ids.
+   */
+  stopIds?: Iterable<number>;
+  /** Sample only among ids below this (a vocabulary padded past the tokenizer's ids). */
+  vocabLimit?: number;
 }
 
 /**
@@ -59,7 +71,7 @@ export interface CompleteOptions {
  */
 export async function complete(model: GPTModel, options: CompleteOptions): Promise<Completion> {
   const { tokenizer, prompt, settings, onText } = options;
-  const ids = tokenizer.encode(prompt);
+  const ids = options.promptIds ? [...options.promptIds] : tokenizer.encode(prompt);
   if (ids.length === 0) throw new Error(`the prompt ${JSON.stringify(prompt)} has no tokens`);
   const vocab = model.config.vocab_size;
   const outside = ids.find((id) => id >= vocab);
@@ -77,6 +89,8 @@ export async function complete(model: GPTModel, options: CompleteOptions): Promi
     topK: settings.top_k,
     topP: settings.top_p,
     eosId: settings.stop_token ?? undefined,
+    stopIds: options.stopIds,
+    vocabLimit: options.vocabLimit,
     rng: new SeededRandom(settings.seed),
     onToken: (id) => {
       const piece = stream.push(id);

@@ -31,12 +31,21 @@ export interface ResponseOptions extends SamplingOptions {
   batchSize?: number;
   /** Stop token (default: the tokenizer's end-of-text, else 50256). */
   eosId?: number;
+  /** More stop tokens, with `eosId` (a chat template's end of turn, further end-of-text ids). */
+  stopIds?: Iterable<number>;
+  /** Sample only among ids below this (a vocabulary padded past the tokenizer's ids). */
+  vocabLimit?: number;
   /** Sampling seed (see BatchGenerateOptions.seed); unused when greedy. */
   seed?: number;
   /** Window size; default and maximum: the model's context_length. */
   contextSize?: number;
   /** The prompt of an entry (default: the book's `format_input`, Alpaca). */
   formatPrompt?: (entry: InstructionPromptFields) => string;
+  /**
+   * The prompt's ids of an entry, when they are not `tokenizer.encode(formatPrompt(entry))`: a
+   * chat template's rendering (control tokens where the template put them, BOS once).
+   */
+  encodePrompt?: (entry: InstructionPromptFields) => number[];
   /** The answer in the text after the prompt (default: drop "### Response:", trim). */
   extract?: (continuation: string) => string;
   /** Indices of entries already answered (resuming): they are not generated again. */
@@ -97,8 +106,9 @@ export async function* generateResponses(
     throw new Error(`generateResponses: batchSize ${batchSize} must be an integer ≥ 1`);
   }
   const eosId = options.eosId ?? tokenizer.endOfTextId ?? 50256;
+  const encode = options.encodePrompt ?? ((entry) => tokenizer.encode(formatPrompt(entry)));
   const todo = entries
-    .map((entry, index) => ({ index, prompt: tokenizer.encode(formatPrompt(entry)) }))
+    .map((entry, index) => ({ index, prompt: encode(entry) }))
     .filter(({ index }) => !skip?.has(index))
     // Stable: equal lengths keep the entries' order.
     .sort((a, b) => a.prompt.length - b.prompt.length);

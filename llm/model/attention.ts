@@ -17,50 +17,9 @@ import {
 } from "./layers.ts";
 import { ops } from "./ops.ts";
 import { applyRope, type RopeAngles } from "./rope.ts";
+import type { KVCache } from "./kv_cache.ts";
 
-/**
- * One layer's cached keys and values, [batch, kvHeads, cachedTokens, headDim] each: the
- * n_kv_groups key/value heads (after RoPE), not their repetition to every query head.
- */
-export interface LayerKV {
-  /** Keys of the cached positions, null before the first token. */
-  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
-  keys: tf.Tensor4D | null;
-  /** Values of the cached positions, null before the first token. */
-  values: tf.Tensor4D | null;
-}
-
-/**
- * Keys and values of the tokens seen so far, one entry per transformer block. `length` is the
- * number of cached positions, i.e. the position of the next token fed to the model.
- */
-export class KVCache {
-  /** One entry per transformer block, in order. */
-  readonly layers: LayerKV[];
-  /** Number of cached positions (the same in every layer). */
-  length = 0;
-
-  /** An empty cache for a model of `numLayers` blocks. */
-  constructor(numLayers: number) {
-    this.layers = Array.from({ length: numLayers }, () => ({ keys: null, values: null }));
-  }
-
-  /** Forgets every cached position (and frees its tensors). */
-  reset(): void {
-    for (const layer of this.layers) {
-      layer.keys?.dispose();
-      layer.values?.dispose();
-      layer.keys = null;
-      layer.values = null;
-    }
-    this.length = 0;
-  }
-
-  /** Same as `reset`: frees the cached tensors. */
-  dispose(): void {
-    this.reset();
-  }
-}
+export { KVCache, type KVCacheOptions, type LayerKV } from "./kv_cache.ts";
 
 /**
  * Additive padding mask [batch, 1, queries, keys] for left-padded rows (batched generation):
@@ -134,16 +93,18 @@ export interface AttentionOptions {
 
 /** Generation's extras for one attention call (training passes none). */
 export interface AttentionCall {
-  /** This layer's cached keys/values: x's tokens follow them and are appended to them. */
-  cache?: LayerKV;
-  /** Number of cached positions, i.e. the absolute position of x's first token. Default 0. */
-  cachedLength?: number;
+  /** The model's key/value cache: x's tokens follow each row's cached ones and are appended. */
+  cache?: KVCache;
+  /** This layer's entry in the cache. Default 0. */
+  layerIndex?: number;
   /**
-   * Added to the scores before the causal softmax: -∞ hides left padding (`paddingMask`) and,
-   * on sliding layers, keys outside the window (`slidingWindowMask`).
+   * Added to the scores before the causal softmax (tensor store): -∞ hides left padding
+   * (`paddingMask`) and, on sliding layers, keys outside the window (`slidingWindowMask`).
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   keyMask?: tf.Tensor;
+  /** Sliding layers: each query sees only the last `window` positions (the in-place store's mask). */
+  window?: number;
   /** RoPE angles of x's tokens: queries and keys are rotated by them (none: no rotation). */
   rope?: RopeAngles;
 }
@@ -212,6 +173,9 @@ export class MultiHeadAttention implements Module {
 
   /** [batch, tokens, heads·headDim] → [batch, heads, tokens, headDim]. */
   private splitHeads(x: tf.Tensor, batch: number, tokens: number, heads: number): tf.Tensor4D {
+    // One token: [batch, 1, heads, headDim] and [batch, heads, 1, headDim] share one memory
+    // order, so the transpose is a reshape (no copy, one op fewer per projection).
+    if (tokens === 1) return tf.reshape(x, [batch, heads, 1, this.headDim]) as tf.Tensor4D;
     const split = tf.reshape(x, [batch, tokens, heads, this.headDim]);
     return tf.transpose(split, [0, 2, 1, 3]) as tf.Tensor4D;
   }
@@ -224,7 +188,7 @@ export class MultiHeadAttention implements Module {
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor, context: ForwardContext, call: AttentionCall = {}): tf.Tensor {
-    const { cache, cachedLength = 0, keyMask, rope } = call;
+    const { cache, layerIndex = 0, keyMask, rope } = call;
     const [batch, tokens] = x.shape;
     let queries = this.splitHeads(this.W_query.apply(x), batch, tokens, this.numHeads);
     let keys = this.splitHeads(this.W_key.apply(x), batch, tokens, this.numKvGroups);
@@ -238,16 +202,25 @@ export class MultiHeadAttention implements Module {
       keys = applyRope(keys, rope);
     }
 
-    if (cache) {
-      if (cache.keys && cache.values) {
-        keys = tf.concat([cache.keys, keys], 2);
-        values = tf.concat([cache.values, values], 2);
+    if (cache?.inPlace) {
+      if (context.training && this.dropRate > 0) {
+        throw new Error("MultiHeadAttention: a KV cache is for inference, not training");
       }
-      cache.keys?.dispose();
-      cache.values?.dispose();
-      cache.keys = tf.keep(keys);
-      cache.values = tf.keep(values);
+      // Keys/values written into the cache where they stay; attention reads them there and
+      // returns the heads already merged (llm/engine/cached_attention.ts).
+      const merged = cache.attend(
+        layerIndex,
+        queries,
+        keys,
+        values,
+        this.scoreDivisor,
+        call.window,
+      );
+      return this.out_proj.apply(merged);
     }
+    // The tensor store: every row's slots end at the same one (left padding is masked).
+    const cachedLength = cache?.length ?? 0;
+    if (cache) [keys, values] = cache.appendTensors(layerIndex, keys, values);
 
     // [batch, heads, tokens, numKeys]
     let scores: tf.Tensor = this.groupedProduct(queries, keys as tf.Tensor4D, true);

@@ -162,7 +162,11 @@ export async function generate(
   const rng = options.rng ?? new SeededRandom(options.seed ?? 123);
   const tokens = [...prompt];
   const generated: number[] = [];
-  const cache = options.useCache === false ? undefined : model.newCache();
+  // Room for the whole answer up front (the window never holds more than contextSize).
+  const cache = options.useCache === false ? undefined : model.newCache({
+    rows: 1,
+    capacity: Math.min(contextSize, prompt.length + options.maxNewTokens),
+  });
   let cacheStart = 0; // index in `tokens` of the first cached position
   const stops = stopSet(options);
 

@@ -12,7 +12,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { deriveSeed, SeededRandom } from "../random.ts";
-import { KVCache, MultiHeadAttention, paddingMask, slidingWindowMask } from "./attention.ts";
+import { MultiHeadAttention, paddingMask, slidingWindowMask } from "./attention.ts";
+import { KVCache, type KVCacheOptions } from "./kv_cache.ts";
 import type { GPTConfig, LayerType, ResolvedConfig } from "./config.ts";
 import { countParameters, resolveConfig } from "./config.ts";
 import type { InitMode, ParameterInit } from "./init.ts";
@@ -43,9 +44,9 @@ import {
 
 /** Generation's extras for one block call (training passes none). */
 export interface BlockCall {
-  /** The model's key/value cache; x's tokens follow the `cache.length` cached ones. */
+  /** The model's key/value cache; x's tokens follow each row's cached ones. */
   cache?: KVCache;
-  /** This block's index: its entry in `cache.layers`. Default 0. */
+  /** This block's index: its entry in the cache. Default 0. */
   layerIndex?: number;
   /**
    * Added to the attention scores: -∞ hides left padding (see `ForwardOptions.padding`) and, on
@@ -55,6 +56,8 @@ export interface BlockCall {
   keyMask?: tf.Tensor;
   /** RoPE angles of x's tokens (pos_emb "rope"), for this layer's θ. */
   rope?: RopeAngles;
+  /** A sliding layer's window (what the in-place cache applies instead of the key mask). */
+  window?: number;
 }
 
 /** What every linear layer of the model does; LoRA targets, counts and serve read it. */
@@ -147,15 +150,10 @@ export class TransformerBlock implements Module {
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor, context: ForwardContext, call: BlockCall = {}): tf.Tensor {
-    const { cache, layerIndex = 0, keyMask, rope } = call;
+    const { cache, layerIndex = 0, keyMask, rope, window } = call;
     const rate = this.config.drop_rate;
     const attend = (h: tf.Tensor) =>
-      this.att.apply(h, context, {
-        cache: cache?.layers[layerIndex],
-        cachedLength: cache?.length ?? 0,
-        keyMask,
-        rope,
-      });
+      this.att.apply(h, context, { cache, layerIndex, keyMask, rope, window });
     if (this.resolved.block === "parallel") {
       // Phi-2: attention and MLP read the same normed input; both outputs join the residual
       // (in HF's order of additions: (att + ff) + x).
@@ -378,10 +376,19 @@ export class GPTModel implements Module {
   forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
     const { training = false, cache, lastTokenOnly = false } = options;
     const [batch, tokens] = ids.shape;
+    if (cache && options.padding) {
+      throw new Error(
+        "GPTModel.forward: padding is for passes without a cache (a cache keeps each row's own length)",
+      );
+    }
+    cache?.begin(batch, 0);
     const start = cache?.length ?? 0;
-    if (options.padding) checkPadding(options.padding, batch, start + tokens);
+    // A cache's rows of different lengths are, to the positions (and the tensor store's masks),
+    // rows left-padded to the longest.
+    const rowPads = cache ? cache.leftPads() : options.padding;
+    if (rowPads) checkPadding(rowPads, batch, start + tokens);
     // No row padded: the plain path (no mask tensor, shared positions).
-    const padding = options.padding?.some((pads) => pads > 0) ? options.padding : undefined;
+    const padding = rowPads?.some((pads) => pads > 0) ? rowPads : undefined;
     // Without padding every row's positions are start..start+tokens-1; with it, a row's shift
     // down by its pad count, so the least padded row reaches the highest position.
     const first = start - (padding ? Math.min(...padding) : 0);
@@ -397,9 +404,14 @@ export class GPTModel implements Module {
     const { gather } = options;
     this.checkLogitsFit(gather ? gather.length : lastTokenOnly ? batch : batch * tokens);
     const context: ForwardContext = { training, rng: this.dropoutRng };
+    cache?.begin(batch, tokens);
+    // The in-place cache attends each row over its own length: it needs no masks.
+    const masked = !cache?.inPlace;
 
     const logits = tf.tidy(() => {
-      const keyMask = padding ? paddingMask(padding, tokens, start + tokens, start) : undefined;
+      const keyMask = padding && masked
+        ? paddingMask(padding, tokens, start + tokens, start)
+        : undefined;
       let embedded = this.tok_emb.apply(ids);
       if (this.resolved.emb_scale !== 1) embedded = tf.mul(embedded, this.resolved.emb_scale);
       if (this.pos_emb) {
@@ -408,7 +420,7 @@ export class GPTModel implements Module {
           : tf.range(start, start + tokens, 1, "int32");
         embedded = tf.add(embedded, this.pos_emb.apply(positions));
       }
-      const { masks, angles } = this.layerInputs(padding, start, tokens, keyMask);
+      const { masks, angles } = this.layerInputs(padding, start, tokens, keyMask, masked);
       let x = dropout(embedded, this.config.drop_rate, context);
       const types = this.resolved.layer_types;
       this.trf_blocks.forEach((block, i) => {
@@ -418,6 +430,7 @@ export class GPTModel implements Module {
           layerIndex: i,
           keyMask: masks[type],
           rope: angles?.[type],
+          window: type === "sliding" ? this.resolved.sliding_window : undefined,
         });
       });
       const width = this.config.emb_dim;
@@ -432,7 +445,7 @@ export class GPTModel implements Module {
       }
       return this.out_head.apply(this.final_norm.apply(x)) as tf.Tensor3D;
     });
-    if (cache) cache.length += tokens;
+    cache?.advance(tokens);
     return logits;
   }
 
@@ -445,13 +458,14 @@ export class GPTModel implements Module {
     start: number,
     tokens: number,
     keyMask: tf.Tensor | undefined,
+    masked: boolean,
   ): {
     masks: Record<LayerType, tf.Tensor | undefined>;
     angles: Record<LayerType, RopeAngles> | null;
   } {
     const c = this.resolved;
     let slidingMask = keyMask;
-    if (c.layer_types.includes("sliding")) {
+    if (masked && c.layer_types.includes("sliding")) {
       const window = slidingWindowMask(c.sliding_window, tokens, start + tokens, start);
       if (window) slidingMask = keyMask ? tf.add(keyMask, window) : window;
     }
@@ -485,9 +499,15 @@ export class GPTModel implements Module {
     );
   }
 
-  /** A fresh, empty key/value cache for this model (it holds the n_kv_groups heads). */
-  newCache(): KVCache {
-    return new KVCache(this.config.n_layers);
+  /**
+   * A fresh, empty key/value cache for this model (it holds the n_kv_groups heads, at most
+   * context_length positions per row); `options` reserve room ahead (see `KVCacheOptions`).
+   */
+  newCache(options: Omit<KVCacheOptions, "maxLength"> = {}): KVCache {
+    return new KVCache(this.config.n_layers, {
+      ...options,
+      maxLength: this.config.context_length,
+    });
   }
 
   /**

@@ -11,6 +11,8 @@ import * as tf from "@tensorflow/tfjs";
 import type { SeededRandom } from "../random.ts";
 import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
 import { ops } from "./ops.ts";
+import { linearInference } from "../engine/cpu_kernels.ts";
+import { recordingGradients } from "../engine/fused_ops.ts";
 
 /** A parameter with its state_dict name (e.g. `trf_blocks.0.att.W_query.weight`). */
 // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
@@ -90,6 +92,9 @@ export class Linear implements LinearLayer {
   }
 
   apply(x: tf.Tensor): tf.Tensor {
+    // Inference on the cpu engine: the same product as one kernel call (see linearInference).
+    const fast = linearInference(x, this.weight, this.bias, recordingGradients());
+    if (fast) return fast;
     // Flatten the leading axes so the product is one plain 2-D matmul (what BLAS kernels like),
     // with W transposed on the fly rather than copied.
     const leading = x.shape.slice(0, -1);

@@ -17,6 +17,7 @@
  * and the integer types are converted on read; only F32 is written.
  */
 import { dirname, join } from "node:path";
+import { mapFile, type MappedFile } from "./mmap.ts";
 
 /** A tensor as the model code exchanges it: row-major float32 values and their shape. */
 export interface NamedTensor {
@@ -398,28 +399,75 @@ async function readTensor(
 /** A file opened for tensor-by-tensor reading; close it (or use `await using`) when done. */
 export interface SafetensorsReader extends AsyncDisposable {
   readonly header: SafetensorsHeader;
+  /** True when tensors are read from a memory mapping of the file (see `openSafetensors`). */
+  readonly mapped: boolean;
+  /** One tensor's values; mapped F32 tensors are views of the mapping (every read the same memory). */
   read(name: string): Promise<NamedTensor & { dtype: string }>;
   close(): void;
 }
 
+/** Options of `openSafetensors`. */
+export interface OpenSafetensorsOptions {
+  /**
+   * Map the file into memory (default true where the platform allows, see mmap.ts): F32
+   * tensors are then views of the file's pages, not copies, and load in no time; other dtypes
+   * are converted from the mapped bytes. false: read each tensor into a fresh buffer.
+   */
+  map?: boolean;
+}
+
 /** Opens a file, parses its header and reads tensors on demand, so a 6 GB checkpoint needs
- * only one tensor's worth of memory at a time. */
-export async function openSafetensors(path: string): Promise<SafetensorsReader> {
+ * only one tensor's worth of memory at a time (none at all when mapped: the pages are the
+ * file's). */
+export async function openSafetensors(
+  path: string,
+  options: OpenSafetensorsOptions = {},
+): Promise<SafetensorsReader> {
   const file = await Deno.open(path, { read: true });
   let header: SafetensorsHeader;
+  let mapping: MappedFile | undefined;
   try {
     header = await readHeaderFrom(file, path);
+    if (options.map !== false) mapping = mapFile(path, (await file.stat()).size);
   } catch (e) {
     file.close();
     throw e;
   }
-  const close = () => file.close();
+  if (mapping) file.close(); // the mapping holds the pages
+  const close = () => {
+    if (!mapping) file.close();
+  };
+  const read = mapping
+    ? (name: string) => {
+      try {
+        return Promise.resolve(readMappedTensor(mapping!, header, name));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    : (name: string) => readTensor(file, header, name);
   return {
     header,
-    read: (name) => readTensor(file, header, name),
+    mapped: mapping !== undefined,
+    read,
     close,
     [Symbol.asyncDispose]: () => Promise.resolve(close()),
   };
+}
+
+/** One tensor of a mapped file: its bytes as they lie in the mapping, decoded (F32: a view). */
+function readMappedTensor(
+  mapping: MappedFile,
+  header: SafetensorsHeader,
+  name: string,
+): NamedTensor & { dtype: string } {
+  const info = header.tensors.get(name);
+  if (!info) {
+    throw new SafetensorsError(`${header.source}: no tensor named "${name}"`);
+  }
+  const [begin, end] = info.dataOffsets;
+  const raw = mapping.bytes(header.dataStart + begin, end - begin);
+  return decodeTensor(raw, name, info, header.source);
 }
 
 // ---------------------------------------------------------------------------------------------

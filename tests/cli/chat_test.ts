@@ -1,4 +1,7 @@
-/** `deno task chat` with piped input: multi-line messages, /reset, /exit, the Alpaca switch. */
+/**
+ * `deno task chat` with piped input: multi-line messages, /reset, /exit, the Alpaca switch, and
+ * an open model chatting in its own template with the history.
+ */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { withTempDir } from "../fixtures.ts";
@@ -7,6 +10,10 @@ import { parityWords, writeParityModelFolder } from "../stages/parity_checkpoint
 import { runCli } from "./cli_helpers.ts";
 import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
 import { promptTemplate } from "../../llm/data/instructions.ts";
+import type { ChatMessage } from "../../llm/chat/format.ts";
+import { openModelFolder } from "../../llm/infer/open_model.ts";
+import { generate } from "../../llm/model/generate.ts";
+import { writeTinyQwen3 } from "../server/helpers.ts";
 
 await useCpuBackend();
 
@@ -74,5 +81,39 @@ Deno.test("chat: a fine-tuned model's template.json (phi3) is the template it ch
     });
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.stderr, /Alpaca template/);
+  });
+});
+
+Deno.test("chat: an open model (a Qwen3 folder) chats in its own template, each turn with the history before it", async () => {
+  await withTempDir(async (dir) => {
+    await writeTinyQwen3(dir);
+    const result = await runCli("chat", ["--model", dir, ...greedy], {
+      stdin: "What do llamas eat?\nAnd alpacas?\n",
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /the model's chat template/);
+    // The same two turns here: greedy on the template's ids, the first reply in the history.
+    const opened = await openModelFolder(dir);
+    try {
+      const reply = async (messages: ChatMessage[]) => {
+        const ids = opened.chat.encode(messages);
+        const tokens = await generate(opened.model, ids, {
+          maxNewTokens: 8,
+          temperature: 0,
+          stopIds: opened.chat.stopIds,
+          vocabLimit: opened.vocabLimit,
+        });
+        return opened.tokenizer.decode(tokens);
+      };
+      const first = await reply([{ role: "user", content: "What do llamas eat?" }]);
+      const second = await reply([
+        { role: "user", content: "What do llamas eat?" },
+        { role: "assistant", content: first },
+        { role: "user", content: "And alpacas?" },
+      ]);
+      assert.equal(result.stdout, `${first}\n${second}\n`);
+    } finally {
+      opened.model.dispose();
+    }
   });
 });

@@ -8,14 +8,15 @@ import { join } from "node:path";
 import { resolveModelFolder } from "../../cli/common.ts";
 import { findHfModel } from "../../datasets/hf_models.ts";
 import { withTempDir } from "../fixtures.ts";
-import { fakeModelFiles, startFakeHub, withEnv } from "../datasets/fake_hub.ts";
+import { startFakeHub, withEnv } from "../datasets/fake_hub.ts";
+import { tinyHfModelFiles } from "../stages/tiny_hf_model.ts";
 
 Deno.test("--model: a catalog id or a repository downloads into the cache once", async () => {
   const smol = findHfModel("smollm2-135m-instruct")!;
-  const files = fakeModelFiles();
+  const files = await tinyHfModelFiles({ family: "llama" });
   const hub = startFakeHub({
     [smol.repo]: { files, commit: smol.revision },
-    "acme/other": { files: fakeModelFiles({ modelType: "phi3" }) },
+    "acme/other": { files: await tinyHfModelFiles() },
   });
   try {
     await withTempDir(async (dir) => {
@@ -46,7 +47,7 @@ Deno.test("--model: a catalog id or a repository downloads into the cache once",
           // Any repository, at a revision.
           const other = await resolveModelFolder({ ...values, model: "acme/other@main" });
           const config = JSON.parse(await Deno.readTextFile(join(other, "config.json")));
-          assert.equal(config.model_type, "phi3");
+          assert.equal(config.model_type, "qwen3");
 
           // A Hugging Face folder on disk is used in place.
           assert.equal(await resolveModelFolder({ ...values, model: other }), other);

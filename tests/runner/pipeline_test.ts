@@ -83,7 +83,7 @@ Deno.test("invalid YAML and missing required keys are located", async () => {
     );
     assert.match(
       (await problemsOf(loadPipeline(unknownCorpus, builtinStages()))).join("\n"),
-      /c\.yaml:4:5: stage "tokenize", key "corpus": "no-such-thing" is neither a named dataset \(the-verdict, instruction-data\) nor an existing file/,
+      /c\.yaml:4:5: stage "tokenize", key "corpus": "no-such-thing" is neither a named dataset \(the-verdict, instruction-data, instruction-data-with-preference\) nor an existing file/,
     );
   });
 });

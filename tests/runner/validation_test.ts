@@ -23,7 +23,7 @@ Deno.test("top-level errors do not hide stage errors; an inherited mistake is re
   const problems = await problemsOf(["seed=x", "tokenize.corpus=42", "pretrain.lr=-1"]);
   assert.deepEqual(problems, [
     '--set seed=x: key "seed": Invalid input: expected number, received string',
-    '--set tokenize.corpus=42: stage "tokenize", key "corpus": expected a named dataset (the-verdict, instruction-data), the path of a local text file, or { url, sha256, path? }',
+    '--set tokenize.corpus=42: stage "tokenize", key "corpus": expected a named dataset (the-verdict, instruction-data, instruction-data-with-preference), the path of a local text file, or { url, sha256, path? }',
     '--set pretrain.lr=-1: stage "pretrain", key "lr": Too small: expected number to be >0',
   ]);
 });

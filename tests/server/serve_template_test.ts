@@ -1,8 +1,9 @@
 /**
  * `serve` with a fine-tuned model's own prompt template (template.json, as `finetune` and
- * `lora-finetune` write it): the real `openai` and `ollama` clients get the phi3 prompt and a
- * custom one (checked by the prompt's token count), answers cut as the template says, streamed
- * or whole alike, ending at end-of-text; and the incremental cut against extractResponse.
+ * `lora-finetune` write it): the real `openai` and `ollama` clients get the whole conversation
+ * in the phi3 template and a custom one (checked by the prompt's token count), Ollama's
+ * generate the prompt alone in it, answers cut as the template says, streamed or whole alike,
+ * ending at end-of-text; and the incremental cut against extractResponse.
  */
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
@@ -11,7 +12,7 @@ import { writeTemplateFile } from "../../llm/data/instruction_files.ts";
 import { type PromptTemplate, promptTemplate } from "../../llm/data/instructions.ts";
 import { complete } from "../../llm/infer/complete.ts";
 import { readModelTemplate } from "../../llm/infer/model_folder.ts";
-import { chatPrompt } from "../../server/app.ts";
+import { instructionChatFormat, plainChatFormat } from "../../llm/chat/instruction.ts";
 import { responseMarker, ResponseStream } from "../../server/response_stream.ts";
 import { createTokenizer } from "../../llm/tokenizer/mod.ts";
 import { withTempDir } from "../fixtures.ts";
@@ -32,6 +33,7 @@ const greedy = (max: number) => ({
   stop_token: 50256,
   seed: 123,
 });
+/** A conversation (37 GPT-2 tokens in the phi3 template: the models here see 64). */
 const MESSAGES = [
   { role: "user" as const, content: "an earlier turn" },
   { role: "assistant" as const, content: "ok" },
@@ -84,24 +86,33 @@ Deno.test("ResponseStream: the pieces joined are extractResponse's answer, howev
   assert.equal(cut.end(), "");
 });
 
-Deno.test("serve: a model folder's phi3 template.json: chat and Ollama's generate get the phi3 prompt; the answer is cut after <|assistant|>:, whole and streamed", async () => {
+Deno.test("serve: a model folder's phi3 template.json: chat gets the whole conversation and Ollama's generate the prompt in it; the answer is cut after <|assistant|>:, whole and streamed", async () => {
   await withTempDir(async (dir) => {
-    await writeTinyModelFolder(dir);
+    await writeTinyModelFolder(dir, 64);
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const template = await readModelTemplate(dir);
     assert.equal(template?.name, "phi3");
     const served = await serveTiny(dir, { template });
     try {
       const query = "<|user|>\nName a color\n<|assistant|>:\n";
-      assert.equal(chatPrompt(MESSAGES, template), query);
-      const promptTokens = served.tokenizer.encode(query).length;
+      const conversation = "<|user|>\nan earlier turn\n<|assistant|>:\nok\n\n" + query;
+      assert.equal(served.chat.name, "phi3");
+      assert.equal(served.chat.render(MESSAGES), conversation);
+      const promptTokens = served.tokenizer.encode(conversation).length;
       const expected = await complete(served.model, {
         tokenizer: served.tokenizer,
-        prompt: query,
+        prompt: conversation,
         settings: greedy(10),
       });
       const answer = template!.extractResponse(expected.text);
       assert.ok(answer.length > 0);
+      // Ollama's generate: the prompt alone as the user's message.
+      const generateExpected = await complete(served.model, {
+        tokenizer: served.tokenizer,
+        prompt: query,
+        settings: greedy(10),
+      });
+      const generateAnswer = template!.extractResponse(generateExpected.text);
 
       const client = new OpenAI({ baseURL: `${served.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const body = { model: "tiny", messages: MESSAGES, max_tokens: 10, temperature: 0 };
@@ -130,7 +141,7 @@ Deno.test("serve: a model folder's phi3 template.json: chat and Ollama's generat
       // /v1/completions stays raw: the prompt as given, the continuation uncut.
       const raw = await client.completions.create({
         model: "tiny",
-        prompt: query,
+        prompt: conversation,
         max_tokens: 10,
         temperature: 0,
       });
@@ -144,8 +155,8 @@ Deno.test("serve: a model folder's phi3 template.json: chat and Ollama's generat
         stream: false,
         options,
       });
-      assert.equal(generated.response, answer);
-      assert.equal(generated.prompt_eval_count, promptTokens);
+      assert.equal(generated.response, generateAnswer);
+      assert.equal(generated.prompt_eval_count, served.tokenizer.encode(query).length);
       const chat = await ollama.chat({ model: "tiny", messages: MESSAGES, stream: false, options });
       assert.equal(chat.message.content, answer);
       let chatStreamed = "";
@@ -170,13 +181,13 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
   await withTempDir(async (dir) => {
     // The model always says "85" (GPT-2 token 5332); the custom header is "85" too, so the
     // first one the model writes is the header, dropped from the answer.
-    await writeConstantModelFolder(dir, 5332);
+    await writeConstantModelFolder(dir, 5332, 64);
     await writeTemplateFile(dir, promptTemplate("Task: {instruction}\n85{output}"));
     const template = await readModelTemplate(dir);
     assert.equal(template?.name, "custom");
     const served = await serveTiny(dir, { template });
     try {
-      const query = "Task: Name a color\n85";
+      const query = "Task: an earlier turn\n85ok\n\nTask: Name a color\n85";
       const client = new OpenAI({ baseURL: `${served.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const body = { model: "tiny", messages: MESSAGES, max_tokens: 4, temperature: 0 };
       const reply = await client.chat.completions.create(body);
@@ -203,7 +214,7 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
     }
   });
   await withTempDir(async (dir) => {
-    await writeConstantModelFolder(dir, 50256); // <|endoftext|> at once
+    await writeConstantModelFolder(dir, 50256, 64); // <|endoftext|> at once
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const served = await serveTiny(dir, { template: await readModelTemplate(dir) });
     try {
@@ -225,7 +236,7 @@ Deno.test("serve: a custom template.json: its prompt, its response header cut on
 
 Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named at start); --template none serves it as a base model", async () => {
   await withTempDir(async (dir) => {
-    await writeTinyModelFolder(dir);
+    await writeTinyModelFolder(dir, 64);
     await writeTemplateFile(dir, promptTemplate("phi3"));
     const tokenizer = createTokenizer({ kind: "gpt2" });
     for (
@@ -233,9 +244,9 @@ Deno.test("serve CLI: a model folder's phi3 template.json is applied (and named 
         [
           [],
           /\(phi3 template for chat/,
-          promptTemplate("phi3").query({ instruction: INSTRUCTION }),
+          instructionChatFormat(promptTemplate("phi3"), tokenizer).render(MESSAGES),
         ],
-        [["--template", "none"], /\(base model/, chatPrompt(MESSAGES, undefined)],
+        [["--template", "none"], /\(base model/, plainChatFormat(tokenizer).render(MESSAGES)],
       ] as const
     ) {
       const served = await startServeProcess(dir, flags);

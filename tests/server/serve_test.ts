@@ -10,7 +10,6 @@ import { apiError, OpenAI } from "./openai_client.ts";
 import { Ollama } from "ollama";
 import { formatInstructionQuery, promptTemplate } from "../../llm/data/instructions.ts";
 import { complete } from "../../llm/infer/complete.ts";
-import { chatPrompt } from "../../server/app.ts";
 import { generateText } from "../../server/generation.ts";
 import { REPO_ROOT, sharedFixture, withTempDir } from "../fixtures.ts";
 import { generate } from "../../llm/model/generate.ts";
@@ -83,7 +82,8 @@ Deno.test("serve: the openai client lists the model, completes and chats, whole 
         { role: "assistant" as const, content: " there" },
         { role: "user" as const, content: PROMPT },
       ];
-      const transcript = chatPrompt(messages, undefined);
+      const transcript = served.chat.render(messages);
+      assert.equal(served.chat.name, "none");
       assert.equal(transcript, `Hello there\n${PROMPT}`);
       const chatExpected = await complete(served.model, {
         tokenizer: served.tokenizer,
@@ -186,23 +186,41 @@ Deno.test("serve: the ollama client lists, generates and chats, whole and stream
         })).text,
       );
 
-      // Chat answers the last user message in the Alpaca template.
-      const messages = [{ role: "user", content: "ignored earlier turn" }, {
+      // Chat: the whole conversation in the Alpaca template, the earlier turn as an example.
+      const messages = [{ role: "user", content: "an earlier turn" }, {
         role: "assistant",
         content: "ok",
       }, {
         role: "user",
         content: PROMPT,
       }];
+      const conversation = served.chat.render(messages);
+      assert.equal(
+        conversation,
+        `${
+          promptTemplate("alpaca").example({
+            instruction: "an earlier turn",
+            input: "",
+            output: "ok",
+          })
+        }\n\n${query}`,
+      );
+      const chatExpected = await complete(served.model, {
+        tokenizer: served.tokenizer,
+        prompt: conversation,
+        settings: greedy(9),
+      });
+      const chatAnswer = promptTemplate("alpaca").extractResponse(chatExpected.text);
       const chat = await ollama.chat({ model: "tiny", messages, stream: false, options });
-      assert.equal(chat.message.content, answer);
+      assert.equal(chat.message.content, chatAnswer);
+      assert.equal(chat.prompt_eval_count, served.tokenizer.encode(conversation).length);
       let chatStreamed = "";
       for await (
         const part of await ollama.chat({ model: "tiny", messages, stream: true, options })
       ) {
         chatStreamed += part.message.content;
       }
-      assert.equal(chatStreamed, answer);
+      assert.equal(chatStreamed, chatAnswer);
 
       const version = await ollama.version();
       assert.match(version.version, /^\d+\.\d+\.\d+$/);
@@ -340,6 +358,32 @@ Deno.test("serve: refusals name the field (400), the model (404), the size (413)
         }),
       );
       assert.equal(e.param, "messages.0.role");
+      // A conversation longer than the context: refused on OpenAI's API naming both counts;
+      // Ollama's keeps its end, as Ollama does.
+      const long = [
+        { role: "system", content: "You answer in one word, whatever the question may be." },
+        { role: "user", content: "Every effort moves you, and then some more words." },
+        { role: "assistant", content: "Yes." },
+        { role: "user", content: "And what comes after that, in the very end of the whole story?" },
+      ];
+      const longTokens = served.chat.encode(long).length;
+      assert.ok(longTokens > 32);
+      e = await openaiError(
+        await post("/v1/chat/completions", { model: "tiny", messages: long, max_tokens: 2 }),
+      );
+      assert.equal(e.param, "messages");
+      assert.equal(
+        e.message,
+        `messages: the prompt has ${longTokens} tokens, more than the model's context of 32 tokens`,
+      );
+      const kept = await post("/api/chat", {
+        model: "tiny",
+        messages: long,
+        stream: false,
+        options: { num_predict: 2 },
+      });
+      assert.equal(kept.status, 200);
+      assert.equal((await kept.json()).prompt_eval_count, longTokens);
       e = await openaiError(await post("/v1/completions", { ...ok, n: 2 }));
       assert.equal(e.param, "n");
       e = await openaiError(await post("/v1/completions", "{not json"));
@@ -434,6 +478,38 @@ Deno.test("serve: a 900 KB prompt is refused (400 naming both counts) without to
       // Generous: tokenizing all 900 KB held the model list for 8.7 s before the fix.
       assert.ok(listMs < 1000, `GET /v1/models took ${listMs.toFixed(0)} ms`);
 
+      // A conversation on Ollama's API loses its oldest messages (not the system's nor the
+      // last) until it fits, as Ollama does; OpenAI's refuses it.
+      const conversation = [
+        { role: "system", content: "You are brief." },
+        { role: "user", content: prompt },
+        { role: "assistant", content: "ok" },
+        { role: "user", content: "Every effort moves you" },
+      ];
+      const kept = await fetch(`${served.url}/api/chat`, {
+        method: "POST",
+        body: JSON.stringify({
+          model: "tiny",
+          messages: conversation,
+          stream: false,
+          options: { num_predict: 1 },
+        }),
+      });
+      assert.equal(kept.status, 200);
+      assert.equal(
+        (await kept.json()).prompt_eval_count,
+        served.chat.encode([conversation[0], conversation[3]]).length,
+      );
+      const chatRefused = await fetch(`${served.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "tiny", messages: conversation, max_tokens: 1 }),
+      });
+      assert.equal(chatRefused.status, 400);
+      assert.match(
+        (await chatRefused.json()).error.message,
+        /^messages: the prompt is longer than the model's context of 32 tokens/,
+      );
+
       // A prompt just over the context by its exact count; one within it is answered.
       const over = await fetch(`${served.url}/v1/completions`, {
         method: "POST",
@@ -521,8 +597,8 @@ Deno.test("generateText: an aborted signal ends the generation at the next token
       const abort = new AbortController();
       let pieces = 0;
       await assert.rejects(
-        generateText(served.model, served.tokenizer, {
-          prompt: PROMPT,
+        generateText(served, {
+          ids: served.tokenizer.encode(PROMPT),
           maxTokens: 32,
           temperature: 0,
           seed: 1,

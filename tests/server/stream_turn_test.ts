@@ -15,8 +15,8 @@ await useCpuBackend();
 /** Pieces streamed before a timer set at the first piece ran, and the pieces in all. */
 async function piecesBeforeTimer(served: Awaited<ReturnType<typeof serveTiny>>, turnMs: number) {
   let pieces = 0, beforeTimer: number | undefined;
-  await generateText(served.model, served.tokenizer, {
-    prompt: "Every effort moves you",
+  await generateText(served, {
+    ids: served.tokenizer.encode("Every effort moves you"),
     maxTokens: 24,
     temperature: 0,
     seed: 1,

@@ -157,7 +157,7 @@ Deno.test("evaluate: unknown task names and a missing model are reported clearly
     assert.equal(report.ok, false);
     assert.match(
       report.error!.message,
-      /needs a stage that produced a model \(model\.safetensors \+ config\.json\).*needs: notes/,
+      /needs a stage that produced a model \(model\.safetensors \+ gpt_config\.json, or a Hugging Face model folder\).*needs: notes/,
     );
   });
 });

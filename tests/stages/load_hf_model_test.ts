@@ -16,7 +16,8 @@ import { checkHfModelFolder, loadHfModelStage } from "../../stages/load_hf_model
 import { findHfModel } from "../../datasets/hf_models.ts";
 import { withTempDir } from "../fixtures.ts";
 import { quietOutput, writePipeline } from "../runner/helpers.ts";
-import { fakeModelFiles, startFakeHub, withEnv } from "../datasets/fake_hub.ts";
+import { startFakeHub, withEnv } from "../datasets/fake_hub.ts";
+import { tinyHfModelFiles } from "./tiny_hf_model.ts";
 
 const registry = () => new StageRegistry().register(loadHfModelStage);
 const sha256 = (data: Uint8Array | string) =>
@@ -45,7 +46,9 @@ async function writeFolder(folder: string, files: Record<string, Uint8Array | st
 
 Deno.test("load-hf-model: a catalog id downloads its repository at the pinned commit", async () => {
   const qwen = findHfModel("qwen3-0.6b")!;
-  const files = fakeModelFiles({ modelType: "qwen3", sharded: true });
+  const files: Record<string, Uint8Array | string> = {
+    ...await tinyHfModelFiles({ sharded: true }),
+  };
   files["chat_template.jinja"] = "{% for m in messages %}{{ m.content }}{% endfor %}";
   const hub = startFakeHub({ [qwen.repo]: { files, commit: qwen.revision } });
   try {
@@ -107,9 +110,13 @@ Deno.test("load-hf-model: a catalog id downloads its repository at the pinned co
 });
 
 Deno.test("load-hf-model: weights too large for memory are refused before they download", async () => {
-  const files = fakeModelFiles({ sharded: true, dtype: "float32" });
+  const files: Record<string, Uint8Array | string> = {
+    ...await tinyHfModelFiles({ sharded: true }),
+  };
   // An index claiming 1 PB of fp32 weights: no machine has that much memory.
-  const index = JSON.parse(files["model.safetensors.index.json"] as string);
+  const index = JSON.parse(
+    new TextDecoder().decode(files["model.safetensors.index.json"] as Uint8Array),
+  );
   index.metadata.total_size = 1e15;
   files["model.safetensors.index.json"] = JSON.stringify(index);
   const hub = startFakeHub({ "acme/huge": { files } });
@@ -134,13 +141,16 @@ Deno.test("load-hf-model: weights too large for memory are refused before they d
 
 Deno.test("load-hf-model: a local folder is copied, keyed by the content of its files", async () => {
   await withTempDir(async (dir) => {
-    const files = fakeModelFiles({ modelType: "gemma3_text" });
+    const files: Record<string, Uint8Array | string> = {
+      ...await tinyHfModelFiles({ family: "llama" }),
+      "README.md": "not read",
+    };
     await writeFolder(join(dir, "my-model"), files);
     const yaml = "name: t\nstages:\n  load-hf-model:\n    source: local\n    path: my-model\n";
     const first = await runYaml(dir, yaml);
     assert.ok(first.ok, first.error?.message);
     const artifact = first.artifacts["load-hf-model"];
-    assert.equal(artifact.manifest.metrics.model_type, "gemma3_text");
+    assert.equal(artifact.manifest.metrics.model_type, "llama");
     const source = JSON.parse(await Deno.readTextFile(join(artifact.dir, "source.json")));
     assert.equal(source.source, "local");
     assert.equal(source.path, join(dir, "my-model"));
@@ -153,7 +163,7 @@ Deno.test("load-hf-model: a local folder is copied, keyed by the content of its 
     await Deno.writeTextFile(join(dir, "my-model", "README.md"), "changed");
     assert.equal((await runYaml(dir, yaml)).steps[0].outcome, "cached");
     const weights = (files["model.safetensors"] as Uint8Array).slice();
-    weights[0] ^= 1;
+    weights[weights.length - 1] ^= 1; // a value, not the header
     await Deno.writeFile(join(dir, "my-model", "model.safetensors"), weights);
     assert.equal((await runYaml(dir, yaml)).steps[0].outcome, "ran");
   });
@@ -161,7 +171,7 @@ Deno.test("load-hf-model: a local folder is copied, keyed by the content of its 
 
 Deno.test("load-hf-model: a config.json without model_type lands nothing in the cache", async () => {
   await withTempDir(async (dir) => {
-    const files = fakeModelFiles();
+    const files: Record<string, Uint8Array | string> = { ...await tinyHfModelFiles() };
     files["config.json"] = JSON.stringify({ emb_dim: 768, n_layers: 12 });
     await writeFolder(join(dir, "ours"), files);
     const report = await runYaml(
@@ -188,6 +198,169 @@ Deno.test("load-hf-model: parameter mistakes are reported before anything runs",
         "source: local\n    path: x\n    revision: main",
         /`revision` is only read with source: hub/,
       ],
+    ];
+    for (const [params, expected] of cases) {
+      const file = await writePipeline(dir, `name: t\nstages:\n  load-hf-model:\n    ${params}\n`);
+      await assert.rejects(loadPipeline(file, registry(), { baseDir: dir }), (error) => {
+        assert.ok(error instanceof PipelineError, String(error));
+        assert.match(error.message, expected);
+        return true;
+      });
+    }
+  });
+});
+
+/** The artifact folders of a stage in a cache (temporary folders left out). */
+function artifactsIn(cache: string, stage: string): string[] {
+  try {
+    return [...Deno.readDirSync(join(cache, stage))].map((e) => e.name)
+      .filter((name) => /^[0-9a-f]{16}$/.test(name));
+  } catch {
+    return [];
+  }
+}
+
+Deno.test("load-hf-model: source random writes a tiny Qwen3 in the Hub's layout, offline", async () => {
+  await withTempDir(async (dir) => {
+    const yaml = "name: t\nstages:\n  load-hf-model:\n    source: random\n    hidden: 8\n" +
+      "    heads: 2\n    kv_heads: 1\n    head_dim: 4\n    intermediate: 16\n    layers: 1\n";
+    const first = await runYaml(dir, yaml);
+    assert.ok(first.ok, first.error?.message);
+    const artifact = first.artifacts["load-hf-model"];
+    assert.deepEqual(artifact.manifest.params, {
+      source: "random",
+      family: "qwen3",
+      hidden: 8,
+      layers: 1,
+      heads: 2,
+      kv_heads: 1,
+      head_dim: 4,
+      intermediate: 16,
+      seed: 123,
+      allow_large: false,
+    });
+    const names = [...Deno.readDirSync(artifact.dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [
+      "config.json",
+      "generation_config.json",
+      "manifest.json",
+      "model.safetensors",
+      "source.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
+    const config = JSON.parse(await Deno.readTextFile(join(artifact.dir, "config.json")));
+    assert.equal(config.model_type, "qwen3");
+    assert.equal(config.architectures[0], "Qwen3ForCausalLM");
+    assert.equal(config.vocab_size, 151_936);
+    const info = await checkHfModelFolder(artifact.dir);
+    assert.equal(info.family.name, "qwen3");
+    assert.equal(info.tokenizerVocab, 151_669); // fewer ids than embedding rows, as Qwen3's
+    assert.equal(info.chatTemplate, "jinja");
+    assert.equal(artifact.manifest.metrics.parameters, info.parameters);
+    const source = JSON.parse(await Deno.readTextFile(join(artifact.dir, "source.json")));
+    assert.equal(source.source, "random");
+    assert.equal(source.random.family, "qwen3");
+    assert.equal(source.files.length, 5);
+    await verifyArtifact(artifact.dir);
+
+    // Same parameters: cached. Another seed: other weights, another artifact.
+    assert.equal((await runYaml(dir, yaml)).steps[0].outcome, "cached");
+    const other = await runYaml(dir, yaml + "    seed: 5\n");
+    assert.equal(other.steps[0].outcome, "ran");
+    const weightsOf = (d: string) => Deno.readFile(join(d, "model.safetensors"));
+    assert.notDeepEqual(
+      await weightsOf(other.artifacts["load-hf-model"].dir),
+      await weightsOf(artifact.dir),
+    );
+  });
+});
+
+Deno.test("load-hf-model: source random with family llama has Llama 3's tokenizer", async () => {
+  await withTempDir(async (dir) => {
+    const yaml = "name: t\nstages:\n  load-hf-model:\n    source: random\n    family: llama\n" +
+      "    hidden: 8\n    heads: 2\n    kv_heads: 1\n    head_dim: 4\n    layers: 1\n";
+    const report = await runYaml(dir, yaml);
+    assert.ok(report.ok, report.error?.message);
+    const info = await checkHfModelFolder(report.artifacts["load-hf-model"].dir);
+    assert.equal(info.modelType, "llama");
+    assert.equal(info.config.vocab_size, 128_256);
+  });
+});
+
+Deno.test("load-hf-model: a folder that cannot load names what is wrong, and lands nothing", async () => {
+  const base = await tinyHfModelFiles({ family: "llama" });
+  const qwen = await tinyHfModelFiles();
+  const withoutTensor = async (name: string) => {
+    const { readSafetensors, writeSafetensors } = await import(
+      "../../llm/weights/safetensors.ts"
+    );
+    const { tensors } = readSafetensors(base["model.safetensors"]);
+    assert.ok(tensors.delete(name), `the tiny model has ${name}`);
+    return writeSafetensors(tensors, { format: "pt" });
+  };
+  const config = JSON.parse(new TextDecoder().decode(base["config.json"]));
+  const cases: [string, Record<string, Uint8Array | string | null>, RegExp][] = [
+    [
+      "unsupported model_type",
+      { "config.json": JSON.stringify({ ...config, model_type: "mamba" }) },
+      /bad.config\.json: model_type "mamba" is not supported; supported: .*qwen3 \(qwen3\)/,
+    ],
+    [
+      "missing tensor",
+      { "model.safetensors": await withoutTensor("model.layers.0.mlp.down_proj.weight") },
+      /bad.model\.safetensors: missing tensor "model\.layers\.0\.mlp\.down_proj\.weight" \(expected shape \[8,16\]/,
+    ],
+    [
+      "wrong shape",
+      { "config.json": JSON.stringify({ ...config, intermediate_size: 24 }) },
+      /bad.model\.safetensors: tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[16,8\] but config\.json implies \[24,8\]/,
+    ],
+    [
+      "missing tokenizer.json",
+      { "tokenizer.json": null },
+      /bad has no tokenizer\.json/,
+    ],
+    [
+      "a foreign tokenizer",
+      {
+        "tokenizer.json": qwen["tokenizer.json"],
+        "tokenizer_config.json": qwen["tokenizer_config.json"],
+      },
+      /bad.tokenizer\.json: the tokenizer has 151,\d{3} ids but .*config\.json says the model has 128,256 \(vocab_size\): the tokenizer belongs to another model/,
+    ],
+  ];
+  for (const [what, changes, expected] of cases) {
+    await withTempDir(async (dir) => {
+      const files: Record<string, Uint8Array | string> = { ...base };
+      for (const [name, content] of Object.entries(changes)) {
+        if (content === null) delete files[name];
+        else files[name] = content;
+      }
+      await writeFolder(join(dir, "bad"), files);
+      const yaml = "name: t\nstages:\n  load-hf-model:\n    source: local\n    path: bad\n";
+      const report = await runYaml(dir, yaml);
+      assert.equal(report.ok, false, what);
+      assert.match(report.error!.message, expected, `${what}: ${report.error!.message}`);
+      assert.deepEqual(artifactsIn(join(dir, "cache"), "load-hf-model"), [], what);
+      if (what === "missing tokenizer.json") {
+        // The check itself names the file too (for a folder given to `--model`).
+        await assert.rejects(
+          checkHfModelFolder(join(dir, "bad")),
+          /bad.tokenizer\.json: not found \(a Hugging Face model folder needs its tokenizer\.json\)/,
+        );
+      }
+    });
+  }
+});
+
+Deno.test("load-hf-model: random-model settings are checked before anything runs", async () => {
+  await withTempDir(async (dir) => {
+    const cases: [string, RegExp][] = [
+      ["source: random\n    repo: a/b", /`repo` is not read with source: random/],
+      ["repo: a/b\n    hidden: 8", /`hidden` is not read with source: hub/],
+      ["source: random\n    heads: 4\n    kv_heads: 3", /kv_heads 3 must divide heads 4/],
+      ["source: random\n    family: gemma3", /family/],
     ];
     for (const [params, expected] of cases) {
       const file = await writePipeline(dir, `name: t\nstages:\n  load-hf-model:\n    ${params}\n`);

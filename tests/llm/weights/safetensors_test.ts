@@ -360,3 +360,40 @@ Deno.test("streamed writing: tensors arrive one by one in the declared order", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a mapped file gives the tensors of a read one, as copy-on-write views of the file", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "m.safetensors");
+    const tensors = new Map([["a", randomTensor([5], 3)], ["b", randomTensor([4, 3], 4)]]);
+    await writeSafetensorsFile(path, tensors);
+    const bytes = await Deno.readFile(path);
+    await using mapped = await openSafetensors(path);
+    await using copied = await openSafetensors(path, { map: false });
+    assert.equal(mapped.mapped, true, "mapping works here (Linux, FFI allowed)");
+    assert.equal(copied.mapped, false);
+    for (const name of ["a", "b"]) {
+      const got = await mapped.read(name);
+      assert.deepEqual(got, await copied.read(name));
+      // A view of its own bytes of the mapping, not a copy of the file or of the tensor.
+      assert.equal(got.data.buffer.byteLength, got.data.length * 4);
+    }
+    // Writing into a mapped tensor changes this process's pages only, never the file.
+    const b = await mapped.read("b");
+    b.data.fill(42);
+    assert.deepEqual(await Deno.readFile(path), bytes);
+    // (A reader maps once: its reads share that memory. A fresh reader maps the file anew.)
+    assert.deepEqual((await mapped.read("b")).data, b.data);
+    await using again = await openSafetensors(path);
+    assert.deepEqual((await again.read("b")).data, tensors.get("b")!.data);
+    // Every dtype the reader converts reads the same from the mapping.
+    for (const file of [DTYPES_FILE, ...PYTHON_FILES]) {
+      await using m = await openSafetensors(file);
+      await using r = await openSafetensors(file, { map: false });
+      for (const name of m.header.tensors.keys()) {
+        if (!["F8_E4M3", "F8_E5M2"].includes(m.header.tensors.get(name)!.dtype)) {
+          assert.deepEqual(await m.read(name), await r.read(name), `${file}: ${name}`);
+        }
+      }
+    }
+  });
+});
