@@ -64,8 +64,8 @@ import {
   type CheckpointCadence,
   checkpointSchedule,
   inputOfType,
+  modelInput,
   runParams,
-  trainableModelInput,
 } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import {
@@ -291,7 +291,7 @@ function defineFinetune<P extends AnyFinetuneParams>(
     async run(ctx: StageContext<P>) {
       const p: AnyFinetuneParams = ctx.params;
       await useEngine(ctx);
-      const base = trainableModelInput(ctx, p.from);
+      const base = modelInput(ctx, p.from);
       const dataArtifact = inputOfType(ctx, "instructions");
       const data = await openInstructionsArtifact(dataArtifact.dir);
       const { tokenizer, template } = data;
