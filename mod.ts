@@ -279,6 +279,9 @@ export type {
   WeightRule,
 } from "./llm/families/mod.ts";
 export type { LoadedHfModel, LoadHfModelOptions, OpenHfCheckpoint } from "./llm/families/load.ts";
+export { saveHfModel } from "./llm/families/save.ts";
+export { isPeftAdapterFolder, readPeftConfig } from "./llm/families/peft.ts";
+export type { PeftAdapterConfig } from "./llm/families/peft.ts";
 export { expectedStateShapes } from "./llm/families/state_shapes.ts";
 export { writeRandomHfModel } from "./llm/families/random_model.ts";
 export type { RandomHfModelOptions } from "./llm/families/random_model.ts";
@@ -316,6 +319,7 @@ export type {
 export {
   CHAT_TEMPLATE_CHOICES,
   chatFormatFor,
+  chatPromptTemplate,
   chooseChatFormat,
   encodeChat,
   instructionChatFormat,

@@ -60,6 +60,11 @@ const BENCHES: Record<string, Bench> = {
       "one instruction fine-tuning step, full and LoRA, ours and the book's PyTorch code (bench/finetune_step.ts)",
     command: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/finetune_step.ts"],
   },
+  "lora-open": {
+    about:
+      "one LoRA step on a Qwen3-0.6B- or Llama-3.2-1B-shaped model, ours and the book's PyTorch code (bench/lora_open.ts --family qwen3|llama --mode lora|full)",
+    command: ["deno", "run", "-A", "bench/lora_open.ts"],
+  },
   dpo: {
     about:
       "one DPO step (reference + policy forward, policy backward), ours and the book's notebook code (bench/dpo_step.ts)",

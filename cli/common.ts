@@ -38,6 +38,7 @@ import {
 } from "../llm/chat/mod.ts";
 import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
+import { applyAdapter } from "../llm/infer/adapter.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
@@ -48,6 +49,8 @@ export const MODEL_USAGE =
                        an open model: a catalog id of \`deno task models\` (qwen3-0.6b) or a
                        Hub repository (Qwen/Qwen3-0.6B[@revision]); downloaded (and
                        converted) on first use, then cached
+  --adapter DIR        a LoRA adapter on top of the model: PEFT's (adapter_config.json, for an
+                       open model) or ours (adapter.json, for GPT-2), e.g. a lora-finetune artifact
   --source S           where a size comes from: openai (default) | hf
   --template T         auto (default: the template a model was instruction-tuned with, else an
                        open model's chat template) | chat | none | alpaca | phi3
@@ -66,6 +69,7 @@ export const SAMPLING_USAGE = `  --max-new-tokens N   tokens to generate at most
 /** parseArgs options for the flags above. */
 export const COMMON_OPTIONS = {
   model: { type: "string" },
+  adapter: { type: "string" },
   source: { type: "string", default: "openai" },
   template: { type: "string", default: "auto" },
   backend: { type: "string", default: "auto" },
@@ -352,6 +356,7 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   // Ours or Hugging Face's: the model, its tokenizer and its own chat format.
   const opened = await openModelFolder(dir);
   try {
+    if (values.adapter) await applyAdapter(opened, String(values.adapter));
     const chat = chooseChatFormat(
       values.template as ChatTemplateChoice,
       opened.chat,

@@ -1,10 +1,7 @@
 /** Small pieces every stage uses: finding its inputs and fetching public data. */
 import { fetchFile, type FetchOptions, type RemoteFile } from "../datasets/download.ts";
 import type { Artifact, StageContext } from "../runner/stage.ts";
-import { join } from "node:path";
 import { isModelFolder } from "../llm/infer/model_folder.ts";
-import { isHfModelFolder } from "../llm/families/load.ts";
-import { FAMILIES } from "../llm/families/mod.ts";
 import { CONFIG_FILE, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
 
 /** What a model artifact holds, for messages. */
@@ -71,35 +68,6 @@ export function modelInput(ctx: StageContext<unknown>, from?: string): Artifact 
       models.map((m) => m.stage).join(", ")
     }): say which with \`from:\``,
   );
-}
-
-/**
- * The model a fine-tuning stage starts from: {@link modelInput}, refused when it is an open model
- * in the Hub's layout, which the training stages do not take yet (their LoRA targets, saved
- * layout and tokenizer handling are GPT-2's), so the error says so instead of failing deep
- * inside the loader.
- */
-export function trainableModelInput(ctx: StageContext<unknown>, from?: string): Artifact {
-  const artifact = modelInput(ctx, from);
-  if (isHfModelFolder(artifact.dir)) {
-    throw new Error(
-      `stage "${ctx.name}": fine-tuning is not yet supported for ${
-        hfFamilyOf(artifact.dir)
-      } (the Hugging Face model of "${artifact.stage}"); it takes our own model folders ` +
-        "(load-openai-weights, pretrain, finetune) for now",
-    );
-  }
-  return artifact;
-}
-
-/** The family name of an HF folder's config.json (its model_type when no family reads it). */
-function hfFamilyOf(dir: string): string {
-  try {
-    const type = JSON.parse(Deno.readTextFileSync(join(dir, "config.json"))).model_type;
-    return FAMILIES.find((f) => f.modelTypes.includes(type))?.name ?? String(type);
-  } catch {
-    return "this model";
-  }
 }
 
 /** The checkpoint cadence settings of the training stages (`checkpoint_minutes`, `checkpoint_every`). */

@@ -10,10 +10,17 @@
  * (and `checkpoint_every` steps) and on Ctrl-C / SIGTERM; a re-run resumes exactly. A LoRA
  * checkpoint holds only the adapters and their AdamW state (megabytes, not gigabytes).
  *
- * Artifact: model.safetensors + gpt_config.json (the merged weights under the book's names, which
- * generate, chat, evaluate and responses load like any model), tokenizer_spec.json, template.json
- * (the prompt template the model was trained with), history.json, history.csv, loss.svg,
- * samples.json; `lora-finetune` also adapter.safetensors + adapter.json.
+ * Artifact of a GPT-2 (our own layout) base: model.safetensors + gpt_config.json (the merged
+ * weights under the book's names, which generate, chat, evaluate and responses load like any
+ * model), tokenizer_spec.json, template.json (the prompt template the model was trained with),
+ * history.json, history.csv, loss.svg, samples.json; `lora-finetune` also adapter.safetensors +
+ * adapter.json (the book's names).
+ *
+ * Artifact of an open-model base (a Hugging Face folder, e.g. from `load-hf-model`): the merged
+ * model in Hugging Face's layout (config.json, model.safetensors with HF names, the base's
+ * tokenizer and generation files), so every tool that reads the base reads the fine-tune;
+ * `lora-finetune` also the adapter in PEFT's format (adapter_config.json +
+ * adapter_model.safetensors, llm/families/peft.ts); template.json and the history files as above.
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -24,13 +31,20 @@ import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import {
   applyLora,
-  LORA_TARGETS,
+  LORA_PRESETS,
+  LORA_TARGET_NAMES,
   type LoraAdapters,
+  type LoraConfig,
   mergeLora,
   saveAdapter,
 } from "../llm/model/lora.ts";
 import { loadModel, saveModel } from "../llm/model/weights_io.ts";
 import { copyTokenizerFiles } from "../llm/tokenizer/files.ts";
+import { isHfModelFolder, loadHfModel } from "../llm/families/load.ts";
+import type { ModelFamily } from "../llm/families/family.ts";
+import { saveHfModel } from "../llm/families/save.ts";
+import { savePeftAdapter } from "../llm/families/peft.ts";
+import { modelFolderName } from "../llm/infer/adapter.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { AdamW } from "../llm/train/adamw.ts";
 import {
@@ -50,8 +64,8 @@ import {
   type CheckpointCadence,
   checkpointSchedule,
   inputOfType,
+  modelInput,
   runParams,
-  trainableModelInput,
 } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import {
@@ -113,16 +127,28 @@ export const LoraFinetuneParams = z.strictObject({
   lr: z.number().gt(0).default(5e-5).describe(
     "AdamW learning rate (exercise 7.4 keeps the book's 5e-5; LoRA often uses 1e-4 to 1e-3).",
   ),
-  rank: z.number().int().min(1).default(16).describe(
-    "Rank of each adapter (A: in × r, B: r × out).",
+  preset: z.enum(["book", "litgpt"]).optional().describe(
+    "Named LoRA settings that `rank`, `alpha`, `targets` and `lora_dropout` default to: `book` " +
+      "(exercise 7.4: rank 16, alpha 16, every linear layer and the head, no dropout; the " +
+      "default) or `litgpt` (`litgpt finetune_lora`: rank 8, alpha 16, dropout 0.05, query and " +
+      "value only). Keys given beside it win.",
   ),
-  alpha: z.number().gt(0).default(16).describe("LoRA alpha; see `scaling`."),
-  targets: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]).describe(
-    "Linear layers with an adapter (LitGPT's lora_query, lora_key, lora_value, " +
-      "lora_projection, lora_mlp, lora_head): `query`, `key`, `value`, `projection`, `mlp`, `head`.",
+  rank: z.number().int().min(1).optional().describe(
+    "Rank of each adapter (A: in × r, B: r × out); the preset's (16, litgpt 8) when not given. " +
+      "At most the smallest width of a targeted layer.",
   ),
-  lora_dropout: z.number().min(0).lt(1).default(0).describe(
-    "Dropout on each adapter's input (LitGPT's lora_dropout; the book has none).",
+  alpha: z.number().gt(0).optional().describe(
+    "LoRA alpha (the preset's: 16); see `scaling`.",
+  ),
+  targets: z.array(z.enum(LORA_TARGET_NAMES as [string, ...string[]])).min(1).optional()
+    .describe(
+      "Linear layers with an adapter, by LitGPT's switches (`query`, `key`, `value`, " +
+        "`projection`, `mlp`, `head`) or by layer role (`q`, `k`, `v`, `o`, `gate`, `up`, " +
+        "`down`, `fc`, `proj`, `head`); the preset's when not given (book: all; litgpt: " +
+        "query, value).",
+    ),
+  lora_dropout: z.number().min(0).lt(1).optional().describe(
+    "Dropout on each adapter's input (LitGPT's lora_dropout; the preset's: book 0, litgpt 0.05).",
   ),
   scaling: z.enum(["alpha/rank", "alpha"]).default("alpha/rank").describe(
     "The adapter's scale: `alpha/rank` (appendix E, LitGPT) or `alpha` (the chapter 7 exercise " +
@@ -132,7 +158,19 @@ export const LoraFinetuneParams = z.strictObject({
 export type LoraFinetuneParams = z.infer<typeof LoraFinetuneParams>;
 
 type AnyFinetuneParams = FinetuneParams | LoraFinetuneParams;
-const isLora = (p: AnyFinetuneParams): p is LoraFinetuneParams => "rank" in p;
+const isLora = (p: AnyFinetuneParams): p is LoraFinetuneParams => "scaling" in p;
+
+/** The LoRA settings of the stage's parameters: the preset's, overridden by the keys given. */
+export function loraSettings(p: LoraFinetuneParams): LoraConfig {
+  const preset = LORA_PRESETS[p.preset ?? "book"];
+  return {
+    rank: p.rank ?? preset.rank,
+    alpha: p.alpha ?? preset.alpha,
+    targets: (p.targets ?? [...preset.targets]) as LoraConfig["targets"],
+    dropout: p.lora_dropout ?? preset.dropout,
+    scaling: p.scaling,
+  };
+}
 
 /** What a checkpoint carries besides the position. */
 type RunState = Omit<TrainingState, "position"> & { loraDropoutRng?: number };
@@ -157,15 +195,26 @@ function runId(ctx: StageContext<CheckpointedTrainingParams>): string {
   return `${ctx.name}|${JSON.stringify(runParams(ctx.params))}|${inputs}`;
 }
 
-/** A greedy continuation of `prompt` (the book's generate_and_print_sample). */
+/**
+ * A greedy continuation of `prompt` (the book's generate_and_print_sample, which runs the whole
+ * `tokens`). With `endId` (open models) it stops at that id or the tokenizer's eos ids, and
+ * never picks an id beyond the tokenizer's vocabulary.
+ */
 export async function sample(
   model: GPTModel,
   tokenizer: Tokenizer,
   prompt: string,
   tokens: number,
+  endId?: number,
 ): Promise<string> {
   const ids = tokenizer.encode(prompt);
-  const generated = await generate(model, ids, { maxNewTokens: tokens });
+  const generated = await generate(model, ids, {
+    maxNewTokens: tokens,
+    ...(endId === undefined ? {} : {
+      stopIds: [endId, ...tokenizer.eosIds],
+      vocabLimit: Math.min(model.config.vocab_size, tokenizer.vocabSize),
+    }),
+  });
   return tokenizer.decode([...ids, ...generated]);
 }
 
@@ -188,6 +237,8 @@ async function loaders(
     allowedMaxLength,
     maskInstructions: p.mask_instructions,
     seed: p.seed,
+    padTokenId: data.padId,
+    endTokenId: data.endId,
   };
   const train = new InstructionLoader(await data.examples("train"), {
     ...common,
@@ -230,7 +281,8 @@ function defineFinetune<P extends AnyFinetuneParams>(
     checkUpstream: (_p, upstream) =>
       upstream.filter((s) => s.direct && s.type === "instructions").flatMap((s) => {
         const split = (s.params as InstructionsParams).split;
-        return leavesValidation(split) ? [] : [{
+        const fraction = (s.params as InstructionsParams).val_split_fraction ?? 0;
+        return leavesValidation(split) || fraction > 0 ? [] : [{
           message: `the instructions stage "${s.name}" splits with ${describeSplit(split)}, ` +
             `which leaves no validation part (fine-tuning reports a validation loss): use ` +
             `split "book" or fractions {train, test} that sum to less than 1`,
@@ -239,15 +291,12 @@ function defineFinetune<P extends AnyFinetuneParams>(
     async run(ctx: StageContext<P>) {
       const p: AnyFinetuneParams = ctx.params;
       await useEngine(ctx);
-      const base = trainableModelInput(ctx, p.from);
+      const base = modelInput(ctx, p.from);
       const dataArtifact = inputOfType(ctx, "instructions");
       const data = await openInstructionsArtifact(dataArtifact.dir);
       const { tokenizer, template } = data;
 
-      const model = await loadModel(base.dir, {
-        overrides: { drop_rate: p.drop_rate },
-        seed: p.seed,
-      });
+      const { model, family } = await loadBase(ctx, base.dir, base.stage, data);
       let trained: GPTModel = model;
       try {
         if (tokenizer.vocabSize > model.config.vocab_size) {
@@ -258,38 +307,41 @@ function defineFinetune<P extends AnyFinetuneParams>(
         }
         const { train, val } = await loaders(ctx, data, model.config.context_length);
         const adapters = isLora(p)
-          ? applyLora(model, {
-            rank: p.rank,
-            alpha: p.alpha,
-            targets: p.targets,
-            dropout: p.lora_dropout,
-            scaling: p.scaling,
-          }, { seed: p.seed })
+          ? applyLora(model, loraSettings(p), { seed: p.seed })
           : undefined;
         const samplePrompt = template.prompt((await data.entries("val"))[0]);
         const result = await trainWithCheckpoints(ctx, model, adapters, {
           train,
           val,
           sample: p.sample_tokens > 0
-            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens)
+            ? (m) => sample(m, tokenizer, samplePrompt, p.sample_tokens, family && data.endId)
             : undefined,
         });
         trained = result.model;
         const state = result.state;
 
-        // The artifact: merged weights a plain GPTModel loads, the adapter beside them.
+        // The artifact: merged weights that load like any model of the base's kind, the adapter
+        // beside them (the book's names for GPT-2, PEFT's for an open model).
+        const save = (m: GPTModel) =>
+          family ? saveHfModel(ctx.outDir, m, family, base.dir) : saveModel(ctx.outDir, m);
         if (adapters) {
           const merged = await mergeLora(trained, adapters);
           try {
-            await saveModel(ctx.outDir, merged);
+            await save(merged);
           } finally {
             merged.dispose();
           }
-          await saveAdapter(ctx.outDir, trained, adapters, base.stage);
+          if (family) {
+            const name = modelFolderName(base.dir) ?? base.stage;
+            await savePeftAdapter(ctx.outDir, trained, adapters, family, name);
+          } else {
+            await saveAdapter(ctx.outDir, trained, adapters, base.stage);
+          }
         } else {
-          await saveModel(ctx.outDir, trained);
+          await save(trained);
         }
-        await copyTokenizerFiles(dataArtifact.dir, ctx.outDir);
+        // An open model's tokenizer files came with it (saveHfModel); ours are the data's.
+        if (!family) await copyTokenizerFiles(dataArtifact.dir, ctx.outDir);
         await writeTemplateFile(ctx.outDir, template);
         await writeTrainingHistory(ctx.outDir, state, `${ctx.pipeline.name}: ${ctx.name}`);
         return {
@@ -307,6 +359,41 @@ function defineFinetune<P extends AnyFinetuneParams>(
       }
     },
   };
+}
+
+/**
+ * The model to fine-tune: our own folder (with the stage's dropout), or a Hugging Face folder
+ * (with its family, which says how to write the result back in HF's layout). An open model's
+ * RoPE tables are built only as far as the batches and the samples reach.
+ */
+async function loadBase(
+  ctx: StageContext<AnyFinetuneParams>,
+  dir: string,
+  stage: string,
+  data: InstructionsArtifact,
+): Promise<{ model: GPTModel; family?: ModelFamily }> {
+  const p = ctx.params;
+  if (!isHfModelFolder(dir)) {
+    const model = await loadModel(dir, { overrides: { drop_rate: p.drop_rate }, seed: p.seed });
+    return { model };
+  }
+  if (p.drop_rate > 0) {
+    throw new Error(
+      `${ctx.name}: drop_rate ${p.drop_rate}: the open model of "${stage}" has no dropout ` +
+        `layers (its config has none); use drop_rate 0`,
+    );
+  }
+  if (data.tokenizer.name !== "hf") {
+    throw new Error(
+      `${ctx.name}: the model of "${stage}" is an open model with its own tokenizer, but the ` +
+        `instructions were tokenized with ${data.tokenizer.name}: give the instructions stage ` +
+        `\`tokenizer: model\` and \`needs: ${stage}\``,
+    );
+  }
+  const loaded = await loadHfModel(dir, {
+    maxContext: data.allowedMaxLength + p.sample_tokens + 1,
+  });
+  return { model: loaded.model, family: loaded.family };
 }
 
 /** What {@link trainWithCheckpoints} trains on and how. */

@@ -43,7 +43,10 @@ themselves, in file order), \`train.bin\` / \`val.bin\` / \`test.bin\` (+\`.json
 string), \`tokenizer_spec.json\` and \`stats.json\` (per split: count, mean and longest length, how many
 exceed \`allowed_max_length\`; exact duplicates and repeated prompts, kept as the book keeps them).
 A local file's content hash is part of the cache key. Read back with
-\`openInstructionsArtifact\`.`,
+\`openInstructionsArtifact\`. With \`tokenizer: model\` (and \`needs:\` an open model) the model's
+tokenizer files replace \`tokenizer_spec.json\`, examples end with its end-of-text (or, with
+\`template: chat\`, its chat template's end-of-turn) token and batches pad with its pad token
+(\`stats.json\` \`collate\`).`,
   "finetune": `
 Book ch07's \`train_model_simple\` on instruction batches (the book's \`custom_collate_fn\`: padded
 with \`<|endoftext|>\`, later pads ignored with -100, cut at \`allowed_max_length\` and at the
@@ -52,13 +55,17 @@ validation entry's prompt. Writes \`model.safetensors\` + \`gpt_config.json\` (l
 \`chat\`, \`evaluate\`, \`responses\` and the book's PyTorch \`GPTModel\`), the tokenizer,
 \`template.json\` (so chat and generate format prompts as in training), \`history.json\` /
 \`history.csv\`, \`loss.svg\`, \`samples.json\`. Checkpoints as \`pretrain\`'s (whole model + AdamW);
-a re-run after a crash or Ctrl-C resumes exactly.`,
+a re-run after a crash or Ctrl-C resumes exactly. An open model (a Hugging Face folder, e.g. from
+\`load-hf-model\`) is written back in Hugging Face's layout: \`config.json\`, \`model.safetensors\`
+with HF names and the base's tokenizer files, so everything that reads the base reads the result.`,
   "lora-finetune": `
 Exercise 7.4 / appendix E: the model is frozen and each selected linear layer gets \`W x + s · (x A)
 B\` (A Kaiming-uniform, B zeros); with the defaults 3,470,608 trainable parameters at 124M. Writes
 what \`finetune\` writes, the weights merged (\`W + s·(A B)ᵀ\` under the book's names, so the
 artifact loads like any model), plus \`adapter.safetensors\` + \`adapter.json\` (rank, alpha,
-targets, base model and its config). Checkpoints hold only the adapters and their AdamW moments
+targets, base model and its config); for an open model the adapter is PEFT's
+\`adapter_config.json\` + \`adapter_model.safetensors\` (\`lora_A\` [r, in], \`lora_B\` [out, r],
+HF module names), which \`--adapter\` applies on the base in generate, chat and serve. Checkpoints hold only the adapters and their AdamW moments
 (megabytes); a re-run after a crash or Ctrl-C resumes exactly.`,
   "preferences": `
 The data of the book's DPO notebook (\`dpo-from-scratch.ipynb\`): records with \`chosen\` and

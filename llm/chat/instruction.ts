@@ -99,3 +99,58 @@ export function plainChatFormat(tokenizer: Tokenizer): ChatFormat {
     encode: (messages) => tokenizer.encode(render(messages), { special: false }),
   };
 }
+
+/** The user message of an instruction entry: the instruction, then its input when there is one. */
+export function instructionUserMessage(entry: { instruction: string; input?: string }): string {
+  return entry.input?.trim() ? `${entry.instruction}\n\n${entry.input}` : entry.instruction;
+}
+
+/**
+ * Instruction data in a chat model's own template (`template: chat`): the instruction (and its
+ * input) is the user's message, the output the assistant's reply. The prompt is the chat rendered
+ * up to the assistant's header (Qwen3 without a thinking block, as `enable_thinking=False`), so a
+ * training example is exactly the prompt a model is given at generation time followed by the
+ * answer; the end-of-turn token after the answer is what the collate appends (see
+ * {@link chatEndTokenId}).
+ */
+export function chatPromptTemplate(chat: ChatFormat): PromptTemplate {
+  const prompt = (entry: { instruction: string; input?: string }) =>
+    chat.render([{ role: "user", content: instructionUserMessage(entry) }], {
+      addGenerationPrompt: true,
+      enableThinking: false,
+    });
+  return {
+    name: "chat",
+    source: chat.source,
+    prompt,
+    query: prompt,
+    example: (entry) => prompt(entry) + entry.output,
+    extractResponse: (continuation) => continuation.trim(),
+  };
+}
+
+/**
+ * The special token a chat template writes right after an assistant's message (Qwen3's
+ * `<|im_end|>`, Llama 3's `<|eot_id|>`, Gemma 3's `<end_of_turn>`): what a model fine-tuned on
+ * the template must learn to end its answer with. Undefined when the template writes none.
+ */
+export function chatEndTokenId(
+  chat: ChatFormat,
+  specialTokens: ReadonlyMap<string, number>,
+): number | undefined {
+  const answer = "\uE000answer\uE000";
+  const text = chat.render(
+    [{ role: "user", content: "question" }, { role: "assistant", content: answer }],
+    { addGenerationPrompt: false, enableThinking: false },
+  );
+  const at = text.indexOf(answer);
+  if (at < 0) return undefined;
+  const after = text.slice(at + answer.length).trimStart();
+  let best: [string, number] | undefined;
+  for (const [content, id] of specialTokens) {
+    if (after.startsWith(content) && (!best || content.length > best[0].length)) {
+      best = [content, id];
+    }
+  }
+  return best?.[1];
+}

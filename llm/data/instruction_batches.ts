@@ -10,6 +10,12 @@ import type { TokenizedExample } from "./instructions.ts";
 export interface CollateOptions {
   /** Default 50256 (GPT-2's `<|endoftext|>`). */
   padTokenId?: number;
+  /**
+   * The id appended to every example, which the model learns to end its answer with. Default:
+   * `padTokenId` (the book pads with the end-of-text it appends). A chat model's end of turn
+   * (Qwen3's `<|im_end|>`, Llama 3's `<|eot_id|>`) or its eos when it pads with another id.
+   */
+  endTokenId?: number;
   /** Default -100 (PyTorch's cross-entropy `ignore_index`). */
   ignoreIndex?: number;
   /** Keep only the first this many positions (the book passes 1024). Default: no limit. */
@@ -23,12 +29,16 @@ export interface CollateOptions {
  * with `padTokenId` to the batch's longest example + 1; inputs are `padded[:-1]`, targets
  * `padded[1:]`; every target equal to `padTokenId` after the first becomes `ignoreIndex`; with
  * `maskInstructions`, `targets[:promptLength-1]` too; then both are cut to `allowedMaxLength`.
+ *
+ * With an `endTokenId` other than the pad id (open models), the appended token is the end id
+ * and every target after it (the padding) is ignored: the same batches, where the two ids differ.
  */
 export function collateInstructions(
   examples: readonly TokenizedExample[],
   options: CollateOptions = {},
 ): Batch {
   const pad = options.padTokenId ?? 50256;
+  const end = options.endTokenId ?? pad;
   const ignore = options.ignoreIndex ?? -100;
   if (examples.length === 0) throw new Error("collateInstructions: empty batch");
   // batch_max_length = max(len(item) + 1); inputs and targets have one position less.
@@ -43,12 +53,16 @@ export function collateInstructions(
   examples.forEach((example, r) => {
     row.fill(pad);
     row.set(example.ids);
-    // `targets[indices[1:]] = ignore_index` over the positions where the target is the pad id.
+    row[example.ids.length] = end;
+    // `targets[indices[1:]] = ignore_index` over the positions where the target is the pad id
+    // (the book, where the end is the pad id); else every target after the end id.
     let padsSeen = 0;
     for (let t = 0; t < cols; t++) {
       inputs[r * cols + t] = row[t];
       let target = row[t + 1];
-      if (target === pad && padsSeen++ > 0) target = ignore;
+      if (end === pad ? target === pad && padsSeen++ > 0 : t > example.ids.length - 1) {
+        target = ignore;
+      }
       if (options.maskInstructions && t < example.promptLength - 1) target = ignore;
       targets[r * cols + t] = target;
     }

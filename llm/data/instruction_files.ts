@@ -7,6 +7,10 @@ import { join } from "node:path";
 import { readJsonFile, readJsonObject, writeFileAtomic } from "../files.ts";
 import { type PromptTemplate, promptTemplate, type TokenizedExample } from "./instructions.ts";
 import { readTokenFile, writeTokenFile } from "./token_file.ts";
+import { chatPromptTemplate } from "../chat/instruction.ts";
+import { jinjaChatFormat } from "../chat/jinja.ts";
+import { HfTokenizer } from "../tokenizer/hf.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
 
 /** `<path>.index.json`: where each example starts in the ids, and its prompt's length. */
 interface ExampleIndex {
@@ -61,11 +65,26 @@ export async function writeTemplateFile(dir: string, template: PromptTemplate): 
   );
 }
 
-/** The template a template.json (`{name, source}`) stores. */
-export async function readTemplateFile(path: string): Promise<PromptTemplate> {
+/**
+ * The template a template.json (`{name, source}`) stores. A `chat` template (a chat model's own
+ * Jinja template, `source`) needs the model's Hugging Face tokenizer, for its special tokens.
+ */
+export async function readTemplateFile(
+  path: string,
+  tokenizer?: Tokenizer,
+): Promise<PromptTemplate> {
   const stored = await readJsonFile(path) as { name?: unknown; source?: unknown };
   if (typeof stored?.source !== "string") {
     throw new Error(`${path}: expected {"name", "source"} with the template string as "source"`);
+  }
+  if (stored.name === "chat") {
+    if (!(tokenizer instanceof HfTokenizer)) {
+      throw new Error(
+        `${path}: a chat template needs the model's Hugging Face tokenizer (tokenizer.json ` +
+          `beside it); got ${tokenizer ? `the ${tokenizer.name} tokenizer` : "none"}`,
+      );
+    }
+    return chatPromptTemplate(jinjaChatFormat(stored.source, tokenizer));
   }
   return stored.name === "alpaca" || stored.name === "phi3"
     ? promptTemplate(stored.name)

@@ -6,12 +6,13 @@
  * weight table read backwards, so loading the folder gives back exactly the model it came from.
  */
 import { join } from "node:path";
-import { type GPTConfig, resolveConfig } from "../model/config.ts";
+import { resolveConfig } from "../model/config.ts";
 import { GPTModel } from "../model/gpt.ts";
 import { getStateDict } from "../model/weights_io.ts";
-import { type NamedTensor, writeSafetensorsFile } from "../weights/safetensors.ts";
+import { writeSafetensorsFile } from "../weights/safetensors.ts";
 import type { ModelFamily } from "./family.ts";
 import { llama, qwen3 } from "./mod.ts";
+import { toHfStateDict } from "./save.ts";
 
 /** The shape of the random model (small defaults: a few million parameters). */
 export interface RandomHfModelOptions {
@@ -87,7 +88,7 @@ export async function writeRandomHfModel(
     const ours = await getStateDict(model);
     await writeSafetensorsFile(
       join(dir, "model.safetensors"),
-      toHfNames(ours, family, config, tiedHead),
+      toHfStateDict(ours, family, resolveConfig(config).n_layers, tiedHead),
       { format: "pt" },
     );
   } finally {
@@ -103,30 +104,4 @@ export async function writeRandomHfModel(
     await Deno.copyFile(join(options.tokenizerDir, file), join(dir, file));
   }
   return hfConfig;
-}
-
-/** Our state_dict under the family's HF names (its weight table read from our side). */
-function toHfNames(
-  ours: Map<string, NamedTensor>,
-  family: ModelFamily,
-  config: GPTConfig,
-  tiedHead: boolean,
-): Map<string, NamedTensor> {
-  const hfName = new Map<string, string>();
-  const layers = resolveConfig(config).n_layers;
-  for (const rule of family.weightRules) {
-    if (typeof rule.ours !== "string") continue; // fused tensors: not in these families
-    const blocks = rule.hf.includes("{i}") ? [...Array(layers).keys()] : [-1];
-    for (const i of blocks) {
-      hfName.set(rule.ours.replace("{i}", String(i)), rule.hf.replace("{i}", String(i)));
-    }
-  }
-  const tensors = new Map<string, NamedTensor>();
-  for (const [name, tensor] of ours) {
-    if (tiedHead && name === "out_head.weight") continue; // transformers stores a tied head once
-    const target = hfName.get(name);
-    if (!target) throw new Error(`writeRandomHfModel: no ${family.name} name for "${name}"`);
-    tensors.set(target, tensor);
-  }
-  return tensors;
 }

@@ -65,8 +65,18 @@ export async function isInstructionTuned(dir: string): Promise<boolean> {
  * The prompt template a model was instruction-finetuned with: its template.json, else Alpaca
  * when {@link isInstructionTuned} says it was tuned; undefined for a base model.
  */
-export async function readModelTemplate(dir: string): Promise<PromptTemplate | undefined> {
+export async function readModelTemplate(
+  dir: string,
+  tokenizer?: Tokenizer,
+): Promise<PromptTemplate | undefined> {
   const path = join(dir, TEMPLATE_FILE);
-  if (existsSync(path)) return await readTemplateFile(path);
+  if (existsSync(path)) {
+    // Only a chat template needs the tokenizer (its special tokens): read it only then.
+    const chat = /"name"\s*:\s*"chat"/.test(await Deno.readTextFile(path));
+    return await readTemplateFile(
+      path,
+      chat ? tokenizer ?? await readModelTokenizer(dir) : tokenizer,
+    );
+  }
   return (await isInstructionTuned(dir)) ? promptTemplate("alpaca") : undefined;
 }

@@ -32,11 +32,43 @@ import { getStateDict, loadStateDict } from "./weights_io.ts";
 export const LORA_TARGETS = ["query", "key", "value", "projection", "mlp", "head"] as const;
 export type LoraTarget = typeof LORA_TARGETS[number];
 
+/** Every linear layer role of the model (llm/model/gpt.ts), each a target on its own. */
+export const LINEAR_ROLES: readonly LinearRole[] = [
+  "q",
+  "k",
+  "v",
+  "o",
+  "gate",
+  "up",
+  "down",
+  "fc",
+  "proj",
+  "head",
+];
+
+/**
+ * What `targets` may name: a LitGPT switch (`mlp` covers gate, up and down, or fc and proj) or
+ * one layer role (`q`, `v`, `gate`, ...).
+ */
+export type LoraTargetName = LoraTarget | LinearRole;
+
+/** Every name `targets` accepts, switches first. */
+export const LORA_TARGET_NAMES: readonly LoraTargetName[] = [...LORA_TARGETS, ...LINEAR_ROLES];
+
+/** Named LoRA settings: the book's exercise 7.4 and `litgpt finetune_lora`'s defaults. */
+export const LORA_PRESETS = {
+  /** Rank 16, alpha 16 on every linear layer and the head, no dropout (appendix E, ex. 7.4). */
+  book: { rank: 16, alpha: 16, dropout: 0, targets: [...LORA_TARGETS] as LoraTargetName[] },
+  /** LitGPT's `finetune_lora`: rank 8, alpha 16, dropout 0.05 on the query and value only. */
+  litgpt: { rank: 8, alpha: 16, dropout: 0.05, targets: ["query", "value"] as LoraTargetName[] },
+} as const;
+export type LoraPreset = keyof typeof LORA_PRESETS;
+
 export interface LoraConfig {
   rank: number;
   alpha: number;
-  /** Which linear layers get an adapter. */
-  targets: LoraTarget[];
+  /** Which linear layers get an adapter: LitGPT switches and/or layer roles. */
+  targets: LoraTargetName[];
   /** Dropout on the adapter's input (LitGPT's `lora_dropout`); the book has none. */
   dropout: number;
   /** "alpha/rank": appendix E; "alpha": the chapter 7 exercise 7.4 code (same when rank = alpha). */
@@ -81,12 +113,21 @@ export function loraConfig(options: Partial<LoraConfig> = {}, source = "LoRA con
     fail("targets must list at least one layer kind");
   }
   for (const target of config.targets) {
-    if (!LORA_TARGETS.includes(target)) {
-      fail(`unknown target ${JSON.stringify(target)} (expected one of ${LORA_TARGETS.join(", ")})`);
+    if (!LORA_TARGET_NAMES.includes(target)) {
+      fail(
+        `unknown target ${JSON.stringify(target)} (expected one of ${
+          LORA_TARGET_NAMES.join(", ")
+        })`,
+      );
     }
   }
-  config.targets = LORA_TARGETS.filter((t) => config.targets.includes(t));
+  config.targets = LORA_TARGET_NAMES.filter((t) => config.targets.includes(t));
   return config;
+}
+
+/** Whether `targets` put an adapter on a linear layer of `role` (by its switch or its role). */
+export function targetsRole(targets: readonly LoraTargetName[], role: LinearRole): boolean {
+  return targets.includes(role) || targets.includes(loraTargetOfRole(role));
 }
 
 /** The factor on `(x A) B`. */
@@ -180,7 +221,7 @@ export function loraParameterShapes(
   lora: LoraConfig,
 ): { name: string; shape: [number, number] }[] {
   return linearLayerShapes(config)
-    .filter(({ role }) => lora.targets.includes(loraTargetOfRole(role)))
+    .filter(({ role }) => targetsRole(lora.targets, role))
     .flatMap(({ name, inFeatures, outFeatures }) => [
       { name: `${name}.lora.A`, shape: [inFeatures, lora.rank] as [number, number] },
       { name: `${name}.lora.B`, shape: [lora.rank, outFeatures] as [number, number] },
@@ -350,11 +391,29 @@ export function applyLora(
     training: false,
     rng: new SeededRandom(deriveSeed(seed, "lora-dropout")),
   };
-  model.freeze();
   const layers = new Map<string, LoraLinear>();
   const scale = loraScale(config);
+  // Every targeted layer is checked before any is wrapped: a rank above a layer's width is a
+  // mistake (the update can have at most that rank), and nothing is half applied.
+  const targeted = model.linearLayers().filter(({ role }) => targetsRole(config.targets, role));
+  if (targeted.length === 0) {
+    throw new Error(
+      `applyLora: targets ${config.targets.join(", ")} select no linear layer of this model ` +
+        `(its roles: ${[...new Set(model.linearLayers().map((l) => l.role))].join(", ")})`,
+    );
+  }
+  for (const { name, layer } of targeted) {
+    const width = Math.min(layer.inFeatures, layer.outFeatures);
+    if (config.rank > width) {
+      throw new Error(
+        `applyLora: rank ${config.rank} is larger than layer "${name}" allows ` +
+          `([${layer.outFeatures}, ${layer.inFeatures}]: at most rank ${width}); use rank ≤ ${width}`,
+      );
+    }
+  }
+  model.freeze();
   model.replaceLinears((name, layer, role) => {
-    if (!config.targets.includes(loraTargetOfRole(role))) return layer;
+    if (!targetsRole(config.targets, role)) return layer;
     const wrapped = new LoraLinear(layer, config.rank, scale, config.dropout, mode, initRng);
     layers.set(name, wrapped);
     return wrapped;
@@ -408,6 +467,34 @@ export async function mergeLora(model: GPTModel, adapters: LoraAdapters): Promis
     merged.dispose();
     throw error;
   }
+  return merged;
+}
+
+/**
+ * Folds every adapter whose base is a plain Linear into its weight (`W += s·(A B)ᵀ`) and puts
+ * the base back in the wrapper's place, freeing A and B: the model then runs at the base's
+ * speed, with no second copy of its weights (what `mergeLora` would cost). Adapters on other
+ * layers (a head tied to the embedding, a vocabulary-sharded head) stay as they are: the same
+ * outputs, computed unmerged. Returns how many were merged.
+ */
+export function mergeLoraInPlace(model: GPTModel, adapters: LoraAdapters): number {
+  let merged = 0;
+  model.replaceLinears((name, layer) => {
+    if (!(layer instanceof LoraLinear) || !(layer.base instanceof Linear)) return layer;
+    // A tied head's weight is the embedding's: folding the update in would change both.
+    if (name === "out_head" && model.tiedHead) return layer;
+    const weight = layer.base.weight;
+    const delta = layer.delta();
+    weight.assign(tf.add(weight, delta) as tf.Tensor2D);
+    delta.dispose();
+    layer.A.dispose();
+    layer.B.dispose();
+    merged++;
+    return layer.base;
+  });
+  (adapters.layers as Map<string, LoraLinear>).forEach((layer, name, layers) => {
+    if (layer.A.isDisposed) layers.delete(name);
+  });
   return merged;
 }
 

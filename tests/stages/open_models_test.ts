@@ -219,7 +219,7 @@ Deno.test("open model through generate, evaluate and responses: its tokenizer, c
   });
 });
 
-Deno.test("fine-tuning stages refuse an open model, naming the stage and the family", async () => {
+Deno.test("fine-tuning stages refuse an open model with GPT-2-tokenized instructions, naming the fix", async () => {
   await withTempDir(async (dir) => {
     await writeTinyHfModel(join(dir, "tiny"));
     for (const stage of ["finetune", "lora-finetune"]) {
@@ -233,8 +233,9 @@ Deno.test("fine-tuning stages refuse an open model, naming the stage and the fam
       assert.match(
         report.error!.message,
         new RegExp(
-          `stage "${stage}": fine-tuning is not yet supported for qwen3 \\(the Hugging Face ` +
-            `model of "load-hf-model"\\)`,
+          `${stage}: the model of "load-hf-model" is an open model with its own tokenizer, but ` +
+            "the instructions were tokenized with gpt2: give the instructions stage " +
+            "`tokenizer: model` and `needs: load-hf-model`",
         ),
       );
     }

@@ -255,6 +255,10 @@ Deno.test("chatFormatFor: chat_template.jinja, template.json, or none", async ()
       await Deno.symlink(join(lenmlDir("qwen3"), file), join(dir, file));
     }
     const qwen = await lenmlTokenizer("qwen3");
+    // A model fine-tuned on one of our templates (template.json) is talked to in it, whatever
+    // its tokenizer's chat template; without one, the tokenizer's template applies.
+    assert.equal((await chatFormatFor(dir, qwen)).name, "phi3");
+    await Deno.remove(join(dir, "template.json"));
     assert.deepEqual(
       (await chatFormatFor(dir, qwen)).encode([{ role: "user", content: QUESTION }]),
       QWEN_PROMPT,

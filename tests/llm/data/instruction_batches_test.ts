@@ -1,3 +1,5 @@
+import { chatEndTokenId, chatFormatFor, chatPromptTemplate } from "../../../llm/chat/mod.ts";
+import { lenmlDir, lenmlTokenizer } from "../tokenizer/hf_files.ts";
 import assert from "node:assert/strict";
 import type { Batch } from "../../../llm/data/batch.ts";
 import { collateInstructions, InstructionLoader } from "../../../llm/data/instruction_batches.ts";
@@ -126,4 +128,55 @@ Deno.test("collate parity: the book's custom_collate_fn (PyTorch) over the first
     );
     assert.deepEqual(rows(masked.batch(0, i), "inputs"), want.input_ids);
   });
+});
+
+Deno.test("collate: a chat template's examples with Qwen3's end of turn and pad, prompts masked", async () => {
+  const tokenizer = await lenmlTokenizer("qwen3");
+  const chat = await chatFormatFor(lenmlDir("qwen3"), tokenizer);
+  const template = chatPromptTemplate(chat);
+  const entries = [
+    { instruction: "Name the capital of France.", input: "", output: "Paris." },
+    { instruction: "Add the numbers.", input: "2 and 3", output: "The sum is 5." },
+  ];
+  const { examples } = tokenizeInstructions(entries, template, tokenizer);
+  for (const [i, example] of examples.entries()) {
+    // The prompt's ids are exactly the start of the example's, so masking hides the prompt.
+    const promptIds = tokenizer.encode(template.prompt(entries[i]));
+    assert.deepEqual(example.ids.slice(0, promptIds.length), promptIds);
+    assert.equal(example.promptLength, promptIds.length);
+    assert.equal(tokenizer.decode(example.ids.slice(promptIds.length)), entries[i].output);
+  }
+  assert.equal(
+    template.prompt(entries[1]),
+    "<|im_start|>user\nAdd the numbers.\n\n2 and 3<|im_end|>\n<|im_start|>assistant\n" +
+      "<think>\n\n</think>\n\n",
+  );
+  const end = chatEndTokenId(chat, tokenizer.specialTokens)!;
+  const pad = tokenizer.tokenId("<|endoftext|>")!;
+  assert.deepEqual([end, pad], [151645, 151643]);
+  const batch = collateInstructions(examples, {
+    padTokenId: pad,
+    endTokenId: end,
+    maskInstructions: true,
+  });
+  const cols = Math.max(...examples.map((e) => e.ids.length));
+  assert.equal(batch.seqLen, cols);
+  for (const [r, example] of examples.entries()) {
+    const row = (a: Int32Array) => Array.from(a.subarray(r * cols, (r + 1) * cols));
+    const n = example.ids.length, p = example.promptLength;
+    const inputs = row(batch.inputs), targets = row(batch.targets);
+    // Inputs: the example, the end of turn, then padding.
+    assert.deepEqual(inputs, [...example.ids, end, ...Array(cols).fill(pad)].slice(0, cols));
+    // Targets: the prompt hidden, the answer and the end of turn learned, the padding ignored.
+    assert.deepEqual(
+      targets,
+      [
+        ...Array(p - 1).fill(-100),
+        ...example.ids.slice(p),
+        end,
+        ...Array(cols).fill(-100),
+      ].slice(0, cols),
+    );
+    assert.equal(targets.filter((t) => t !== -100).length, n - p + 1);
+  }
 });

@@ -9,6 +9,7 @@ import {
   applyLora,
   countLoraParameters,
   loadAdapter,
+  LORA_PRESETS,
   type LoraAdapters,
   loraConfig,
   LoraLinear,
@@ -243,4 +244,55 @@ Deno.test("LoRA dropout acts only in training mode", () => {
   adapters.train(false);
   assert.equal(maxAbsDiff(logitsOf(model), evalA), 0);
   model.dispose();
+});
+
+Deno.test("LoRA targets by role on a GQA model; presets; a rank above a layer's width is refused", () => {
+  // Llama-style: 4 query heads of 4 over 2 key/value heads, so k and v have 8 outputs.
+  const gqa: GPTConfig = {
+    ...SMALL,
+    family: "llama",
+    head_dim: 4,
+    n_kv_groups: 2,
+    hidden_dim: 24,
+    mlp: "swiglu",
+    norm: "rmsnorm",
+    pos_emb: "rope",
+    qkv_bias: false,
+  };
+  const model = new GPTModel(gqa);
+  const adapters = applyLora(model, { rank: 2, targets: ["v", "gate"] });
+  assert.deepEqual(
+    [...adapters.layers.keys()],
+    [
+      "trf_blocks.0.att.W_value",
+      "trf_blocks.0.ff.fc1",
+      "trf_blocks.1.att.W_value",
+      "trf_blocks.1.ff.fc1",
+    ],
+  );
+  assert.deepEqual(adapters.layers.get("trf_blocks.0.att.W_value")!.B.shape, [2, 8]);
+  model.dispose();
+  // The litgpt preset (query + value) and the book's (every layer and the head).
+  const litgpt = new GPTModel(gqa);
+  const roles = (
+    m: GPTModel,
+  ) => [
+    ...new Set(m.linearLayers().filter((l) => l.layer instanceof LoraLinear).map((l) => l.role)),
+  ];
+  applyLora(litgpt, { ...LORA_PRESETS.litgpt, rank: 2 });
+  assert.deepEqual(roles(litgpt), ["q", "v"]);
+  litgpt.dispose();
+  const book = new GPTModel(gqa);
+  applyLora(book, { ...LORA_PRESETS.book, rank: 2 });
+  assert.deepEqual(roles(book), ["q", "k", "v", "o", "gate", "up", "down", "head"]);
+  book.dispose();
+  // k and v are 8 wide: rank 9 names the first such layer, and nothing is wrapped.
+  const tooWide = new GPTModel(gqa);
+  assert.throws(
+    () => applyLora(tooWide, { rank: 9, targets: ["q", "k"] }),
+    /rank 9 is larger than layer "trf_blocks\.0\.att\.W_key" allows \(\[8, 16\]: at most rank 8\)/,
+  );
+  assert.equal(tooWide.linearLayers().filter((l) => l.layer instanceof LoraLinear).length, 0);
+  assert.ok(tooWide.trainableParameters().length > 0, "the model is not left frozen");
+  tooWide.dispose();
 });
