@@ -13,7 +13,7 @@
  *
  *   deno task bench llama-cpp [--models gpt2-124M,qwen3-0.6B,llama-3.2-1B] [--new-tokens 200]
  *                             [--prefill 128] [--rounds 2] [--threads 2] [--settle 2] [--dir D]
- *                             [--sides ours,llama.cpp,pytorch]
+ *                             [--sides ours,llama.cpp,pytorch] [--embedding-std 0.02]
  *
  * qwen3-tiny and llama-tiny (2 layers, the real vocabularies and RoPE settings) check the whole
  * flow in seconds. Per model and round (the order of the sides rotates): prefill of a
@@ -34,6 +34,7 @@ import type { GgufVocabulary } from "../llm/export/vocab.ts";
 import type { GPTConfig } from "../llm/model/config.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
+import { Embedding } from "../llm/model/layers.ts";
 import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { flag, median, peakRssMb } from "./common.ts";
 
@@ -44,6 +45,7 @@ const rounds = Number(flag("rounds", "2"));
 const threads = Number(flag("threads", "2"));
 const settleSeconds = Number(flag("settle", "2"));
 const dir = flag("dir", "/tmp/groundup-llama-cpp-bench");
+const embeddingStd = Number(flag("embedding-std", "0.02"));
 const SIDES = ["ours", "llama.cpp", "pytorch"] as const;
 type Side = typeof SIDES[number];
 const sides = flag("sides", SIDES.join(",")).split(",") as Side[];
@@ -143,6 +145,21 @@ function vocabularyFor(size: number): GgufVocabulary {
     tokens: [...gpt2.tokens, ...Array.from({ length: extra }, (_, i) => `<extra_${i}>`)],
     tokenTypes: [...gpt2.tokenTypes, ...new Array(extra).fill(gpt2.tokenTypes[0])],
   };
+}
+
+/**
+ * PyTorch's default init gives the token embedding N(0, 1) rows, far larger than what the
+ * blocks add: with a tied head every step then predicts its own input token again, and "same
+ * tokens" would compare one repeated id. Scaled to HF's initializer_range (std 0.02), the blocks
+ * steer the output and greedy decoding walks through many tokens. GPT-2 keeps its init (its
+ * head is untied here, and its earlier numbers were taken so).
+ */
+function scaleEmbedding(model: GPTModel, family: string): void {
+  if (family === "gpt2" || !(model.tok_emb instanceof Embedding)) return;
+  const weight = model.tok_emb.weight;
+  const scaled = tf.tidy(() => tf.mul(weight, embeddingStd));
+  weight.assign(scaled);
+  scaled.dispose();
 }
 
 const pause = (s: number) => new Promise((resolve) => setTimeout(resolve, s * 1000));
@@ -254,6 +271,7 @@ for (const name of modelNames) {
     side !== "pytorch" || family === "qwen3" || family === "llama"
   );
   const model = new GPTModel(spec.config, { seed: 123, tiedHead: spec.tiedHead });
+  scaleEmbedding(model, family);
   const gguf = join(dir, `${name}-f32.gguf`);
   const hfDir = join(dir, `${name}-hf`);
   if (modelSides.includes("llama.cpp")) {
