@@ -33,7 +33,7 @@ const BENCHES: Record<string, Bench> = {
   },
   "llama-cpp": {
     about:
-      "decode and prefill tokens/s, ours vs llama.cpp (node-llama-cpp) on the same GGUF F32 weights (bench/llama_cpp.ts)",
+      "decode and prefill tokens/s, ours vs llama.cpp (node-llama-cpp) and, for Qwen3/Llama shapes, the book's PyTorch KV-cache code, on the same weights (bench/llama_cpp.ts)",
     command: ["deno", "run", "-A", "bench/llama_cpp.ts"],
   },
   "responses-torch": {
