@@ -51,6 +51,9 @@ import types
 
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_shims import TorchRMSNorm  # noqa: E402
 import torch.nn.functional as F
 
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -118,25 +121,6 @@ def gemma3_code_cells(notebook):
     if len(found) != len(GEMMA3_DEFINITIONS):
         sys.exit(f"standalone-gemma3.ipynb: missing {set(GEMMA3_DEFINITIONS) - set(found)}")
     return "\n\n".join(chosen) + "\n"
-
-
-class TorchRMSNorm(nn.Module):
-    """torch.nn.RMSNorm (torch >= 2.4) for torch 1.13: weight * x / sqrt(mean(x^2) + eps)."""
-
-    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None,
-                 dtype=None):
-        super().__init__()
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
-            else tuple(normalized_shape)
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device, dtype=dtype)) \
-            if elementwise_affine else None
-
-    def forward(self, x):
-        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
-        dims = tuple(range(-len(self.normalized_shape), 0))
-        x = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-        return x * self.weight if self.weight is not None else x
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,

@@ -40,30 +40,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_shims import TorchRMSNorm  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RASBT = "/work/.mirror/rasbt+LLMs-from-scratch/repo"
 DEFAULT_SCRATCH = "/tmp/groundup-book-kv-cache"
 BOOK_FILES = ("__init__.py", "qwen3.py", "llama3.py", "kv_cache/__init__.py",
               "kv_cache/utils.py", "kv_cache/qwen3.py", "kv_cache/llama3.py")
-
-
-class TorchRMSNorm(nn.Module):
-    """torch.nn.RMSNorm (torch >= 2.4) for torch 1.13: weight * x / sqrt(mean(x^2) + eps)."""
-
-    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None,
-                 dtype=None):
-        super().__init__()
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
-            else tuple(normalized_shape)
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device, dtype=dtype)) \
-            if elementwise_affine else None
-
-    def forward(self, x):
-        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
-        dims = tuple(range(-len(self.normalized_shape), 0))
-        x = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-        return x * self.weight if self.weight is not None else x
 
 
 def install_shims():
