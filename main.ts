@@ -9,7 +9,7 @@
  * command line, 130 interrupted (Ctrl-C / SIGTERM).
  */
 import { parseArgs } from "node:util";
-import { DiskError } from "./llm/disk.ts";
+import { DiskError } from "./util/disk.ts";
 import { PipelineError } from "./runner/errors.ts";
 import {
   installInterruptHandler,

@@ -25,8 +25,8 @@ export type { RunOptions, RunReport, StepReport } from "./runner/run.ts";
 export type { StageHoldings } from "./runner/interrupt.ts";
 export { ArtifactCache, writeFileAtomic } from "./runner/cache.ts";
 export { PipelineError, StageFailedError } from "./runner/errors.ts";
-export { createLogger, createProgress } from "./runner/progress.ts";
-export type { Logger, ProgressReporter } from "./runner/progress.ts";
+export { createLogger, createProgress } from "./util/progress.ts";
+export type { Logger, ProgressReporter } from "./util/progress.ts";
 
 // The stage API
 export { defineStage, StageRegistry } from "./runner/stage.ts";
@@ -346,7 +346,7 @@ export { SafetensorsError } from "./llm/weights/safetensors.ts";
 // one carries `// deno-doc-ignore private-type-ref` instead.
 export type { Json, Path, SourceMap } from "./runner/pipeline.ts";
 export type { StepStatus } from "./runner/plan.ts";
-export type { Output, ProgressOptions, ProgressState } from "./runner/progress.ts";
+export type { Output, ProgressOptions, ProgressState } from "./util/progress.ts";
 export type { StepOutcome } from "./runner/run.ts";
 export type { PipelineProblem, SourceLocation } from "./runner/errors.ts";
 export type { DamagedArtifact } from "./runner/cache.ts";

@@ -19,7 +19,7 @@ import { BACKEND_CHOICES, type BackendChoice, initEngine } from "../llm/engine/b
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { loadModelConfigFile } from "../llm/model/weights_io.ts";
 import { countParameters } from "../llm/model/config.ts";
-import { ensureMemory } from "../llm/disk.ts";
+import { ensureMemory } from "../util/disk.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { GPT2_SIZES, isGpt2Size } from "../llm/model/gpt2_sizes.ts";
 import type { SamplingSettings } from "../llm/infer/complete.ts";

@@ -2,7 +2,7 @@
  * The public data the workshop uses, by name: where it lives on the internet, where it
  * lives in a mirror folder, and its checksum.
  */
-import type { RemoteFile } from "./download.ts";
+import type { RemoteFile } from "./remote_file.ts";
 
 const BOOK_RAW = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main";
 

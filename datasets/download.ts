@@ -7,35 +7,13 @@
  *      errors, timeouts and server errors, checked against its sha256 and size, and only then
  *      renamed to its final name.
  */
-import { sleep } from "../llm/timers.ts";
+import { sleep } from "../util/timers.ts";
 import { dirname, join } from "node:path";
-import { sha256File } from "../runner/hash.ts";
-import type { Logger, ProgressReporter } from "../runner/progress.ts";
+import { sha256File } from "../util/hash.ts";
+import type { Logger, ProgressReporter } from "../util/progress.ts";
 import { mirrorHint } from "./mirror_layout.ts";
-
-/** A public file: where to get it, where it lives locally, and how to check it. */
-export interface RemoteFile {
-  /** Where it is downloaded from. */
-  url: string;
-  /** Where the file lives under the mirror and cache folders, e.g. "workshop/the-verdict.txt". */
-  path: string;
-  /**
-   * Lowercase hex sha256 of the content; checked after download (and on mirror copies) when given.
-   */
-  sha256?: string;
-  /** Size in bytes; checked like `sha256` when given. */
-  size?: number;
-  /**
-   * Where the file lives in the download cache when that differs from `path` (e.g. a Hugging
-   * Face file under its commit, since `config.json` at another revision is another file).
-   */
-  cachePath?: string;
-  /**
-   * Whether a mirror may also hold the file under its bare name at the top level (default
-   * true). False for names that many publications share, such as a repository's `config.json`.
-   */
-  flatMirror?: boolean;
-}
+import type { RemoteFile } from "./remote_file.ts";
+export type { RemoteFile } from "./remote_file.ts";
 
 /** Where `fetchFile` looks before the network, and how it reports. */
 export interface FetchOptions {

@@ -14,7 +14,7 @@
  * CRC32C of every tensor it reads, and the stage checks every shape.
  */
 import { GPT2_SIZE_INFO, type Gpt2Size } from "../llm/model/gpt2_sizes.ts";
-import type { RemoteFile } from "./download.ts";
+import type { RemoteFile } from "./remote_file.ts";
 
 /** The seven files of each OpenAI release folder, as the book's download script fetches them. */
 export const OPENAI_GPT2_FILE_NAMES = [

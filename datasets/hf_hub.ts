@@ -26,9 +26,9 @@
  */
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import { sleep } from "../llm/timers.ts";
-import { sha256File } from "../runner/hash.ts";
-import type { Logger, ProgressReporter } from "../runner/progress.ts";
+import { sleep } from "../util/timers.ts";
+import { sha256File } from "../util/hash.ts";
+import type { Logger, ProgressReporter } from "../util/progress.ts";
 import { defaultDataDir, DownloadError, fetchFile, type RemoteFile } from "./download.ts";
 import { isCommitHash } from "./hf_models.ts";
 

@@ -4,7 +4,7 @@
  * Hugging Face copy), so an offline user can set up the whole folder from one message.
  */
 import { DATASETS } from "./catalog.ts";
-import type { RemoteFile } from "./download.ts";
+import type { RemoteFile } from "./remote_file.ts";
 import { hfGpt2Files, openaiGpt2Files } from "./gpt2.ts";
 import { GPT2_SIZES } from "../llm/model/gpt2_sizes.ts";
 

@@ -11,10 +11,10 @@
  * artifact with its size and sha256: a lookup checks presence and sizes (cheap), and
  * `verifyArtifact` the contents, before anything reads them.
  */
-import { writeFileAtomic } from "../llm/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import { join, relative } from "node:path";
-import { describeFsError, DiskError } from "../llm/disk.ts";
-import { sha256File } from "./hash.ts";
+import { describeFsError, DiskError } from "../util/disk.ts";
+import { sha256File } from "../util/hash.ts";
 import { acquireLock, type HeldLock, type LockOwner, ownerDead } from "./lock.ts";
 import type { Artifact, FileRecord, Manifest } from "./stage.ts";
 

@@ -5,7 +5,7 @@
  * last checkpoint written; on its way out it removes what only this process used (the
  * stage's temporary folder, its lock) and says whether a checkpoint exists.
  */
-import type { RunReport } from "./run.ts";
+import type { RunReport } from "./run_report.ts";
 import type { LockOwner } from "./lock.ts";
 
 /** What a running stage holds that nobody else may use while this process lives. */

@@ -7,7 +7,7 @@
  * A lock whose owner is dead (same host, pid gone) is reclaimed; a lock of another host is
  * never broken (we cannot tell whether its owner lives).
  */
-import { sleep } from "../llm/timers.ts";
+import { sleep } from "../util/timers.ts";
 import { hostname } from "node:os";
 
 /** Who holds a lock, as written in the lock file: enough to tell a dead owner from a live one. */

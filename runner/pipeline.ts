@@ -10,7 +10,7 @@ import { PipelineError, type PipelineProblem, type SourceLocation } from "./erro
 import { knownKeysAt, schemaAt } from "./schema_paths.ts";
 import type { PipelineSettings, StageDefinition, StageRegistry } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
-import { resolvePath } from "../llm/files.ts";
+import { resolvePath } from "../util/files.ts";
 
 /** A key path into a YAML document: keys and list indices. */
 export type Path = (string | number)[];

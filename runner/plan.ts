@@ -7,7 +7,7 @@
  * through the input keys everything downstream of it, runs again.
  */
 import { PipelineError, type PipelineProblem } from "./errors.ts";
-import { canonicalJson, sha256File, sha256Hex } from "./hash.ts";
+import { canonicalJson, sha256File, sha256Hex } from "../util/hash.ts";
 import type { ResolvedPipeline, StageInstance } from "./pipeline.ts";
 import { type ArtifactCache, isDamaged } from "./cache.ts";
 import { schemaAt } from "./schema_paths.ts";

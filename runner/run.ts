@@ -8,16 +8,18 @@
  * running stage (it checkpoints) and starts nothing more.
  */
 import { relative } from "node:path";
-import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../llm/disk.ts";
+import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../util/disk.ts";
 import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE } from "./cache.ts";
 import { describeOwner } from "./lock.ts";
 import type { StageHoldings } from "./interrupt.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
-import { createLogger, createProgress, type Output, stderrOutput } from "./progress.ts";
+import { createLogger, createProgress, type Output, stderrOutput } from "../util/progress.ts";
 import type { Artifact, Manifest, PipelineSettings } from "./stage.ts";
 import { RunRecord } from "./run_record.ts";
+import type { RunReport, StepReport } from "./run_report.ts";
+export type { RunReport, StepOutcome, StepReport } from "./run_report.ts";
 import { formatMetric, table } from "./summary.ts";
 
 export const GROUNDUP_VERSION = "0.1.0";
@@ -39,63 +41,6 @@ export interface RunOptions extends Selection {
    * interrupt handler names the one and, on a second signal, removes the others).
    */
   onStageStart?: (stage: string, progressDir: string, holdings: StageHoldings) => void;
-}
-
-/**
- * What became of a stage in a run: "planned" only with `planOnly`; "blocked": a stage it needs
- * failed.
- */
-export type StepOutcome =
-  | "cached"
-  | "ran"
-  | "failed"
-  | "blocked"
-  | "interrupted"
-  | "skipped"
-  | "planned";
-
-/** One stage's line in a run report. */
-export interface StepReport {
-  /** The stage instance name. */
-  stage: string;
-  /** The stage type. */
-  type: string;
-  /** What became of it. */
-  outcome: StepOutcome;
-  /** Wall-clock seconds it ran (0 for cached or skipped stages). */
-  seconds: number;
-  /** Its headline metrics (the definition's `headline` keys, else all). */
-  metrics: Record<string, number | string>;
-  /** The artifact folder, when it has one. */
-  dir?: string;
-  /** The stage's cache key. */
-  key: string;
-  /** The failure message, for "failed". */
-  error?: string;
-  /** For "blocked": the failed stage it depends on. */
-  blockedBy?: string;
-}
-
-/** The outcome of `runPipeline`: one step per stage and the artifacts made or reused. */
-export interface RunReport {
-  /** The pipeline's name. */
-  pipeline: string;
-  /** Every stage, in run order. */
-  steps: StepReport[];
-  /** Artifacts by stage instance name, cached or made in this run. */
-  artifacts: Record<string, Artifact>;
-  /** True when no stage failed and the run was not interrupted. */
-  ok: boolean;
-  /** The first stage failure, with the stage named. */
-  error?: StageFailedError;
-  /** Set when a Ctrl-C/SIGTERM stopped the run: the stage it stopped and its checkpoints. */
-  interrupted?: {
-    stage: string;
-    progressDir: string;
-    checkpointKept: boolean;
-    /** Stopped while waiting for another process computing the stage. */
-    whileWaiting?: boolean;
-  };
 }
 
 export function pipelineSettings(pipeline: ResolvedPipeline, cacheDir: string): PipelineSettings {

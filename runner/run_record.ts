@@ -11,8 +11,8 @@ import { hostname } from "node:os";
 import { ownerDead } from "./lock.ts";
 import { writeFileAtomic } from "./cache.ts";
 import type { PlannedStep } from "./plan.ts";
-import type { ProgressState } from "./progress.ts";
-import type { StepOutcome, StepReport } from "./run.ts";
+import type { ProgressState } from "../util/progress.ts";
+import type { StepOutcome, StepReport } from "./run_report.ts";
 
 export const RUNS_DIR = "runs";
 

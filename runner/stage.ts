@@ -4,7 +4,7 @@
  * output folder and a progress folder that survives a crash, and records what it returns.
  */
 import type { z } from "zod";
-import type { Logger, ProgressReporter } from "./progress.ts";
+import type { Logger, ProgressReporter } from "../util/progress.ts";
 
 /** A finished stage's output as downstream stages see it. */
 export interface Artifact {

@@ -6,7 +6,7 @@
  * start of one), an abort signal (a client that hangs up stops the model at the next token) and
  * exact token counts for `usage`. The prompt arrives as ids: server/prompt.ts builds them.
  */
-import { nextTurn, sleep } from "../llm/timers.ts";
+import { nextTurn, sleep } from "../util/timers.ts";
 import { generate } from "../llm/model/generate.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
 import { SeededRandom } from "../llm/random.ts";

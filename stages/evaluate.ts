@@ -17,7 +17,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import {
   CAIS_MMLU_REVISION,

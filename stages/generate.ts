@@ -26,7 +26,7 @@ import {
   readInstructionData,
   splitInstructionData,
 } from "../llm/data/instructions.ts";
-import { parseJson, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { parseJson, resolvePath, writeFileAtomic } from "../util/files.ts";
 import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
 import {

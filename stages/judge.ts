@@ -34,8 +34,8 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { resolvePath, writeFileAtomic } from "../llm/files.ts";
-import { ensureMemory, formatBytes } from "../llm/disk.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
+import { ensureMemory, formatBytes } from "../util/disk.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";

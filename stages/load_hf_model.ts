@@ -41,8 +41,8 @@ import {
   type StageDefinition,
 } from "../runner/stage.ts";
 import { didYouMean } from "../runner/suggest.ts";
-import { resolvePath, writeFileAtomic } from "../llm/files.ts";
-import { ensureMemory, formatBytes } from "../llm/disk.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
+import { ensureMemory, formatBytes } from "../util/disk.ts";
 import {
   downloadHfModel,
   HF_OPTIONAL_FILES,

@@ -26,7 +26,7 @@ import {
   type StageContext,
   type StageDefinition,
 } from "../runner/stage.ts";
-import { readJsonObject, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { readJsonObject, resolvePath, writeFileAtomic } from "../util/files.ts";
 import { countParameters } from "../llm/model/config.ts";
 import {
   checkEncoderMatchesTokenizer,

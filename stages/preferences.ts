@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
-import { readJsonFile, resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { readJsonFile, resolvePath, writeFileAtomic } from "../util/files.ts";
 import {
   type InstructionSplit,
   type PromptTemplate,

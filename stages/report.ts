@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../llm/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import { gatherReport } from "../llm/report/gather.ts";
 import { renderReport } from "../llm/report/html.ts";
 import { defineStage, type StageDefinition } from "../runner/stage.ts";

@@ -17,7 +17,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../llm/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import type { InstructionEntry, PromptTemplate } from "../llm/data/instructions.ts";
 import { generateResponses } from "../llm/infer/responses.ts";
 import { isModelFolder } from "../llm/infer/model_folder.ts";

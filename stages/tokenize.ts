@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { datasetNames, DATASETS } from "../datasets/catalog.ts";
-import { resolvePath, writeFileAtomic } from "../llm/files.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
 import {
   defineStage,
   type PipelineSettings,

@@ -4,7 +4,7 @@
  * each example's start offset and prompt length. Compact, and read back without tokenizing.
  */
 import { join } from "node:path";
-import { readJsonFile, readJsonObject, writeFileAtomic } from "../files.ts";
+import { readJsonFile, readJsonObject, writeFileAtomic } from "../../util/files.ts";
 import { type PromptTemplate, promptTemplate, type TokenizedExample } from "./instructions.ts";
 import { readTokenFile, writeTokenFile } from "./token_file.ts";
 import { chatPromptTemplate } from "../chat/instruction.ts";

@@ -2,7 +2,7 @@
  * Instruction data (book ch07): the `{instruction, input, output}` entries of
  * `instruction-data.json`, the Alpaca prompt template, and the book's in-order split.
  */
-import { readJsonFile } from "../files.ts";
+import { readJsonFile } from "../../util/files.ts";
 
 /** One entry of `instruction-data.json` (book ch07, Alpaca style). */
 export interface InstructionEntry {

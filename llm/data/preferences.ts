@@ -4,7 +4,7 @@
  * followed by each response) and collated as its `custom_collate_fn` (both sequences padded to one
  * length, a mask per sequence that keeps only the response's tokens).
  */
-import { readJsonFile } from "../files.ts";
+import { readJsonFile } from "../../util/files.ts";
 import { deriveSeed, permutation, SeededRandom } from "../random.ts";
 import type { PromptTemplate, TokenizedExample } from "./instructions.ts";
 

@@ -9,7 +9,7 @@
  * one. The API key is read from the environment variable the config names and is never put
  * into an error message or a record: messages are scrubbed of it as a last line of defence.
  */
-import { sleep } from "../timers.ts";
+import { sleep } from "../../util/timers.ts";
 
 export type JudgeApi = "ollama" | "openai";
 

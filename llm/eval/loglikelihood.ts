@@ -12,7 +12,7 @@
  * read from one forward pass, and rows of different lengths share a batch (padded on the
  * right: the causal mask keeps padding from reaching earlier positions).
  */
-import { nextTurn } from "../timers.ts";
+import { nextTurn } from "../../util/timers.ts";
 import * as tf from "@tensorflow/tfjs";
 import type { GPTModel } from "../model/gpt.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";

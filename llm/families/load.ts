@@ -13,8 +13,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureMemory } from "../disk.ts";
-import { parseJson } from "../files.ts";
+import { ensureMemory } from "../../util/disk.ts";
+import { parseJson } from "../../util/files.ts";
 import { countParameters, type GPTConfig } from "../model/config.ts";
 import { GPTModel } from "../model/gpt.ts";
 import { assignStateTensor } from "../model/sharded.ts";

@@ -15,7 +15,7 @@
  * take the freed rows: they are prefilled together on a cache of their own whose rows are then
  * appended to the running one, so the batch stays full.
  */
-import { nextTurn } from "../timers.ts";
+import { nextTurn } from "../../util/timers.ts";
 import * as tf from "@tensorflow/tfjs";
 import type { KVCache } from "../model/attention.ts";
 import {

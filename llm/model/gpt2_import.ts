@@ -10,7 +10,7 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { basename, isAbsolute, join } from "node:path";
-import { readJsonObject, writeFileAtomic } from "../files.ts";
+import { readJsonObject, writeFileAtomic } from "../../util/files.ts";
 import { OpenAiBpe } from "../tokenizer/bpe.ts";
 import { Gpt2Tokenizer } from "../tokenizer/gpt2.ts";
 import type { TokenizerSpec } from "../tokenizer/mod.ts";

@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type NamedTensor, openSafetensors, writeSafetensorsFile } from "../weights/safetensors.ts";
-import { parseJson } from "../files.ts";
+import { parseJson } from "../../util/files.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";

@@ -3,7 +3,7 @@
  * download is needed). `<|endoftext|>` is allowed as a special token, as in the workshop.
  */
 import { getEncoding, type Tiktoken } from "js-tiktoken";
-import type { EncodeOptions } from "./mod.ts";
+import type { EncodeOptions } from "./types.ts";
 
 const GPT2_END_OF_TEXT_ID = 50256;
 export const GPT2_VOCAB_SIZE = 50257;

@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import { Tokenizer as LibraryTokenizer } from "@huggingface/tokenizers";
-import type { EncodeOptions, Tokenizer } from "./mod.ts";
+import type { EncodeOptions, Tokenizer } from "./types.ts";
 
 /** One entry of tokenizer.json's `added_tokens`. */
 interface AddedToken {

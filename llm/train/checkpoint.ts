@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { describeFsError, ensureFreeSpace, isDiskFull } from "../disk.ts";
+import { describeFsError, ensureFreeSpace, isDiskFull } from "../../util/disk.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";

@@ -20,7 +20,7 @@
  * What a step minimises is the caller's {@link TrainingObjective}: the book's next-token
  * cross-entropy by default, DPO's preference loss for `dpo` (llm/train/dpo.ts).
  */
-import { nextTurn } from "../timers.ts";
+import { nextTurn } from "../../util/timers.ts";
 import type { Batch } from "../data/batch.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { AdamW } from "./adamw.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DownloadError, fetchFile, type RemoteFile } from "../../datasets/download.ts";
-import { sha256Hex } from "../../runner/hash.ts";
-import { createProgress } from "../../runner/progress.ts";
+import { sha256Hex } from "../../util/hash.ts";
+import { createProgress } from "../../util/progress.ts";
 import { withTempDir } from "../fixtures.ts";
 
 /** Deterministic test content, large enough to arrive in several chunks. */

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { z } from "zod";
 import { verifyCache } from "../../cli/verify.ts";
-import { canonicalJson, sha256Hex } from "../../runner/hash.ts";
+import { canonicalJson, sha256Hex } from "../../util/hash.ts";
 import { loadPipeline } from "../../runner/pipeline.ts";
 import { ArtifactCache } from "../../runner/cache.ts";
 import { planPipeline } from "../../runner/plan.ts";

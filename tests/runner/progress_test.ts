@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createProgress, formatDuration } from "../../runner/progress.ts";
+import { createProgress, formatDuration } from "../../util/progress.ts";
 
 function recorder(isTerminal: boolean) {
   const chunks: string[] = [];

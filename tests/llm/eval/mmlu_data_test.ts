@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ByteWriter, parquetWrite } from "hyparquet-writer";
-import { sha256File } from "../../../runner/hash.ts";
+import { sha256File } from "../../../util/hash.ts";
 import { CsvError, parseCsv } from "../../../llm/eval/mmlu/csv.ts";
 import {
   type MmluQuestion,
