@@ -9,6 +9,7 @@ import { chatFormatFor } from "../chat/mod.ts";
 import type { ChatFormat } from "../chat/format.ts";
 import { isHfModelFolder, loadHfModel } from "../families/load.ts";
 import type { GPTModel } from "../model/gpt.ts";
+import { applyPrecision, type Quantization } from "../model/precision.ts";
 import { loadModel } from "../model/weights_io.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { readModelTokenizer } from "./model_folder.ts";
@@ -38,6 +39,8 @@ export interface OpenedModelFolder {
 export interface OpenModelOptions {
   /** Cap the context of a RoPE model (its tables grow as positions are used; this bounds them). */
   maxContext?: number;
+  /** Hold the weights as int8 (Q8_0) or bf16 for inference (see llm/model/precision.ts). */
+  quantize?: Quantization;
 }
 
 /** Opens the model in `dir`, its tokenizer and its chat format. */
@@ -58,6 +61,7 @@ export async function openModelFolder(
     family = model.config.family ?? "gpt2";
   }
   try {
+    applyPrecision(model, options.quantize ?? "none");
     const chat = await chatFormatFor(dir, tokenizer);
     const vocabLimit = Math.min(model.config.vocab_size, tokenizer.vocabSize);
     return { dir, model, tokenizer, chat, family, layout, vocabLimit };
