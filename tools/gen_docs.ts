@@ -8,6 +8,7 @@
  *   deno task docs --check   exit 1 when docs/pipelines.md is not what the stages say (CI)
  */
 import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { builtinStages } from "../stages/mod.ts";
 import type { StageDefinition } from "../runner/stage.ts";
@@ -413,6 +414,59 @@ function stageSection(stage: StageDefinition<unknown>): string {
   ].join("\n\n");
 }
 
+const pipelinesDir = fileURLToPath(new URL("../pipelines/", import.meta.url));
+
+/**
+ * The pipeline files as their own header comments describe them, each with its stages in file
+ * order (`name (type)` where `uses` names another type): so this list cannot drift from the YAML.
+ */
+function pipelineFilesSection(): string {
+  const files = [...Deno.readDirSync(pipelinesDir)]
+    .filter((e) => e.isFile && e.name.endsWith(".yaml"))
+    .map((e) => e.name)
+    .sort();
+  const sections = files.map((name) => {
+    const text = Deno.readTextFileSync(pipelinesDir + name);
+    const header: string[] = [];
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("#")) break;
+      header.push(line.replace(/^# ?/, ""));
+    }
+    // Indented comment lines are commands or examples: they become code blocks.
+    const blocks: string[] = [];
+    let commands: string[] = [];
+    let prose: string[] = [];
+    const flush = () => {
+      if (prose.length) blocks.push(prose.join(" ").replace(/\s+/g, " ").trim());
+      if (commands.length) blocks.push("```sh\n" + commands.join("\n") + "\n```");
+      prose = [];
+      commands = [];
+    };
+    for (const line of header) {
+      if (/^\s{2,}\S/.test(line)) {
+        if (prose.length) flush();
+        commands.push(line.trim());
+      } else if (line.trim() === "") flush();
+      else {
+        if (commands.length) flush();
+        prose.push(line);
+      }
+    }
+    flush();
+    const doc = parseYaml(text) as { stages?: Record<string, { uses?: string } | null> };
+    const stages = Object.entries(doc.stages ?? {}).map(([stage, body]) =>
+      body?.uses && body.uses !== stage ? `${code(stage)} (${body.uses})` : code(stage)
+    );
+    return [`### ${code(`pipelines/${name}`)}`, ...blocks, `Stages: ${stages.join(" → ")}.`]
+      .join("\n\n");
+  });
+  return [
+    "## The pipeline files",
+    "Each file's own header comment, and its stages in order:",
+    ...sections,
+  ].join("\n\n");
+}
+
 /** Markdown as `deno fmt` writes it (prose wrapped at the project's 100 columns). */
 async function formatMarkdown(text: string): Promise<string> {
   const fmt = new Deno.Command(Deno.execPath(), {
@@ -440,7 +494,9 @@ export async function renderPipelinesDoc(): Promise<string> {
   const format = PIPELINE_FORMAT.trim()
     .replace("{{TOP_LEVEL_KEYS}}", table(["key", "default", "meaning"], TOP_LEVEL_KEYS))
     .replace("{{RUNNER_KEYS}}", table(["key", "meaning"], RUNNER_KEYS));
-  return await formatMarkdown([format, index, ...stages.map(stageSection)].join("\n\n") + "\n");
+  const [intro, stagesHeading] = format.split(/\n(?=## Stages$)/m);
+  const parts = [intro, pipelineFilesSection(), stagesHeading, index, ...stages.map(stageSection)];
+  return await formatMarkdown(parts.join("\n\n") + "\n");
 }
 
 if (import.meta.main) {
