@@ -1,7 +1,7 @@
 /**
  * The page's ES modules (ui/js/*.js), served as JavaScript. Only a plain lowercase file name
- * ending in .js is answered, so no request reaches a file outside ui/js/: no "..", no
- * separator, no percent-encoded variant gets past the pattern.
+ * ending in .js is answered, and only a plain file (not a symlink), so no request reaches a
+ * file outside ui/js/: no "..", no separator, no percent-encoded variant gets past the pattern.
  */
 import { join } from "node:path";
 import { UiPathError } from "./ui_paths.ts";
@@ -19,9 +19,12 @@ export async function pageModule(
 ): Promise<Response | undefined> {
   const name = MODULE_PATH.exec(pathname)?.[1];
   if (!name) return undefined;
+  const path = join(uiDir, "js", name);
   let body: Uint8Array<ArrayBuffer>;
   try {
-    body = await Deno.readFile(join(uiDir, "js", name));
+    // A plain file only: a symlink could lead anywhere.
+    if (!(await Deno.lstat(path)).isFile) throw new Deno.errors.NotFound(path);
+    body = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new UiPathError(`no such module: ${pathname}`, 404);
