@@ -111,6 +111,31 @@ function chatSettings(models, templates, wanted) {
 }
 
 /**
+ * Sends the conversation with the settings' model, template and sampling; the reply's events
+ * go to `onEvent` as they arrive. An error answer throws the server's message.
+ * @param {ChatSettings} settings
+ * @param {ChatMessage[]} messages
+ * @param {(event: import("./sse.js").ServerEvent) => void} onEvent
+ */
+async function requestReply(settings, messages, onEvent) {
+  const body = chatRequest(
+    settings.model.value,
+    messages,
+    settings.template.value,
+    settings.sampling(),
+  );
+  const response = await fetch("/api/ui/chat", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok || !response.body) {
+    throw new Error((await response.json().catch(() => ({}))).error ?? response.statusText);
+  }
+  await readEvents(response.body, onEvent);
+}
+
+/**
  * The conversation: the messages so far, the box to write in, Send and Reset. A reply streams
  * in as the model writes it; a failed one is marked and left out of the conversation.
  * @param {ChatSettings} settings
@@ -144,24 +169,7 @@ function chatConversation(settings) {
     let reply = WAITING;
     status.textContent = reply.status;
     try {
-      const body = chatRequest(
-        settings.model.value,
-        messages,
-        settings.template.value,
-        settings.sampling(),
-      );
-      const response = await fetch("/api/ui/chat", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      if (!response.ok || !response.body) {
-        throw new Error(
-          (await response.json().catch(() => ({}))).error ??
-            response.statusText,
-        );
-      }
-      await readEvents(response.body, (event) => {
+      await requestReply(settings, messages, (event) => {
         reply = applyChatEvent(reply, event);
         if (event.event === "meta") {
           settings.templateNote.textContent = reply.prompt ?? "";

@@ -145,8 +145,51 @@ export async function responsesView(
   const data = await api(responsesPath(ref, state));
   /** @param {Partial<ResponsesFilter>} patch */
   const show = (patch) => responsesView(box, ref, { ...state, ...patch });
+  const { offset } = state;
+  box.replaceChildren(
+    h(
+      "h3",
+      {},
+      data.judge ? `Responses, scored by ${data.judge}` : "Responses",
+    ),
+    responseFilters(data, state, show),
+    h(
+      "p",
+      { class: "muted" },
+      `${data.matched} of ${data.total} entries${data.matched !== data.total ? " match" : ""}`,
+    ),
+    table(
+      ["#", "instruction", "reference output", ...data.fields],
+      data.rows.map((r) => responseRow(r, data.fields)),
+      { class: "responses" },
+    ),
+    h(
+      "p",
+      { class: "pager" },
+      offset > 0
+        ? h("button", {
+          onclick: () => show({ offset: offset - RESPONSES_PAGE }),
+        }, "← previous")
+        : null,
+      ` ${data.matched ? offset + 1 : 0}–${offset + data.rows.length} `,
+      offset + RESPONSES_PAGE < data.matched
+        ? h("button", {
+          onclick: () => show({ offset: offset + RESPONSES_PAGE }),
+        }, "next →")
+        : null,
+    ),
+  );
+}
+
+/**
+ * The filter: a response field and a range of its scores; submitting shows the first page.
+ * @param {ResponsesAnswer} data
+ * @param {ResponsesFilter} state
+ * @param {(patch: Partial<ResponsesFilter>) => void} show
+ */
+function responseFilters(data, state, show) {
   const field = state.field || data.fields[0];
-  const filters = h(
+  return h(
     "form",
     {
       class: "filters",
@@ -191,40 +234,6 @@ export async function responsesView(
       "small",
       { class: "muted" },
       " (no scores yet: nothing to filter on)",
-    ),
-  );
-  const { offset } = state;
-  box.replaceChildren(
-    h(
-      "h3",
-      {},
-      data.judge ? `Responses, scored by ${data.judge}` : "Responses",
-    ),
-    filters,
-    h(
-      "p",
-      { class: "muted" },
-      `${data.matched} of ${data.total} entries${data.matched !== data.total ? " match" : ""}`,
-    ),
-    table(
-      ["#", "instruction", "reference output", ...data.fields],
-      data.rows.map((r) => responseRow(r, data.fields)),
-      { class: "responses" },
-    ),
-    h(
-      "p",
-      { class: "pager" },
-      offset > 0
-        ? h("button", {
-          onclick: () => show({ offset: offset - RESPONSES_PAGE }),
-        }, "← previous")
-        : null,
-      ` ${data.matched ? offset + 1 : 0}–${offset + data.rows.length} `,
-      offset + RESPONSES_PAGE < data.matched
-        ? h("button", {
-          onclick: () => show({ offset: offset + RESPONSES_PAGE }),
-        }, "next →")
-        : null,
     ),
   );
 }
