@@ -35,7 +35,7 @@ import {
 import {
   defaultStage,
   environmentRows,
-  headlineSteps,
+  headlineMetrics,
   runSeconds,
   stageBoxText,
 } from "../../ui/js/run_summary.js";
@@ -438,7 +438,15 @@ Deno.test("page logic: what a run's page opens on and says", () => {
       step("report", "ran"),
     ],
   };
-  assert.deepEqual(headlineSteps(run).map((s) => s.stage), ["pretrain", "evaluate"]);
+  // The server's headline (from the artifact kinds) when it sends one, else the last two
+  // steps with metrics.
+  assert.deepEqual(headlineMetrics(run), [
+    { stage: "pretrain", metrics: { val_loss: 6.5 } },
+    { stage: "evaluate", metrics: { acc: 0.25 } },
+  ]);
+  const judged = [{ stage: "pretrain", kind: "history", metrics: { val_loss: 6.5 } }];
+  assert.deepEqual(headlineMetrics({ ...run, headline: judged }), judged);
+  assert.deepEqual(headlineMetrics({ ...run, headline: [] }), []);
   assert.equal(runSeconds(run), 125.5);
   assert.ok(Number.isNaN(runSeconds({ ...run, finishedAt: undefined })));
   assert.equal(

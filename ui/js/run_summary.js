@@ -6,10 +6,17 @@ import { fmtSeconds } from "./format.js";
 /** @typedef {import("./types.js").RunStep} RunStep */
 /** @typedef {import("./types.js").Manifest} Manifest */
 
-/** The runs list's headline metrics: those of the last two steps that have any. */
-/** @param {RunSummary} run */
-export function headlineSteps(run) {
-  return run.steps.filter((s) => Object.keys(s.metrics ?? {}).length).slice(-2);
+/**
+ * The runs list's headline metrics: the server's, from the kinds of artifact the run wrote
+ * (final losses, MMLU accuracy, judge means); from a server that sends none (before the
+ * artifact kinds), the metrics of the last two steps that have any.
+ * @param {RunSummary} run
+ * @returns {import("./types.js").Headline[]}
+ */
+export function headlineMetrics(run) {
+  return run.headline ??
+    run.steps.filter((s) => Object.keys(s.metrics ?? {}).length).slice(-2)
+      .map((s) => ({ stage: s.stage, metrics: s.metrics }));
 }
 
 /** Whether any run is still in progress (the list then refreshes every second). */

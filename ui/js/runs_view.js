@@ -5,7 +5,7 @@ import { badge, h, progressBar, table } from "./dom.js";
 import { fmtSeconds, fmtWhen, metricsText } from "./format.js";
 import { isCurrent, schedule, setLive, view } from "./page.js";
 import { pageLinks, runHref, runsPageHref } from "./routes.js";
-import { anyRunning, headlineSteps, ranOrFailed, stepTitle } from "./run_summary.js";
+import { anyRunning, headlineMetrics, ranOrFailed, stepTitle } from "./run_summary.js";
 
 /** @typedef {import("./types.js").RunList} RunList */
 /** @typedef {import("./types.js").RunSummary} RunSummary */
@@ -93,7 +93,9 @@ function runRow(run) {
     h(
       "td",
       { class: "metrics" },
-      headlineSteps(run).map((s) => h("div", {}, h("b", {}, s.stage), " ", metricsText(s.metrics))),
+      headlineMetrics(run).map((m) =>
+        h("div", {}, h("b", {}, m.stage), " ", metricsText(m.metrics))
+      ),
     ),
   );
 }

@@ -48,6 +48,13 @@
  * @property {string} [finishedAt]
  * @property {string} [updatedAt]
  * @property {RunStep[]} steps
+ * @property {Headline[]} [headline] in the runs list: the numbers the run is judged by
+ */
+
+/**
+ * A headline of a run: numbers from the kind of artifact a stage wrote (final losses, MMLU
+ * accuracy, judge means, the pairwise win rate).
+ * @typedef {{stage: string, kind?: string, metrics: Record<string, number | string | null>}} Headline
  */
 
 /** GET /api/ui/runs/<id>: the run with each step's artifact and the edges [from, to]. */
