@@ -29,6 +29,7 @@ import {
   splitRelativePath,
   UiPathError,
 } from "./ui_paths.ts";
+import { pageModule } from "./ui_modules.ts";
 import type { ChatService } from "./ui_chat.ts";
 import { CHAT_TEMPLATE_CHOICES } from "../llm/chat/mod.ts";
 
@@ -38,7 +39,7 @@ export interface UiServerOptions {
   cacheDir: string;
   /** The chat playground's model service (absent: POST /api/ui/chat answers 503). */
   chat?: ChatService;
-  /** Folder of index.html, app.js, style.css (default: the project's ui/). */
+  /** Folder of index.html, app.js, js/*.js, style.css (default: the project's ui/). */
   uiDir?: string;
   /** uPlot's dist folder (default: node_modules/uplot/dist next to the project). */
   vendorDir?: string;
@@ -153,6 +154,8 @@ export class UiApi {
           headers: { "content-type": file[1], "cache-control": "no-cache" },
         });
       }
+      const module = await pageModule(this.#uiDir, url.pathname);
+      if (module) return module;
       const route = url.pathname.replace(/^\/api\/ui\//, "");
       if (route === url.pathname) return problem(404, `no such page: ${url.pathname}`);
       if (route === "runs") return json(await this.listRuns(url));
