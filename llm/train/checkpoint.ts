@@ -9,9 +9,9 @@
  * (truncated, overwritten) is reported and set aside as `checkpoint.corrupt-<time>` instead
  * of resuming with garbage, and the run starts from scratch, saying so.
  */
-import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { describeFsError, ensureFreeSpace, isDiskFull } from "../../util/disk.ts";
+import { type FileRecord, findDamage, recordFiles } from "../../util/file_manifest.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";
@@ -46,7 +46,7 @@ export interface CheckpointState<Extra> {
   /** Whatever the caller carries (the loop's history and samples). */
   extra: Extra;
   /** Size and sha256 of each file of the checkpoint (absent in checkpoints of older versions). */
-  files?: Record<string, { size: number; sha256: string }>;
+  files?: Record<string, FileRecord>;
 }
 
 const STATE_FILE = "state.json";
@@ -107,7 +107,7 @@ export async function saveCheckpoint<Extra>(
       format: 1,
       ...state,
       dropoutRngState: model.dropoutRng.state,
-      files: await recordCheckpointFiles(temp),
+      files: await recordFiles(temp, STATE_FILE),
     };
     await Deno.writeTextFile(join(temp, STATE_FILE), JSON.stringify(full) + "\n");
     // Replace the previous checkpoint: move it aside, move the new one in, drop the old one.
@@ -134,49 +134,22 @@ export async function saveCheckpoint<Extra>(
   }
 }
 
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  for await (const chunk of file.readable) hash.update(chunk);
-  return hash.digest("hex");
-}
-
-async function recordCheckpointFiles(
-  dir: string,
-): Promise<Record<string, { size: number; sha256: string }>> {
-  const files: Record<string, { size: number; sha256: string }> = {};
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile) names.push(entry.name);
-  for (const name of names.sort()) {
-    if (name === STATE_FILE) continue;
-    const path = join(dir, name);
-    files[name] = { size: (await Deno.stat(path)).size, sha256: await sha256OfFile(path) };
-  }
-  return files;
-}
-
 /** The first file of the checkpoint that differs from what its state.json recorded. */
 async function checkpointDamage(
   dir: string,
-  files: Record<string, { size: number; sha256: string }>,
+  files: Record<string, FileRecord>,
 ): Promise<string | undefined> {
-  for (const [name, record] of Object.entries(files)) {
-    const path = join(dir, name);
-    let size: number;
-    try {
-      size = (await Deno.stat(path)).size;
-    } catch {
-      return `${path} is missing`;
-    }
-    if (size !== record.size) return `${path} has ${size} bytes, ${record.size} were written`;
+  const damage = await findDamage(dir, files, "contents");
+  switch (damage?.kind) {
+    case undefined:
+      return undefined;
+    case "missing":
+      return `${damage.path} is missing`;
+    case "size":
+      return `${damage.path} has ${damage.size} bytes, ${damage.recorded} were written`;
+    case "content":
+      return `${damage.path} has changed since it was written (sha256 differs)`;
   }
-  for (const [name, record] of Object.entries(files)) {
-    const path = join(dir, name);
-    if ((await sha256OfFile(path)) !== record.sha256) {
-      return `${path} has changed since it was written (sha256 differs)`;
-    }
-  }
-  return undefined;
 }
 
 /**
