@@ -329,8 +329,6 @@ interface Executed {
   inputs: Record<string, Artifact>;
   metrics: Record<string, number | string>;
   environment: Record<string, unknown>;
-  /** Seconds from the lock to the stage's return. */
-  seconds: number;
 }
 
 /**
@@ -343,7 +341,7 @@ async function execute(
   run: RunContext,
   log: Logger,
   lock: HeldLock,
-): Promise<Omit<Executed, "seconds">> {
+): Promise<Executed> {
   const { stage } = step;
   const { cache, settings } = run;
   await clearTheWay(step, cache, log);
@@ -412,7 +410,7 @@ async function clearTheWay(step: PlannedStep, cache: ArtifactCache, log: Logger)
 async function commit(
   step: PlannedStep,
   run: RunContext,
-  done: Omit<Executed, "seconds">,
+  done: Executed,
   clock: Clock,
 ): Promise<Artifact> {
   const { stage } = step;
