@@ -9,44 +9,24 @@ import { openPreferencesArtifact } from "../../stages/mod.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readResponses } from "../../llm/eval/judge.ts";
-import { SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
-import { writePipeline } from "../runner/helpers.ts";
-import { interruptWhen, killAfterCheckpoint, resumedFrom, runFile, runLogged } from "./harness.ts";
+import { SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
+import {
+  interruptWhen,
+  killAfterCheckpoint,
+  resumedFrom,
+  runFile,
+  runLogged,
+  writeMicroBasePipeline,
+} from "./harness.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
 /** The chain up to `preferences`; with `finetune`, an instruction-tuned model to start from. */
-async function dpoPipeline(dir: string, dpo: string, extra = "", finetune = true) {
-  const verdict = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
-  await Deno.writeTextFile(join(dir, "corpus.txt"), verdict.slice(0, 1500));
-  return await writePipeline(
+function dpoPipeline(dir: string, dpo: string, extra = "", finetune = true) {
+  return writeMicroBasePipeline(
     dir,
-    `name: dpo-test
-seed: 123
-backend: cpu
-model:
-  vocab_size: 50257
-  context_length: 128
-  emb_dim: 16
-  n_heads: 2
-  n_layers: 1
-  drop_rate: 0.0
-  qkv_bias: true
-stages:
-  tokenize:
-    corpus: ${join(dir, "corpus.txt")}
-  dataloader:
-    needs: tokenize
-    batch_size: 2
-    max_length: 32
-    stride: 32
-  pretrain:
-    needs: dataloader
-    epochs: 1
-    eval_freq: 100
-    eval_iter: 1
-    sample_tokens: 0
-${finetune ? FINETUNE : ""}  preferences:
+    { name: "dpo-test", contextLength: 128 },
+    `${finetune ? FINETUNE : ""}  preferences:
     limit: 24
 ${dpo}${extra}`,
   );

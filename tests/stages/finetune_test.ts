@@ -6,7 +6,7 @@ import { countLoraParameters, loadAdapter, mergedStateDict } from "../../llm/mod
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readModelTemplate } from "../../llm/infer/model_folder.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
-import { SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
+import { SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
 import { writePipeline } from "../runner/helpers.ts";
 import {
   assertSameTensors,
@@ -15,47 +15,18 @@ import {
   resumedFrom,
   runFile,
   runLogged,
+  writeMicroBasePipeline,
 } from "./harness.ts";
 import { readResponses, responseFields } from "../../llm/eval/judge.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
-/**
- * A micro GPT over GPT-2's vocabulary, pretrained for a few steps on the start of "The
- * Verdict" (a base model to fine-tune), the first 40 instruction entries, and `extra` stages.
- */
-async function ftPipeline(dir: string, extra: string) {
-  const verdict = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
-  await Deno.writeTextFile(join(dir, "corpus.txt"), verdict.slice(0, 1500));
-  return await writePipeline(
+/** The micro base model (see `writeMicroBasePipeline`), the first 40 instruction entries, and `extra` stages. */
+function ftPipeline(dir: string, extra: string) {
+  return writeMicroBasePipeline(
     dir,
-    `name: ft
-seed: 123
-backend: cpu
-model:
-  vocab_size: 50257
-  context_length: 32
-  emb_dim: 16
-  n_heads: 2
-  n_layers: 1
-  drop_rate: 0.0
-  qkv_bias: true
-stages:
-  tokenize:
-    corpus: ${join(dir, "corpus.txt")}
-  dataloader:
-    needs: tokenize
-    batch_size: 2
-    max_length: 32
-    stride: 32
-  pretrain:
-    needs: dataloader
-    epochs: 1
-    eval_freq: 100
-    eval_iter: 1
-    sample_tokens: 0
-    initial_eval: false
-  instructions:
+    { name: "ft", contextLength: 32, pretrain: "    initial_eval: false\n" },
+    `  instructions:
     limit: 40
 ${extra}`,
   );

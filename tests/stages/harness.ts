@@ -11,8 +11,51 @@ import { runPipeline } from "../../runner/run.ts";
 import type { RunReport } from "../../runner/run_report.ts";
 import { builtinStages } from "../../stages/mod.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
-import { REPO_ROOT } from "../fixtures.ts";
-import { quietOutput } from "../runner/helpers.ts";
+import { REPO_ROOT, sharedFixture } from "../fixtures.ts";
+import { quietOutput, writePipeline } from "../runner/helpers.ts";
+
+/**
+ * Writes a pipeline that pretrains a micro GPT over GPT-2's vocabulary for a few steps on the
+ * start of "The Verdict" (a base model for the fine-tuning stages), followed by `stages`
+ * (YAML, indented as entries of `stages:`); `pretrain` adds keys to the pretrain stage.
+ */
+export async function writeMicroBasePipeline(
+  dir: string,
+  options: { name: string; contextLength: number; pretrain?: string },
+  stages: string,
+): Promise<string> {
+  const verdict = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
+  await Deno.writeTextFile(join(dir, "corpus.txt"), verdict.slice(0, 1500));
+  return await writePipeline(
+    dir,
+    `name: ${options.name}
+seed: 123
+backend: cpu
+model:
+  vocab_size: 50257
+  context_length: ${options.contextLength}
+  emb_dim: 16
+  n_heads: 2
+  n_layers: 1
+  drop_rate: 0.0
+  qkv_bias: true
+stages:
+  tokenize:
+    corpus: ${join(dir, "corpus.txt")}
+  dataloader:
+    needs: tokenize
+    batch_size: 2
+    max_length: 32
+    stride: 32
+  pretrain:
+    needs: dataloader
+    epochs: 1
+    eval_freq: 100
+    eval_iter: 1
+    sample_tokens: 0
+${options.pretrain ?? ""}${stages}`,
+  );
+}
 
 /** Run a pipeline file with the built-in stages, printing nothing. */
 export async function runFile(
