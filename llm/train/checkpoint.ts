@@ -46,7 +46,7 @@ export interface CheckpointState<Extra> {
   /** Whatever the caller carries (the loop's history and samples). */
   extra: Extra;
   /** Size and sha256 of each file of the checkpoint (absent in checkpoints of older versions). */
-  files?: Record<string, FileRecord>;
+  files?: Record<string, { size: number; sha256: string }>;
 }
 
 const STATE_FILE = "state.json";
