@@ -14,7 +14,11 @@
 import { writeFileAtomic } from "../util/files.ts";
 import { join } from "node:path";
 import { describeFsError, DiskError } from "../util/disk.ts";
-import { findDamage, recordFiles as recordFileManifest } from "../util/file_manifest.ts";
+import {
+  type DamageWords,
+  findDamage,
+  recordFiles as recordFileManifest,
+} from "../util/file_manifest.ts";
 import { acquireLock, type HeldLock, type LockOwner, ownerDead } from "./lock.ts";
 import type { Artifact, FileRecord, Manifest } from "./stage.ts";
 
@@ -229,18 +233,14 @@ export async function checkFiles(
   depth: "sizes" | "contents",
 ): Promise<string | undefined> {
   if (!manifest.outputs) return UNVERIFIABLE;
-  const damage = await findDamage(dir, manifest.outputs, depth);
-  switch (damage?.kind) {
-    case undefined:
-      return undefined;
-    case "missing":
-      return `${damage.path} is missing`;
-    case "size":
-      return `${damage.path} has ${damage.size} bytes, the manifest says ${damage.recorded}`;
-    case "content":
-      return `${damage.path} is corrupt (its sha256 differs from the manifest's)`;
-  }
+  return await findDamage(dir, manifest.outputs, depth, ARTIFACT_DAMAGE);
 }
+
+/** An artifact's files are compared with its manifest. */
+const ARTIFACT_DAMAGE: DamageWords = {
+  recordedSize: (bytes) => `the manifest says ${bytes}`,
+  changed: "is corrupt (its sha256 differs from the manifest's)",
+};
 
 /** Verify an artifact folder's contents; throws naming the damaged file. */
 export async function verifyArtifact(dir: string): Promise<void> {

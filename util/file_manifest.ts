@@ -42,36 +42,45 @@ export async function recordFiles(
   return out;
 }
 
-/** The first way a folder differs from its manifest. */
-export type FileDamage =
-  | { kind: "missing"; path: string }
-  | { kind: "size"; path: string; size: number; recorded: number }
-  | { kind: "content"; path: string };
+/**
+ * How a damaged file is described, after its path: what its size was compared with, and what a
+ * different sha256 means, in the words of the folder's kind (artifact, checkpoint).
+ */
+export interface DamageWords {
+  /** After "has N bytes, ": e.g. (n) => `the manifest says ${n}`. */
+  recordedSize(bytes: number): string;
+  /** After the path, when the content differs: e.g. "is corrupt (its sha256 differs ...)". */
+  changed: string;
+}
 
 /**
- * The first file of `dir` that differs from `files`: missing or of another size ("sizes",
- * cheap), or with another sha256 too ("contents", which reads every file). Sizes are checked
- * for all files before any is hashed, so a truncated file is found without hashing the others.
+ * The first file of `dir` that differs from `files`, described (naming its path): missing or of
+ * another size ("sizes", cheap), or with another sha256 too ("contents", which reads every
+ * file). Sizes are checked for all files before any is hashed, so a truncated file is found
+ * without hashing the others. Undefined when the folder matches.
  */
 export async function findDamage(
   dir: string,
   files: Record<string, FileRecord>,
   depth: "sizes" | "contents",
-): Promise<FileDamage | undefined> {
+  words: DamageWords,
+): Promise<string | undefined> {
   for (const [name, record] of Object.entries(files)) {
     const path = join(dir, name);
     let size: number;
     try {
       size = (await Deno.stat(path)).size;
     } catch {
-      return { kind: "missing", path };
+      return `${path} is missing`;
     }
-    if (size !== record.size) return { kind: "size", path, size, recorded: record.size };
+    if (size !== record.size) {
+      return `${path} has ${size} bytes, ${words.recordedSize(record.size)}`;
+    }
   }
   if (depth === "contents") {
     for (const [name, record] of Object.entries(files)) {
       const path = join(dir, name);
-      if ((await sha256File(path)) !== record.sha256) return { kind: "content", path };
+      if ((await sha256File(path)) !== record.sha256) return `${path} ${words.changed}`;
     }
   }
   return undefined;

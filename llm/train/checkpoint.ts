@@ -11,7 +11,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { describeFsError, ensureFreeSpace, isDiskFull } from "../../util/disk.ts";
-import { type FileRecord, findDamage, recordFiles } from "../../util/file_manifest.ts";
+import { type DamageWords, findDamage, recordFiles } from "../../util/file_manifest.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";
@@ -134,23 +134,11 @@ export async function saveCheckpoint<Extra>(
   }
 }
 
-/** The first file of the checkpoint that differs from what its state.json recorded. */
-async function checkpointDamage(
-  dir: string,
-  files: Record<string, FileRecord>,
-): Promise<string | undefined> {
-  const damage = await findDamage(dir, files, "contents");
-  switch (damage?.kind) {
-    case undefined:
-      return undefined;
-    case "missing":
-      return `${damage.path} is missing`;
-    case "size":
-      return `${damage.path} has ${damage.size} bytes, ${damage.recorded} were written`;
-    case "content":
-      return `${damage.path} has changed since it was written (sha256 differs)`;
-  }
-}
+/** A checkpoint's files are compared with what was written (its state.json's list). */
+const CHECKPOINT_DAMAGE: DamageWords = {
+  recordedSize: (bytes) => `${bytes} were written`,
+  changed: "has changed since it was written (sha256 differs)",
+};
 
 /**
  * Checkpoints verified in this process (dir → state.json's text and each file's size and
@@ -208,7 +196,7 @@ export async function readCheckpointState<Extra>(
   if (state.files) {
     const seen = await fingerprint(dir, text, state.files);
     if (verified.get(dir) !== seen) {
-      const problem = await checkpointDamage(dir, state.files);
+      const problem = await findDamage(dir, state.files, "contents", CHECKPOINT_DAMAGE);
       if (problem) {
         verified.delete(dir);
         await setAside(dir, problem, warn);
