@@ -12,9 +12,13 @@
  * `verifyArtifact` the contents, before anything reads them.
  */
 import { writeFileAtomic } from "../util/files.ts";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { describeFsError, DiskError } from "../util/disk.ts";
-import { sha256File } from "../util/hash.ts";
+import {
+  type DamageWords,
+  findDamage,
+  recordFiles as recordFileManifest,
+} from "../util/file_manifest.ts";
 import { acquireLock, type HeldLock, type LockOwner, ownerDead } from "./lock.ts";
 import type { Artifact, FileRecord, Manifest } from "./stage.ts";
 
@@ -210,24 +214,8 @@ async function lockFreeOrDead(lockPath: string): Promise<boolean> {
 }
 
 /** Every file under `dir` (but the manifest) with its size and sha256, by relative path. */
-export async function recordFiles(dir: string): Promise<Record<string, FileRecord>> {
-  const out: Record<string, FileRecord> = {};
-  const walk = async (current: string) => {
-    const names: { name: string; isDirectory: boolean }[] = [];
-    for await (const entry of Deno.readDir(current)) names.push(entry);
-    names.sort((a, b) => a.name.localeCompare(b.name));
-    for (const entry of names) {
-      const path = join(current, entry.name);
-      if (entry.isDirectory) await walk(path);
-      else {
-        const rel = relative(dir, path).split("\\").join("/");
-        if (rel === MANIFEST_FILE) continue;
-        out[rel] = { size: (await Deno.stat(path)).size, sha256: await sha256File(path) };
-      }
-    }
-  };
-  await walk(dir);
-  return out;
+export function recordFiles(dir: string): Promise<Record<string, FileRecord>> {
+  return recordFileManifest(dir, MANIFEST_FILE);
 }
 
 /** Why an artifact of an older groundup (no file list in its manifest) is computed again. */
@@ -245,28 +233,14 @@ export async function checkFiles(
   depth: "sizes" | "contents",
 ): Promise<string | undefined> {
   if (!manifest.outputs) return UNVERIFIABLE;
-  for (const [name, record] of Object.entries(manifest.outputs)) {
-    const path = join(dir, name);
-    let size: number;
-    try {
-      size = (await Deno.stat(path)).size;
-    } catch {
-      return `${path} is missing`;
-    }
-    if (size !== record.size) {
-      return `${path} has ${size} bytes, the manifest says ${record.size}`;
-    }
-  }
-  if (depth === "contents") {
-    for (const [name, record] of Object.entries(manifest.outputs)) {
-      const path = join(dir, name);
-      if ((await sha256File(path)) !== record.sha256) {
-        return `${path} is corrupt (its sha256 differs from the manifest's)`;
-      }
-    }
-  }
-  return undefined;
+  return await findDamage(dir, manifest.outputs, depth, ARTIFACT_DAMAGE);
 }
+
+/** An artifact's files are compared with its manifest. */
+const ARTIFACT_DAMAGE: DamageWords = {
+  recordedSize: (bytes) => `the manifest says ${bytes}`,
+  changed: "is corrupt (its sha256 differs from the manifest's)",
+};
 
 /** Verify an artifact folder's contents; throws naming the damaged file. */
 export async function verifyArtifact(dir: string): Promise<void> {

@@ -176,9 +176,16 @@ async function readYamlFile(
   return doc.toJS();
 }
 
-/** A model configuration file has the model's keys at its top level. */
-function looksLikeModelConfig(value: unknown): boolean {
-  return isPlainObject(value) && ("emb_dim" in value || "n_layers" in value);
+/**
+ * Whether a `--config` file is a whole configuration for the pipeline's `model:` (the key that
+ * may also name such a file) rather than an overlay. An overlay is written like the pipeline,
+ * so its top-level keys are the pipeline's; a file with none of them, nor a misspelling of one
+ * (which the overlay's validation then reports), is a configuration file.
+ */
+function isConfigurationFile(value: Json): boolean {
+  return Object.keys(value).every((key) =>
+    !TOP_LEVEL_KEYS.includes(key) && didYouMean(key, TOP_LEVEL_KEYS) === ""
+  );
 }
 
 /** `--set a.b.c=value`: the key path inside the pipeline (top-level keys, or a stage's). */
@@ -197,6 +204,18 @@ function setIn(target: Json, path: Path, value: unknown) {
   node[path[path.length - 1] as string] = value;
 }
 
+/** Every problem found so far, thrown together when a step cannot go on past them. */
+function throwIfAny(problems: PipelineProblem[]) {
+  if (problems.length > 0) throw new PipelineError(problems);
+}
+
+/** What the steps of reading one pipeline share. */
+interface Reading {
+  registry: StageRegistry;
+  sources: SourceMap;
+  problems: PipelineProblem[];
+}
+
 /**
  * Read, merge and validate a pipeline against `registry`'s stages. Throws a `PipelineError` listing
  * every problem (with file:line:column) instead of the first only.
@@ -207,205 +226,25 @@ export async function loadPipeline(
   options: LoadOptions = {},
 ): Promise<ResolvedPipeline> {
   const baseDir = options.baseDir ?? Deno.cwd();
-  const sources = new SourceMap();
-  const problems: PipelineProblem[] = [];
-  const fail = () => {
-    if (problems.length > 0) throw new PipelineError(problems);
-  };
-
-  let merged = await readYamlFile(file, sources, problems);
-  fail();
-  if (!isPlainObject(merged)) {
-    throw new PipelineError([{
-      location: { source: file, line: 1, column: 1 },
-      message: "expected a mapping with `name` and `stages`",
-    }]);
-  }
-
-  for (const overlayFile of options.overlays ?? []) {
-    const overlay = await readYamlFile(overlayFile, sources, problems);
-    fail();
-    if (looksLikeModelConfig(overlay)) {
-      // A model configuration given to --config replaces the pipeline's model.
-      merged = { ...(merged as Json), model: overlay };
-      sources.replace(["model"], { source: overlayFile, line: 1, column: 1 });
-    } else if (isPlainObject(overlay)) {
-      merged = deepMerge(merged, overlay);
-    } else {
-      problems.push({ location: { source: overlayFile }, message: "expected a YAML mapping" });
-    }
-  }
-  fail();
-
-  // Parse the top level first so --set can tell stage names from pipeline keys.
-  const stageNamesBefore = isPlainObject((merged as Json).stages)
-    ? Object.keys((merged as Json).stages as Json)
-    : [];
-  for (const assignment of options.sets ?? []) {
-    const eq = assignment.indexOf("=");
-    const location = { source: `--set ${assignment}` };
-    if (eq <= 0) {
-      problems.push({ location, message: "expected stage.key=value" });
-      continue;
-    }
-    const dotted = assignment.slice(0, eq);
-    const raw = assignment.slice(eq + 1);
-    const path = setPath(dotted, stageNamesBefore);
-    if (path[0] === "stages" && !stageNamesBefore.includes(String(path[1]))) {
-      problems.push({
-        location,
-        message: `no stage named "${path[1]}" in this pipeline${
-          didYouMean(String(path[1]), [...stageNamesBefore, ...TOP_LEVEL_KEYS])
-        }`,
-      });
-      continue;
-    }
-    let value: unknown;
-    try {
-      value = parseYaml(raw);
-    } catch {
-      value = raw;
-    }
-    value = coerceForSchema(merged as Json, path, value, raw, registry);
-    setIn(merged as Json, path, value);
-    sources.replace(path, location);
-  }
-
-  const top = PipelineFileSchema.safeParse(merged);
-  let pipeline: z.infer<typeof PipelineFileSchema>;
-  if (top.success) pipeline = top.data;
-  else {
-    for (const issue of top.error.issues) {
-      problems.push(...issueProblems(issue, [], undefined, sources, PipelineFileSchema));
-    }
-    // Keep going with what can be read, so stage problems are reported in the same pass.
-    const raw = merged as Json;
-    const stagesRaw = isPlainObject(raw.stages) ? raw.stages : {};
-    pipeline = {
-      name: String(raw.name ?? ""),
-      seed: typeof raw.seed === "number" ? raw.seed : 123,
-      backend: "auto",
-      model: typeof raw.model === "string" || isPlainObject(raw.model) ? raw.model : undefined,
-      stages: Object.fromEntries(
-        Object.entries(stagesRaw).map(([k, v]) => [k, isPlainObject(v) ? v : {}]),
-      ),
-    };
-  }
-
-  let model: Json | undefined;
-  if (typeof pipeline.model === "string") {
-    const modelFile = resolvePath(pipeline.model, baseDir);
-    // Stop here only for the model file's own problems: stages inherit the model, so their
-    // errors would be noise; problems found earlier are reported with the stages' below.
-    const before = problems.length;
-    const loaded = await readYamlFile(modelFile, sources, problems, ["model"]);
-    if (problems.length > before) fail();
-    if (!isPlainObject(loaded)) {
-      problems.push({
-        location: sources.find(["model"]),
-        key: "model",
-        message: `${modelFile} is not a YAML mapping`,
-      });
-      fail();
-    }
-    model = loaded as Json;
-  } else {
-    model = pipeline.model as Json | undefined;
-  }
-
+  const reading: Reading = { registry, sources: new SourceMap(), problems: [] };
+  const merged = await readPipelineFile(file, reading);
+  for (const overlay of options.overlays ?? []) await applyOverlay(merged, overlay, reading);
+  throwIfAny(reading.problems);
+  applySets(merged, options.sets ?? [], reading);
+  const pipeline = parseTopLevel(merged, reading);
+  const model = await loadModelConfig(pipeline.model, baseDir, reading);
   const globals: Json = {
     seed: pipeline.seed,
     backend: pipeline.backend,
     ...(model ? { model } : {}),
   };
-
-  const stageNames = Object.keys(pipeline.stages);
   const stages: StageInstance[] = [];
-  for (const name of stageNames) {
-    const entry = (pipeline.stages[name] ?? {}) as Json;
-    const base: Path = ["stages", name];
-    const type = typeof entry.uses === "string" ? entry.uses : name;
-    const definition = registry.get(type);
-    if (!definition) {
-      problems.push({
-        location: sources.find(entry.uses ? [...base, "uses"] : base),
-        stage: name,
-        message: `unknown stage type "${type}"${didYouMean(type, registry.types())}; known types: ${
-          registry.types().join(", ")
-        }`,
-      });
-      continue;
-    }
-    const needsRaw = entry.needs ?? [];
-    const needs = Array.isArray(needsRaw) ? needsRaw.map(String) : [String(needsRaw)];
-    for (const need of needs) {
-      if (!stageNames.includes(need)) {
-        problems.push({
-          location: sources.find([...base, "needs"]),
-          stage: name,
-          key: "needs",
-          message: `"${need}" is not a stage of this pipeline${didYouMean(need, stageNames)}`,
-        });
-      } else if (need === name) {
-        problems.push({
-          location: sources.find([...base, "needs"]),
-          stage: name,
-          key: "needs",
-          message: "a stage cannot need itself",
-        });
-      }
-    }
-    const needsKnown = needs.every((need) => stageNames.includes(need));
-    for (const required of needsKnown ? definition.requires ?? [] : []) {
-      const satisfied = needs.some((need) => {
-        const upstream = (pipeline.stages[need] ?? {}) as Json;
-        return (typeof upstream.uses === "string" ? upstream.uses : need) === required;
-      });
-      if (!satisfied) {
-        problems.push({
-          location: sources.find(entry.needs !== undefined ? [...base, "needs"] : base),
-          stage: name,
-          key: "needs",
-          message: `a ${type} stage needs a stage of type "${required}" (add it to \`needs\`)`,
-        });
-      }
-    }
-    const own: Json = {};
-    for (const [key, value] of Object.entries(entry)) {
-      if (!RUNNER_KEYS.includes(key)) own[key] = value;
-    }
-    const params: Json = {};
-    const accepted = knownKeysAt(definition.params, []);
-    const inherited = (definition.inherits ?? []).filter((k) =>
-      k in globals && accepted.includes(k)
-    );
-    for (const key of inherited) params[key] = structuredClone(globals[key]);
-    const withOwn = deepMerge(params, own) as Json;
-    const parsed = definition.params.safeParse(withOwn);
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) {
-        problems.push(
-          ...issueProblems(issue, base, name, sources, definition.params, {
-            own,
-            inherited,
-            value: withOwn,
-          }),
-        );
-      }
-      continue;
-    }
-    stages.push({ name, type, definition, needs, params: parsed.data });
+  for (const name of Object.keys(pipeline.stages)) {
+    const stage = resolveStage(name, pipeline.stages, globals, reading);
+    if (stage) stages.push(stage);
   }
-  checkAcrossStages(stages, sources, problems);
-  // A wrong pipeline-level value inherited by several stages is reported once.
-  const seen = new Set<string>();
-  const distinct = problems.filter((p) => {
-    const id = JSON.stringify([p.location, p.key, p.message]);
-    return !seen.has(id) && seen.add(id);
-  });
-  problems.splice(0, problems.length, ...distinct);
-  fail();
-
+  checkAcrossStages(stages, reading.sources, reading.problems);
+  throwIfAny(distinct(reading.problems));
   return {
     file,
     settings: {
@@ -418,8 +257,228 @@ export async function loadPipeline(
     },
     model,
     stages,
-    sources,
+    sources: reading.sources,
   };
+}
+
+/** The pipeline file as a mapping, every key's place recorded. */
+async function readPipelineFile(file: string, { sources, problems }: Reading): Promise<Json> {
+  const parsed = await readYamlFile(file, sources, problems);
+  throwIfAny(problems);
+  if (!isPlainObject(parsed)) {
+    throw new PipelineError([{
+      location: { source: file, line: 1, column: 1 },
+      message: "expected a mapping with `name` and `stages`",
+    }]);
+  }
+  return parsed;
+}
+
+/**
+ * `--config FILE`: deep-merged over the pipeline, or, when it is a configuration file (see
+ * `isConfigurationFile`), the new value of `model:`.
+ */
+async function applyOverlay(merged: Json, overlayFile: string, { sources, problems }: Reading) {
+  const overlay = await readYamlFile(overlayFile, sources, problems);
+  throwIfAny(problems);
+  if (!isPlainObject(overlay)) {
+    problems.push({ location: { source: overlayFile }, message: "expected a YAML mapping" });
+  } else if (isConfigurationFile(overlay)) {
+    merged.model = overlay;
+    sources.replace(["model"], { source: overlayFile, line: 1, column: 1 });
+  } else {
+    Object.assign(merged, deepMerge(merged, overlay));
+  }
+}
+
+/** `--set key=value` assignments, typed by the schema at the key, over the merged pipeline. */
+function applySets(merged: Json, sets: string[], { registry, sources, problems }: Reading) {
+  // Stage names are the merged file's, so --set can tell them from pipeline keys.
+  const stageNames = isPlainObject(merged.stages) ? Object.keys(merged.stages) : [];
+  for (const assignment of sets) {
+    const eq = assignment.indexOf("=");
+    const location = { source: `--set ${assignment}` };
+    if (eq <= 0) {
+      problems.push({ location, message: "expected stage.key=value" });
+      continue;
+    }
+    const raw = assignment.slice(eq + 1);
+    const path = setPath(assignment.slice(0, eq), stageNames);
+    if (path[0] === "stages" && !stageNames.includes(String(path[1]))) {
+      problems.push({
+        location,
+        message: `no stage named "${path[1]}" in this pipeline${
+          didYouMean(String(path[1]), [...stageNames, ...TOP_LEVEL_KEYS])
+        }`,
+      });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = parseYaml(raw);
+    } catch {
+      value = raw;
+    }
+    setIn(merged, path, coerceForSchema(merged, path, value, raw, registry));
+    sources.replace(path, location);
+  }
+}
+
+type PipelineFile = z.infer<typeof PipelineFileSchema>;
+
+/**
+ * The pipeline-wide keys, validated. When they have problems, what can be read of them is
+ * returned anyway, so the stages' problems are reported in the same pass.
+ */
+function parseTopLevel(merged: Json, { sources, problems }: Reading): PipelineFile {
+  const top = PipelineFileSchema.safeParse(merged);
+  if (top.success) return top.data;
+  for (const issue of top.error.issues) {
+    problems.push(...issueProblems(issue, [], undefined, sources, PipelineFileSchema));
+  }
+  const stages = isPlainObject(merged.stages) ? merged.stages : {};
+  return {
+    name: String(merged.name ?? ""),
+    seed: typeof merged.seed === "number" ? merged.seed : 123,
+    backend: "auto",
+    model: typeof merged.model === "string" || isPlainObject(merged.model)
+      ? merged.model
+      : undefined,
+    stages: Object.fromEntries(
+      Object.entries(stages).map(([k, v]) => [k, isPlainObject(v) ? v : {}]),
+    ),
+  };
+}
+
+/** The pipeline's `model:`: a mapping as written, or the YAML file it names, read. */
+async function loadModelConfig(
+  model: PipelineFile["model"],
+  baseDir: string,
+  { sources, problems }: Reading,
+): Promise<Json | undefined> {
+  if (typeof model !== "string") return model as Json | undefined;
+  const modelFile = resolvePath(model, baseDir);
+  // Stop here only for the model file's own problems: stages inherit the model, so their
+  // errors would be noise; problems found earlier are reported with the stages' below.
+  const before = problems.length;
+  const loaded = await readYamlFile(modelFile, sources, problems, ["model"]);
+  if (problems.length > before) throwIfAny(problems);
+  if (!isPlainObject(loaded)) {
+    problems.push({
+      location: sources.find(["model"]),
+      key: "model",
+      message: `${modelFile} is not a YAML mapping`,
+    });
+    throwIfAny(problems);
+  }
+  return loaded as Json;
+}
+
+/**
+ * One entry of `stages:` as an instance: its type known, its `needs` stages of this pipeline
+ * of the types it requires, its parameters (inherited pipeline values under its own) valid.
+ * Undefined, with the problems recorded, when any of that fails.
+ */
+function resolveStage(
+  name: string,
+  entries: PipelineFile["stages"],
+  globals: Json,
+  { registry, sources, problems }: Reading,
+): StageInstance | undefined {
+  const entry = (entries[name] ?? {}) as Json;
+  const base: Path = ["stages", name];
+  const type = typeOf(name, entry);
+  const definition = registry.get(type);
+  if (!definition) {
+    problems.push({
+      location: sources.find(entry.uses ? [...base, "uses"] : base),
+      stage: name,
+      message: `unknown stage type "${type}"${didYouMean(type, registry.types())}; known types: ${
+        registry.types().join(", ")
+      }`,
+    });
+    return undefined;
+  }
+  const needsRaw = entry.needs ?? [];
+  const needs = Array.isArray(needsRaw) ? needsRaw.map(String) : [String(needsRaw)];
+  problems.push(...needsProblems(name, entry, needs, definition, entries, sources));
+  const own: Json = {};
+  for (const [key, value] of Object.entries(entry)) {
+    if (!RUNNER_KEYS.includes(key)) own[key] = value;
+  }
+  const params: Json = {};
+  const accepted = knownKeysAt(definition.params, []);
+  const inherited = (definition.inherits ?? []).filter((k) => k in globals && accepted.includes(k));
+  for (const key of inherited) params[key] = structuredClone(globals[key]);
+  const withOwn = deepMerge(params, own) as Json;
+  const parsed = definition.params.safeParse(withOwn);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(
+        ...issueProblems(issue, base, name, sources, definition.params, {
+          own,
+          inherited,
+          value: withOwn,
+        }),
+      );
+    }
+    return undefined;
+  }
+  return { name, type, definition, needs, params: parsed.data };
+}
+
+/** A stage entry's type: its `uses:`, else its name. */
+function typeOf(name: string, entry: Json): string {
+  return typeof entry.uses === "string" ? entry.uses : name;
+}
+
+/**
+ * What is wrong with a stage's `needs`: a name that is not a stage of the pipeline, the stage
+ * itself, or a required stage type (its definition's `requires`) that none of them is.
+ */
+function needsProblems(
+  name: string,
+  entry: Json,
+  needs: string[],
+  definition: StageDefinition<unknown>,
+  entries: PipelineFile["stages"],
+  sources: SourceMap,
+): PipelineProblem[] {
+  const stageNames = Object.keys(entries);
+  const base: Path = ["stages", name];
+  const at = { location: sources.find([...base, "needs"]), stage: name, key: "needs" };
+  const found: PipelineProblem[] = [];
+  for (const need of needs) {
+    if (!stageNames.includes(need)) {
+      found.push({
+        ...at,
+        message: `"${need}" is not a stage of this pipeline${didYouMean(need, stageNames)}`,
+      });
+    } else if (need === name) {
+      found.push({ ...at, message: "a stage cannot need itself" });
+    }
+  }
+  if (!needs.every((need) => stageNames.includes(need))) return found;
+  for (const required of definition.requires ?? []) {
+    if (needs.some((need) => typeOf(need, (entries[need] ?? {}) as Json) === required)) continue;
+    found.push({
+      ...at,
+      location: sources.find(entry.needs !== undefined ? [...base, "needs"] : base),
+      message: `a ${
+        typeOf(name, entry)
+      } stage needs a stage of type "${required}" (add it to \`needs\`)`,
+    });
+  }
+  return found;
+}
+
+/** The problems without repeats: a wrong pipeline-level value inherited by several stages is reported once. */
+function distinct(problems: PipelineProblem[]): PipelineProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const id = JSON.stringify([p.location, p.key, p.message]);
+    return !seen.has(id) && seen.add(id);
+  });
 }
 
 /**

@@ -8,8 +8,8 @@
  */
 import { PipelineError, type PipelineProblem } from "./errors.ts";
 import { canonicalJson, sha256File, sha256Hex } from "../util/hash.ts";
-import type { ResolvedPipeline, StageInstance } from "./pipeline.ts";
-import { type ArtifactCache, isDamaged } from "./cache.ts";
+import type { ResolvedPipeline, SourceMap, StageInstance } from "./pipeline.ts";
+import { type ArtifactCache, type DamagedArtifact, isDamaged } from "./cache.ts";
 import { schemaAt } from "./schema_paths.ts";
 import type { Artifact, PipelineSettings, StageDefinition } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
@@ -113,45 +113,13 @@ export async function planPipeline(
   selection: Selection = {},
 ): Promise<PlannedStep[]> {
   const ordered = orderStages(pipeline);
-  const names = ordered.map((s) => s.name);
+  checkSelection(ordered.map((s) => s.name), selection);
+  const decide = selectionRules(ordered, selection);
   const problems: PipelineProblem[] = [];
-  const checkName = (flag: string, name: string) => {
-    if (!names.includes(name)) {
-      problems.push({
-        location: { source: `${flag} ${name}` },
-        message: `no stage named "${name}"${didYouMean(name, names)}; stages: ${names.join(", ")}`,
-      });
-    }
-  };
-  if (selection.from) checkName("--from", selection.from);
-  if (selection.until) checkName("--until", selection.until);
-  if (Array.isArray(selection.force)) { for (const f of selection.force) checkName("--force", f); }
-  if (problems.length) throw new PipelineError(problems);
-
-  const inScope = selection.until ? ancestorsAndSelf(ordered, selection.until) : new Set(names);
-  const fromSet = selection.from
-    ? new Set([selection.from, ...descendants(ordered, selection.from)])
-    : new Set<string>();
-  const forced = (name: string) =>
-    selection.force === "all" || (Array.isArray(selection.force) && selection.force.includes(name));
-
   const keys = new Map<string, string>();
   const steps: PlannedStep[] = [];
   for (const stage of ordered) {
-    const files: Record<string, string> = {};
-    for (const path of stage.definition.localFiles?.(stage.params, settings) ?? []) {
-      try {
-        files[path] = await sha256File(path);
-      } catch (error) {
-        problems.push({
-          location: pipeline.sources.find(["stages", stage.name]),
-          stage: stage.name,
-          message: `cannot read local file ${path}: ${
-            error instanceof Error ? error.message : error
-          }`,
-        });
-      }
-    }
+    const files = await hashLocalFiles(stage, settings, pipeline.sources, problems);
     const inputs: Record<string, { type: string; key: string }> = {};
     for (const need of stage.needs) {
       const upstream = ordered.find((s) => s.name === need)!;
@@ -165,22 +133,81 @@ export async function planPipeline(
       files,
     }));
     keys.set(stage.name, key);
-
     const found = await cache.lookup(stage.name, key);
     const damaged = isDamaged(found) ? found : undefined;
     const cached = isDamaged(found) ? undefined : found;
-    let status: StepStatus;
-    let reason: string | undefined;
-    if (!inScope.has(stage.name)) status = "skip", reason = `after --until ${selection.until}`;
-    else if (fromSet.has(stage.name)) status = "run", reason = `--from ${selection.from}`;
-    else if (forced(stage.name)) status = "run", reason = "--force";
-    else if (cached) status = "cached";
-    else if (damaged) status = "run", reason = `cached artifact unusable: ${damaged.problem}`;
-    else status = "run", reason = "not cached";
+    const { status, reason } = decide(stage.name, cached, damaged);
     steps.push({ stage, key, files, status, reason, cached, damaged });
   }
   if (problems.length) throw new PipelineError(problems);
   return steps;
+}
+
+/** Every stage `--from`, `--until` and `--force` name must be one of the pipeline's. */
+function checkSelection(names: string[], selection: Selection) {
+  const problems: PipelineProblem[] = [];
+  const checkName = (flag: string, name: string) => {
+    if (!names.includes(name)) {
+      problems.push({
+        location: { source: `${flag} ${name}` },
+        message: `no stage named "${name}"${didYouMean(name, names)}; stages: ${names.join(", ")}`,
+      });
+    }
+  };
+  if (selection.from) checkName("--from", selection.from);
+  if (selection.until) checkName("--until", selection.until);
+  if (Array.isArray(selection.force)) { for (const f of selection.force) checkName("--force", f); }
+  if (problems.length) throw new PipelineError(problems);
+}
+
+/**
+ * What becomes of a stage, and why: skipped after `--until`; run from `--from` on, when forced,
+ * or when its artifact is missing or damaged; else cached.
+ */
+function selectionRules(ordered: StageInstance[], selection: Selection) {
+  const names = ordered.map((s) => s.name);
+  const inScope = selection.until ? ancestorsAndSelf(ordered, selection.until) : new Set(names);
+  const fromSet = selection.from
+    ? new Set([selection.from, ...descendants(ordered, selection.from)])
+    : new Set<string>();
+  const forced = (name: string) =>
+    selection.force === "all" || (Array.isArray(selection.force) && selection.force.includes(name));
+  return (
+    name: string,
+    cached: Artifact | undefined,
+    damaged: DamagedArtifact | undefined,
+  ): { status: StepStatus; reason?: string } => {
+    if (!inScope.has(name)) return { status: "skip", reason: `after --until ${selection.until}` };
+    if (fromSet.has(name)) return { status: "run", reason: `--from ${selection.from}` };
+    if (forced(name)) return { status: "run", reason: "--force" };
+    if (cached) return { status: "cached" };
+    if (damaged) return { status: "run", reason: `cached artifact unusable: ${damaged.problem}` };
+    return { status: "run", reason: "not cached" };
+  };
+}
+
+/** The content hashes of the local files a stage reads (part of its key), by path. */
+async function hashLocalFiles(
+  stage: StageInstance,
+  settings: PipelineSettings,
+  sources: SourceMap,
+  problems: PipelineProblem[],
+): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const path of stage.definition.localFiles?.(stage.params, settings) ?? []) {
+    try {
+      files[path] = await sha256File(path);
+    } catch (error) {
+      problems.push({
+        location: sources.find(["stages", stage.name]),
+        stage: stage.name,
+        message: `cannot read local file ${path}: ${
+          error instanceof Error ? error.message : error
+        }`,
+      });
+    }
+  }
+  return files;
 }
 
 /**

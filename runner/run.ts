@@ -10,12 +10,18 @@
 import { relative } from "node:path";
 import { describeFsError, ensureFreeSpace, ensureMemory, isDiskFull } from "../util/disk.ts";
 import { ArtifactCache, checkFiles, isDamaged, UNVERIFIABLE } from "./cache.ts";
-import { describeOwner } from "./lock.ts";
+import { describeOwner, type HeldLock } from "./lock.ts";
 import type { StageHoldings } from "./interrupt.ts";
 import { StageFailedError } from "./errors.ts";
 import type { ResolvedPipeline } from "./pipeline.ts";
 import { type PlannedStep, planPipeline, type Selection } from "./plan.ts";
-import { createLogger, createProgress, type Output, stderrOutput } from "../util/progress.ts";
+import {
+  createLogger,
+  createProgress,
+  type Logger,
+  type Output,
+  stderrOutput,
+} from "../util/progress.ts";
 import type { Artifact, Manifest, PipelineSettings } from "./stage.ts";
 import { RunRecord } from "./run_record.ts";
 import type { RunReport, StepReport } from "./run_report.ts";
@@ -107,6 +113,22 @@ function headlineOf(step: PlannedStep, metrics: Record<string, number | string>)
   return Object.fromEntries(keys.filter((k) => k in metrics).map((k) => [k, metrics[k]]));
 }
 
+/** One stage's line of the report, less what the loop adds (its name, type and key). */
+type StepResult = Omit<StepReport, "stage" | "type" | "key">;
+
+/** What every stage of one run shares: where it writes, where it reports, what stops it. */
+interface RunContext {
+  cache: ArtifactCache;
+  settings: PipelineSettings;
+  out: Output;
+  signal: AbortSignal;
+  options: RunOptions;
+  /** The run as the web UI shows it. */
+  record: RunRecord;
+  /** Filled in as the stages finish: later stages read their inputs' artifacts from it. */
+  report: RunReport;
+}
+
 /**
  * Plan the pipeline and run every stage that is not cached, in dependency order. A failing stage
  * blocks only what depends on it; the report says what happened to each.
@@ -126,73 +148,73 @@ export async function runPipeline(
     artifacts: {},
     ok: true,
   };
-
   if (options.planOnly) {
     out.write(formatPlan(steps) + "\n");
-    for (const s of steps) {
-      report.steps.push({
-        stage: s.stage.name,
-        type: s.stage.type,
-        outcome: s.status === "cached" ? "cached" : s.status === "skip" ? "skipped" : "planned",
-        seconds: 0,
-        metrics: s.cached ? headlineOf(s, s.cached.manifest.metrics) : {},
-        dir: s.cached?.dir,
-        key: s.key,
-      });
-    }
+    report.steps = steps.map(plannedStep);
     return report;
   }
 
   await verifyInputsToBeRead(steps, out);
-
-  /** Stage name → the failed stage that blocks it. */
-  const blockedBy = new Map<string, string>();
   const signal = options.signal ?? new AbortController().signal;
   // The run as the web UI shows it: written now, updated per stage and with live progress.
   const record = await RunRecord.begin(options.cacheDir, {
     name: pipeline.settings.name,
     file: pipeline.file,
   }, steps);
+  const run: RunContext = { cache, settings, out, signal, options, record, report };
+  /** Stage name → the failed stage that blocks it. */
+  const blockedBy = new Map<string, string>();
   for (const step of steps) {
     await record.sync(report.steps);
     const { stage } = step;
     const base = { stage: stage.name, type: stage.type, key: step.key };
     const blocker = stage.needs.map((n) =>
       blockedBy.get(n) ?? (failedHere(report, n) ? n : undefined)
-    )
-      .find(Boolean);
-    if (blocker) {
-      blockedBy.set(stage.name, blocker);
-      report.steps.push({
-        ...base,
-        outcome: "blocked",
-        seconds: 0,
-        metrics: {},
-        blockedBy: blocker,
-      });
-      continue;
-    }
-    if (step.status === "skip" || report.interrupted) {
-      report.steps.push({ ...base, outcome: "skipped", seconds: 0, metrics: {} });
-      continue;
-    }
-    if (step.status === "cached" && step.cached) {
-      report.artifacts[stage.name] = step.cached;
-      report.steps.push({
-        ...base,
-        outcome: "cached",
-        seconds: 0,
-        metrics: headlineOf(step, step.cached.manifest.metrics),
-        dir: step.cached.dir,
-      });
-      continue;
-    }
-    const result = await runStep(step, report, cache, settings, out, signal, options, record);
+    ).find(Boolean);
+    if (blocker) blockedBy.set(stage.name, blocker);
+    const result = notToRun(step, report, blocker) ?? await runStep(step, run);
     report.steps.push({ ...base, ...result });
     if (result.outcome === "failed" || result.outcome === "interrupted") report.ok = false;
   }
   await record.finish(report.steps, report.ok);
   return report;
+}
+
+/** A step's line in a `planOnly` report: what would happen to it. */
+function plannedStep(s: PlannedStep): StepReport {
+  return {
+    stage: s.stage.name,
+    type: s.stage.type,
+    outcome: s.status === "cached" ? "cached" : s.status === "skip" ? "skipped" : "planned",
+    seconds: 0,
+    metrics: s.cached ? headlineOf(s, s.cached.manifest.metrics) : {},
+    dir: s.cached?.dir,
+    key: s.key,
+  };
+}
+
+/**
+ * The outcome of a step that does not run: blocked by a failed stage it needs, skipped (not
+ * selected, or the run was interrupted) or cached. Undefined when it must run.
+ */
+function notToRun(
+  step: PlannedStep,
+  report: RunReport,
+  blocker: string | undefined,
+): StepResult | undefined {
+  const idle = { seconds: 0, metrics: {} };
+  if (blocker) return { ...idle, outcome: "blocked", blockedBy: blocker };
+  if (step.status === "skip" || report.interrupted) return { ...idle, outcome: "skipped" };
+  if (step.status === "cached" && step.cached) {
+    report.artifacts[step.stage.name] = step.cached;
+    return {
+      outcome: "cached",
+      seconds: 0,
+      metrics: headlineOf(step, step.cached.manifest.metrics),
+      dir: step.cached.dir,
+    };
+  }
+  return undefined;
 }
 
 function failedHere(report: RunReport, stage: string): boolean {
@@ -221,84 +243,121 @@ async function verifyInputsToBeRead(steps: PlannedStep[], out: Output) {
   }
 }
 
-async function runStep(
-  step: PlannedStep,
-  report: RunReport,
-  cache: ArtifactCache,
-  settings: ReturnType<typeof pipelineSettings>,
-  out: Output,
-  signal: AbortSignal,
-  options: RunOptions,
-  record: RunRecord,
-): Promise<Omit<StepReport, "stage" | "type" | "key">> {
-  const { stage } = step;
-  const log = createLogger(stage.name, out);
-  const started = new Date();
-  const t0 = performance.now();
-  const elapsed = () => (performance.now() - t0) / 1000;
-  const what = `${stage.name}/${step.key.slice(0, 16)}`;
-  let lock;
+/**
+ * Run one stage in four phases: take its key's lock; check whether another process computed
+ * the key meanwhile; run the stage into a temporary folder; commit that folder as the artifact.
+ * A failure or interruption in any phase becomes the step's outcome (see `stopped`).
+ */
+async function runStep(step: PlannedStep, run: RunContext): Promise<StepResult> {
+  const log = createLogger(step.stage.name, run.out);
+  const clock = startClock();
+  const lock = await lockKey(step, run, log);
+  if (!("release" in lock)) return stopped(step, run, lock.error, clock, { whileWaiting: true });
   try {
-    lock = await cache.lock(stage.name, step.key, {
-      noWait: options.noWait,
-      signal,
+    const found = await computedMeanwhile(step, run, log);
+    if (found) return found;
+    const done = await execute(step, run, log, lock);
+    const artifact = await commit(step, run, done, clock);
+    return {
+      outcome: "ran",
+      seconds: artifact.manifest.seconds,
+      metrics: headlineOf(step, artifact.manifest.metrics),
+      dir: artifact.dir,
+    };
+  } catch (error) {
+    return await stopped(step, run, error, clock);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** When a step started, and the seconds since. */
+interface Clock {
+  started: Date;
+  elapsed(): number;
+}
+
+function startClock(): Clock {
+  const t0 = performance.now();
+  return { started: new Date(), elapsed: () => (performance.now() - t0) / 1000 };
+}
+
+/** Phase 1: the key's lock, waiting while another process computes the key (unless `noWait`). */
+async function lockKey(
+  step: PlannedStep,
+  run: RunContext,
+  log: Logger,
+): Promise<HeldLock | { error: unknown }> {
+  const what = `${step.stage.name}/${step.key.slice(0, 16)}`;
+  try {
+    return await run.cache.lock(step.stage.name, step.key, {
+      noWait: run.options.noWait,
+      signal: run.signal,
       onWait: (owner) => log.info(`waiting for ${what} (${describeOwner(owner)})`),
     });
   } catch (error) {
-    if (signal.aborted) {
-      report.interrupted = {
-        stage: stage.name,
-        progressDir: cache.progressDir(stage.name, step.key),
-        checkpointKept: false,
-        whileWaiting: true,
-      };
-      return { outcome: "interrupted", seconds: elapsed(), metrics: {}, error: "interrupted" };
-    }
-    return failure(report, stage.name, error, elapsed());
+    return { error };
   }
-  let outDir: string | undefined;
-  const progressDir = cache.progressDir(stage.name, step.key);
+}
+
+/**
+ * Phase 2: another process may have computed this key while we waited for its lock; its
+ * artifact is used unless this run means to replace it (damaged, or a `--force`/`--from`).
+ */
+async function computedMeanwhile(
+  step: PlannedStep,
+  run: RunContext,
+  log: Logger,
+): Promise<StepResult | undefined> {
+  if (step.damaged || step.reason?.startsWith("--")) return undefined;
+  const found = await run.cache.lookup(step.stage.name, step.key);
+  if (!found || isDamaged(found)) return undefined;
+  log.info(`computed by another run meanwhile: using ${found.dir}`);
+  run.report.artifacts[step.stage.name] = found;
+  return {
+    outcome: "cached",
+    seconds: 0,
+    metrics: headlineOf(step, found.manifest.metrics),
+    dir: found.dir,
+  };
+}
+
+/** What a stage's run left to commit. */
+interface Executed {
+  /** The temporary folder holding the stage's files. */
+  outDir: string;
+  inputs: Record<string, Artifact>;
+  metrics: Record<string, number | string>;
+  environment: Record<string, unknown>;
+}
+
+/**
+ * Phase 3: clear the way (a damaged artifact, dead runs' temporary folders, `--force`'s
+ * checkpoints), check memory and disk, and run the stage into a fresh temporary folder,
+ * which is removed if the stage throws.
+ */
+async function execute(
+  step: PlannedStep,
+  run: RunContext,
+  log: Logger,
+  lock: HeldLock,
+): Promise<Executed> {
+  const { stage } = step;
+  const { cache, settings } = run;
+  await clearTheWay(step, cache, log);
+  const memory = stage.definition.memoryBytes?.(stage.params);
+  if (memory) ensureMemory(memory.bytes, `stage "${stage.name}" (${memory.what})`);
+  const needed = stage.definition.diskBytes?.(stage.params, settings);
+  if (needed) await ensureFreeSpace(cache.stageDir(stage.name), needed, `stage "${stage.name}"`);
+  const outDir = await cache.createTemp(stage.name, step.key);
   try {
-    // Another process may have computed this key while we waited for its lock.
-    if (!step.damaged && !step.reason?.startsWith("--")) {
-      const found = await cache.lookup(stage.name, step.key);
-      if (found && !isDamaged(found)) {
-        log.info(`computed by another run meanwhile: using ${found.dir}`);
-        report.artifacts[stage.name] = found;
-        return {
-          outcome: "cached",
-          seconds: 0,
-          metrics: headlineOf(step, found.manifest.metrics),
-          dir: found.dir,
-        };
-      }
-    }
-    // A damaged artifact is kept aside for inspection; an unverifiable old one is simply
-    // replaced when the new one is committed.
-    if (step.damaged && step.damaged.problem !== UNVERIFIABLE) {
-      const aside = await cache.discard(step.damaged.dir).catch(() => undefined);
-      if (aside) log.warn(`set the damaged artifact aside as ${aside}`);
-    }
-    await cache.sweepTemp(stage.name, step.key);
-    if (step.reason === "--force") {
-      const hadProgress = await Deno.stat(progressDir).then(() => true, () => false);
-      if (hadProgress) {
-        await Deno.remove(progressDir, { recursive: true });
-        log.info(`--force: discarded the checkpoints in ${progressDir}; starting fresh`);
-      }
-    }
-    const memory = stage.definition.memoryBytes?.(stage.params);
-    if (memory) ensureMemory(memory.bytes, `stage "${stage.name}" (${memory.what})`);
-    const needed = stage.definition.diskBytes?.(stage.params, settings);
-    if (needed) await ensureFreeSpace(cache.stageDir(stage.name), needed, `stage "${stage.name}"`);
-    outDir = await cache.createTemp(stage.name, step.key);
-    await cache.ensureProgressDir(stage.name, step.key);
+    const progressDir = await cache.ensureProgressDir(stage.name, step.key);
     const inputs: Record<string, Artifact> = {};
-    for (const need of stage.needs) inputs[need] = report.artifacts[need];
+    for (const need of stage.needs) inputs[need] = run.report.artifacts[need];
     const environment: Record<string, unknown> = {};
     log.info(`running (${step.reason ?? "not cached"})`);
-    await record.running(stage.name);
-    options.onStageStart?.(stage.name, progressDir, { lockPath: lock.path, tempDir: outDir });
+    await run.record.running(stage.name);
+    run.options.onStageStart?.(stage.name, progressDir, { lockPath: lock.path, tempDir: outDir });
     const result = await stage.definition.run({
       name: stage.name,
       params: stage.params,
@@ -307,72 +366,126 @@ async function runStep(
       progressDir,
       pipeline: settings,
       progress: createProgress(stage.name, {
-        out,
-        onState: record.progressListener(stage.name),
+        out: run.out,
+        onState: run.record.progressListener(stage.name),
       }),
       log,
-      signal,
+      signal: run.signal,
       recordEnvironment: (facts) => Object.assign(environment, facts),
     });
-    // The stage returned: its work is complete and is committed even if a Ctrl-C arrived
-    // during its last moments (the runner then starts nothing more).
-    const seconds = elapsed();
-    const metrics = result?.metrics ?? {};
-    const manifest: Manifest = {
-      format: 1,
-      stage: stage.name,
-      type: stage.type,
-      version: stage.definition.version,
-      key: step.key,
-      params: stage.params,
-      inputs: Object.fromEntries(
-        Object.entries(inputs).map(([n, a]) => [n, { type: a.type, key: a.key }]),
-      ),
-      files: step.files,
-      versions: { groundup: GROUNDUP_VERSION, deno: Deno.version.deno },
-      environment,
-      metrics,
-      startedAt: started.toISOString(),
-      finishedAt: new Date().toISOString(),
-      seconds,
-    };
-    const artifact = await cache.commit(outDir, manifest);
-    outDir = undefined;
-    report.artifacts[stage.name] = artifact;
-    if (signal.aborted) {
-      report.interrupted = { stage: stage.name, progressDir, checkpointKept: false };
-    }
-    return { outcome: "ran", seconds, metrics: headlineOf(step, metrics), dir: artifact.dir };
+    return { outDir, inputs, metrics: result?.metrics ?? {}, environment };
   } catch (error) {
-    if (outDir) await Deno.remove(outDir, { recursive: true }).catch(() => {});
-    await cache.removeProgressIfEmpty(stage.name, step.key);
-    const checkpointKept = await Deno.stat(progressDir).then(() => true, () => false);
-    if (signal.aborted) {
-      report.interrupted = { stage: stage.name, progressDir, checkpointKept };
-      return { outcome: "interrupted", seconds: elapsed(), metrics: {}, error: "interrupted" };
-    }
-    let cause = error;
-    if (isDiskFull(error)) {
-      cause = new Error(
-        `${describeFsError(error, cache.stageDir(stage.name))} (${(error as Error).message})${
-          checkpointKept ? `; the last checkpoint is kept in ${progressDir}` : ""
-        }`,
-      );
-    }
-    return failure(report, stage.name, cause, elapsed());
-  } finally {
-    await lock.release();
+    await Deno.remove(outDir, { recursive: true }).catch(() => {});
+    throw error;
   }
 }
 
-function failure(
-  report: RunReport,
-  stage: string,
+/**
+ * Before a stage runs: a damaged artifact is kept aside for inspection (an unverifiable old
+ * one is simply replaced when the new one is committed); temporary folders of dead runs go;
+ * `--force` starts without the key's checkpoints.
+ */
+async function clearTheWay(step: PlannedStep, cache: ArtifactCache, log: Logger) {
+  const { stage } = step;
+  if (step.damaged && step.damaged.problem !== UNVERIFIABLE) {
+    const aside = await cache.discard(step.damaged.dir).catch(() => undefined);
+    if (aside) log.warn(`set the damaged artifact aside as ${aside}`);
+  }
+  await cache.sweepTemp(stage.name, step.key);
+  if (step.reason === "--force") {
+    const progressDir = cache.progressDir(stage.name, step.key);
+    const hadProgress = await Deno.stat(progressDir).then(() => true, () => false);
+    if (hadProgress) {
+      await Deno.remove(progressDir, { recursive: true });
+      log.info(`--force: discarded the checkpoints in ${progressDir}; starting fresh`);
+    }
+  }
+}
+
+/**
+ * Phase 4: the stage returned, so its work is complete: write its manifest and move its folder
+ * into place, even if a Ctrl-C arrived during its last moments (the runner then starts nothing
+ * more).
+ */
+async function commit(
+  step: PlannedStep,
+  run: RunContext,
+  done: Executed,
+  clock: Clock,
+): Promise<Artifact> {
+  const { stage } = step;
+  const seconds = clock.elapsed();
+  const manifest: Manifest = {
+    format: 1,
+    stage: stage.name,
+    type: stage.type,
+    version: stage.definition.version,
+    key: step.key,
+    params: stage.params,
+    inputs: Object.fromEntries(
+      Object.entries(done.inputs).map(([n, a]) => [n, { type: a.type, key: a.key }]),
+    ),
+    files: step.files,
+    versions: { groundup: GROUNDUP_VERSION, deno: Deno.version.deno },
+    environment: done.environment,
+    metrics: done.metrics,
+    startedAt: clock.started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    seconds,
+  };
+  let artifact: Artifact;
+  try {
+    artifact = await run.cache.commit(done.outDir, manifest);
+  } catch (error) {
+    await Deno.remove(done.outDir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  run.report.artifacts[stage.name] = artifact;
+  if (run.signal.aborted) {
+    run.report.interrupted = {
+      stage: stage.name,
+      progressDir: run.cache.progressDir(stage.name, step.key),
+      checkpointKept: false,
+    };
+  }
+  return artifact;
+}
+
+/**
+ * A step that threw or was interrupted: its empty progress folder goes (a checkpoint stays for
+ * the next run), the report says whether a Ctrl-C stopped it or what failed, naming the path
+ * and the kept checkpoint when the disk is full. `lockWait`: it never got its key's lock, so
+ * it owns nothing in the cache.
+ */
+async function stopped(
+  step: PlannedStep,
+  run: RunContext,
   error: unknown,
-  seconds: number,
-): Omit<StepReport, "stage" | "type" | "key"> {
+  clock: Clock,
+  lockWait?: { whileWaiting: true },
+): Promise<StepResult> {
+  const { cache, report } = run;
+  const stage = step.stage.name;
+  const progressDir = cache.progressDir(stage, step.key);
+  let checkpointKept = false;
+  if (!lockWait) {
+    await cache.removeProgressIfEmpty(stage, step.key);
+    checkpointKept = await Deno.stat(progressDir).then(() => true, () => false);
+  }
+  if (run.signal.aborted) {
+    report.interrupted = { stage, progressDir, checkpointKept, ...lockWait };
+    return { outcome: "interrupted", seconds: clock.elapsed(), metrics: {}, error: "interrupted" };
+  }
+  let cause = error;
+  if (!lockWait && isDiskFull(error)) {
+    cause = new Error(
+      `${describeFsError(error, cache.stageDir(stage))} (${(error as Error).message})${
+        checkpointKept ? `; the last checkpoint is kept in ${progressDir}` : ""
+      }`,
+    );
+  }
   report.ok = false;
-  report.error ??= new StageFailedError(stage, error);
-  const message = error instanceof Error ? error.message : String(error);
-  return { outcome: "failed", seconds, metrics: {}, error: message };
+  report.error ??= new StageFailedError(stage, cause);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return { outcome: "failed", seconds: clock.elapsed(), metrics: {}, error: message };
 }

@@ -228,7 +228,8 @@ In a stage entry, two keys belong to the runner, the rest are the stage's parame
 {{RUNNER_KEYS}}
 
 Relative paths resolve against the folder you run from. \`--config FILE\` deep-merges a YAML
-overlay into the pipeline (a model config replaces the pipeline's \`model\`) and
+overlay into the pipeline; a file with none of the pipeline's keys (a model config such as
+\`configs/models/gpt2-large.yaml\`) replaces the pipeline's \`model\` instead. And
 \`--set stage.key=VALUE\` (or \`--set seed=1\`) sets one value, typed by the stage's schema.
 
 A pipeline that does not validate runs nothing; every problem is listed with its place:

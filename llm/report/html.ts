@@ -6,6 +6,8 @@
  *
  * The renderer is a pure function of plain data; the `report` stage reads the artifacts.
  */
+import { escapeXml } from "../../util/markup.ts";
+import { histogramSvg } from "../eval/histogram_svg.ts";
 import { type LossCurve, lossPlotSvg } from "../train/plot.ts";
 
 /** One training run's loss history, drawn as the book's figure. */
@@ -71,12 +73,6 @@ export interface ReportData {
   responses?: ReportResponses;
 }
 
-/** Escapes text for HTML element content and attribute values. */
-export function escapeHtml(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
-}
-
 function percent(value: number, digits = 1): string {
   return Number.isFinite(value) ? `${(value * 100).toFixed(digits)}%` : "—";
 }
@@ -85,53 +81,8 @@ function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "—";
 }
 
-/** A bar chart of the judge's scores in ten bins, as inline SVG. */
-export function histogramSvg(counts: number[], title: string, width = 420, height = 220): string {
-  const margin = { left: 40, right: 10, top: 28, bottom: 36 };
-  const plotW = width - margin.left - margin.right, plotH = height - margin.top - margin.bottom;
-  const max = Math.max(1, ...counts);
-  const barW = plotW / counts.length;
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11" role="img" aria-label="${
-      escapeHtml(title)
-    }">`,
-    `<text x="${width / 2}" y="16" text-anchor="middle" font-weight="bold">${
-      escapeHtml(title)
-    }</text>`,
-    `<line x1="${margin.left}" x2="${margin.left + plotW}" y1="${margin.top + plotH}" y2="${
-      margin.top + plotH
-    }" stroke="#333"/>`,
-  ];
-  counts.forEach((count, i) => {
-    const h = (count / max) * plotH;
-    const x = margin.left + i * barW;
-    parts.push(
-      `<rect class="bar" x="${(x + 2).toFixed(1)}" y="${
-        (margin.top + plotH - h).toFixed(1)
-      }" width="${(barW - 4).toFixed(1)}" height="${h.toFixed(1)}" fill="#1f77b4"><title>${
-        i * 10
-      }–${i === counts.length - 1 ? 100 : i * 10 + 9}: ${count}</title></rect>`,
-      `<text x="${(x + barW / 2).toFixed(1)}" y="${margin.top + plotH + 14}" text-anchor="middle">${
-        i * 10
-      }</text>`,
-    );
-    if (count > 0) {
-      parts.push(
-        `<text x="${(x + barW / 2).toFixed(1)}" y="${
-          (margin.top + plotH - h - 3).toFixed(1)
-        }" text-anchor="middle">${count}</text>`,
-      );
-    }
-  });
-  parts.push(
-    `<text x="${margin.left + plotW / 2}" y="${height - 4}" text-anchor="middle">score</text>`,
-    `</svg>`,
-  );
-  return parts.join("");
-}
-
 function table(headers: string[], rows: string[][]): string {
-  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
+  const head = headers.map((h) => `<th>${escapeXml(h)}</th>`).join("");
   const body = rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("\n");
   return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
@@ -140,7 +91,7 @@ function lossSection(curves: ReportLossCurve[]): string {
   if (curves.length === 0) return "";
   const figures = curves.map((c) =>
     `<figure>${lossPlotSvg({ ...c.curve, title: c.name })}<figcaption>${
-      escapeHtml(c.name)
+      escapeXml(c.name)
     }: final train ${fixed(c.curve.train.at(-1) ?? NaN, 3)}, val ${
       fixed(c.curve.val.at(-1) ?? NaN, 3)
     }</figcaption></figure>`
@@ -154,8 +105,8 @@ function mmluSection(rows: ReportMmluRow[]): string {
     table(
       ["model", "task", "acc", "± stderr", "questions"],
       rows.map((r) => [
-        escapeHtml(r.model),
-        escapeHtml(r.task),
+        escapeXml(r.model),
+        escapeXml(r.task),
         fixed(r.acc, 4),
         fixed(r.stderr, 4),
         String(r.samples),
@@ -167,14 +118,14 @@ function mmluSection(rows: ReportMmluRow[]): string {
 function judgeSection(fields: ReportJudgeField[]): string {
   if (fields.length === 0) return "";
   const rows = fields.map((f) => [
-    escapeHtml(f.field),
-    escapeHtml(f.judge),
+    escapeXml(f.field),
+    escapeXml(f.judge),
     `${f.scored} / ${f.total}`,
     fixed(f.mean, 2),
     fixed(f.stderr, 2),
   ]);
   const charts = fields.map((f) =>
-    `<figure>${histogramSvg(f.histogram, `${f.field}: judge scores`)}</figure>`
+    `<figure>${histogramSvg(f.histogram, `${f.field}: judge scores`, 420, 240)}</figure>`
   );
   return `<section id="judge"><h2>LLM judge (0–100)</h2>${
     table(["responses", "judge", "scored", "mean", "± stderr"], rows)
@@ -187,9 +138,9 @@ function pairwiseSection(results: ReportPairwise[]): string {
     table(
       ["A", "B", "judge", "A's win rate", "wins / ties / losses", "order flips the verdict"],
       results.map((r) => [
-        escapeHtml(r.a),
-        escapeHtml(r.b),
-        escapeHtml(r.judge),
+        escapeXml(r.a),
+        escapeXml(r.b),
+        escapeXml(r.judge),
         percent(r.winRate),
         `${r.wins} / ${r.ties} / ${r.losses}`,
         percent(r.inconsistency),
@@ -203,14 +154,14 @@ function responsesSection(responses: ReportResponses | undefined, limit: number)
   const shown = responses.entries.slice(0, limit);
   const headers = ["#", "instruction", "reference", ...responses.fields];
   const rows = shown.map((e, i) => {
-    const prompt = escapeHtml(e.instruction) +
-      (e.input ? `<div class="input">${escapeHtml(e.input)}</div>` : "");
+    const prompt = escapeXml(e.instruction) +
+      (e.input ? `<div class="input">${escapeXml(e.input)}</div>` : "");
     const cells = responses.fields.map((f) => {
       const score = responses.scores?.[f]?.[i];
       const badge = score === undefined ? "" : `<span class="score">${score}</span> `;
-      return badge + escapeHtml(e.responses[f] ?? "");
+      return badge + escapeXml(e.responses[f] ?? "");
     });
-    return [String(i), prompt, escapeHtml(e.output), ...cells];
+    return [String(i), prompt, escapeXml(e.output), ...cells];
   });
   const note = responses.entries.length > shown.length
     ? `<p>The first ${shown.length} of ${responses.entries.length} entries.</p>`
@@ -241,9 +192,9 @@ export function renderReport(data: ReportData, options: { responsesShown?: numbe
   ].filter((s) => s !== "");
   const body = sections.length > 0 ? sections.join("\n") : "<p>Nothing to report yet.</p>";
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(data.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(data.title)}</title>
 <style>${STYLE}</style></head>
-<body><h1>${escapeHtml(data.title)}</h1><p class="when">${escapeHtml(data.createdAt)}</p>
+<body><h1>${escapeXml(data.title)}</h1><p class="when">${escapeXml(data.createdAt)}</p>
 ${body}
 </body></html>
 `;

@@ -9,9 +9,9 @@
  * (truncated, overwritten) is reported and set aside as `checkpoint.corrupt-<time>` instead
  * of resuming with garbage, and the run starts from scratch, saying so.
  */
-import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { describeFsError, ensureFreeSpace, isDiskFull } from "../../util/disk.ts";
+import { type DamageWords, findDamage, recordFiles } from "../../util/file_manifest.ts";
 import type { GPTModel } from "../model/gpt.ts";
 import type { NamedParameter } from "../model/layers.ts";
 import { groupShards, stateNameOf } from "../model/sharded.ts";
@@ -107,7 +107,7 @@ export async function saveCheckpoint<Extra>(
       format: 1,
       ...state,
       dropoutRngState: model.dropoutRng.state,
-      files: await recordCheckpointFiles(temp),
+      files: await recordFiles(temp, STATE_FILE),
     };
     await Deno.writeTextFile(join(temp, STATE_FILE), JSON.stringify(full) + "\n");
     // Replace the previous checkpoint: move it aside, move the new one in, drop the old one.
@@ -134,50 +134,11 @@ export async function saveCheckpoint<Extra>(
   }
 }
 
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  for await (const chunk of file.readable) hash.update(chunk);
-  return hash.digest("hex");
-}
-
-async function recordCheckpointFiles(
-  dir: string,
-): Promise<Record<string, { size: number; sha256: string }>> {
-  const files: Record<string, { size: number; sha256: string }> = {};
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile) names.push(entry.name);
-  for (const name of names.sort()) {
-    if (name === STATE_FILE) continue;
-    const path = join(dir, name);
-    files[name] = { size: (await Deno.stat(path)).size, sha256: await sha256OfFile(path) };
-  }
-  return files;
-}
-
-/** The first file of the checkpoint that differs from what its state.json recorded. */
-async function checkpointDamage(
-  dir: string,
-  files: Record<string, { size: number; sha256: string }>,
-): Promise<string | undefined> {
-  for (const [name, record] of Object.entries(files)) {
-    const path = join(dir, name);
-    let size: number;
-    try {
-      size = (await Deno.stat(path)).size;
-    } catch {
-      return `${path} is missing`;
-    }
-    if (size !== record.size) return `${path} has ${size} bytes, ${record.size} were written`;
-  }
-  for (const [name, record] of Object.entries(files)) {
-    const path = join(dir, name);
-    if ((await sha256OfFile(path)) !== record.sha256) {
-      return `${path} has changed since it was written (sha256 differs)`;
-    }
-  }
-  return undefined;
-}
+/** A checkpoint's files are compared with what was written (its state.json's list). */
+const CHECKPOINT_DAMAGE: DamageWords = {
+  recordedSize: (bytes) => `${bytes} were written`,
+  changed: "has changed since it was written (sha256 differs)",
+};
 
 /**
  * Checkpoints verified in this process (dir → state.json's text and each file's size and
@@ -235,7 +196,7 @@ export async function readCheckpointState<Extra>(
   if (state.files) {
     const seen = await fingerprint(dir, text, state.files);
     if (verified.get(dir) !== seen) {
-      const problem = await checkpointDamage(dir, state.files);
+      const problem = await findDamage(dir, state.files, "contents", CHECKPOINT_DAMAGE);
       if (problem) {
         verified.delete(dir);
         await setAside(dir, problem, warn);

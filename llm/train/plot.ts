@@ -3,6 +3,7 @@
  * loss against epochs on the bottom axis, with tokens seen on a second axis at the top. As the
  * book's, it plots any pair of curves under another `label` (DPO's "reward margins").
  */
+import { escapeXml } from "../../util/markup.ts";
 
 export interface LossCurve {
   /** Epochs elapsed at each evaluation (fractional). */
@@ -31,10 +32,6 @@ function formatTick(value: number): string {
   if (Math.abs(value) >= 1e6) return `${(value / 1e6).toPrecision(3)}M`;
   if (Math.abs(value) >= 1e3) return `${(value / 1e3).toPrecision(3)}k`;
   return String(Number(value.toPrecision(4)));
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
 export function lossPlotSvg(curve: LossCurve, width = 640, height = 400): string {

@@ -166,6 +166,27 @@ Deno.test("--config overlays deep-merge; a model config file replaces the model"
   });
 });
 
+Deno.test("--config: a file with none of the pipeline's keys is the model; a misspelt pipeline key is reported, not taken for one", async () => {
+  const { registry } = countingRegistry();
+  await withTempDir(async (dir) => {
+    const file = await writePipeline(dir, CHAIN + "model:\n  emb_dim: 8\n");
+    // Any keys at all: the runner does not know what a model configuration holds.
+    const config = await writePipeline(dir, "width: 3\ndepth: 2\n", "config.yaml");
+    const pipeline = await loadPipeline(file, registry, { overlays: [config] });
+    assert.deepEqual(pipeline.model, { width: 3, depth: 2 });
+    const misspelt = await writePipeline(dir, "stagse:\n  a:\n    value: 5\n", "typo.yaml");
+    const text = (await problemsOf(loadPipeline(file, registry, { overlays: [misspelt] }))).join(
+      "\n",
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `${misspelt}:1:1: key "stagse": unknown key "stagse" \\(did you mean "stages"\\?\\)`,
+      ),
+    );
+  });
+});
+
 Deno.test("the shipped pipelines are valid", async () => {
   for await (const entry of Deno.readDir("pipelines")) {
     if (!entry.name.endsWith(".yaml")) continue;

@@ -5,49 +5,28 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadPipeline } from "../../runner/pipeline.ts";
-import { runPipeline } from "../../runner/run.ts";
-import { builtinStages, openPreferencesArtifact } from "../../stages/mod.ts";
+import { openPreferencesArtifact } from "../../stages/mod.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readResponses } from "../../llm/eval/judge.ts";
-import { REPO_ROOT, SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
-import { quietOutput, writePipeline } from "../runner/helpers.ts";
+import { SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
+import {
+  interruptWhen,
+  killAfterCheckpoint,
+  resumedFrom,
+  runFile,
+  runLogged,
+  writeMicroBasePipeline,
+} from "./harness.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
 /** The chain up to `preferences`; with `finetune`, an instruction-tuned model to start from. */
-async function dpoPipeline(dir: string, dpo: string, extra = "", finetune = true) {
-  const verdict = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
-  await Deno.writeTextFile(join(dir, "corpus.txt"), verdict.slice(0, 1500));
-  return await writePipeline(
+function dpoPipeline(dir: string, dpo: string, extra = "", finetune = true) {
+  return writeMicroBasePipeline(
     dir,
-    `name: dpo-test
-seed: 123
-backend: cpu
-model:
-  vocab_size: 50257
-  context_length: 128
-  emb_dim: 16
-  n_heads: 2
-  n_layers: 1
-  drop_rate: 0.0
-  qkv_bias: true
-stages:
-  tokenize:
-    corpus: ${join(dir, "corpus.txt")}
-  dataloader:
-    needs: tokenize
-    batch_size: 2
-    max_length: 32
-    stride: 32
-  pretrain:
-    needs: dataloader
-    epochs: 1
-    eval_freq: 100
-    eval_iter: 1
-    sample_tokens: 0
-${finetune ? FINETUNE : ""}  preferences:
+    { name: "dpo-test", contextLength: 128 },
+    `${finetune ? FINETUNE : ""}  preferences:
     limit: 24
 ${dpo}${extra}`,
   );
@@ -80,14 +59,6 @@ const DPO_FROM_PRETRAIN = DPO.replace(
   "needs: [pretrain, preferences]",
 )
   .replace("    sample_tokens: 4\n", "    sample_tokens: 0\n");
-
-async function runFile(file: string, cacheDir: string, signal?: AbortSignal) {
-  return await runPipeline(await loadPipeline(file, builtinStages()), {
-    cacheDir,
-    out: quietOutput,
-    signal,
-  });
-}
 
 async function readHistory(dir: string) {
   return JSON.parse(await Deno.readTextFile(join(dir, "history.json")));
@@ -211,57 +182,29 @@ Deno.test("dpo: interrupted (Ctrl-C), it checkpoints; killed (SIGKILL), it resum
 
     // Ctrl-C: the run's signal; the loop finishes the step and checkpoints.
     const cache = join(dir, "interrupted");
-    const controller = new AbortController();
-    const first: string[] = [];
-    const outcome = await runPipeline(await loadPipeline(file, builtinStages()), {
-      cacheDir: cache,
-      signal: controller.signal,
-      out: {
-        write: (t: string) => {
-          first.push(t);
-          if (/\[dpo\] Ep 1 \(Step 000006\)/.test(t)) controller.abort();
-        },
-        isTerminal: false,
-      },
-    }).catch((error) => error);
-    assert.ok(!outcome?.ok, "the first run must have been interrupted");
-    assert.match(first.join(""), /\[dpo\] checkpoint saved at step 7/);
-    const resumed: string[] = [];
-    const report = await runPipeline(await loadPipeline(file, builtinStages()), {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
-    });
+    const first = await interruptWhen(file, cache, /\[dpo\] Ep 1 \(Step 000006\)/);
+    assert.ok(
+      !("ok" in first.outcome && first.outcome.ok),
+      "the first run must have been interrupted",
+    );
+    assert.match(first.log, /\[dpo\] checkpoint saved at step 7/);
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    assert.match(resumed.join(""), /\[dpo\] resuming from the checkpoint at step 7/);
+    assert.match(log, /\[dpo\] resuming from the checkpoint at step 7/);
     await sameWeights(report.artifacts.dpo.dir);
 
     // kill -9 after a checkpoint: the re-run continues from it.
     const killed = join(dir, "killed");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(REPO_ROOT, "main.ts"), file, "--cache-dir", killed],
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1", GROUNDUP_MIRROR: SHARED_FIXTURES },
-    }).spawn();
-    const decoder = new TextDecoder();
-    let seen = "";
-    for await (const chunk of child.stderr) {
-      seen += decoder.decode(chunk);
-      const match = [...seen.matchAll(/\[dpo\] checkpoint saved at step (\d+)/g)].at(-1);
-      if (match && Number(match[1]) >= 4) break;
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    assert.doesNotMatch(seen, /dpo +ran/, "the run must not have finished");
-    const again: string[] = [];
-    const after = await runPipeline(await loadPipeline(file, builtinStages()), {
-      cacheDir: killed,
-      out: { write: (t: string) => void again.push(t), isTerminal: false },
+    await killAfterCheckpoint(file, killed, {
+      stage: "dpo",
+      atStep: 4,
+      env: { GROUNDUP_MIRROR: SHARED_FIXTURES },
     });
-    assert.ok(after.ok, after.error?.message);
-    const from = /\[dpo\] resuming from the checkpoint at step (\d+)/.exec(again.join(""));
-    assert.ok(from && Number(from[1]) >= 4 && Number(from[1]) < 10, again.join(""));
-    await sameWeights(after.artifacts.dpo.dir);
+    const again = await runLogged(file, killed);
+    assert.ok(again.report.ok, again.report.error?.message);
+    const from = resumedFrom(again.log, "dpo");
+    assert.ok(from !== undefined && from >= 4 && from < 10, again.log);
+    await sameWeights(again.report.artifacts.dpo.dir);
   });
 });
 

@@ -1,55 +1,32 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PipelineError } from "../../runner/errors.ts";
-import { loadPipeline } from "../../runner/pipeline.ts";
-import { runPipeline } from "../../runner/run.ts";
-import { builtinStages, openInstructionsArtifact } from "../../stages/mod.ts";
+import { openInstructionsArtifact } from "../../stages/mod.ts";
 import { countLoraParameters, loadAdapter, mergedStateDict } from "../../llm/model/lora.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
 import { readModelTemplate } from "../../llm/infer/model_folder.ts";
 import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
-import { REPO_ROOT, SHARED_FIXTURES, sharedFixture, withTempDir } from "../fixtures.ts";
-import { quietOutput, writePipeline } from "../runner/helpers.ts";
+import { SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
+import { writePipeline } from "../runner/helpers.ts";
+import {
+  assertSameTensors,
+  interruptWhen,
+  killAfterCheckpoint,
+  resumedFrom,
+  runFile,
+  runLogged,
+  writeMicroBasePipeline,
+} from "./harness.ts";
 import { readResponses, responseFields } from "../../llm/eval/judge.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
-/**
- * A micro GPT over GPT-2's vocabulary, pretrained for a few steps on the start of "The
- * Verdict" (a base model to fine-tune), the first 40 instruction entries, and `extra` stages.
- */
-async function ftPipeline(dir: string, extra: string) {
-  const verdict = await Deno.readTextFile(sharedFixture("workshop", "the-verdict.txt"));
-  await Deno.writeTextFile(join(dir, "corpus.txt"), verdict.slice(0, 1500));
-  return await writePipeline(
+/** The micro base model (see `writeMicroBasePipeline`), the first 40 instruction entries, and `extra` stages. */
+function ftPipeline(dir: string, extra: string) {
+  return writeMicroBasePipeline(
     dir,
-    `name: ft
-seed: 123
-backend: cpu
-model:
-  vocab_size: 50257
-  context_length: 32
-  emb_dim: 16
-  n_heads: 2
-  n_layers: 1
-  drop_rate: 0.0
-  qkv_bias: true
-stages:
-  tokenize:
-    corpus: ${join(dir, "corpus.txt")}
-  dataloader:
-    needs: tokenize
-    batch_size: 2
-    max_length: 32
-    stride: 32
-  pretrain:
-    needs: dataloader
-    epochs: 1
-    eval_freq: 100
-    eval_iter: 1
-    sample_tokens: 0
-    initial_eval: false
-  instructions:
+    { name: "ft", contextLength: 32, pretrain: "    initial_eval: false\n" },
+    `  instructions:
     limit: 40
 ${extra}`,
   );
@@ -68,11 +45,6 @@ const LORA = `  lora-finetune:
     initial_eval: true
     checkpoint_every: 3
 `;
-
-async function runFile(file: string, cacheDir: string, signal?: AbortSignal) {
-  const pipeline = await loadPipeline(file, builtinStages());
-  return await runPipeline(pipeline, { cacheDir, out: quietOutput, signal });
-}
 
 Deno.test("instructions: the book's split of the first 40 entries, tokens, template and stats read back", async () => {
   await withTempDir(async (dir) => {
@@ -238,40 +210,21 @@ Deno.test("lora-finetune: killed mid-run (SIGKILL), the re-run resumes from the 
     assert.ok(reference.ok, reference.error?.message);
 
     const cache = join(dir, "interrupted");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(REPO_ROOT, "main.ts"), file, "--cache-dir", cache],
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1", GROUNDUP_MIRROR: SHARED_FIXTURES },
-    }).spawn();
-    const decoder = new TextDecoder();
-    let seen = "";
-    for await (const chunk of child.stderr) {
-      seen += decoder.decode(chunk);
-      const match = [...seen.matchAll(/\[lora-finetune\] checkpoint saved at step (\d+)/g)].at(-1);
-      if (match && Number(match[1]) >= 9) break;
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    assert.doesNotMatch(seen, /lora-finetune +ran/, "the run must not have finished");
-
-    const resumed: string[] = [];
-    const pipeline = await loadPipeline(file, builtinStages());
-    const report = await runPipeline(pipeline, {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
+    await killAfterCheckpoint(file, cache, {
+      stage: "lora-finetune",
+      atStep: 9,
+      env: { GROUNDUP_MIRROR: SHARED_FIXTURES },
     });
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    const from = /\[lora-finetune\] resuming from the checkpoint at step (\d+)/.exec(
-      resumed.join(""),
-    );
-    assert.ok(from && Number(from[1]) >= 9 && Number(from[1]) < 16, resumed.join(""));
+    const from = resumedFrom(log, "lora-finetune");
+    assert.ok(from !== undefined && from >= 9 && from < 16, log);
     for (const name of ["model.safetensors", "adapter.safetensors"]) {
-      const a = await readSafetensorsFile(join(reference.artifacts["lora-finetune"].dir, name));
-      const b = await readSafetensorsFile(join(report.artifacts["lora-finetune"].dir, name));
-      for (const [tensor, value] of a.tensors) {
-        assert.deepEqual(b.tensors.get(tensor)!.data, value.data, `${name}: ${tensor} differs`);
-      }
+      await assertSameTensors(
+        reference.artifacts["lora-finetune"].dir,
+        report.artifacts["lora-finetune"].dir,
+        name,
+      );
     }
     const history = async (r: typeof report) =>
       JSON.parse(
@@ -288,39 +241,21 @@ Deno.test("lora-finetune: interrupted (Ctrl-C: the run's signal), it checkpoints
     assert.ok(reference.ok, reference.error?.message);
 
     const cache = join(dir, "interrupted");
-    const controller = new AbortController();
-    const pipeline = await loadPipeline(file, builtinStages());
-    const first: string[] = [];
-    const outcome = await runPipeline(pipeline, {
-      cacheDir: cache,
-      signal: controller.signal,
-      out: {
-        write: (t: string) => {
-          first.push(t);
-          if (/\[lora-finetune\] Ep 1 \(Step 000004\)/.test(t)) controller.abort();
-        },
-        isTerminal: false,
-      },
-    }).catch((error) => error);
-    assert.ok(!outcome?.ok, "the first run must have been interrupted");
-    assert.match(first.join(""), /\[lora-finetune\] checkpoint saved at step 5/);
+    const first = await interruptWhen(file, cache, /\[lora-finetune\] Ep 1 \(Step 000004\)/);
+    assert.ok(
+      !("ok" in first.outcome && first.outcome.ok),
+      "the first run must have been interrupted",
+    );
+    assert.match(first.log, /\[lora-finetune\] checkpoint saved at step 5/);
 
-    const resumed: string[] = [];
-    const report = await runPipeline(await loadPipeline(file, builtinStages()), {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
-    });
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    assert.match(resumed.join(""), /\[lora-finetune\] resuming from the checkpoint at step 5/);
-    const a = await readSafetensorsFile(
-      join(reference.artifacts["lora-finetune"].dir, "model.safetensors"),
+    assert.match(log, /\[lora-finetune\] resuming from the checkpoint at step 5/);
+    await assertSameTensors(
+      reference.artifacts["lora-finetune"].dir,
+      report.artifacts["lora-finetune"].dir,
+      "model.safetensors",
     );
-    const b = await readSafetensorsFile(
-      join(report.artifacts["lora-finetune"].dir, "model.safetensors"),
-    );
-    for (const [name, tensor] of a.tensors) {
-      assert.deepEqual(b.tensors.get(name)!.data, tensor.data, `${name} differs after resuming`);
-    }
   });
 });
 
@@ -383,15 +318,10 @@ Deno.test("responses: the book's responses.json; an interrupted run resumes at t
       clearInterval(timer);
     }
     assert.ok(!(first && "ok" in first && first.ok), "the first run must have been interrupted");
-    const resumed: string[] = [];
-    const pipeline = await loadPipeline(file, builtinStages());
-    const report = await runPipeline(pipeline, {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
-    });
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    const done = /model_response: (\d+) of 6 answers already done, resuming/.exec(resumed.join(""));
-    assert.ok(done && Number(done[1]) >= 2 && Number(done[1]) < 6, resumed.join(""));
+    const done = /model_response: (\d+) of 6 answers already done, resuming/.exec(log);
+    assert.ok(done && Number(done[1]) >= 2 && Number(done[1]) < 6, log);
     assert.deepEqual(
       JSON.parse(await Deno.readTextFile(join(report.artifacts.responses.dir, "responses.json"))),
       want,

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadPipeline } from "../../runner/pipeline.ts";
-import { runPipeline } from "../../runner/run.ts";
-import { builtinStages } from "../../stages/mod.ts";
 import { readModelTokenizer } from "../../llm/infer/model_folder.ts";
 import { loadModel } from "../../llm/model/weights_io.ts";
-import { readSafetensorsFile } from "../../llm/weights/safetensors.ts";
 import { REPO_ROOT, SHARED_FIXTURES, withTempDir } from "../fixtures.ts";
-import { quietOutput, writePipeline } from "../runner/helpers.ts";
+import { writePipeline } from "../runner/helpers.ts";
+import {
+  assertSameTensors,
+  killAfterCheckpoint,
+  resumedFrom,
+  runFile,
+  runLogged,
+} from "./harness.ts";
 
 Deno.env.set("GROUNDUP_MIRROR", SHARED_FIXTURES);
 
@@ -43,11 +46,6 @@ stages:
     sample_prompt: I HAD always thought
     checkpoint_every: 7
 ${extra}`;
-}
-
-async function runFile(file: string, cacheDir: string) {
-  const pipeline = await loadPipeline(file, builtinStages());
-  return await runPipeline(pipeline, { cacheDir, out: quietOutput });
 }
 
 Deno.test("pretrain: the loss falls clearly and the artifact holds weights, history, plot and samples", async () => {
@@ -99,43 +97,17 @@ Deno.test("pretrain: killed mid-run (SIGKILL), the re-run resumes and ends with 
     assert.ok(reference.ok, reference.error?.message);
 
     const cache = join(dir, "interrupted");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(REPO_ROOT, "main.ts"), file, "--cache-dir", cache],
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    // Kill as soon as a checkpoint past the first epoch exists.
-    const decoder = new TextDecoder();
-    let seen = "";
-    for await (const chunk of child.stderr) {
-      seen += decoder.decode(chunk);
-      const match = [...seen.matchAll(/checkpoint saved at step (\d+)/g)].at(-1);
-      if (match && Number(match[1]) >= 35) break;
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    assert.doesNotMatch(seen, /pretrain +ran/, "the run must not have finished");
-
-    const resumed: string[] = [];
-    const pipeline = await loadPipeline(file, builtinStages());
-    const report = await runPipeline(pipeline, {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
-    });
+    await killAfterCheckpoint(file, cache, { stage: "pretrain", atStep: 35 });
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    const resumedFrom = /resuming from the checkpoint at step (\d+)/.exec(resumed.join(""));
-    assert.ok(resumedFrom && Number(resumedFrom[1]) >= 35, resumed.join(""));
-    assert.ok(Number(resumedFrom![1]) < epochs * 32);
-
-    const a = await readSafetensorsFile(
-      join(reference.artifacts.pretrain.dir, "model.safetensors"),
+    const from = resumedFrom(log, "pretrain");
+    assert.ok(from !== undefined && from >= 35, log);
+    assert.ok(from < epochs * 32);
+    await assertSameTensors(
+      reference.artifacts.pretrain.dir,
+      report.artifacts.pretrain.dir,
+      "model.safetensors",
     );
-    const b = await readSafetensorsFile(join(report.artifacts.pretrain.dir, "model.safetensors"));
-    assert.deepEqual([...a.tensors.keys()], [...b.tensors.keys()]);
-    for (const [name, tensor] of a.tensors) {
-      assert.deepEqual(b.tensors.get(name)!.data, tensor.data, `${name} differs after resuming`);
-    }
     const historyA = JSON.parse(
       await Deno.readTextFile(join(reference.artifacts.pretrain.dir, "history.json")),
     );
@@ -214,20 +186,13 @@ Deno.test("pretrain: Ctrl-C twice at different points, then a plain re-run: exit
     // The second run resumed from the first one's checkpoint and went further.
     assert.ok(steps[1] > steps[0], `checkpoints at steps ${steps}`);
 
-    const resumed: string[] = [];
-    const pipeline = await loadPipeline(file, builtinStages());
-    const report = await runPipeline(pipeline, {
-      cacheDir: cache,
-      out: { write: (t: string) => void resumed.push(t), isTerminal: false },
-    });
+    const { report, log } = await runLogged(file, cache);
     assert.ok(report.ok, report.error?.message);
-    assert.match(resumed.join(""), new RegExp(`resuming from the checkpoint at step ${steps[1]}`));
-    const a = await readSafetensorsFile(
-      join(reference.artifacts.pretrain.dir, "model.safetensors"),
+    assert.match(log, new RegExp(`resuming from the checkpoint at step ${steps[1]}`));
+    await assertSameTensors(
+      reference.artifacts.pretrain.dir,
+      report.artifacts.pretrain.dir,
+      "model.safetensors",
     );
-    const b = await readSafetensorsFile(join(report.artifacts.pretrain.dir, "model.safetensors"));
-    for (const [name, tensor] of a.tensors) {
-      assert.deepEqual(b.tensors.get(name)!.data, tensor.data, `${name} differs after two Ctrl-Cs`);
-    }
   });
 });

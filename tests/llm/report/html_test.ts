@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { escapeHtml, histogramSvg, renderReport } from "../../../llm/report/html.ts";
+import { renderReport } from "../../../llm/report/html.ts";
+import { histogramSvg } from "../../../llm/eval/histogram_svg.ts";
+import { escapeXml } from "../../../util/markup.ts";
 
 Deno.test("report: every section appears, with the numbers it was given", () => {
   const html = renderReport({
@@ -86,5 +88,5 @@ Deno.test("report: histogram bar heights are proportional to the counts", () => 
   assert.equal(heights.length, 10);
   assert.equal(heights[0], 0);
   assert.ok(Math.abs(heights[2] - 2 * heights[1]) < 0.2);
-  assert.equal(escapeHtml(`"&"`), "&quot;&amp;&quot;");
+  assert.equal(escapeXml(`"&"`), "&quot;&amp;&quot;");
 });
