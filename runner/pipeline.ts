@@ -214,6 +214,8 @@ interface Reading {
   registry: StageRegistry;
   sources: SourceMap;
   problems: PipelineProblem[];
+  /** The `--config` file taken as the model configuration, if one was. */
+  modelOverlay?: string;
 }
 
 /**
@@ -244,6 +246,7 @@ export async function loadPipeline(
     if (stage) stages.push(stage);
   }
   checkAcrossStages(stages, reading.sources, reading.problems);
+  checkModelOverlayUsed(reading, pipeline.stages);
   throwIfAny(distinct(reading.problems));
   return {
     file,
@@ -278,17 +281,44 @@ async function readPipelineFile(file: string, { sources, problems }: Reading): P
  * `--config FILE`: deep-merged over the pipeline, or, when it is a configuration file (see
  * `isConfigurationFile`), the new value of `model:`.
  */
-async function applyOverlay(merged: Json, overlayFile: string, { sources, problems }: Reading) {
+async function applyOverlay(merged: Json, overlayFile: string, reading: Reading) {
+  const { sources, problems } = reading;
   const overlay = await readYamlFile(overlayFile, sources, problems);
   throwIfAny(problems);
   if (!isPlainObject(overlay)) {
     problems.push({ location: { source: overlayFile }, message: "expected a YAML mapping" });
   } else if (isConfigurationFile(overlay)) {
+    reading.modelOverlay = overlayFile;
     merged.model = overlay;
     sources.replace(["model"], { source: overlayFile, line: 1, column: 1 });
   } else {
     Object.assign(merged, deepMerge(merged, overlay));
   }
+}
+
+/**
+ * A `--config` file taken as the model configuration must reach a stage: one that no stage takes
+ * would otherwise be dropped without a word (a misspelt overlay, or the wrong pipeline).
+ */
+function checkModelOverlayUsed(
+  { modelOverlay, problems, registry }: Reading,
+  entries: Record<string, Record<string, unknown> | null>,
+) {
+  if (modelOverlay === undefined) return;
+  // Every stage entry counts, also one that failed validation (it may be the one taking it).
+  const takesModel = Object.entries(entries).some(([name, entry]) => {
+    const type = typeof entry?.uses === "string" ? entry.uses : name;
+    const definition = registry.get(type);
+    return definition !== undefined && (definition.inherits ?? []).includes("model") &&
+      knownKeysAt(definition.params, []).includes("model");
+  });
+  if (takesModel) return;
+  problems.push({
+    location: { source: modelOverlay, line: 1, column: 1 },
+    message: `taken as a model configuration (it sets none of the pipeline's keys: ${
+      TOP_LEVEL_KEYS.join(", ")
+    }), but no stage of this pipeline takes \`model\``,
+  });
 }
 
 /** `--set key=value` assignments, typed by the schema at the key, over the merged pipeline. */

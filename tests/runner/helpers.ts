@@ -45,7 +45,20 @@ export function countingRegistry() {
       return { metrics: { value: value * 2 } };
     },
   });
-  const registry = new StageRegistry().register(source).register(double);
+  // Takes the pipeline's `model:` (whatever it holds: the runner does not look inside).
+  const modelled = defineStage({
+    type: "modelled",
+    version: "1",
+    description: "records the model it inherits",
+    params: z.strictObject({ model: z.record(z.string(), z.unknown()).optional() }),
+    inherits: ["model"],
+    async run(ctx) {
+      runs.push(ctx.name);
+      await Deno.writeTextFile(join(ctx.outDir, "model.json"), JSON.stringify(ctx.params.model));
+      return { metrics: {} };
+    },
+  });
+  const registry = new StageRegistry().register(source).register(double).register(modelled);
   return { registry, runs };
 }
 

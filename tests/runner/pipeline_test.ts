@@ -142,7 +142,10 @@ Deno.test("--set values are typed by the schema and located by the flag", async 
 Deno.test("--config overlays deep-merge; a model config file replaces the model", async () => {
   const { registry } = countingRegistry();
   await withTempDir(async (dir) => {
-    const file = await writePipeline(dir, CHAIN + "model:\n  emb_dim: 8\n  n_layers: 1\n");
+    const file = await writePipeline(
+      dir,
+      CHAIN + "  m:\n    uses: modelled\nmodel:\n  emb_dim: 8\n  n_layers: 1\n",
+    );
     const overlay = await writePipeline(
       dir,
       "seed: 11\nstages:\n  a:\n    value: 5\n",
@@ -157,6 +160,9 @@ Deno.test("--config overlays deep-merge; a model config file replaces the model"
     assert.equal(pipeline.settings.seed, 11);
     assert.deepEqual(pipeline.stages.find((s) => s.name === "a")!.params, { value: 5, seed: 11 });
     assert.deepEqual(pipeline.model, { emb_dim: 1280, n_layers: 36, n_heads: 20 });
+    assert.deepEqual(pipeline.stages.find((s) => s.name === "m")!.params, {
+      model: { emb_dim: 1280, n_layers: 36, n_heads: 20 },
+    });
     // Problems in an overlay are reported in the overlay file.
     const badOverlay = await writePipeline(dir, "stages:\n  a:\n    vlaue: 5\n", "bad.yaml");
     const text = (await problemsOf(loadPipeline(file, registry, { overlays: [badOverlay] }))).join(
@@ -169,7 +175,10 @@ Deno.test("--config overlays deep-merge; a model config file replaces the model"
 Deno.test("--config: a file with none of the pipeline's keys is the model; a misspelt pipeline key is reported, not taken for one", async () => {
   const { registry } = countingRegistry();
   await withTempDir(async (dir) => {
-    const file = await writePipeline(dir, CHAIN + "model:\n  emb_dim: 8\n");
+    const file = await writePipeline(
+      dir,
+      CHAIN + "  m:\n    uses: modelled\nmodel:\n  emb_dim: 8\n",
+    );
     // Any keys at all: the runner does not know what a model configuration holds.
     const config = await writePipeline(dir, "width: 3\ndepth: 2\n", "config.yaml");
     const pipeline = await loadPipeline(file, registry, { overlays: [config] });
@@ -184,6 +193,32 @@ Deno.test("--config: a file with none of the pipeline's keys is the model; a mis
         `${misspelt}:1:1: key "stagse": unknown key "stagse" \\(did you mean "stages"\\?\\)`,
       ),
     );
+  });
+});
+
+Deno.test("--config: a model configuration that no stage takes is reported, not dropped", async () => {
+  const { registry } = countingRegistry();
+  await withTempDir(async (dir) => {
+    const file = await writePipeline(dir, CHAIN);
+    const config = await writePipeline(dir, "emb_dim: 1280\n", "large.yaml");
+    const text = (await problemsOf(loadPipeline(file, registry, { overlays: [config] }))).join(
+      "\n",
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `${config}:1:1: taken as a model configuration \\(it sets none of the pipeline's keys: name, .*\\), but no stage of this pipeline takes \`model\``,
+      ),
+    );
+    // A stage taking the model counts even when its own entry has a problem.
+    const withBadStage = await writePipeline(
+      dir,
+      CHAIN + "  m:\n    uses: modelled\n    colour: red\n",
+      "bad.yaml",
+    );
+    const problems = await problemsOf(loadPipeline(withBadStage, registry, { overlays: [config] }));
+    assert.ok(problems.some((p) => /key "colour"/.test(p)), problems.join("\n"));
+    assert.ok(!problems.some((p) => /taken as a model configuration/.test(p)), problems.join("\n"));
   });
 });
 
