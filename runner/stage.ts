@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import type { Logger, ProgressReporter } from "../util/progress.ts";
+import type { ArtifactKind } from "../llm/artifacts/mod.ts";
 
 /** A finished stage's output as downstream stages see it. */
 export interface Artifact {
@@ -156,8 +157,17 @@ export interface StageDefinition<P = unknown> {
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
   /**
+   * The kinds of artifact the stage writes (llm/artifacts/mod.ts: "model", "history",
+   * "responses", "judge"...): each kind's module writes and reads its files, so downstream
+   * stages, the report and the page know what the artifact holds without guessing by file
+   * names. A kind whose files a run did not write (a judge of one field has no "pairwise") is
+   * simply absent from that artifact.
+   */
+  outputs?: readonly ArtifactKind[];
+  /**
    * The artifact holds a model (model.safetensors + config.json) that downstream stages load:
    * lets `checkUpstream` tell, before anything runs, whether a stage named as a model has one.
+   * Default: whether `outputs` lists "model".
    */
   producesModel?: boolean;
   /**
@@ -187,12 +197,16 @@ export interface StageDefinition<P = unknown> {
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 
-/** Identity helper that keeps the parameter type flowing from the schema to `run`. */
+/**
+ * Keeps the parameter type flowing from the schema to `run`, and fills in `producesModel` from
+ * `outputs`.
+ */
 // deno-doc-ignore private-type-ref -- zod's public types (deno doc counts node_modules as local)
 export function defineStage<S extends z.ZodType>(
   definition: StageDefinition<z.infer<S>> & { params: S },
 ): StageDefinition<z.infer<S>> {
-  return definition;
+  const producesModel = definition.producesModel ?? definition.outputs?.includes("model");
+  return producesModel === undefined ? definition : { ...definition, producesModel };
 }
 
 /** The stage types a pipeline may use, by type name. */

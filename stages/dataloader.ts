@@ -83,6 +83,7 @@ export const dataloaderStage: StageDefinition = defineStage({
   version: "2",
   description: "Split by characters, cut sliding windows, batch (seeded shuffle)",
   params: DataloaderParams,
+  outputs: ["batches"],
   inherits: ["seed"],
   requires: ["tokenize"],
   headline: ["train_tokens", "val_tokens", "train_batches", "val_batches"],

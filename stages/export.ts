@@ -46,6 +46,8 @@ export const exportStage: StageDefinition = defineStage({
   version: "1",
   description: "Export an upstream model as GGUF (llama.cpp, Ollama) or a Hugging Face folder",
   params: ExportParams,
+  // gguf: model.gguf + Modelfile; hf: a Hugging Face model folder.
+  outputs: ["gguf", "model"],
   headline: ["format", "architecture", "megabytes"],
   async run(ctx): Promise<StageResult> {
     const p = ctx.params;

@@ -202,6 +202,7 @@ export const instructionsStage: StageDefinition = defineStage({
   version: "1",
   description: "Split instruction data, format it with a prompt template and tokenize it",
   params: InstructionsParams,
+  outputs: ["instructions"],
   headline: ["train", "val", "test", "max_length"],
   localFiles: (p, pipeline) => isLocal(p.corpus) ? [localPath(p.corpus, pipeline)] : [],
   async run(ctx) {

@@ -93,6 +93,7 @@ export const preferencesStage: StageDefinition = defineStage({
   version: "1",
   description: "Split preference data (chosen / rejected responses), format and tokenize it",
   params: PreferencesParams,
+  outputs: ["preferences"],
   headline: ["train", "val", "test", "max_length"],
   localFiles: (p, pipeline) => isLocal(p.corpus) ? [localPath(p.corpus, pipeline)] : [],
   async run(ctx) {

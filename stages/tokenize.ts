@@ -101,6 +101,7 @@ export const tokenizeStage: StageDefinition = defineStage({
   version: "1",
   description: "Read a corpus and convert it to token ids (regex vocabulary or GPT-2 BPE)",
   params: TokenizeParams,
+  outputs: ["tokens"],
   headline: ["characters", "tokens", "vocab_size"],
   localFiles: (params, pipeline) =>
     isLocalPath(params.corpus) ? [localPath(params.corpus, pipeline)] : [],

@@ -191,8 +191,10 @@ async function showRuns(token, params) {
         h(
           "td",
           { class: "metrics" },
-          run.steps.filter((s) => Object.keys(s.metrics ?? {}).length).slice(-2).map((s) =>
-            h("div", {}, h("b", {}, s.stage), " ", metricsText(s.metrics))
+          // From the kinds of artifact the run wrote (final losses, MMLU accuracy, judge
+          // means), not from whichever stage ran last.
+          (run.headline ?? []).map((m) =>
+            h("div", {}, h("b", {}, m.stage), " ", metricsText(m.metrics))
           ),
         ),
       )
