@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { InstructionEntry, PromptTemplate } from "../llm/data/instructions.ts";
 import { generateResponses } from "../llm/infer/responses.ts";
-import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { hasModel } from "../llm/artifacts/model.ts";
 import { type OpenedModelFolder, openModelFolder } from "../llm/infer/open_model.ts";
 import {
   answerOf,
@@ -122,7 +122,7 @@ function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
     }
     return entries;
   }
-  const withModels = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  const withModels = Object.values(ctx.inputs).filter((a) => hasModel(a.dir));
   if (withModels.length > 1) {
     throw new Error(
       `${ctx.name}: several models upstream (${withModels.map((a) => a.stage).join(", ")}): ` +

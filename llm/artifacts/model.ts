@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import { isModelFolder } from "../infer/model_folder.ts";
-import { modelConfigPath, WEIGHTS_FILE } from "../model/weights_io.ts";
+import { CONFIG_FILE, modelConfigPath, WEIGHTS_FILE } from "../model/weights_io.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../model/lora.ts";
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from "../families/peft.ts";
 import { hasFile, type Json, object, readJsonIn } from "./check.ts";
@@ -34,7 +34,7 @@ export function hasAdapter(dir: string): boolean {
 }
 
 /** The files that mark a model of ours (a Hugging Face folder is recognised by its config). */
-export const MODEL_FILES = [WEIGHTS_FILE, "gpt_config.json"] as const;
+export const MODEL_FILES = [WEIGHTS_FILE, CONFIG_FILE] as const;
 export const ADAPTER_FILES = [ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE] as const;
 
 /**
