@@ -16,7 +16,10 @@ import { hasMmluResults } from "./mmlu.ts";
 import { hasAdapter, hasModel } from "./model.ts";
 import { hasReport } from "./report.ts";
 import { hasResponses } from "./responses.ts";
-import { hasFile } from "./check.ts";
+import { hasTokens } from "./tokens.ts";
+import { hasBatches } from "./batches.ts";
+import { hasInstructions } from "./instructions.ts";
+import { hasPreferences } from "./preferences.ts";
 
 /** What a stage's artifact may hold. */
 export type ArtifactKind =
@@ -85,19 +88,19 @@ export const ARTIFACT_KINDS: Readonly<Record<ArtifactKind, ArtifactKindInfo>> = 
   },
   tokens: {
     description: "a tokenized corpus: tokens.bin, corpus.txt, the tokenizer's files (tokens.ts)",
-    present: (dir) => hasFile(dir, "tokens.bin"),
+    present: hasTokens,
   },
   batches: {
-    description: "training windows: loader.json, train/val token files, the tokenizer (tokens.ts)",
-    present: (dir) => hasFile(dir, "loader.json"),
+    description: "training windows: loader.json, train/val token files, the tokenizer (batches.ts)",
+    present: hasBatches,
   },
   instructions: {
     description: "instruction data: <split>.json, <split>.bin, template.json (instructions.ts)",
-    present: (dir) => hasFile(dir, "train.bin"),
+    present: hasInstructions,
   },
   preferences: {
     description: "preference pairs: <split>.json, <split>.chosen/rejected.bin (preferences.ts)",
-    present: (dir) => hasFile(dir, "train.chosen.bin"),
+    present: hasPreferences,
   },
   gguf: {
     description: "a llama.cpp model file and an Ollama Modelfile: model.gguf (gguf.ts)",
@@ -125,3 +128,7 @@ export * from "./generations.ts";
 export * from "./report.ts";
 export * from "./model.ts";
 export * from "./gguf.ts";
+export * from "./tokens.ts";
+export * from "./batches.ts";
+export * from "./instructions.ts";
+export * from "./preferences.ts";
