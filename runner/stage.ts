@@ -197,16 +197,12 @@ export interface StageDefinition<P = unknown> {
   run(ctx: StageContext<P>): Promise<StageResult | void>;
 }
 
-/**
- * Keeps the parameter type flowing from the schema to `run`, and fills in `producesModel` from
- * `outputs`.
- */
+/** Identity helper that keeps the parameter type flowing from the schema to `run`. */
 // deno-doc-ignore private-type-ref -- zod's public types (deno doc counts node_modules as local)
 export function defineStage<S extends z.ZodType>(
   definition: StageDefinition<z.infer<S>> & { params: S },
 ): StageDefinition<z.infer<S>> {
-  const producesModel = definition.producesModel ?? definition.outputs?.includes("model");
-  return producesModel === undefined ? definition : { ...definition, producesModel };
+  return definition;
 }
 
 /** The stage types a pipeline may use, by type name. */
@@ -215,13 +211,14 @@ export class StageRegistry {
 
   /**
    * Add a stage type; throws if the type name is taken (a silent replacement would change cache
-   * keys' meaning).
+   * keys' meaning). `producesModel` defaults to whether `outputs` lists "model".
    */
   register<P>(stage: StageDefinition<P>): this {
     if (this.#stages.has(stage.type)) {
       throw new Error(`a stage of type "${stage.type}" is already registered`);
     }
-    this.#stages.set(stage.type, stage as StageDefinition<unknown>);
+    const producesModel = stage.producesModel ?? stage.outputs?.includes("model");
+    this.#stages.set(stage.type, { ...stage, producesModel } as StageDefinition<unknown>);
     return this;
   }
 

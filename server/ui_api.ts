@@ -37,7 +37,7 @@ import {
   readMmluResults,
   readModelConfig,
   readPairwise,
-  readResponses,
+  readResponseEntries,
   readTrainingHistory,
 } from "../llm/artifacts/mod.ts";
 import { parseResponses } from "../llm/eval/judge.ts";
@@ -683,7 +683,7 @@ export class UiApi {
       judge = await this.#judgeScores(dir, ref);
       entries = await this.#judgedEntries(judge, ref);
     } else if (hasResponses(dir)) {
-      entries = await this.#read(dir, hasResponses, "", (d) => readResponses(d));
+      entries = await this.#read(dir, hasResponses, "", (d) => readResponseEntries(d));
     } else if (!judge && hasGenerations(dir)) {
       entries = await this.#read(dir, hasGenerations, "", readGenerations);
     } else {

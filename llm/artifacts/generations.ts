@@ -4,7 +4,7 @@
  * entry's own fields when the prompts came from one).
  */
 import { join } from "node:path";
-import { hasFile, type Json, list, object, readJsonIn, string, writeJsonIn } from "./check.ts";
+import { hasFile, list, object, readJsonIn, string, writeJsonIn } from "./check.ts";
 
 export const GENERATIONS_FILE = "generations.json";
 
@@ -12,8 +12,10 @@ export const GENERATIONS_FILE = "generations.json";
  * One generation as read back: `prompt` and `response` always; the rest as the stage recorded
  * it (stages/generate.ts's `Generation`: settings, tokens, stopped, the dataset entry).
  */
-export interface GenerationRecord extends Json {
+export interface GenerationRecord extends Record<string, unknown> {
+  /** The text the model continued. */
   prompt: string;
+  /** What it generated (for an instruction entry, the answer). */
   response: string;
 }
 

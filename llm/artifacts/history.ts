@@ -4,7 +4,7 @@
  * samples), history.csv, samples.json and loss.svg. The writer is llm/train/history_files.ts.
  */
 import { join } from "node:path";
-import { hasFile, type Json, list, number, object, readJsonIn } from "./check.ts";
+import { hasFile, list, number, object, readJsonIn } from "./check.ts";
 
 export { writeTrainingHistory } from "../train/history_files.ts";
 
@@ -19,14 +19,17 @@ export const SAMPLES_FILE = "samples.json";
  */
 export type HistoryRow = Record<string, number | null>;
 
+/** history.json, typed. */
 export interface TrainingHistory {
   /** The losses before the first step (null when not measured). */
-  initial: Json | null;
+  initial: Record<string, unknown> | null;
+  /** Every evaluation, in order. */
   evaluations: HistoryRow[];
   /** The text samples drawn while training (history.json's, else samples.json's). */
   samples: unknown[];
 }
 
+/** Whether `dir` holds a training history. */
 export function hasHistory(dir: string): boolean {
   return hasFile(dir, HISTORY_FILE);
 }

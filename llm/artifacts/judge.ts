@@ -9,7 +9,7 @@
  * given by path is recorded by its path. Artifacts written before recorded an absolute path
  * even for a file in the cache: `locateJudgedResponses` still finds those.
  */
-import { isAbsolute, join, relative, sep } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { existsSync } from "node:fs";
 import { writeFileAtomic } from "../../util/files.ts";
 import type { FieldSummary, Unscored } from "../eval/judge.ts";
@@ -43,6 +43,7 @@ export function histogramFile(field: string): string {
 
 /** Who judged, as judge.json records it (llm/eval/judge_client.ts's JudgeIdentity and more). */
 export interface JudgeRecord {
+  /** The judge model's name. */
   model: string;
   /** "ollama", "openai" or "local" (null: not recorded). */
   api: string | null;
@@ -51,12 +52,14 @@ export interface JudgeRecord {
   /** The model names the server said answered. */
   answered_by: string[];
   /** Everything recorded, as written (url, source, digest_unchecked...). */
-  recorded: Json;
+  recorded: Record<string, unknown>;
 }
 
 /** One entry's score under one field (null: the reply was not a score) and the reply. */
 export interface EntryScore {
+  /** 0–100, or null when the reply was not a score. */
   score: number | null;
+  /** What the judge said. */
   reply: string;
 }
 
@@ -65,7 +68,9 @@ export type JudgedResponses = ArtifactFileRef | string;
 
 /** judge.json, typed. */
 export interface JudgeScores {
+  /** Who judged. */
   judge: JudgeRecord;
+  /** What was judged (find the file with `locateJudgedResponses`). */
   responses: JudgedResponses;
   /** Replies like "Score: 85" were accepted. */
   lenient: boolean;
@@ -79,26 +84,38 @@ export interface JudgeScores {
 export interface PairwiseScores {
   /** The judge's model. */
   judge: string;
+  /** The response field shown first (whose win rate this is). */
   first: string;
+  /** The other field. */
   second: string;
+  /** Entries compared. */
   total: number | null;
+  /** Entries whose two verdicts both parsed. */
   judged: number | null;
   /** `first`'s win rate over the judged entries, ties as half (null: none judged). */
   win_rate: number | null;
+  /** Entries `first` won in both orders (or won one and tied the other). */
   wins: number;
+  /** Entries `first` lost. */
   losses: number;
+  /** Entries tied. */
   ties: number;
+  /** Entries where flipping the order flipped the winner. */
   contradictions: number | null;
+  /** Their share of the judged entries. */
   contradiction_rate: number | null;
+  /** How often the judge picked whichever answer was shown first (position bias). */
   first_position_rate: number | null;
   /** Entries whose verdicts did not both parse. */
   unparsed: number;
 }
 
+/** Whether `dir` holds judge scores. */
 export function hasJudgeScores(dir: string): boolean {
   return hasFile(dir, JUDGE_FILE);
 }
 
+/** Whether `dir` holds a pairwise preference. */
 export function hasPairwise(dir: string): boolean {
   return hasFile(dir, PAIRWISE_FILE);
 }
@@ -257,10 +274,4 @@ export function locateJudgedResponses(
   if (tail.length === 3 && isAbsolute(responses)) candidates.push(join(cacheDir, ...tail));
   candidates.push(responses);
   return candidates.find((path) => existsSync(path));
-}
-
-/** Whether `path` lies inside `dir` (by name; the caller checks links). */
-export function liesInside(path: string, dir: string): boolean {
-  const rel = relative(dir, path);
-  return rel !== "" && !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
 }

@@ -17,31 +17,38 @@ import {
 } from "./check.ts";
 import { writeFileAtomic } from "../../util/files.ts";
 
+/** The results in lm-evaluation-harness's layout. */
 export const MMLU_RESULTS_FILE = "results.json";
+/** Every question with the model's log-likelihoods, one JSON object per line. */
 export const MMLU_SAMPLES_FILE = "samples.jsonl";
 
 /** One task's (or group's) row of `results`. */
 export interface MmluResultRow {
+  /** The harness's task name, e.g. "mmlu_philosophy". */
   task: string;
   /** A group of tasks (its accuracy is over its subtasks' questions). */
   group: boolean;
   /** Accuracy; null when the harness wrote "N/A" (fewer than two questions) or none. */
   acc: number | null;
+  /** Standard error of `acc` (null: "N/A" or none). */
   stderr: number | null;
+  /** Length-normalized accuracy, when the file has one. */
   acc_norm: number | null;
   /** Questions asked (`n-samples`' effective count; for a group the sum over its subtasks). */
   questions: number | null;
 }
 
+/** results.json, typed. */
 export interface MmluResults {
   /** The rows of `results`, in the file's order. */
   tasks: MmluResultRow[];
   /** What was evaluated (`model_name`, `model`, else the harness's `config`). */
   model: unknown;
   /** The harness's `config` (the evaluating stage records the model's stage there). */
-  config: Json;
+  config: Record<string, unknown>;
 }
 
+/** Whether `dir` holds MMLU results. */
 export function hasMmluResults(dir: string): boolean {
   return hasFile(dir, MMLU_RESULTS_FILE);
 }

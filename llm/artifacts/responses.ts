@@ -37,6 +37,9 @@ export async function writeResponses(
  * The entries of `dir`'s responses.json; `fields` (default: every text field) must be strings
  * in every entry. Errors name the file, the entry and the field.
  */
-export async function readResponses(dir: string, fields?: string[]): Promise<ResponseEntry[]> {
+export async function readResponseEntries(
+  dir: string,
+  fields?: string[],
+): Promise<ResponseEntry[]> {
   return parseResponses(await readJsonIn(dir, RESPONSES_FILE), join(dir, RESPONSES_FILE), fields);
 }

@@ -35,7 +35,7 @@ import {
   readJudgeScores,
   readPairwise as readPairwiseScores,
 } from "../artifacts/judge.ts";
-import { hasResponses, readResponses } from "../artifacts/responses.ts";
+import { hasResponses, readResponseEntries } from "../artifacts/responses.ts";
 
 /** An upstream folder as the report sees it: who wrote it and what it was given. */
 export interface ReportSource {
@@ -239,7 +239,7 @@ export async function gatherReport(
     );
   const upstream = sources.find((s) => hasResponses(s.dir));
   if (upstream) {
-    const entries = await readResponses(upstream.dir);
+    const entries = await readResponseEntries(upstream.dir);
     data.responses = sideBySide(entries, fieldsOf(entries), scores);
     return data;
   }

@@ -17,7 +17,7 @@ import {
   readMmluResults,
   readPairwise,
   readReportData,
-  readResponses,
+  readResponseEntries,
   readTrainingHistory,
   resolveFileRef,
   writeGenerations,
@@ -94,7 +94,7 @@ Deno.test("artifacts: responses, generations and training history read back as w
   await withTempDir(async (dir) => {
     const entries = (await readResponsesFile(RESPONSES_FIXTURE)).slice(0, 3);
     await writeResponses(dir, entries, { entries: 3 });
-    assert.deepEqual(await readResponses(dir), entries);
+    assert.deepEqual(await readResponseEntries(dir), entries);
     // The book's layout: indented by 4.
     assert.match(await Deno.readTextFile(join(dir, "responses.json")), /^\[\n {4}\{\n {8}"/);
 
@@ -263,7 +263,7 @@ Deno.test("artifacts: a missing or damaged file is an error naming the file and 
     );
     await Deno.writeTextFile(join(dir, "responses.json"), JSON.stringify([{ instruction: "i" }]));
     await assert.rejects(
-      readResponses(dir),
+      readResponseEntries(dir),
       new RegExp(`${at("responses.json")}: entry 1 .*"output" must be a string`),
     );
   });
