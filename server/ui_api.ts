@@ -22,15 +22,15 @@ import {
   type ArtifactKind,
   artifactKinds,
   describeJudgedResponses,
-  finalLosses,
   hasGenerations,
   hasHistory,
   hasJudgeScores,
   hasMmluResults,
   hasPairwise,
   hasResponses,
-  headlineAccuracy,
+  headlineMetrics,
   type JudgeScores,
+  type KindHeadline,
   locateJudgedResponses,
   readGenerations,
   readJudgeScores,
@@ -148,46 +148,6 @@ function intParam(url: URL, name: string, fallback: number, max = Infinity): num
     );
   }
   return Math.min(value, max);
-}
-
-/** Headline numbers of one artifact, by kind (shown on the runs page). */
-export interface Headline {
-  stage: string;
-  kind: ArtifactKind;
-  metrics: Record<string, number | string | null>;
-}
-
-/** The headline numbers of the artifact in `dir`, from the kinds it holds. */
-async function headlinesOf(
-  stage: string,
-  dir: string,
-  declared: readonly ArtifactKind[] | undefined,
-): Promise<Headline[]> {
-  const found: Headline[] = [];
-  const kinds = artifactKinds(dir, declared);
-  if (kinds.includes("history")) {
-    const losses = finalLosses(await readTrainingHistory(dir));
-    if (losses.train_loss !== null || losses.val_loss !== null) {
-      found.push({ stage, kind: "history", metrics: losses });
-    }
-  }
-  if (kinds.includes("mmlu")) {
-    const best = headlineAccuracy(await readMmluResults(dir));
-    if (best) found.push({ stage, kind: "mmlu", metrics: { task: best.task, acc: best.acc } });
-  }
-  if (kinds.includes("judge")) {
-    const { fields } = await readJudgeScores(dir);
-    found.push({
-      stage,
-      kind: "judge",
-      metrics: Object.fromEntries(fields.map((f) => [`mean ${f.field}`, shown(f.mean)])),
-    });
-  }
-  if (kinds.includes("pairwise")) {
-    const p = await readPairwise(dir);
-    found.push({ stage, kind: "pairwise", metrics: { [`win_rate ${p.first}`]: p.win_rate } });
-  }
-  return found;
 }
 
 export class UiApi {
@@ -318,15 +278,15 @@ export class UiApi {
   }
 
   /** Each finished artifact's headline numbers: a finished artifact never changes. */
-  readonly #headlines = new Map<string, Headline[]>();
+  readonly #headlines = new Map<string, (KindHeadline & { stage: string })[]>();
 
   /**
    * The numbers a run is judged by, from the kinds of artifact its stages wrote, whichever
    * stage ran last: the final losses of each training history, MMLU accuracy, the judge's mean
    * per field and the pairwise win rate. An artifact that cannot be read adds nothing.
    */
-  async #headline(steps: Json[]): Promise<Headline[]> {
-    const all: Headline[] = [];
+  async #headline(steps: Json[]): Promise<(KindHeadline & { stage: string })[]> {
+    const all: (KindHeadline & { stage: string })[] = [];
     for (const step of steps) {
       if (typeof step.ref !== "string" || !["ran", "cached"].includes(String(step.outcome))) {
         continue;
@@ -336,7 +296,9 @@ export class UiApi {
         try {
           const { dir } = await this.#artifactDir(ref);
           const declared = DECLARED.get(String(step.type))?.outputs;
-          this.#headlines.set(ref, await headlinesOf(String(step.stage), dir, declared));
+          const stage = String(step.stage);
+          const found = await headlineMetrics(dir, declared);
+          this.#headlines.set(ref, found.map((h) => ({ stage, ...h })));
         } catch {
           continue; // not there (yet), or damaged: its own page says why
         }

@@ -10,9 +10,9 @@
  */
 import { hasGguf } from "./gguf.ts";
 import { hasGenerations } from "./generations.ts";
-import { hasHistory } from "./history.ts";
-import { hasJudgeScores, hasPairwise } from "./judge.ts";
-import { hasMmluResults } from "./mmlu.ts";
+import { finalLosses, hasHistory, readTrainingHistory } from "./history.ts";
+import { hasJudgeScores, hasPairwise, readJudgeScores, readPairwise } from "./judge.ts";
+import { hasMmluResults, headlineAccuracy, readMmluResults } from "./mmlu.ts";
 import { hasAdapter, hasModel } from "./model.ts";
 import { hasReport } from "./report.ts";
 import { hasResponses } from "./responses.ts";
@@ -117,6 +117,47 @@ export function artifactKinds(dir: string, declared?: readonly ArtifactKind[]): 
   return (Object.keys(ARTIFACT_KINDS) as ArtifactKind[])
     .filter((kind) => declared === undefined || declared.includes(kind))
     .filter((kind) => ARTIFACT_KINDS[kind].present(dir));
+}
+
+/** Headline numbers of one kind of an artifact. */
+export interface KindHeadline {
+  /** The kind they come from. */
+  kind: ArtifactKind;
+  /** Name → value (null: none, e.g. a loss that was not a number). */
+  metrics: Record<string, number | string | null>;
+}
+
+/**
+ * The numbers an artifact is judged by, from the kinds it holds (see `artifactKinds`): a
+ * training history's final losses, the MMLU headline accuracy (the first group's, else the
+ * first task's), the judge's mean per field, the pairwise win rate. Errors as the readers'.
+ */
+export async function headlineMetrics(
+  dir: string,
+  declared?: readonly ArtifactKind[],
+): Promise<KindHeadline[]> {
+  const found: KindHeadline[] = [];
+  const kinds = artifactKinds(dir, declared);
+  if (kinds.includes("history")) {
+    const losses = finalLosses(await readTrainingHistory(dir));
+    if (losses.train_loss !== null || losses.val_loss !== null) {
+      found.push({ kind: "history", metrics: losses });
+    }
+  }
+  if (kinds.includes("mmlu")) {
+    const best = headlineAccuracy(await readMmluResults(dir));
+    if (best) found.push({ kind: "mmlu", metrics: { task: best.task, acc: best.acc } });
+  }
+  if (kinds.includes("judge")) {
+    const { fields } = await readJudgeScores(dir);
+    const means = fields.map((f) => [`mean ${f.field}`, f.mean]);
+    found.push({ kind: "judge", metrics: Object.fromEntries(means) });
+  }
+  if (kinds.includes("pairwise")) {
+    const p = await readPairwise(dir);
+    found.push({ kind: "pairwise", metrics: { [`win_rate ${p.first}`]: p.win_rate } });
+  }
+  return found;
 }
 
 export * from "./ref.ts";
