@@ -5,8 +5,10 @@
  * The responses come from `responses:` (a path) or from an upstream artifact holding
  * `responses.json` (the fine-tuning stage's `responses`); the book's format either way.
  *
- * Artifact: scores.jsonl (every answer, as asked), judge.json (the judge and the per-field
- * results with every unscored reply), histogram-<field>.svg, pairwise.json (two fields).
+ * Artifact (llm/artifacts/judge.ts writes and reads it): scores.jsonl (every answer, as asked),
+ * judge.json (the judge, the responses judged: an upstream artifact's by stage and cache key,
+ * so a moved cache still finds them, or the `responses:` path; the per-field results with
+ * every unscored reply), histogram-<field>.svg, pairwise.json (two fields).
  * Answers are appended to the progress folder as they arrive, so a run that stops (Ctrl-C,
  * the judge went away) resumes without asking again.
  *
