@@ -65,6 +65,42 @@ export {
 export type { HfModelFolderInfo, HfSourceRecord } from "./stages/mod.ts";
 export type { PreferencesArtifact } from "./stages/mod.ts";
 
+// Artifacts: the kinds of output stages declare (`StageDefinition.outputs`), each with a typed
+// reader that names the file and place of any damage (llm/artifacts).
+export {
+  ARTIFACT_KINDS,
+  artifactFolder,
+  artifactKinds,
+  finalLosses,
+  headlineAccuracy,
+  headlineMetrics,
+  locateJudgedResponses,
+  readGenerations,
+  readJudgeScores,
+  readMmluResults,
+  readPairwise,
+  readResponseEntries,
+  readTrainingHistory,
+  resolveFileRef,
+} from "./llm/artifacts/mod.ts";
+export type {
+  ArtifactFileRef,
+  ArtifactKind,
+  ArtifactKindInfo,
+  EntryScore,
+  GenerationRecord,
+  HistoryRow,
+  JudgedResponses,
+  JudgeRecord,
+  JudgeScores,
+  KindHeadline,
+  MmluResultRow,
+  MmluResults,
+  PairwiseScores,
+  TrainingHistory,
+} from "./llm/artifacts/mod.ts";
+export type { FieldSummary, ResponseEntry, Unscored } from "./llm/eval/judge.ts";
+
 // Data
 export { fetchFile } from "./datasets/download.ts";
 export type { RemoteFile } from "./datasets/download.ts";

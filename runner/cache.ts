@@ -12,6 +12,7 @@
  * `verifyArtifact` the contents, before anything reads them.
  */
 import { writeFileAtomic } from "../util/files.ts";
+import { artifactFolder } from "../llm/artifacts/ref.ts";
 import { join } from "node:path";
 import { describeFsError, DiskError } from "../util/disk.ts";
 import {
@@ -47,9 +48,12 @@ export class ArtifactCache {
     return join(this.root, stage);
   }
 
-  /** Where the finished artifact for `key` lives (the key's first 16 hex digits name it). */
+  /**
+   * Where the finished artifact for `key` lives (the key's first 16 hex digits name it; the
+   * layout llm/artifacts/ref.ts resolves references between artifacts by).
+   */
   artifactDir(stage: string, key: string): string {
-    return join(this.stageDir(stage), key.slice(0, 16));
+    return artifactFolder(this.root, stage, key);
   }
 
   /**

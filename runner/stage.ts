@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import type { Logger, ProgressReporter } from "../util/progress.ts";
+import type { ArtifactKind } from "../llm/artifacts/mod.ts";
 
 /** A finished stage's output as downstream stages see it. */
 export interface Artifact {
@@ -156,8 +157,17 @@ export interface StageDefinition<P = unknown> {
   /** Headline metrics to show in the run summary (keys of StageResult.metrics). */
   headline?: string[];
   /**
+   * The kinds of artifact the stage writes (llm/artifacts/mod.ts: "model", "history",
+   * "responses", "judge"...): each kind's module writes and reads its files, so downstream
+   * stages, the report and the page know what the artifact holds without guessing by file
+   * names. A kind whose files a run did not write (a judge of one field has no "pairwise") is
+   * simply absent from that artifact.
+   */
+  outputs?: readonly ArtifactKind[];
+  /**
    * The artifact holds a model (model.safetensors + config.json) that downstream stages load:
    * lets `checkUpstream` tell, before anything runs, whether a stage named as a model has one.
+   * Default: whether `outputs` lists "model".
    */
   producesModel?: boolean;
   /**
@@ -201,13 +211,14 @@ export class StageRegistry {
 
   /**
    * Add a stage type; throws if the type name is taken (a silent replacement would change cache
-   * keys' meaning).
+   * keys' meaning). `producesModel` defaults to whether `outputs` lists "model".
    */
   register<P>(stage: StageDefinition<P>): this {
     if (this.#stages.has(stage.type)) {
       throw new Error(`a stage of type "${stage.type}" is already registered`);
     }
-    this.#stages.set(stage.type, stage as StageDefinition<unknown>);
+    const producesModel = stage.producesModel ?? stage.outputs?.includes("model");
+    this.#stages.set(stage.type, { ...stage, producesModel } as StageDefinition<unknown>);
     return this;
   }
 

@@ -18,8 +18,31 @@
 import { basename, extname, isAbsolute, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANIFEST_FILE } from "../runner/cache.ts";
-import { isModelFolder } from "../llm/infer/model_folder.ts";
-import { modelConfigPath } from "../llm/model/weights_io.ts";
+import {
+  type ArtifactKind,
+  artifactKinds,
+  describeJudgedResponses,
+  hasGenerations,
+  hasHistory,
+  hasJudgeScores,
+  hasMmluResults,
+  hasPairwise,
+  hasResponses,
+  headlineMetrics,
+  type JudgeScores,
+  type KindHeadline,
+  locateJudgedResponses,
+  readGenerations,
+  readJudgeScores,
+  readMmluResults,
+  readModelConfig,
+  readPairwise,
+  readResponseEntries,
+  readTrainingHistory,
+} from "../llm/artifacts/mod.ts";
+import { parseResponses } from "../llm/eval/judge.ts";
+import { readJsonFile } from "../util/files.ts";
+import { builtinStages } from "../stages/mod.ts";
 import { effectiveStatus, type RunRecordFile, RUNS_DIR } from "../runner/run_record.ts";
 import { lttbIndices, pickRows } from "./downsample.ts";
 import {
@@ -52,16 +75,24 @@ const MAX_LIMIT = 200;
 /** A run record not rewritten for this long while "running" was interrupted (the heartbeat is 30 s). */
 const STALE_MS = 2 * 60_000;
 
-/** The files that make an artifact show a view in the page. */
-const VIEW_FILES: [string, string[]][] = [
-  ["history", ["history.json"]],
-  ["mmlu", ["results.json"]],
-  ["judge", ["judge.json"]],
-  ["pairwise", ["pairwise.json"]],
+/** The page's views of an artifact, in the page's order, and the kinds each shows. */
+const VIEWS: [string, ArtifactKind[]][] = [
+  ["history", ["history"]],
+  ["mmlu", ["mmlu"]],
+  ["judge", ["judge"]],
+  ["pairwise", ["pairwise"]],
   // A judge artifact lists the responses it judged, each with its score.
-  ["responses", ["responses.json", "generations.json", "judge.json"]],
-  ["report", ["report.html"]],
+  ["responses", ["responses", "generations", "judge"]],
+  ["report", ["report"]],
+  ["model", ["model"]],
 ];
+
+/** The kinds each built-in stage type declares it writes (llm/artifacts/mod.ts). */
+const DECLARED = builtinStages();
+
+/** A number for the page, or null (none, or not finite). */
+const shown = (x: number | null | undefined) =>
+  typeof x === "number" && Number.isFinite(x) ? x : null;
 
 const STATIC: Record<string, [string, string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
@@ -245,7 +276,39 @@ export class UiApi {
     const page = ids.slice(offset, offset + limit);
     const runs = (await Promise.all(page.map((id) => this.#readRun(id).catch(() => undefined))))
       .filter((r) => r !== undefined);
+    for (const run of runs) run.headline = await this.#headline(run.steps as Json[]);
     return { total: ids.length, offset, limit, runs };
+  }
+
+  /** Each finished artifact's headline numbers: a finished artifact never changes. */
+  readonly #headlines = new Map<string, (KindHeadline & { stage: string })[]>();
+
+  /**
+   * The numbers a run is judged by, from the kinds of artifact its stages wrote, whichever
+   * stage ran last: the final losses of each training history, MMLU accuracy, the judge's mean
+   * per field and the pairwise win rate. An artifact that cannot be read adds nothing.
+   */
+  async #headline(steps: Json[]): Promise<(KindHeadline & { stage: string })[]> {
+    const all: (KindHeadline & { stage: string })[] = [];
+    for (const step of steps) {
+      if (typeof step.ref !== "string" || !["ran", "cached"].includes(String(step.outcome))) {
+        continue;
+      }
+      const ref = step.ref;
+      if (!this.#headlines.has(ref)) {
+        try {
+          const { dir } = await this.#artifactDir(ref);
+          const declared = DECLARED.get(String(step.type))?.outputs;
+          const stage = String(step.stage);
+          const found = await headlineMetrics(dir, declared);
+          this.#headlines.set(ref, found.map((h) => ({ stage, ...h })));
+        } catch {
+          continue; // not there (yet), or damaged: its own page says why
+        }
+      }
+      all.push(...this.#headlines.get(ref)!);
+    }
+    return all;
   }
 
   async run(id: string) {
@@ -293,11 +356,13 @@ export class UiApi {
       throw new UiPathError(`${stage}/${key} has no readable ${MANIFEST_FILE}`, 404);
     }
     const files = await this.#files(dir);
-    const names = new Set(files.map((f) => f.name));
-    const views = VIEW_FILES.filter(([, needed]) => needed.some((n) => names.has(n))).map(([v]) =>
-      v
-    );
-    if (isModelFolder(dir)) views.push("model");
+    // What the stage type declares it writes, of which what this run wrote; an artifact of a
+    // type no longer registered shows whatever kinds its files make.
+    const declared = typeof manifest.type === "string"
+      ? DECLARED.get(manifest.type)?.outputs
+      : undefined;
+    const kinds = artifactKinds(dir, declared);
+    const views = VIEWS.filter(([, shows]) => shows.some((k) => kinds.includes(k))).map(([v]) => v);
     return {
       ref: `${stage}/${key}`,
       stage,
@@ -315,6 +380,7 @@ export class UiApi {
         files: manifest.files,
       },
       files,
+      kinds,
       views,
     };
   }
@@ -372,10 +438,7 @@ export class UiApi {
         type: m.type,
         finishedAt: m.manifest.finishedAt,
         template: await this.options.chat?.templateOf(join(this.cacheDir, m.ref)) ?? "none",
-        config: await readJson(
-          modelConfigPath(join(this.cacheDir, m.ref)) ??
-            join(this.cacheDir, m.ref, "gpt_config.json"),
-        ),
+        config: await readModelConfig(join(this.cacheDir, m.ref)).catch(() => undefined),
       }))),
     };
   }
@@ -400,6 +463,26 @@ export class UiApi {
     });
   }
 
+  /**
+   * One kind of `ref`'s artifact, read through its reader: a missing file is a 404 saying
+   * `missing`; a damaged one the reader's error naming the file (relative to the cache) and
+   * the place.
+   */
+  async #read<T>(
+    dir: string,
+    present: (dir: string) => boolean,
+    missing: string,
+    read: (dir: string) => Promise<T>,
+  ): Promise<T> {
+    if (!present(dir)) throw new UiPathError(missing, 404);
+    try {
+      return await read(dir);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(message.replaceAll(this.cacheDir + sep, ""));
+    }
+  }
+
   // ----- histories ----------------------------------------------------------------------------
 
   async history(url: URL) {
@@ -409,12 +492,14 @@ export class UiApi {
     const points = Math.max(3, intParam(url, "points", 1000, 10_000));
     const series = await Promise.all(refs.map(async (ref) => {
       const { stage, key, dir } = await this.#artifactDir(ref);
-      const history = await readJson(join(dir, "history.json"));
-      if (!isObject(history)) throw new UiPathError(`${ref} has no readable history.json`, 404);
-      const evaluations = (Array.isArray(history.evaluations) ? history.evaluations : [])
-        .filter(isObject);
-      const column = (name: string) =>
-        evaluations.map((e) => (typeof e[name] === "number" ? e[name] as number : null));
+      const history = await this.#read(
+        dir,
+        hasHistory,
+        `${ref} has no readable history.json`,
+        readTrainingHistory,
+      );
+      const evaluations = history.evaluations;
+      const column = (name: string) => evaluations.map((e) => shown(e[name]));
       const columns = {
         step: column("step"),
         epoch: column("epoch"),
@@ -438,11 +523,9 @@ export class UiApi {
         ref: `${stage}/${key}`,
         label: `${stage}/${key.slice(0, 8)}${params.lr !== undefined ? ` lr=${params.lr}` : ""}`,
         total: evaluations.length,
-        initial: history.initial,
+        initial: history.initial ?? undefined,
         columns: pickRows(columns, keep),
-        samples: Array.isArray(history.samples)
-          ? history.samples
-          : await readJson(join(dir, "samples.json")) ?? [],
+        samples: history.samples,
       };
     }));
     return { points, series };
@@ -452,152 +535,100 @@ export class UiApi {
 
   async mmlu(ref: string | null) {
     const { dir } = await this.#artifactDir(ref);
-    const results = await readJson(join(dir, "results.json"));
-    if (!isObject(results) || !isObject(results.results)) {
-      throw new UiPathError(`${ref} has no results.json with a "results" object`, 404);
-    }
-    const groups = isObject(results.groups) ? results.groups : {};
-    const nSamples = isObject(results["n-samples"]) ? results["n-samples"] : {};
-    const subtasks = isObject(results.group_subtasks) ? results.group_subtasks : {};
-    // Questions of a task: its own count, or for a group the sum over its subtasks.
-    const questions = (task: string, depth = 0): number | null => {
-      const n = nSamples[task];
-      if (isObject(n)) return Number(n.effective ?? n.original) || null;
-      const children = subtasks[task];
-      if (!Array.isArray(children) || children.length === 0 || depth > 10) return null;
-      const counts = children.map((c) => questions(String(c), depth + 1));
-      return counts.every((c) => c !== null) ? counts.reduce((a, b) => a! + b!, 0) : null;
-    };
-    const rows = Object.entries(results.results).filter(([, r]) => isObject(r)).map(
-      ([task, r]) => {
-        const row = r as Json;
-        const pick = (...keys: string[]) => {
-          for (const k of keys) if (typeof row[k] === "number") return row[k] as number;
-          return null;
-        };
-        return {
-          task,
-          group: task in groups,
-          acc: pick("acc,none", "acc"),
-          stderr: pick("acc_stderr,none", "acc_stderr"),
-          acc_norm: pick("acc_norm,none", "acc_norm"),
-          n: questions(task) ?? (typeof row.samples === "number" ? row.samples : null),
-        };
-      },
-    ).sort((a, b) => Number(a.group) - Number(b.group) || a.task.localeCompare(b.task));
-    return { rows, model: results.model_name ?? results.model ?? results.config };
+    const results = await this.#read(
+      dir,
+      hasMmluResults,
+      `${ref} has no results.json with a "results" object`,
+      readMmluResults,
+    );
+    const rows = results.tasks.map((t) => ({
+      task: t.task,
+      group: t.group,
+      acc: t.acc,
+      stderr: t.stderr,
+      acc_norm: t.acc_norm,
+      n: t.questions,
+    })).sort((a, b) => Number(a.group) - Number(b.group) || a.task.localeCompare(b.task));
+    return { rows, model: results.model };
   }
 
   /**
-   * The judge stage's judge.json (stages/judge.ts): `judge` (who judged), `fields` (a
-   * summary per response field: scored, total, mean, stderr, histogram, unscored) and
-   * `scores` (per field, per entry: {score, reply}). scores.jsonl beside it is the judge's raw
-   * answer ledger, not scores.
+   * The judge stage's judge.json (llm/artifacts/judge.ts): who judged, a summary per response
+   * field and every entry's score. scores.jsonl beside it is the judge's raw answer ledger.
    */
-  async #judgeFile(dir: string, ref: string | null): Promise<Json> {
-    const judge = await readJson(join(dir, "judge.json"));
-    if (judge === undefined) throw new UiPathError(`${ref} has no readable judge.json`, 404);
-    if (!isObject(judge) || !Array.isArray(judge.fields) || !isObject(judge.scores)) {
-      throw new Error(
-        `${ref}/judge.json: expected {judge, fields: [...], scores: {field: [...]}} as the ` +
-          `judge stage writes it`,
-      );
-    }
-    return judge;
-  }
-
-  /** Per response field, each entry's score (null: the judge's reply was not a score). */
-  #scoresOf(judge: Json): Map<string, { score: number | null; reply: string }[]> {
-    const out = new Map<string, { score: number | null; reply: string }[]>();
-    for (const [field, list] of Object.entries(judge.scores as Json)) {
-      if (!Array.isArray(list)) continue;
-      out.set(
-        field,
-        list.map((x) => ({
-          score: isObject(x) && typeof x.score === "number" ? x.score : null,
-          reply: isObject(x) && typeof x.reply === "string" ? x.reply : "",
-        })),
-      );
-    }
-    return out;
+  #judgeScores(dir: string, ref: string | null): Promise<JudgeScores> {
+    return this.#read(dir, hasJudgeScores, `${ref} has no readable judge.json`, readJudgeScores);
   }
 
   async judge(ref: string | null) {
     const { dir } = await this.#artifactDir(ref);
-    const judge = await this.#judgeFile(dir, ref);
-    const who = isObject(judge.judge) ? judge.judge : {};
-    const number = (x: unknown) => (typeof x === "number" ? x : null);
+    const { judge, lenient, fields } = await this.#judgeScores(dir, ref);
     return {
       judge: {
-        model: who.model ?? null,
-        api: who.api ?? null,
-        digest: who.digest ?? null,
-        answered_by: Array.isArray(who.answered_by) ? who.answered_by : [],
+        model: judge.model,
+        api: judge.api,
+        digest: judge.digest,
+        answered_by: judge.answered_by,
       },
-      lenient: judge.lenient === true,
-      models: (judge.fields as unknown[]).filter(isObject).map((f) => ({
-        field: String(f.field),
-        judge: typeof who.model === "string" ? who.model : undefined,
-        mean: number(f.mean),
-        stderr: number(f.stderr),
-        scored: number(f.scored) ?? 0,
-        total: number(f.total) ?? 0,
-        histogram: Array.isArray(f.histogram) ? f.histogram.map(Number) : new Array(10).fill(0),
-        unscored: Array.isArray(f.unscored) ? f.unscored.length : 0,
+      lenient,
+      models: fields.map((f) => ({
+        field: f.field,
+        judge: judge.model,
+        mean: f.mean,
+        stderr: f.stderr,
+        scored: f.scored,
+        total: f.total,
+        histogram: f.histogram,
+        unscored: f.unscored.length,
       })),
     };
   }
 
-  /** pairwise.json as the judge stage writes it: {judge, ...PairwiseResult (llm/eval/pairwise.ts)}. */
+  /** pairwise.json as the judge stage writes it (llm/artifacts/judge.ts `readPairwise`). */
   async pairwise(ref: string | null) {
     const { dir } = await this.#artifactDir(ref);
-    const p = await readJson(join(dir, "pairwise.json"));
-    if (!isObject(p) || typeof p.first !== "string" || typeof p.second !== "string") {
-      throw new UiPathError(
-        `${ref} has no readable pairwise.json (expected {first, second, win_rate, ...})`,
-        404,
-      );
-    }
-    const number = (x: unknown) => (typeof x === "number" ? x : null);
+    const p = await this.#read(
+      dir,
+      hasPairwise,
+      `${ref} has no readable pairwise.json (expected {first, second, win_rate, ...})`,
+      readPairwise,
+    );
     return {
       comparisons: [{
         a: p.first,
         b: p.second,
-        judge: isObject(p.judge) ? p.judge.model ?? null : null,
-        win_rate: number(p.win_rate),
-        wins: number(p.wins),
-        ties: number(p.ties),
-        losses: number(p.losses),
-        judged: number(p.judged),
-        total: number(p.total),
-        contradictions: number(p.contradictions),
-        contradiction_rate: number(p.contradiction_rate),
-        first_position_rate: number(p.first_position_rate),
-        unparsed: Array.isArray(p.unparsed) ? p.unparsed.length : 0,
+        judge: p.judge,
+        win_rate: p.win_rate,
+        wins: p.wins,
+        ties: p.ties,
+        losses: p.losses,
+        judged: p.judged,
+        total: p.total,
+        contradictions: p.contradictions,
+        contradiction_rate: p.contradiction_rate,
+        first_position_rate: p.first_position_rate,
+        unparsed: p.unparsed,
       }],
     };
   }
 
   /**
-   * The responses file a judge artifact judged: judge.json names it by path; shown when it
-   * lies in this cache (an upstream artifact's responses.json, or one moved with the cache).
+   * The entries a judge artifact judged: judge.json names them by stage and key (resolved in
+   * this cache) or, in artifacts written before, by path; shown when the file lies in this
+   * cache.
    */
-  async #judgedResponses(judge: Json, ref: string | null): Promise<string> {
-    const named = typeof judge.responses === "string" ? judge.responses : "";
-    const candidates: string[][] = [];
-    const rel = relative(this.cacheDir, named);
-    if (named && !rel.startsWith("..") && !isAbsolute(rel)) candidates.push(rel.split(sep));
-    // The cache moved since: the artifact folder <stage>/<key>/responses.json keeps its tail.
-    const tail = named.split(/[\\/]/).slice(-3);
-    if (tail.length === 3) candidates.push(tail);
-    for (const parts of candidates) {
-      try {
-        const real = await resolveInside(this.cacheDir, parts);
-        if ((await Deno.stat(real)).isFile) return real;
-      } catch { /* not in this cache: try the next */ }
+  async #judgedEntries(judge: JudgeScores, ref: string | null): Promise<unknown[]> {
+    const found = locateJudgedResponses(judge.responses, this.cacheDir);
+    const rel = found === undefined ? ".." : relative(this.cacheDir, found);
+    if (found !== undefined && !rel.startsWith("..") && !isAbsolute(rel)) {
+      // Links inside the cache must not lead out of it either.
+      const real = await resolveInside(this.cacheDir, rel.split(sep)).catch(() => undefined);
+      if (real) return parseResponses(await readJsonFile(real), rel);
     }
     throw new UiPathError(
-      `${ref}: the judged responses file ${JSON.stringify(named)} is not in this cache`,
+      `${ref}: the judged responses file ${
+        JSON.stringify(describeJudgedResponses(judge.responses))
+      } is not in this cache`,
       404,
     );
   }
@@ -607,21 +638,23 @@ export class UiApi {
     const { dir } = await this.#artifactDir(ref);
     // A judge artifact shows the responses it judged, with its scores; a responses artifact
     // shows its own, scored when scores=<judge stage>/<key> names a judge of them.
-    let file = join(dir, "responses.json");
-    let judge: Json | undefined;
+    let judge: JudgeScores | undefined;
+    let entries: unknown[];
     const scoresRef = url.searchParams.get("scores");
     if (scoresRef) {
-      judge = await this.#judgeFile((await this.#artifactDir(scoresRef)).dir, scoresRef);
-    } else if (await readJson(join(dir, "judge.json")) !== undefined) {
-      judge = await this.#judgeFile(dir, ref);
-      file = await this.#judgedResponses(judge, ref);
+      judge = await this.#judgeScores((await this.#artifactDir(scoresRef)).dir, scoresRef);
     }
-    let entries = await readJson(file);
-    if (!Array.isArray(entries) && !judge) entries = await readJson(join(dir, "generations.json"));
-    if (!Array.isArray(entries)) {
+    if (!scoresRef && hasJudgeScores(dir)) {
+      judge = await this.#judgeScores(dir, ref);
+      entries = await this.#judgedEntries(judge, ref);
+    } else if (hasResponses(dir)) {
+      entries = await this.#read(dir, hasResponses, "", (d) => readResponseEntries(d));
+    } else if (!judge && hasGenerations(dir)) {
+      entries = await this.#read(dir, hasGenerations, "", readGenerations);
+    } else {
       throw new UiPathError(`${ref} has no responses.json (a list of entries)`, 404);
     }
-    const rows = (entries as unknown[]).filter(isObject);
+    const rows = entries.filter(isObject);
     const reserved = new Set(["instruction", "input", "output", "prompt", "settings", "stopped"]);
     const fields = [
       ...new Set(
@@ -630,7 +663,7 @@ export class UiApi {
         ),
       ),
     ];
-    const scores = judge ? this.#scoresOf(judge) : new Map();
+    const scores = new Map(Object.entries(judge?.scores ?? {}));
 
     const field = url.searchParams.get("field") ?? fields[0];
     const min = url.searchParams.has("min") ? Number(url.searchParams.get("min")) : -Infinity;
@@ -659,7 +692,7 @@ export class UiApi {
     return {
       fields,
       scored: scores.size > 0,
-      judge: judge && isObject(judge.judge) ? judge.judge.model ?? null : null,
+      judge: judge?.judge.model ?? null,
       total: all.length,
       matched: matched.length,
       offset,
@@ -689,9 +722,4 @@ export class UiApi {
     const { dir } = await this.#artifactDir(isObject(body) ? String(body.model ?? "") : "");
     return this.options.chat.stream(dir, body);
   }
-}
-
-/** The request handler of the UI server. */
-export function createUiHandler(options: UiServerOptions): (request: Request) => Promise<Response> {
-  return new UiApi(options).handler;
 }

@@ -1,11 +1,10 @@
 /** Small pieces every stage uses: finding its inputs and fetching public data. */
 import { fetchFile, type FetchOptions, type RemoteFile } from "../datasets/download.ts";
 import type { Artifact, StageContext } from "../runner/stage.ts";
-import { isModelFolder } from "../llm/infer/model_folder.ts";
-import { CONFIG_FILE, WEIGHTS_FILE } from "../llm/model/weights_io.ts";
+import { hasModel, MODEL_FILES } from "../llm/artifacts/model.ts";
 
 /** What a model artifact holds, for messages. */
-const MODEL_FILES = `${WEIGHTS_FILE} + ${CONFIG_FILE}, or a Hugging Face model folder`;
+const MODEL_KIND = `${MODEL_FILES.join(" + ")}, or a Hugging Face model folder`;
 
 /** The single upstream artifact of a given stage type (the pipeline check guarantees one). */
 export function inputOfType(ctx: StageContext<unknown>, type: string): Artifact {
@@ -48,18 +47,18 @@ export function modelInput(ctx: StageContext<unknown>, from?: string): Artifact 
     if (!named) {
       throw new Error(`${ctx.name}: from: "${from}" is not among this stage's needs (${needs})`);
     }
-    if (!isModelFolder(named.dir)) {
+    if (!hasModel(named.dir)) {
       throw new Error(
-        `${ctx.name}: stage "${from}" produced no model (${MODEL_FILES})`,
+        `${ctx.name}: stage "${from}" produced no model (${MODEL_KIND})`,
       );
     }
     return named;
   }
-  const models = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  const models = Object.values(ctx.inputs).filter((a) => hasModel(a.dir));
   if (models.length === 1) return models[0];
   if (models.length === 0) {
     throw new Error(
-      `stage "${ctx.name}" needs a stage that produced a model (${MODEL_FILES}), e.g. ` +
+      `stage "${ctx.name}" needs a stage that produced a model (${MODEL_KIND}), e.g. ` +
         `\`needs: load-openai-weights\` or \`needs: load-hf-model\`; needs: ${needs}`,
     );
   }

@@ -10,12 +10,16 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { defineStage, type StageDefinition } from "../runner/stage.ts";
-import { readTokenFile, writeTokenFile } from "../llm/data/token_file.ts";
+import { writeTokenFile } from "../llm/data/token_file.ts";
 import { slidingWindows, WindowLoader } from "../llm/data/windows.ts";
-import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import { inputOfType } from "./common.ts";
 import { openTokenizeArtifact } from "./tokenize.ts";
-import { copyTokenizerFiles, readTokenizerFolder } from "../llm/tokenizer/files.ts";
+import { copyTokenizerFiles } from "../llm/tokenizer/files.ts";
+import {
+  type LoaderManifest,
+  type SplitInfo,
+  writeLoaderManifest,
+} from "../llm/artifacts/batches.ts";
 
 export const DataloaderParams = z.strictObject({
   train_ratio: z.number().gt(0).lt(1).default(0.9).describe(
@@ -37,42 +41,6 @@ export const DataloaderParams = z.strictObject({
 });
 export type DataloaderParams = z.infer<typeof DataloaderParams>;
 
-/** One part (train or validation) of a dataloader artifact, as `loader.json` records it. */
-export interface SplitInfo {
-  /** The token file in the artifact (`train.bin` / `val.bin`). */
-  file: string;
-  /** Characters of the corpus in this part. */
-  characters: number;
-  /** Tokens they encode to. */
-  tokens: number;
-  /** Sliding windows cut from them. */
-  windows: number;
-  /** Batches one epoch yields. */
-  batches: number;
-  /** Tokens inside the batches one epoch visits. */
-  batch_tokens: number;
-  /** Whether each epoch visits the windows in a new seeded order. */
-  shuffle: boolean;
-  /** Whether a last, smaller batch is dropped. */
-  drop_last: boolean;
-}
-
-/** `loader.json`: everything needed to rebuild the batches exactly. */
-export interface LoaderManifest {
-  /** Windows per batch. */
-  batch_size: number;
-  /** Tokens per window. */
-  max_length: number;
-  /** Tokens between the starts of consecutive windows. */
-  stride: number;
-  /** Seed of the per-epoch shuffles. */
-  seed: number;
-  /** The training part. */
-  train: SplitInfo;
-  /** The validation part. */
-  val: SplitInfo;
-}
-
 /**
  * The `dataloader` stage (book ch02/ch05): splits the corpus by characters (`train_ratio`,
  * default 0.9), cuts each part into sliding windows and records how to batch them; downstream
@@ -83,6 +51,7 @@ export const dataloaderStage: StageDefinition = defineStage({
   version: "2",
   description: "Split by characters, cut sliding windows, batch (seeded shuffle)",
   params: DataloaderParams,
+  outputs: ["batches"],
   inherits: ["seed"],
   requires: ["tokenize"],
   headline: ["train_tokens", "val_tokens", "train_batches", "val_batches"],
@@ -139,10 +108,7 @@ export const dataloaderStage: StageDefinition = defineStage({
       train: info.train!,
       val: info.val!,
     };
-    await Deno.writeTextFile(
-      join(ctx.outDir, "loader.json"),
-      JSON.stringify(manifest, null, 2) + "\n",
-    );
+    await writeLoaderManifest(ctx.outDir, manifest);
     ctx.log.info(
       `train ${manifest.train.batch_tokens} tokens in ${manifest.train.batches} batches, ` +
         `validation ${manifest.val.batch_tokens} tokens in ${manifest.val.batches} batches`,
@@ -160,31 +126,10 @@ export const dataloaderStage: StageDefinition = defineStage({
   },
 });
 
-/** A dataloader artifact opened for training: its record, its tokenizer and the two loaders. */
-export interface DataloaderArtifact {
-  /** The artifact's `loader.json`. */
-  manifest: LoaderManifest;
-  /** The tokenizer the tokens were made with. */
-  tokenizer: Tokenizer;
-  /** Batches of the training part. */
-  train: WindowLoader;
-  /** Batches of the validation part. */
-  val: WindowLoader;
-}
-
-/** Rebuild the loaders a dataloader stage described: same windows, same batches, same order. */
-export async function openDataloaderArtifact(dir: string): Promise<DataloaderArtifact> {
-  const manifest = JSON.parse(await Deno.readTextFile(join(dir, "loader.json"))) as LoaderManifest;
-  const open = async (split: "train" | "val") => {
-    const info = manifest[split];
-    const ids = await readTokenFile(join(dir, info.file));
-    return new WindowLoader(slidingWindows(ids, manifest.max_length, manifest.stride), {
-      batchSize: manifest.batch_size,
-      shuffle: info.shuffle,
-      dropLast: info.drop_last,
-      seed: manifest.seed,
-    });
-  };
-  const { tokenizer } = await readTokenizerFolder(dir);
-  return { manifest, tokenizer, train: await open("train"), val: await open("val") };
-}
+/** The reader of this stage's artifact (its kind's module). */
+export {
+  type DataloaderArtifact,
+  type LoaderManifest,
+  openDataloaderArtifact,
+  type SplitInfo,
+} from "../llm/artifacts/batches.ts";

@@ -137,7 +137,7 @@ const definition: StageDefinition<DpoParams> = {
   description:
     "Preference-tune an instruction-tuned model with DPO (book ch07 bonus), in full or with LoRA",
   params: DpoParams,
-  producesModel: true,
+  outputs: ["model", "adapter", "history"],
   inherits: ["seed"],
   requires: ["preferences"],
   headline: ["train_loss", "val_loss", "val_reward_margin", "tokens_per_second"],

@@ -17,7 +17,8 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { resolvePath, writeFileAtomic } from "../util/files.ts";
+import { resolvePath } from "../util/files.ts";
+import { writeMmluResults } from "../llm/artifacts/mmlu.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
 import {
   CAIS_MMLU_REVISION,
@@ -138,6 +139,7 @@ export const evaluateStage: StageDefinition = defineStage({
   version: "1",
   description: "MMLU as the LM Evaluation Harness computes it; write results.json + samples.jsonl",
   params: EvaluateParams,
+  outputs: ["mmlu"],
   localFiles: (p, pipeline) => {
     // Files the user names are part of the inputs: a changed file means a new evaluation.
     // (Downloads are pinned by their sha256 and need no hashing.)
@@ -201,14 +203,7 @@ export const evaluateStage: StageDefinition = defineStage({
       tokenizer: tokenizer.name,
       backend: ctx.pipeline.backend,
     });
-    await writeFileAtomic(
-      join(ctx.outDir, "results.json"),
-      JSON.stringify(results, null, 2) + "\n",
-    );
-    await writeFileAtomic(
-      join(ctx.outDir, "samples.jsonl"),
-      evaluation.samples.map((s) => JSON.stringify(s)).join("\n") + "\n",
-    );
+    await writeMmluResults(ctx.outDir, results, evaluation.samples);
     for (const task of p.tasks) {
       const r = evaluation.results[task];
       ctx.log.info(

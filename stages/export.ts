@@ -15,8 +15,8 @@ import {
   ggufArchitecture,
   openExportSource,
 } from "../llm/export/mod.ts";
-import { isHfModelFolder } from "../llm/families/load.ts";
-import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { GGUF_FILE } from "../llm/artifacts/gguf.ts";
+import { hasModel } from "../llm/artifacts/model.ts";
 import { defineStage, type StageDefinition, type StageResult } from "../runner/stage.ts";
 import { useEngine } from "./engine.ts";
 
@@ -38,7 +38,7 @@ export const ExportParams = z.strictObject({
 export type ExportParams = z.infer<typeof ExportParams>;
 
 /** The GGUF file the stage writes. */
-export const GGUF_FILE = "model.gguf";
+export { GGUF_FILE };
 
 /** The `export` stage. */
 export const exportStage: StageDefinition = defineStage({
@@ -46,14 +46,15 @@ export const exportStage: StageDefinition = defineStage({
   version: "1",
   description: "Export an upstream model as GGUF (llama.cpp, Ollama) or a Hugging Face folder",
   params: ExportParams,
+  // gguf: model.gguf + Modelfile; hf: a Hugging Face model folder.
+  outputs: ["gguf", "model"],
   headline: ["format", "architecture", "megabytes"],
   async run(ctx): Promise<StageResult> {
     const p = ctx.params;
-    const isModel = (dir: string) => isModelFolder(dir) || isHfModelFolder(dir);
     const candidates = Object.values(ctx.inputs).filter((a) =>
-      p.from === undefined ? isModel(a.dir) : a.stage === p.from
+      p.from === undefined ? hasModel(a.dir) : a.stage === p.from
     );
-    if (candidates.length !== 1 || !isModel(candidates[0].dir)) {
+    if (candidates.length !== 1 || !hasModel(candidates[0].dir)) {
       throw new Error(
         `stage "${ctx.name}" exports one model: ${
           candidates.length === 0

@@ -275,6 +275,7 @@ function defineFinetune<P extends AnyFinetuneParams>(
     requires: ["instructions"],
     headline: ["train_loss", "val_loss", "trainable_parameters", "tokens_per_second"],
     cadenceParams: ["checkpoint_minutes", "checkpoint_every"],
+    outputs: type === "lora-finetune" ? ["model", "adapter", "history"] : ["model", "history"],
     producesModel: true,
     // Fine-tuning reports a validation loss: a split that leaves no validation part fails here,
     // before anything runs, naming the split the user chose.

@@ -15,7 +15,6 @@
  *
  * Artifact: generations.json, `[{prompt, response, settings, ...}]`.
  */
-import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
@@ -26,7 +25,8 @@ import {
   readInstructionData,
   splitInstructionData,
 } from "../llm/data/instructions.ts";
-import { parseJson, resolvePath, writeFileAtomic } from "../util/files.ts";
+import { parseJson, resolvePath } from "../util/files.ts";
+import { writeGenerations } from "../llm/artifacts/generations.ts";
 import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
 import {
@@ -224,6 +224,7 @@ export const generateStage: StageDefinition = defineStage({
   version: "2",
   description: "Continue prompts with an upstream model; stream them; write generations.json",
   params: GenerateParams,
+  outputs: ["generations"],
   inherits: ["seed"],
   localFiles: (p, pipeline) => (p.file ? [resolvePath(p.file, pipeline.baseDir)] : []),
   headline: ["prompts", "tokens", "tokens_per_second"],
@@ -296,10 +297,7 @@ export const generateStage: StageDefinition = defineStage({
     } finally {
       model.dispose();
     }
-    await writeFileAtomic(
-      join(ctx.outDir, "generations.json"),
-      JSON.stringify(generations, null, 2) + "\n",
-    );
+    await writeGenerations(ctx.outDir, generations);
     const rate = seconds > 0 ? tokens / seconds : 0;
     return {
       metrics: {

@@ -15,27 +15,18 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
-import { readJsonFile, resolvePath, writeFileAtomic } from "../util/files.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
 import {
   findDuplicates,
-  type InstructionEntry,
   type InstructionSplit,
-  parseInstructionData,
   type PromptTemplate,
   promptTemplate,
   readInstructionData,
   type SplitFractions,
   splitInstructionData,
-  type TokenizedExample,
   tokenizeSplits,
 } from "../llm/data/instructions.ts";
-import {
-  readTemplateFile,
-  readTokenizedExamples,
-  TEMPLATE_FILE,
-  writeTemplateFile,
-  writeTokenizedExamples,
-} from "../llm/data/instruction_files.ts";
+import { writeTemplateFile, writeTokenizedExamples } from "../llm/data/instruction_files.ts";
 import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
 import { writeTokenizerSpec } from "../llm/tokenizer/files.ts";
 import { HfTokenizer } from "../llm/tokenizer/hf.ts";
@@ -202,6 +193,7 @@ export const instructionsStage: StageDefinition = defineStage({
   version: "1",
   description: "Split instruction data, format it with a prompt template and tokenize it",
   params: InstructionsParams,
+  outputs: ["instructions"],
   headline: ["train", "val", "test", "max_length"],
   localFiles: (p, pipeline) => isLocal(p.corpus) ? [localPath(p.corpus, pipeline)] : [],
   async run(ctx) {
@@ -292,48 +284,8 @@ export const instructionsStage: StageDefinition = defineStage({
   },
 });
 
-/** What an `instructions` stage wrote, read back. */
-export interface InstructionsArtifact {
-  /** The artifact folder. */
-  dir: string;
-  /** The prompt template the examples were formatted with (template.json). */
-  template: PromptTemplate;
-  /** The tokenizer of the token ids (tokenizer_spec.json). */
-  tokenizer: Tokenizer;
-  /** The stage's `allowed_max_length`. */
-  allowedMaxLength: number;
-  /** The id the collate pads with (GPT-2's 50256; an open model's pad token or eos). */
-  padId: number;
-  /** The id appended to every example (the eos, or a chat template's end of turn). */
-  endId: number;
-  /** The entries of a split (train.json, val.json, test.json). */
-  entries(split: InstructionSplit): Promise<InstructionEntry[]>;
-  /** The tokenized examples of a split. */
-  examples(split: InstructionSplit): Promise<TokenizedExample[]>;
-}
-
-/** Read back what an `instructions` stage wrote in `dir`. */
-export async function openInstructionsArtifact(dir: string): Promise<InstructionsArtifact> {
-  const tokenizer = await readModelTokenizer(dir);
-  const template = await readTemplateFile(join(dir, TEMPLATE_FILE), tokenizer);
-  const stats = await readJsonFile(join(dir, "stats.json")) as {
-    splits: Record<string, { allowedMaxLength: number }>;
-    collate?: { pad_id: number; end_id: number };
-  };
-  // Artifacts written before open models: GPT-2's end of text for both.
-  const eot = tokenizer.endOfTextId ?? 50256;
-  return {
-    dir,
-    template,
-    tokenizer,
-    allowedMaxLength: stats.splits.train.allowedMaxLength,
-    padId: stats.collate?.pad_id ?? eot,
-    endId: stats.collate?.end_id ?? eot,
-    entries: async (split) =>
-      parseInstructionData(
-        await readJsonFile(join(dir, `${split}.json`)),
-        join(dir, `${split}.json`),
-      ),
-    examples: (split) => readTokenizedExamples(join(dir, `${split}.bin`)),
-  };
-}
+/** The reader of this stage's artifact (its kind's module). */
+export {
+  type InstructionsArtifact,
+  openInstructionsArtifact,
+} from "../llm/artifacts/instructions.ts";

@@ -5,8 +5,10 @@
  * The responses come from `responses:` (a path) or from an upstream artifact holding
  * `responses.json` (the fine-tuning stage's `responses`); the book's format either way.
  *
- * Artifact: scores.jsonl (every answer, as asked), judge.json (the judge and the per-field
- * results with every unscored reply), histogram-<field>.svg, pairwise.json (two fields).
+ * Artifact (llm/artifacts/judge.ts writes and reads it): scores.jsonl (every answer, as asked),
+ * judge.json (the judge, the responses judged: an upstream artifact's by stage and cache key,
+ * so a moved cache still finds them, or the `responses:` path; the per-field results with
+ * every unscored reply), histogram-<field>.svg, pairwise.json (two fields).
  * Answers are appended to the progress folder as they arrive, so a run that stops (Ctrl-C,
  * the judge went away) resumes without asking again.
  *
@@ -31,13 +33,13 @@
  * responses), `max_new_tokens`; the weights' digest (their files' sha256) is recorded as
  * Ollama's is.
  */
-import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { resolvePath, writeFileAtomic } from "../util/files.ts";
+import { resolvePath } from "../util/files.ts";
 import { ensureMemory, formatBytes } from "../util/disk.ts";
 import { defineStage, type StageContext, type StageDefinition } from "../runner/stage.ts";
-import { scoreHistogramSvg } from "../llm/eval/histogram_svg.ts";
+import { type JudgedResponses, writeJudgeScores, writePairwise } from "../llm/artifacts/judge.ts";
+import { hasResponses, RESPONSES_FILE, responsesPath } from "../llm/artifacts/responses.ts";
 import { readResponses, responseFields } from "../llm/eval/judge.ts";
 import type { Judge } from "../llm/eval/judge_asker.ts";
 import { DEFAULT_MODELS, DEFAULT_URLS, type JudgeConfig } from "../llm/eval/judge_client.ts";
@@ -49,7 +51,7 @@ import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
 import { modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 
-export const RESPONSES_FILE = "responses.json";
+export { RESPONSES_FILE };
 
 const JudgeParamsObject = z.strictObject({
   responses: z.string().min(1).optional().describe(
@@ -178,14 +180,25 @@ async function openLocalJudge(ctx: StageContext<JudgeParams>): Promise<LocalJudg
   });
 }
 
-/** The responses file: the `responses:` path, or the one upstream artifact that has one. */
-function responsesPath(ctx: StageContext<JudgeParams>): string {
+/**
+ * The responses to judge: the `responses:` path, or the one upstream artifact that has a
+ * responses file, recorded by stage and key (a moved cache still finds it).
+ */
+function responsesSource(
+  ctx: StageContext<JudgeParams>,
+): { path: string; recorded: JudgedResponses } {
   const { responses, from } = ctx.params;
-  if (responses !== undefined) return resolvePath(responses, ctx.pipeline.baseDir);
+  if (responses !== undefined) {
+    const path = resolvePath(responses, ctx.pipeline.baseDir);
+    return { path, recorded: path };
+  }
   const candidates = Object.values(ctx.inputs).filter((a) =>
-    (from === undefined || a.stage === from) && existsSync(join(a.dir, RESPONSES_FILE))
+    (from === undefined || a.stage === from) && hasResponses(a.dir)
   );
-  if (candidates.length === 1) return join(candidates[0].dir, RESPONSES_FILE);
+  if (candidates.length === 1) {
+    const [{ stage, key, dir }] = candidates;
+    return { path: responsesPath(dir), recorded: { stage, key, file: RESPONSES_FILE } };
+  }
   const needs = Object.keys(ctx.inputs).join(", ") || "none";
   if (candidates.length === 0) {
     throw new Error(
@@ -200,15 +213,13 @@ function responsesPath(ctx: StageContext<JudgeParams>): string {
   );
 }
 
-/** A field name as a file name part. */
-const fileSafe = (field: string) => field.replace(/[^A-Za-z0-9_.-]+/g, "_");
-
 export const judgeStage: StageDefinition = defineStage({
   type: "judge",
   version: "1",
   description:
     "Score responses 0–100 with an LLM judge (a server or in-process); pairwise preference",
   params: JudgeParams,
+  outputs: ["judge", "pairwise"],
   localFiles: (p, pipeline) => (p.responses ? [resolvePath(p.responses, pipeline.baseDir)] : []),
   headline: ["judge", "mean", "scored", "win_rate"],
   // How the judge is asked, not what it answers: changing these reuses the cached scores.
@@ -237,7 +248,7 @@ export const judgeStage: StageDefinition = defineStage({
   },
   async run(ctx) {
     const p = ctx.params;
-    const path = responsesPath(ctx);
+    const { path, recorded } = responsesSource(ctx);
     let entries = await readResponses(path, p.fields);
     if (p.limit) entries = entries.slice(0, p.limit);
     const fields = p.fields ?? responseFields(entries);
@@ -305,27 +316,16 @@ export const judgeStage: StageDefinition = defineStage({
     }
     if (report.reused > 0) ctx.log.info(`${report.reused} answer(s) reused from an earlier run`);
 
-    await writeFileAtomic(join(ctx.outDir, "scores.jsonl"), await Deno.readTextFile(ledgerPath));
-    await writeFileAtomic(
-      join(ctx.outDir, "judge.json"),
-      JSON.stringify(
-        {
-          responses: path,
-          judge: report.judge,
-          lenient: p.lenient,
-          fields: report.fields,
-          scores: report.scores,
-        },
-        null,
-        2,
-      ) + "\n",
-    );
+    await writeJudgeScores(ctx.outDir, {
+      responses: recorded,
+      judge: report.judge,
+      lenient: p.lenient,
+      fields: report.fields,
+      scores: report.scores,
+      ledger: await Deno.readTextFile(ledgerPath),
+    });
     const metrics: Record<string, number | string> = { judge: report.judge.model };
     for (const summary of report.fields) {
-      await writeFileAtomic(
-        join(ctx.outDir, `histogram-${fileSafe(summary.field)}.svg`),
-        scoreHistogramSvg(summary),
-      );
       const suffix = fields.length > 1 ? `_${summary.field}` : "";
       metrics[`mean${suffix}`] = summary.mean === null
         ? "n/a"
@@ -338,10 +338,7 @@ export const judgeStage: StageDefinition = defineStage({
       );
     }
     if (report.pairwise) {
-      await writeFileAtomic(
-        join(ctx.outDir, "pairwise.json"),
-        JSON.stringify({ judge: report.judge, ...report.pairwise }, null, 2) + "\n",
-      );
+      await writePairwise(ctx.outDir, report.judge, report.pairwise);
       const w = report.pairwise;
       metrics.win_rate = w.win_rate === null ? "n/a" : Math.round(w.win_rate * 10000) / 10000;
       metrics.contradiction_rate = w.contradiction_rate === null

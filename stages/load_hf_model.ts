@@ -481,7 +481,7 @@ export const loadHfModelStage: StageDefinition = defineStage({
   version: "2",
   description: "Fetch an open model from the Hugging Face Hub (or a local HF folder), checked",
   params: LoadHfModelParams,
-  producesModel: true,
+  outputs: ["model"],
   localFiles: localFilesToHash,
   // Whether a large model may be fetched does not change what is fetched.
   cadenceParams: ["allow_large"],

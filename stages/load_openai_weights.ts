@@ -213,7 +213,7 @@ export const loadOpenaiWeightsStage: StageDefinition = defineStage({
   inherits: ["model"],
   localFiles: localFilesToHash,
   headline: ["size", "parameters", "layout"],
-  producesModel: true,
+  outputs: ["model"],
   async run(ctx) {
     const p = ctx.params;
     let found: CheckpointFiles;

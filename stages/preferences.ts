@@ -11,31 +11,17 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { DATASETS } from "../datasets/catalog.ts";
-import { readJsonFile, resolvePath, writeFileAtomic } from "../util/files.ts";
+import { resolvePath, writeFileAtomic } from "../util/files.ts";
 import {
   type InstructionSplit,
-  type PromptTemplate,
   promptTemplate,
   type SplitFractions,
   splitInstructionData,
   tokenLengthStats,
 } from "../llm/data/instructions.ts";
-import {
-  readTemplateFile,
-  readTokenizedExamples,
-  TEMPLATE_FILE,
-  writeTemplateFile,
-  writeTokenizedExamples,
-} from "../llm/data/instruction_files.ts";
-import {
-  parsePreferenceData,
-  type PreferenceEntry,
-  readPreferenceData,
-  type TokenizedPair,
-  tokenizePreferences,
-} from "../llm/data/preferences.ts";
-import { createTokenizer, type Tokenizer } from "../llm/tokenizer/mod.ts";
-import { readTokenizerFolder } from "../llm/tokenizer/files.ts";
+import { writeTemplateFile, writeTokenizedExamples } from "../llm/data/instruction_files.ts";
+import { readPreferenceData, tokenizePreferences } from "../llm/data/preferences.ts";
+import { createTokenizer } from "../llm/tokenizer/mod.ts";
 import { defineStage, type PipelineSettings, type StageDefinition } from "../runner/stage.ts";
 import { fetchForStage } from "./common.ts";
 
@@ -93,6 +79,7 @@ export const preferencesStage: StageDefinition = defineStage({
   version: "1",
   description: "Split preference data (chosen / rejected responses), format and tokenize it",
   params: PreferencesParams,
+  outputs: ["preferences"],
   headline: ["train", "val", "test", "max_length"],
   localFiles: (p, pipeline) => isLocal(p.corpus) ? [localPath(p.corpus, pipeline)] : [],
   async run(ctx) {
@@ -173,51 +160,5 @@ export const preferencesStage: StageDefinition = defineStage({
   },
 });
 
-/** What a `preferences` stage wrote, read back. */
-export interface PreferencesArtifact {
-  /** The artifact folder. */
-  dir: string;
-  /** The prompt template the pairs were formatted with. */
-  template: PromptTemplate;
-  /** The tokenizer of the token ids. */
-  tokenizer: Tokenizer;
-  /** The stage's `allowed_max_length`. */
-  allowedMaxLength: number;
-  /** The entries of a split. */
-  entries(split: InstructionSplit): Promise<PreferenceEntry[]>;
-  /** The tokenized pairs of a split. */
-  pairs(split: InstructionSplit): Promise<TokenizedPair[]>;
-}
-
-/** Read back what a `preferences` stage wrote in `dir`. */
-export async function openPreferencesArtifact(dir: string): Promise<PreferencesArtifact> {
-  const template = await readTemplateFile(join(dir, TEMPLATE_FILE));
-  const { tokenizer } = await readTokenizerFolder(dir);
-  const statsPath = join(dir, "stats.json");
-  const stats = await readJsonFile(statsPath) as { allowedMaxLength?: unknown };
-  if (typeof stats?.allowedMaxLength !== "number") {
-    throw new Error(`${statsPath}: expected a number "allowedMaxLength"`);
-  }
-  return {
-    dir,
-    template,
-    tokenizer,
-    allowedMaxLength: stats.allowedMaxLength,
-    entries: async (split) =>
-      parsePreferenceData(
-        await readJsonFile(join(dir, `${split}.json`)),
-        join(dir, `${split}.json`),
-      ),
-    pairs: async (split) => {
-      const chosen = await readTokenizedExamples(join(dir, `${split}.chosen.bin`));
-      const rejected = await readTokenizedExamples(join(dir, `${split}.rejected.bin`));
-      if (chosen.length !== rejected.length) {
-        throw new Error(
-          `${dir}: ${split}.chosen.bin has ${chosen.length} examples, ${split}.rejected.bin ` +
-            `${rejected.length}`,
-        );
-      }
-      return chosen.map((c, i) => ({ chosen: c, rejected: rejected[i] }));
-    },
-  };
-}
+/** The reader of this stage's artifact (its kind's module). */
+export { openPreferencesArtifact, type PreferencesArtifact } from "../llm/artifacts/preferences.ts";

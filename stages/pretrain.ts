@@ -107,7 +107,7 @@ export const pretrainStage: StageDefinition = defineStage({
   params: PretrainParams,
   inherits: ["model", "seed"],
   requires: ["dataloader"],
-  producesModel: true,
+  outputs: ["model", "history"],
   headline: ["train_loss", "val_loss", "tokens_seen", "tokens_per_second"],
   // How often it checkpoints does not change what it trains (see runner/plan.ts keyParams).
   cadenceParams: ["checkpoint_minutes", "checkpoint_every"],

@@ -3,13 +3,12 @@
  * loss curves of the training stages, the MMLU table, the judge's scores and histograms, the
  * pairwise preference and a side-by-side sample of the responses.
  *
- * It reads what its `needs` wrote (llm/report/gather.ts recognises each folder by its files:
- * history.json, results.json, judge.json, pairwise.json, responses.json), so list every stage
+ * It reads what its `needs` wrote through the artifact readers (llm/artifacts: training
+ * histories, MMLU results, judge scores, pairwise preferences, responses), so list every stage
  * whose results belong in the report. Artifact: report.html, report.json (the data drawn).
  */
-import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../util/files.ts";
+import { writeReport } from "../llm/artifacts/report.ts";
 import { gatherReport } from "../llm/report/gather.ts";
 import { renderReport } from "../llm/report/html.ts";
 import { defineStage, type StageDefinition } from "../runner/stage.ts";
@@ -30,6 +29,7 @@ export const reportStage: StageDefinition = defineStage({
   description:
     "One self-contained HTML report: loss curves, MMLU, judge scores, pairwise, responses",
   params: ReportParams,
+  outputs: ["report"],
   headline: ["sections"],
   async run(ctx) {
     const sources = Object.values(ctx.inputs).map((a) => ({
@@ -43,13 +43,13 @@ export const reportStage: StageDefinition = defineStage({
         `stage "${ctx.name}": nothing to report: list the stages to gather under \`needs\``,
       );
     }
-    const data = await gatherReport(sources, ctx.params.title ?? `${ctx.pipeline.name} report`);
-    const path = join(ctx.outDir, "report.html");
-    await writeFileAtomic(path, renderReport(data, { responsesShown: ctx.params.responses_shown }));
-    await writeFileAtomic(
-      join(ctx.outDir, "report.json"),
-      JSON.stringify(data, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) +
-        "\n",
+    const data = await gatherReport(sources, ctx.params.title ?? `${ctx.pipeline.name} report`, {
+      cacheDir: ctx.pipeline.cacheDir,
+    });
+    await writeReport(
+      ctx.outDir,
+      data,
+      renderReport(data, { responsesShown: ctx.params.responses_shown }),
     );
     const counts = {
       loss_curves: data.lossCurves.length,

@@ -17,10 +17,9 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../util/files.ts";
 import type { InstructionEntry, PromptTemplate } from "../llm/data/instructions.ts";
 import { generateResponses } from "../llm/infer/responses.ts";
-import { isModelFolder } from "../llm/infer/model_folder.ts";
+import { hasModel } from "../llm/artifacts/model.ts";
 import { type OpenedModelFolder, openModelFolder } from "../llm/infer/open_model.ts";
 import {
   answerOf,
@@ -34,7 +33,7 @@ import { defineStage, type StageContext, type StageDefinition } from "../runner/
 import { inputOfType, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { openInstructionsArtifact } from "./instructions.ts";
-import { RESPONSES_FILE } from "./judge.ts";
+import { writeResponses } from "../llm/artifacts/responses.ts";
 
 export const ResponsesParams = z.strictObject({
   split: z.enum(["test", "val", "train"]).default("test").describe(
@@ -123,7 +122,7 @@ function modelsOf(ctx: StageContext<ResponsesParams>): [string, string][] {
     }
     return entries;
   }
-  const withModels = Object.values(ctx.inputs).filter((a) => isModelFolder(a.dir));
+  const withModels = Object.values(ctx.inputs).filter((a) => hasModel(a.dir));
   if (withModels.length > 1) {
     throw new Error(
       `${ctx.name}: several models upstream (${withModels.map((a) => a.stage).join(", ")}): ` +
@@ -154,6 +153,7 @@ export const responsesStage: StageDefinition = defineStage({
   version: "1",
   description: "Answer a split of the instruction data with one or more models (responses.json)",
   params: ResponsesParams,
+  outputs: ["responses"],
   inherits: ["seed"],
   requires: ["instructions"],
   headline: ["entries", "fields", "tokens_per_second"],
@@ -276,14 +276,11 @@ export const responsesStage: StageDefinition = defineStage({
       ...entry,
       ...Object.fromEntries(models.map(([field]) => [field, done.get(field)!.get(i)!.response])),
     }));
-    await writeFileAtomic(
-      join(ctx.outDir, RESPONSES_FILE),
-      JSON.stringify(responses, null, 4) + "\n",
-    );
-    await writeFileAtomic(
-      join(ctx.outDir, "stats.json"),
-      JSON.stringify({ split: p.split, entries: entries.length, fields: stats }, null, 2) + "\n",
-    );
+    await writeResponses(ctx.outDir, responses, {
+      split: p.split,
+      entries: entries.length,
+      fields: stats,
+    });
     return {
       metrics: {
         entries: entries.length,

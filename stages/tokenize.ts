@@ -20,11 +20,7 @@ import { decodeUtf8Strict } from "../llm/data/utf8.ts";
 import { writeTokenFile } from "../llm/data/token_file.ts";
 import { buildVocabulary, splitSimple } from "../llm/tokenizer/simple.ts";
 import { createTokenizer, type TokenizerSpec } from "../llm/tokenizer/mod.ts";
-import {
-  readTokenizerFolder,
-  type TokenizerFolder,
-  writeTokenizerSpec,
-} from "../llm/tokenizer/files.ts";
+import { writeTokenizerSpec } from "../llm/tokenizer/files.ts";
 import { fetchForStage } from "./common.ts";
 
 const CorpusSchema = z.union([
@@ -101,6 +97,7 @@ export const tokenizeStage: StageDefinition = defineStage({
   version: "1",
   description: "Read a corpus and convert it to token ids (regex vocabulary or GPT-2 BPE)",
   params: TokenizeParams,
+  outputs: ["tokens"],
   headline: ["characters", "tokens", "vocab_size"],
   localFiles: (params, pipeline) =>
     isLocalPath(params.corpus) ? [localPath(params.corpus, pipeline)] : [],
@@ -142,16 +139,5 @@ export const tokenizeStage: StageDefinition = defineStage({
   },
 });
 
-/** A tokenize artifact read back: the tokenizer and the corpus text it tokenized. */
-export interface TokenizeArtifact extends TokenizerFolder {
-  /** The corpus, as read (`corpus.txt`). */
-  text: string;
-}
-
-/** Read back what a tokenize stage wrote. */
-export async function openTokenizeArtifact(dir: string): Promise<TokenizeArtifact> {
-  return {
-    ...(await readTokenizerFolder(dir)),
-    text: await Deno.readTextFile(join(dir, "corpus.txt")),
-  };
-}
+/** The reader of this stage's artifact (its kind's module). */
+export { openTokenizeArtifact, type TokenizeArtifact } from "../llm/artifacts/tokens.ts";

@@ -101,7 +101,9 @@ Ollama's or an OpenAI-compatible API; a reply that is not a bare integer counts 
 and listed). With two response fields it also asks which answer is better, in both orders
 (AlpacaEval style). The API key is read from \`api_key_env\` and never written anywhere. Writes
 \`scores.jsonl\`, \`judge.json\` (per field: scored/total, mean, standard error, histogram, the
-judge's model and digest), \`histogram-<field>.svg\` and \`pairwise.json\`. Answers are kept in
+judge's model and digest; the responses it judged by stage and cache key, so a moved cache still
+finds them, or by path when given as \`responses:\`), \`histogram-<field>.svg\` and
+\`pairwise.json\`. Answers are kept in
 the progress folder as they arrive, so an interrupted run asks only the rest. \`concurrency\`,
 \`timeout_s\` and \`retries\` are not part of the cache key (changing them reuses the scores);
 the key needs no server, so a finished artifact is reused while the judge is down. Ollama's
@@ -126,8 +128,8 @@ refused before anything is written. \`format: hf\` makes the artifact a Hugging 
 for transformers, vLLM, LitGPT and torchtune. See docs/scale.md.`,
   "report": `
 One self-contained HTML page (no scripts, nothing fetched) to open in a browser after a run. It
-reads the artifacts of the stages listed under \`needs\` and recognises them by their files:
-\`history.json\` (a loss curve per training stage), \`results.json\` (the MMLU table: each
+reads the artifacts of the stages listed under \`needs\` through each kind's reader
+(llm/artifacts): \`history.json\` (a loss curve per training stage), \`results.json\` (the MMLU table: each
 requested task's \`acc,none\` ± \`acc_stderr,none\` and question count, labelled with the model
 the \`evaluate\` stage scored), \`judge.json\` (scored/total, mean ± standard error and a
 histogram per response field), \`pairwise.json\` (win rate with ties as half, how often the order
@@ -403,6 +405,9 @@ function stageSection(stage: StageDefinition<unknown>): string {
       : "",
     stage.inherits?.length
       ? `Inherits from the pipeline: ${stage.inherits.map(code).join(", ")}.`
+      : "",
+    stage.outputs?.length
+      ? `Writes artifact kinds: ${stage.outputs.map(code).join(", ")} (llm/artifacts).`
       : "",
     `Version ${code(stage.version)} (part of the cache key).`,
   ].filter(Boolean).join(" ");

@@ -27,14 +27,6 @@ export function formatInstructionPrompt(entry: { instruction: string; input?: st
   return `${PREAMBLE}\n\n### Instruction:\n${entry.instruction}${input}`;
 }
 
-/**
- * The prompt followed by the response header, so that the model's continuation is the answer
- * itself (for interactive use, where the answer streams as it is generated).
- */
-export function formatInstructionQuery(entry: { instruction: string; input?: string }): string {
-  return `${formatInstructionPrompt(entry)}\n\n${RESPONSE_HEADER}\n`;
-}
-
 /** A full training example: the prompt, then the response header and the expected output. */
 export function formatInstructionExample(entry: InstructionEntry): string {
   return `${formatInstructionPrompt(entry)}\n\n${RESPONSE_HEADER}\n${entry.output}`;
@@ -298,8 +290,6 @@ function buildTemplate(
       (marker === "" ? continuation : continuation.replace(marker, "")).trim(),
   };
 }
-
-export type PromptTemplateName = "alpaca" | "phi3";
 
 /** `alpaca`, `phi3`, or any other string as a custom template ({@link parsePromptTemplate}). */
 export function promptTemplate(nameOrSource: string = "alpaca"): PromptTemplate {

@@ -11,9 +11,13 @@ import { JudgeLedger, promptHash } from "./judge_ledger.ts";
 
 /** One entry of a responses file: the book's instruction entry plus one field per model. */
 export interface ResponseEntry {
+  /** The task. */
   instruction: string;
+  /** Its input ("" when none). */
   input: string;
+  /** The reference answer. */
   output: string;
+  /** Each model's response, by field name (e.g. `model_response`). */
   [field: string]: string;
 }
 
@@ -112,8 +116,11 @@ export function parseScore(reply: string, lenient = false): number | null {
   return numbers.size === 1 ? inRange(Number([...numbers][0])) : null;
 }
 
+/** A reply that was not a score. */
 export interface Unscored {
+  /** The entry's index in the responses file. */
   index: number;
+  /** What the judge said. */
   reply: string;
 }
 
@@ -126,9 +133,13 @@ export interface FieldScores {
   answeredBy: string;
 }
 
+/** The judge's scores of one response field, summarized. */
 export interface FieldSummary {
+  /** The response field. */
   field: string;
+  /** Entries whose reply was a score. */
   scored: number;
+  /** Entries judged. */
   total: number;
   /** Mean of the scored replies (null when none scored). */
   mean: number | null;
@@ -136,6 +147,7 @@ export interface FieldSummary {
   stderr: number | null;
   /** Counts per 10-point bin: [0,10), [10,20) … [90,100] (100 falls in the last). */
   histogram: number[];
+  /** Every reply that was not a score. */
   unscored: Unscored[];
 }
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { apiError, OpenAI } from "./openai_client.ts";
 import { Ollama } from "ollama";
-import { formatInstructionQuery, promptTemplate } from "../../llm/data/instructions.ts";
+import { promptTemplate } from "../../llm/data/instructions.ts";
 import { complete } from "../../llm/infer/complete.ts";
 import { generateText } from "../../server/generation.ts";
 import { REPO_ROOT, sharedFixture, withTempDir } from "../fixtures.ts";
@@ -134,7 +134,7 @@ Deno.test("serve: the ollama client lists, generates and chats, whole and stream
       assert.equal(tags.models[0].name, "tiny");
       assert.equal(tags.models[0].digest, "abc123");
 
-      const query = formatInstructionQuery({ instruction: PROMPT });
+      const query = promptTemplate("alpaca").query({ instruction: PROMPT });
       const expected = await complete(served.model, {
         tokenizer: served.tokenizer,
         prompt: query,

@@ -100,7 +100,12 @@ Deno.test({
         ]);
         assert.deepEqual(rows[1].chips, outcomes(first));
         assert.ok(rows[1].chips.every((c: string) => c === "stage-chip ran"));
-        assert.match(rows[1].text, /judge llama3 · win_rate 0\.\d+/);
+        // The headline numbers come from what the run wrote, not from whichever stage ran last:
+        // the final losses, MMLU accuracy, the judge's mean per field and the win rate.
+        assert.match(rows[1].text, /pretrain train_loss \d+\.\d+ · val_loss \d+\.\d+/);
+        assert.match(rows[1].text, /evaluate task mmlu_philosophy · acc [\d.]+/);
+        assert.match(rows[1].text, /judge mean response_before \d+\.\d+ · mean response_after \d/);
+        assert.match(rows[1].text, /judge win_rate response_before 0\.\d+/);
 
         // 2. A run in progress appears and updates without a reload.
         await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));

@@ -26,7 +26,6 @@ export interface MmluQuestion {
 
 /** The splits as `cais/mmlu` names them; the original release calls validation `val`. */
 export type MmluSplit = "dev" | "validation" | "test";
-export const MMLU_SPLITS: readonly MmluSplit[] = ["dev", "validation", "test"];
 
 /** The original release's folder and file suffix for a split. */
 export function originalSplitName(split: MmluSplit): "dev" | "val" | "test" {

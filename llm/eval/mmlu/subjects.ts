@@ -86,9 +86,6 @@ export const MMLU_SUBJECT_CATEGORY: Readonly<Record<string, MmluCategory>> = Obj
 /** The 57 subjects in alphabetical order (the harness's and the dataset's order). */
 export const MMLU_SUBJECTS: readonly string[] = Object.keys(MMLU_SUBJECT_CATEGORY).sort();
 
-/** The harness's test / validation / dev question counts over all 57 subjects. */
-export const MMLU_TOTALS = { test: 14042, validation: 1531, dev: 285 } as const;
-
 export function isMmluSubject(name: string): boolean {
   return Object.hasOwn(MMLU_SUBJECT_CATEGORY, name);
 }

@@ -4,7 +4,6 @@ import {
   findDuplicates,
   formatInstructionExample,
   formatInstructionPrompt,
-  formatInstructionQuery,
   parseInstructionData,
   parsePromptTemplate,
   promptTemplate,
@@ -126,7 +125,7 @@ Deno.test("templates: alpaca is the book's format_input + response, phi3 the exe
   const alpaca = promptTemplate("alpaca");
   for (const entry of [withInput, without]) {
     assert.equal(alpaca.prompt(entry), formatInstructionPrompt(entry));
-    assert.equal(alpaca.query(entry), formatInstructionQuery(entry));
+    assert.equal(alpaca.query(entry), `${formatInstructionPrompt(entry)}\n\n### Response:\n`);
     assert.equal(alpaca.example(entry), formatInstructionExample(entry));
   }
   assert.equal(alpaca.extractResponse("\n\n### Response:\nHe goes.\n"), "He goes.");
