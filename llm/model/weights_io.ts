@@ -19,6 +19,7 @@ import { parseJson } from "../../util/files.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";
+import { PackedModelFiller, packedSlots, type Quantization } from "./precision.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 /** Our model config (the book's keys) in a model folder. */
@@ -50,9 +51,16 @@ export async function getStateDict(model: GPTModel): Promise<Map<string, NamedTe
   return tensors;
 }
 
-/** What the model expects under each state_dict name. */
+/** What the model expects under each state_dict name (matrices still to be packed included). */
 function expectedShapes(model: GPTModel): Map<string, number[]> {
-  return new Map(model.stateTensors().map(({ name, shape }) => [name, [...shape]]));
+  const shapes = new Map(model.stateTensors().map(({ name, shape }) => [name, [...shape]]));
+  for (const slot of packedSlots(model).values()) {
+    if (!shapes.has(slot.name)) shapes.set(slot.name, [slot.rows, slot.cols]);
+  }
+  if (model.tiedHead && !shapes.has("out_head.weight") && shapes.has("tok_emb.weight")) {
+    shapes.set("out_head.weight", shapes.get("tok_emb.weight")!);
+  }
+  return shapes;
 }
 
 /**
@@ -211,6 +219,11 @@ export interface LoadModelOptions {
   overrides?: Pick<Partial<GPTConfig>, "drop_rate">;
   /** Seed of the dropout RNG (default 123, as any new model's). */
   seed?: number;
+  /**
+   * Hold the weights packed as int8 (Q8_0) or bf16 for inference (llm/model/precision.ts): the
+   * float32 model is never built; each matrix is packed as it is read.
+   */
+  quantize?: Quantization;
 }
 
 /**
@@ -236,11 +249,25 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   await using reader = await openSafetensors(weightsPath);
   const { header } = reader;
   const tiedHead = header.metadata[TIED_HEAD_KEY] === "true";
-  const model = new GPTModel(config, { init: "zeros", tiedHead, seed: options.seed });
+  const quantize = options.quantize ?? "none";
+  const model = new GPTModel(config, {
+    init: quantize === "none" ? "zeros" : "empty",
+    tiedHead,
+    seed: options.seed,
+  });
   try {
     // Check names and shapes against the config before reading any data.
     const shapes = new Map([...header.tensors].map(([name, info]) => [name, info.shape]));
     checkTensorSet(model, shapes, weightsPath);
+    if (quantize !== "none") {
+      const filler = new PackedModelFiller(model, quantize);
+      for (const name of header.tensors.keys()) {
+        if (tiedHead && name === "out_head.weight") continue;
+        filler.set(name, (await reader.read(name)).data);
+      }
+      filler.checkComplete(weightsPath);
+      return model;
+    }
     const tensors = new Map<string, NamedTensor>();
     for (const name of header.tensors.keys()) {
       const { shape, data } = await reader.read(name);
