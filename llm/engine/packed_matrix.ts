@@ -11,7 +11,7 @@
  * (a prompt) convert W a tile of rows at a time into float32 scratch and hand each tile to
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
-import { decodeTensor, encodeTensor, halfToFloat } from "../weights/gguf.ts";
+import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import type { Blas } from "./blas.ts";
 import {
   instantiatePackedKernels,
@@ -142,6 +142,13 @@ export class PackedMatrix {
       throw new Error(
         `PackedMatrix.setRows: ${values.length} values from row ${first} do not fit [${this.rows}, ${this.cols}]`,
       );
+    }
+    if (this.type === "Q8_0") {
+      // Straight into the arena (the loader's hot loop: billions of values for an 8B model).
+      const start = first * this.rowBytes;
+      const length = (values.length / 32) * 34;
+      quantizeQ8_0Into(values, this.bytes().subarray(start, start + length));
+      return;
     }
     this.setRowBytes(first, encodeTensor(this.type, values));
   }
@@ -291,6 +298,37 @@ export function splitInt16(x: Float32Array, parts: Int16Array, scales: Float32Ar
       const high = Math.round(scaled);
       parts[at + j] = high;
       parts[at + 32 + j] = Math.round((scaled - high) * LOW_PART_SCALE);
+    }
+  }
+}
+
+const fround = Math.fround;
+
+/**
+ * Q8_0 blocks of `values` into `out` (34 bytes per 32 values): the same bytes as gguf.ts
+ * `quantizeQ8_0` (llama.cpp's quantize_row_q8_0_ref: d = amax/127 in float32, q = roundf(x/d)
+ * with 1/d in float32, d stored as fp16), written in place with typed arrays.
+ */
+export function quantizeQ8_0Into(values: Float32Array, out: Uint8Array): void {
+  const blocks = values.length / 32;
+  const signed = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
+  for (let b = 0; b < blocks; b++) {
+    const start = b * 32;
+    let amax = 0;
+    for (let j = 0; j < 32; j++) {
+      const a = Math.abs(values[start + j]);
+      if (a > amax) amax = a;
+    }
+    const d = fround(amax / 127);
+    const id = d ? fround(1 / d) : 0;
+    const half = floatToHalf(d);
+    const at = b * 34;
+    out[at] = half & 0xff;
+    out[at + 1] = half >>> 8;
+    for (let j = 0; j < 32; j++) {
+      const x = fround(values[start + j] * id);
+      // roundf: halves away from zero.
+      signed[at + 2 + j] = x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
     }
   }
 }

@@ -52,6 +52,19 @@ function plainProduct(type: PackedType, w: Float32Array, x: Float32Array, n: num
   return out;
 }
 
+Deno.test("Q8_0 packing rounds ties and extremes as llama.cpp's reference does", () => {
+  // Halves (x/d = k + 0.5) round away from zero; an all-zero block has d = 0.
+  const values = new Float32Array(96);
+  for (let j = 0; j < 32; j++) values[j] = (j - 16) * 0.5 + (j === 5 ? 127 : 0);
+  for (let j = 32; j < 64; j++) values[j] = j % 2 ? -1e-8 : 3e4;
+  const matrix = PackedMatrix.fromFloat32("Q8_0", 1, 96, values);
+  try {
+    assert.deepEqual(matrix.bytes(), encodeTensor("Q8_0", values));
+  } finally {
+    matrix.dispose();
+  }
+});
+
 const CASES: { type: PackedType; rows: number; cols: number }[] = [
   { type: "Q8_0", rows: 37, cols: 32 * 13 }, // rows not a multiple of 4, many blocks
   { type: "Q8_0", rows: 5, cols: 32 },
@@ -66,6 +79,8 @@ for (const { type, rows, cols } of CASES) {
     const w = randomValues(rows * cols, rng);
     const matrix = PackedMatrix.fromFloat32(type, rows, cols, w);
     try {
+      // The stored bytes are the GGUF codec's (for Q8_0: llama.cpp's reference quantizer).
+      assert.deepEqual(matrix.bytes(), encodeTensor(type, w));
       assert.deepEqual(
         matrix.decodeRows(0, rows),
         decodeTensor(type, encodeTensor(type, w), w.length),
