@@ -153,6 +153,28 @@ export class PackedMatrix {
     this.setRowBytes(first, encodeTensor(this.type, values));
   }
 
+  /**
+   * Rows from row `first` given as bf16 bits: kept bit for bit when the matrix is BF16,
+   * otherwise rounded to its type as their float32 values would be.
+   */
+  setBf16Rows(first: number, bits: Uint16Array): void {
+    if (this.type === "BF16") {
+      this.setRowBytes(first, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+    } else if (this.type === "Q8_0") {
+      const start = first * this.rowBytes;
+      if (bits.length % this.cols !== 0 || first + bits.length / this.cols > this.rows) {
+        throw new Error(
+          `PackedMatrix.setBf16Rows: ${bits.length} values from row ${first} do not fit [${this.rows}, ${this.cols}]`,
+        );
+      }
+      quantizeQ8_0FromBf16(bits, this.bytes().subarray(start, start + (bits.length / 32) * 34));
+    } else {
+      const words = new Uint32Array(bits.length);
+      for (let i = 0; i < bits.length; i++) words[i] = bits[i] << 16;
+      this.setRows(first, new Float32Array(words.buffer));
+    }
+  }
+
   /** Stores already encoded rows (e.g. a bf16 file's bits, unchanged) from row `first`. */
   setRowBytes(first: number, encoded: Uint8Array): void {
     const start = first * this.rowBytes;
@@ -310,26 +332,50 @@ const fround = Math.fround;
  * with 1/d in float32, d stored as fp16), written in place with typed arrays.
  */
 export function quantizeQ8_0Into(values: Float32Array, out: Uint8Array): void {
-  const blocks = values.length / 32;
   const signed = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
+  const blocks = values.length / 32;
+  for (let b = 0; b < blocks; b++) quantizeBlock(values, b * 32, out, signed, b * 34);
+}
+
+/** One block of 32 values from values[start] into the 34 bytes at out[at] (signed: same bytes). */
+function quantizeBlock(
+  values: Float32Array,
+  start: number,
+  out: Uint8Array,
+  signed: Int8Array,
+  at: number,
+): void {
+  let amax = 0;
+  for (let j = 0; j < 32; j++) {
+    const a = Math.abs(values[start + j]);
+    if (a > amax) amax = a;
+  }
+  const d = fround(amax / 127);
+  const id = d ? fround(1 / d) : 0;
+  const half = floatToHalf(d);
+  out[at] = half & 0xff;
+  out[at + 1] = half >>> 8;
+  for (let j = 0; j < 32; j++) {
+    const x = fround(values[start + j] * id);
+    // roundf: halves away from zero.
+    signed[at + 2 + j] = x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
+  }
+}
+
+const blockValues = new Float32Array(32);
+const blockBits = new Uint32Array(blockValues.buffer);
+
+/**
+ * Q8_0 blocks of bf16 values (given as their bits) into `out`: the same bytes as widening them
+ * to float32 and calling `quantizeQ8_0Into`, without the float32 copy (the 8B loader's path).
+ */
+export function quantizeQ8_0FromBf16(bits: Uint16Array, out: Uint8Array): void {
+  const signed = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
+  const blocks = bits.length / 32;
   for (let b = 0; b < blocks; b++) {
     const start = b * 32;
-    let amax = 0;
-    for (let j = 0; j < 32; j++) {
-      const a = Math.abs(values[start + j]);
-      if (a > amax) amax = a;
-    }
-    const d = fround(amax / 127);
-    const id = d ? fround(1 / d) : 0;
-    const half = floatToHalf(d);
-    const at = b * 34;
-    out[at] = half & 0xff;
-    out[at + 1] = half >>> 8;
-    for (let j = 0; j < 32; j++) {
-      const x = fround(values[start + j] * id);
-      // roundf: halves away from zero.
-      signed[at + 2 + j] = x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
-    }
+    for (let j = 0; j < 32; j++) blockBits[j] = bits[start + j] << 16;
+    quantizeBlock(blockValues, 0, out, signed, b * 34);
   }
 }
 

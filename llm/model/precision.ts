@@ -228,13 +228,7 @@ export class PackedModelFiller {
   /** Rows `first`.. of a bf16 matrix from bf16 bits (kept exactly, when it is packed as BF16). */
   setBf16Rows(name: string, first: number, bits: Uint16Array): void {
     const matrix = this.matrix(name);
-    if (matrix.type === "BF16") {
-      matrix.setRowBytes(first, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
-    } else {
-      const words = new Uint32Array(bits.length);
-      for (let i = 0; i < bits.length; i++) words[i] = bits[i] << 16;
-      matrix.setRows(first, new Float32Array(words.buffer));
-    }
+    matrix.setBf16Rows(first, bits);
     if (first + bits.length / matrix.cols === matrix.rows) this.filled.add(name);
   }
 
