@@ -12,12 +12,31 @@
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
-import type { Blas } from "./blas.ts";
 import {
   instantiatePackedKernels,
   LOW_PART_SCALE,
   type PackedKernelExports,
 } from "./wasm/packed_kernels.ts";
+
+/** What the many-row product needs of a BLAS library (llm/engine/blas.ts `Blas` has it). */
+export interface Sgemm {
+  /** C = alpha·op(A)·op(B) + beta·C, row-major (cblas_sgemm). */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+}
 
 /** How a packed matrix stores its values (GGUF's type names). */
 export type PackedType = "Q8_0" | "F16" | "BF16";
@@ -188,7 +207,11 @@ export class PackedMatrix {
   }
 
   /** Rows first..first+count as float32, into `out` (row-major). */
-  decodeRows(first: number, count: number, out = new Float32Array(count * this.cols)) {
+  decodeRows(
+    first: number,
+    count: number,
+    out: Float32Array = new Float32Array(count * this.cols),
+  ): Float32Array {
     const rowBytes = this.rowBytes;
     const bytes = this.bytes().subarray(first * rowBytes, (first + count) * rowBytes);
     decodeInto(this.type, bytes, out, count * this.cols);
@@ -199,7 +222,7 @@ export class PackedMatrix {
    * y = x·Wᵀ (+ bias): x [n, cols] row-major → [n, rows]. `blas` (OpenBLAS) takes the
    * products of several rows; without it, or for one row, the kernels here do.
    */
-  multiply(x: Float32Array, n: number, bias?: Float32Array, blas?: Blas): Float32Array {
+  multiply(x: Float32Array, n: number, bias?: Float32Array, blas?: Sgemm): Float32Array {
     this.check();
     const { rows, cols } = this;
     if (x.length < n * cols) {
@@ -251,7 +274,7 @@ export class PackedMatrix {
   }
 
   /** Many rows: W a tile of rows at a time into float32, each tile one sgemm. */
-  private tiledSgemm(blas: Blas, x: Float32Array, n: number, out: Float32Array): void {
+  private tiledSgemm(blas: Sgemm, x: Float32Array, n: number, out: Float32Array): void {
     const { rows, cols } = this;
     const tileRows = Math.max(1, Math.min(rows, Math.floor(TILE_VALUES / cols)));
     const tile = new Float32Array(tileRows * cols);
@@ -272,6 +295,7 @@ export class PackedMatrix {
     if (left === 0) releaseArena(this.arena);
   }
 
+  /** Throws once the matrix is disposed. */
   private check(): void {
     if (this.disposed) throw new Error("PackedMatrix: used after dispose");
   }

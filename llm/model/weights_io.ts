@@ -19,7 +19,7 @@ import { parseJson } from "../../util/files.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";
-import { PackedModelFiller, packedSlots, type Quantization } from "./precision.ts";
+import { isPacked, PackedModelFiller, packedSlots, type Quantization } from "./precision.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 /** Our model config (the book's keys) in a model folder. */
@@ -173,6 +173,12 @@ async function writeTextFileAtomic(path: string, text: string): Promise<void> {
 
 /** Saves `model` into `dir` as `model.safetensors` + `gpt_config.json` (each written atomically). */
 export async function saveModel(dir: string, model: GPTModel): Promise<void> {
+  if (isPacked(model)) {
+    throw new Error(
+      `saveModel ${dir}: the model's weights are quantized (packed for inference); save the ` +
+        `float32 model it was loaded from instead`,
+    );
+  }
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, NamedTensor>();
   for (const tensor of model.stateTensors()) {
