@@ -55,8 +55,14 @@ export function packedLinear(
 /** ids int32 [...] → [..., cols]: rows of the packed table, decoded. */
 export function packedLookup(table: PackedMatrix, ids: tf.Tensor): tf.Tensor {
   refuseGradients("Embedding");
-  const idValues = ids.dataSync();
   const { rows, cols } = table;
+  let idValues: tf.TypedArray;
+  try {
+    idValues = ids.dataSync() as tf.TypedArray;
+  } catch {
+    // A GPU backend that cannot read the ids synchronously: the whole table for this call.
+    return tf.tidy(() => tf.gather(tf.tensor2d(table.decodeRows(0, rows), [rows, cols]), ids));
+  }
   const out = new Float32Array(idValues.length * cols);
   for (let i = 0; i < idValues.length; i++) {
     const id = idValues[i];
