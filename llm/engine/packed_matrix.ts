@@ -275,12 +275,23 @@ export class PackedMatrix {
 
   /** Many rows: W a tile of rows at a time into float32, each tile one sgemm. */
   private tiledSgemm(blas: Sgemm, x: Float32Array, n: number, out: Float32Array): void {
-    const { rows, cols } = this;
+    const { rows, cols, arena } = this;
     const tileRows = Math.max(1, Math.min(rows, Math.floor(TILE_VALUES / cols)));
-    const tile = new Float32Array(tileRows * cols);
+    // Q8_0 tiles are decoded by the SIMD kernel into the arena's scratch; others in JS.
+    const inArena = this.type === "Q8_0";
+    const tileAt = alignUp(arena.used, ALIGN);
+    if (inArena) arena.reserve(tileAt + tileRows * cols * 4);
+    let tile = inArena
+      ? new Float32Array(arena.memory.buffer, tileAt, tileRows * cols)
+      : new Float32Array(tileRows * cols);
     for (let first = 0; first < rows; first += tileRows) {
       const count = Math.min(tileRows, rows - first);
-      this.decodeRows(first, count, tile);
+      if (inArena) {
+        arena.kernels.q8Decode(this.offset + first * this.rowBytes, tileAt, (count * cols) / 32);
+        tile = new Float32Array(arena.memory.buffer, tileAt, count * cols);
+      } else {
+        this.decodeRows(first, count, tile);
+      }
       // out[:, first:first+count] = x · tileᵀ, written in place (ldc = rows).
       blas.sgemm(false, true, n, count, cols, 1, x, cols, tile, cols, 0, out.subarray(first), rows);
     }

@@ -349,6 +349,14 @@ export class FunctionBuilder {
   i16x8ExtendHighI8x16S(): this {
     return this.simd(0x88);
   }
+  /** i16 lanes 0–3 (signed) widened to four i32 lanes. */
+  i32x4ExtendLowI16x8S(): this {
+    return this.simd(0xa7);
+  }
+  /** i16 lanes 4–7 (signed) widened to four i32 lanes. */
+  i32x4ExtendHighI16x8S(): this {
+    return this.simd(0xa8);
+  }
   /** Pairwise products of i16 lanes summed into four i32 lanes. */
   i32x4DotI16x8S(): this {
     return this.simd(0xba);

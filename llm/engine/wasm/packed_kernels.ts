@@ -152,11 +152,59 @@ function bf16Gemv(): FunctionBuilder {
   return f;
 }
 
+/**
+ * q8Decode(w, out, blocks): the float32 values d·q of `blocks` consecutive Q8_0 blocks at w
+ * into out (a prompt's products convert weights a tile at a time for sgemm).
+ */
+function q8Decode(): FunctionBuilder {
+  const f = new FunctionBuilder("q8Decode", ["i32", "i32", "i32"]);
+  const [w, out, blocks] = [0, 1, 2].map((i) => f.param(i));
+  const [wp, op, end, h, d, v, half16] = [
+    f.local("i32"),
+    f.local("i32"),
+    f.local("i32"),
+    f.local("i32"),
+    f.local("v128"),
+    f.local("v128"),
+    f.local("v128"),
+  ];
+  f.get(w).set(wp);
+  f.get(out).set(op);
+  f.get(w).get(blocks).i32Const(34).i32Mul().i32Add().set(end);
+  f.block().loop();
+  f.get(wp).get(end).i32GeS().brIf(1);
+  f.get(wp).i32Load16U().set(h);
+  f.get(h).i32Const(0x7fff).i32And().i32Const(13).i32Shl();
+  f.get(h).i32Const(0x8000).i32And().i32Const(16).i32Shl().i32Or().f32ReinterpretI32();
+  f.f32Const(HALF_EXPONENT_FIX).f32Mul().f32x4Splat().set(d);
+  for (const half of [0, 16]) {
+    f.get(wp).v128Load(2 + half).set(v);
+    for (const [high, at] of [[false, 0], [true, 8]] as const) {
+      f.get(v);
+      if (high) f.i16x8ExtendHighI8x16S();
+      else f.i16x8ExtendLowI8x16S();
+      f.set(half16);
+      for (const [upper, lane] of [[false, 0], [true, 4]] as const) {
+        f.get(op);
+        f.get(half16);
+        if (upper) f.i32x4ExtendHighI16x8S();
+        else f.i32x4ExtendLowI16x8S();
+        f.f32x4ConvertI32x4S().get(d).f32x4Mul().v128Store((half + at + lane) * 4);
+      }
+    }
+  }
+  f.get(wp).i32Const(34).i32Add().set(wp);
+  f.get(op).i32Const(128).i32Add().set(op);
+  f.br(0).end().end();
+  return f;
+}
+
 /** What one instance exports. */
 export interface PackedKernelExports {
   memory: WebAssembly.Memory;
   q8Gemv(w: number, xq: number, xs: number, y: number, rows: number, blocks: number): void;
   bf16Gemv(w: number, x: number, y: number, rows: number, cols: number): void;
+  q8Decode(w: number, out: number, blocks: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined;
@@ -165,7 +213,7 @@ let compiled: WebAssembly.Module | null | undefined;
 export function instantiatePackedKernels(): PackedKernelExports | undefined {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(buildModule([q8Gemv(), bf16Gemv()]));
+      compiled = new WebAssembly.Module(buildModule([q8Gemv(), bf16Gemv(), q8Decode()]));
     } catch {
       compiled = null;
     }
