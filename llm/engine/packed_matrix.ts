@@ -247,7 +247,7 @@ export class PackedMatrix {
   /** One row: y[o] = Σ_i W[o, i] x[i]. */
   private gemv(x: Float32Array, y: Float32Array): void {
     const { rows, cols, arena } = this;
-    if (this.type === "F16" || (this.type === "BF16" && cols % 8 !== 0)) {
+    if (this.type === "F16" || (this.type === "BF16" && cols % 16 !== 0)) {
       // No kernel for these (fp16 only holds the few matrices Q8_0 cannot): a tile at a time.
       gemvByTiles(this, x, y);
       return;

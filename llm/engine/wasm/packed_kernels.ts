@@ -111,42 +111,44 @@ function upperHalves(first: number): number[] {
 
 /**
  * bf16Gemv(w, x, y, rows, cols): y[o] = Σ_i bf16(w[o, i]) · x[i], w row-major bf16, `cols` a
- * multiple of 8.
+ * multiple of 16. Four accumulators, so that the additions do not wait on each other.
  */
 function bf16Gemv(): FunctionBuilder {
   const f = new FunctionBuilder("bf16Gemv", ["i32", "i32", "i32", "i32", "i32"]);
   const [w, x, y, rows, cols] = [0, 1, 2, 3, 4].map((i) => f.param(i));
-  const [row, wp, xp, xEnd, acc0, acc1, v, zero] = [
+  const [row, wp, xp, xEnd, v, zero] = [
     f.local("i32"),
     f.local("i32"),
     f.local("i32"),
     f.local("i32"),
-    f.local("v128"),
-    f.local("v128"),
     f.local("v128"),
     f.local("v128"),
   ];
+  const acc = [f.local("v128"), f.local("v128"), f.local("v128"), f.local("v128")];
   f.i32x4Const(0, 0, 0, 0).set(zero);
   f.get(x).get(cols).i32Const(2).i32Shl().i32Add().set(xEnd);
   f.get(w).set(wp);
   f.i32Const(0).set(row);
   f.block().loop();
   f.get(row).get(rows).i32GeS().brIf(1);
-  f.get(zero).set(acc0);
-  f.get(zero).set(acc1);
+  for (const a of acc) f.get(zero).set(a);
   f.get(x).set(xp);
   f.block().loop();
   f.get(xp).get(xEnd).i32GeS().brIf(1);
-  f.get(wp).v128Load().set(v);
-  f.get(zero).get(v).i8x16Shuffle(upperHalves(0)).get(xp).v128Load().f32x4Mul();
-  f.get(acc0).f32x4Add().set(acc0);
-  f.get(zero).get(v).i8x16Shuffle(upperHalves(4)).get(xp).v128Load(16).f32x4Mul();
-  f.get(acc1).f32x4Add().set(acc1);
-  f.get(wp).i32Const(16).i32Add().set(wp);
-  f.get(xp).i32Const(32).i32Add().set(xp);
+  for (const step of [0, 1]) {
+    f.get(wp).v128Load(step * 16).set(v);
+    for (const part of [0, 1]) {
+      const a = acc[step * 2 + part];
+      f.get(zero).get(v).i8x16Shuffle(upperHalves(part * 4));
+      f.get(xp).v128Load((step * 8 + part * 4) * 4).f32x4Mul();
+      f.get(a).f32x4Add().set(a);
+    }
+  }
+  f.get(wp).i32Const(32).i32Add().set(wp);
+  f.get(xp).i32Const(64).i32Add().set(xp);
   f.br(0).end().end();
-  f.get(acc0).get(acc1).f32x4Add().set(acc0);
-  emitStoreLaneSum(f, acc0, y, row);
+  f.get(acc[0]).get(acc[1]).f32x4Add().get(acc[2]).get(acc[3]).f32x4Add().f32x4Add().set(acc[0]);
+  emitStoreLaneSum(f, acc[0], y, row);
   f.get(row).i32Const(1).i32Add().set(row);
   f.br(0).end().end();
   return f;

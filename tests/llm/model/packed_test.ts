@@ -68,8 +68,8 @@ Deno.test("Q8_0 packing rounds ties and extremes as llama.cpp's reference does",
 const CASES: { type: PackedType; rows: number; cols: number }[] = [
   { type: "Q8_0", rows: 37, cols: 32 * 13 }, // rows not a multiple of 4, many blocks
   { type: "Q8_0", rows: 5, cols: 32 },
-  { type: "BF16", rows: 29, cols: 8 * 21 },
-  { type: "BF16", rows: 7, cols: 20 }, // not whole 8-lane steps: the tile path
+  { type: "BF16", rows: 29, cols: 16 * 11 },
+  { type: "BF16", rows: 7, cols: 24 }, // not whole 16-value steps: the tile path
   { type: "F16", rows: 11, cols: 24 },
 ];
 
