@@ -169,6 +169,15 @@ export class PackedMatrix {
       quantizeQ8_0Into(values, this.bytes().subarray(start, start + length));
       return;
     }
+    if (this.type === "BF16") {
+      const start = first * this.rowBytes;
+      const bytes = this.bytes();
+      if (start % 2 === 0 && (bytes.byteOffset + start) % 2 === 0) {
+        const words = new Uint16Array(bytes.buffer, bytes.byteOffset + start, values.length);
+        roundToBf16(values, words);
+        return;
+      }
+    }
     this.setRowBytes(first, encodeTensor(this.type, values));
   }
 
@@ -394,6 +403,20 @@ function quantizeBlock(
     const x = fround(values[start + j] * id);
     // roundf: halves away from zero.
     signed[at + 2 + j] = x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
+  }
+}
+
+/**
+ * float32 → bf16 bits, round to nearest even, NaN kept quiet: gguf.ts `encodeTensor("BF16")`'s
+ * rule (ggml's fp32_to_bf16) over whole arrays.
+ */
+function roundToBf16(values: Float32Array, out: Uint16Array): void {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    out[i] = (x & 0x7fffffff) > 0x7f800000
+      ? ((x >>> 16) | 64) & 0xffff
+      : ((x + (0x7fff + ((x >>> 16) & 1))) >>> 16) & 0xffff;
   }
 }
 

@@ -19,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { packedByteLength, PackedMatrix, type PackedType } from "../engine/packed_matrix.ts";
 import { decodeTensor, encodeTensor, type GgmlType } from "../weights/gguf.ts";
 import type { GPTModel } from "./gpt.ts";
-import { Embedding, Linear } from "./layers.ts";
+import { Embedding, Linear, newVariable } from "./layers.ts";
 import { assignStateTensor } from "./sharded.ts";
 
 /** How a model's weights are held for inference. */
@@ -174,7 +174,11 @@ export class PackedModelFiller {
   private readonly others: Map<string, ReturnType<GPTModel["stateTensors"]>[number]>;
   private readonly filled = new Set<string>();
 
-  constructor(readonly model: GPTModel, readonly quantize: Exclude<Quantization, "none">) {
+  /**
+   * With `quantize: "none"` the matrices become float32 variables over the given arrays (no
+   * copy: a mapped file's pages), which saves allocating and zero-filling them first.
+   */
+  constructor(readonly model: GPTModel, readonly quantize: Quantization) {
     this.slots = packedSlots(model);
     this.others = new Map(model.stateTensors().map((t) => [t.name, t]));
   }
@@ -187,7 +191,7 @@ export class PackedModelFiller {
   /** The storage type `name` is packed as (undefined: float32). */
   typeOf(name: string): PackedType | undefined {
     const slot = this.slots.get(name);
-    return slot ? packedType(slot, this.quantize) : undefined;
+    return slot && this.quantize !== "none" ? packedType(slot, this.quantize) : undefined;
   }
 
   /** [rows, cols] of a packed matrix. */
@@ -201,14 +205,31 @@ export class PackedModelFiller {
     if (!slot) throw new Error(`PackedModelFiller: "${name}" is not a packed matrix`);
     const existing = slot.layers[0].packed;
     if (existing) return existing;
+    if (this.quantize === "none") {
+      throw new Error(`PackedModelFiller: "${name}" is float32 here; give it whole to set()`);
+    }
     const matrix = new PackedMatrix(packedType(slot, this.quantize), slot.rows, slot.cols);
     setSlot(slot, matrix);
     return matrix;
   }
 
-  /** A whole tensor's float32 values. */
+  /** A whole tensor's float32 values (kept, not copied, when not quantized). */
   set(name: string, data: Float32Array): void {
-    if (this.slots.has(name)) {
+    const slot = this.slots.get(name);
+    if (slot && this.quantize === "none") {
+      if (data.length !== slot.rows * slot.cols) {
+        throw new Error(
+          `PackedModelFiller: "${name}" [${slot.rows}, ${slot.cols}] needs ${
+            slot.rows * slot.cols
+          } values, got ${data.length}`,
+        );
+      }
+      const variable = newVariable([slot.rows, slot.cols], data);
+      for (const layer of slot.layers) layer.weight = variable;
+      this.filled.add(name);
+      return;
+    }
+    if (slot) {
       this.setRows(name, 0, data);
       return;
     }

@@ -32,6 +32,16 @@ export const LEGACY_CONFIG_FILE = "config.json";
 /** safetensors metadata key recording that the output head shares the token embedding. */
 export const TIED_HEAD_KEY = "groundup.tied_head";
 
+/** Whether two float32 arrays hold the same bits (the same array: trivially). */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 const sameShape = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
@@ -256,30 +266,30 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   const { header } = reader;
   const tiedHead = header.metadata[TIED_HEAD_KEY] === "true";
   const quantize = options.quantize ?? "none";
-  const model = new GPTModel(config, {
-    init: quantize === "none" ? "zeros" : "empty",
-    tiedHead,
-    seed: options.seed,
-  });
+  // "empty": no matrix is allocated; each is packed, or becomes a variable over the file's
+  // (mapped) values, as it is read: nothing is zero-filled and then overwritten. A vocabulary
+  // sharded for WebGPU is allocated and assigned.
+  const model = new GPTModel(config, { init: "empty", tiedHead, seed: options.seed });
   try {
     // Check names and shapes against the config before reading any data.
     const shapes = new Map([...header.tensors].map(([name, info]) => [name, info.shape]));
     checkTensorSet(model, shapes, weightsPath);
-    if (quantize !== "none") {
-      const filler = new PackedModelFiller(model, quantize);
-      for (const name of header.tensors.keys()) {
-        if (tiedHead && name === "out_head.weight") continue;
-        filler.set(name, (await reader.read(name)).data);
-      }
-      filler.checkComplete(weightsPath);
-      return model;
-    }
-    const tensors = new Map<string, NamedTensor>();
+    const filler = new PackedModelFiller(model, quantize);
     for (const name of header.tensors.keys()) {
-      const { shape, data } = await reader.read(name);
-      tensors.set(name, { shape, data });
+      const { data } = await reader.read(name);
+      if (tiedHead && name === "out_head.weight") {
+        // The head is the embedding: a file that ties them must hold the same values.
+        const embedding = (await reader.read("tok_emb.weight")).data;
+        if (!sameBits(data, embedding)) {
+          throw new Error(
+            `${weightsPath}: "out_head.weight" differs from "tok_emb.weight" but the model ties them`,
+          );
+        }
+        continue;
+      }
+      filler.set(name, data);
     }
-    loadStateDict(model, tensors, weightsPath);
+    filler.checkComplete(weightsPath);
     return model;
   } catch (error) {
     model.dispose();
