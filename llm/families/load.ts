@@ -24,7 +24,6 @@ import {
   type Quantization,
   weightBytes,
 } from "../model/precision.ts";
-import { assignStateTensor } from "../model/sharded.ts";
 import { openSafetensors, type SafetensorsReader } from "../weights/safetensors.ts";
 import type { ConverterContext, HfCheckpoint, ModelFamily } from "./family.ts";
 import type { HfConfig } from "./hf_config.ts";
@@ -250,30 +249,11 @@ export async function loadHfModel(
   }
 
   const quantize = options.quantize ?? "none";
-  if (quantize !== "none") {
-    return await loadPacked(dir, { config, tiedHead, family, hfConfig, quantize }, options);
+  if (quantize === "none") {
+    const fp32Bytes = countParameters(config, { tiedHead }) * 4;
+    ensureMemory(fp32Bytes, `${dir} at fp32`, options.availableMemory);
   }
-  const fp32Bytes = countParameters(config, { tiedHead }) * 4;
-  ensureMemory(fp32Bytes, `${dir} at fp32`, options.availableMemory);
-
-  await using checkpoint = await openHfCheckpoint(dir);
-  const model = new GPTModel(config, { init: "zeros", tiedHead });
-  try {
-    const targets = new Map(model.stateTensors().map((t) => [t.name, t]));
-    const expected = new Map([...targets].map(([name, t]) => [name, t.shape]));
-    const converter = family.converter({ config, tiedHead, hfConfig, expected });
-    checkPlan(checkpoint, converter.plan(checkpoint).outputs, expected, tiedHead, family, dir);
-    for await (const [name, tensor] of converter.convert(checkpoint)) {
-      if (tiedHead && name === "out_head.weight") continue; // the embedding, already assigned
-      const target = targets.get(name);
-      if (!target) throw new Error(`${checkpoint.description}: no model tensor "${name}"`);
-      assignStateTensor(target, tensor.data);
-    }
-    return { model, family, config, hfConfig };
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+  return await loadInto(dir, { config, tiedHead, family, hfConfig, quantize }, options);
 }
 
 /** Every name and shape the converter plans against the model's, before any value is read. */
@@ -302,24 +282,27 @@ function checkPlan(
 const STREAM_CHUNK_BYTES = 16 * 2 ** 20;
 
 /**
- * The quantized load: the model is built "empty" (no weight matrix allocated), the memory
- * check counts the packed size, and each matrix is packed as it is read. For the rule-table
- * families the checkpoint's bytes are read a block of rows at a time (bf16 rows kept bit for
- * bit under `quantize: bf16`), so no float32 matrix is ever whole in memory; GPT-2's mapping
+ * The load: the model is built "empty" (no weight matrix allocated, nothing zero-filled), and
+ * each matrix is filled as it is read: float32 (a variable over the converted values, no copy),
+ * or packed, after a memory check that counts the packed size. Packed loads of the rule-table
+ * families read the checkpoint's bytes a block of rows at a time (bf16 rows kept bit for bit
+ * under `quantize: bf16`), so no float32 matrix is ever whole in memory; GPT-2's mapping
  * (transposes) converts one tensor at a time through its converter.
  */
-async function loadPacked(
+async function loadInto(
   dir: string,
   context: Omit<ConverterContext, "expected"> & {
     family: ModelFamily;
-    quantize: Exclude<Quantization, "none">;
+    quantize: Quantization;
   },
   options: LoadHfModelOptions,
 ): Promise<LoadedHfModel> {
   const { config, tiedHead, family, hfConfig, quantize } = context;
   const model = new GPTModel(config, { init: "empty", tiedHead });
   try {
-    ensureMemory(weightBytes(model, quantize), `${dir} at ${quantize}`, options.availableMemory);
+    if (quantize !== "none") {
+      ensureMemory(weightBytes(model, quantize), `${dir} at ${quantize}`, options.availableMemory);
+    }
     await using checkpoint = await openHfCheckpoint(dir);
     const filler = new PackedModelFiller(model, quantize);
     const expected = new Map<string, readonly number[]>(
@@ -330,7 +313,7 @@ async function loadPacked(
     const converterContext = { config, tiedHead, hfConfig, expected };
     const converter = family.converter(converterContext);
     checkPlan(checkpoint, converter.plan(checkpoint).outputs, expected, tiedHead, family, dir);
-    if (family.weightRules.length > 0) {
+    if (quantize !== "none" && family.weightRules.length > 0) {
       for (const step of buildSteps(family.weightRules, converterContext)) {
         await streamStep(checkpoint, step, filler);
       }
