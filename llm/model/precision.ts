@@ -12,8 +12,11 @@
  *
  * `applyPrecision` is the reference: it rounds each weight through the 16- or 8-bit codec and
  * stores the result back in fp32, so its numbers are exactly what the packed kernels compute
- * (up to summation order). The memory saving comes from the engine keeping the packed bytes
- * instead (see the engine's packed weights); the quality figures do not depend on which.
+ * (up to summation order). The memory saving comes from holding the packed bytes instead
+ * (llm/engine/packed_matrix.ts): the loaders (`loadHfModel`, `loadModel` with `quantize`, which
+ * `openModelFolder` calls) build an "empty" model and fill it with `PackedModelFiller`, matrix
+ * by matrix; `packModel` packs a model already in memory. A packed model is inference-only:
+ * its linear layers and embeddings refuse to record gradients, and `saveModel` refuses it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { packedByteLength, PackedMatrix, type PackedType } from "../engine/packed_matrix.ts";
