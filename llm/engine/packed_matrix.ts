@@ -321,8 +321,12 @@ export class PackedMatrix {
   }
 }
 
-/** Rows of x from which a product goes through float32 tiles and sgemm rather than GEMVs. */
-export const GEMV_MAX_ROWS = 4;
+/**
+ * Rows of x from which a product goes through float32 tiles and sgemm rather than one GEMV per
+ * row. Measured on the 8B model (bench/load_8b.ts): a 4-row prompt took 39.8 s by tiles where
+ * one GEMV took 3.3 s, so a few rows stay on the GEMV.
+ */
+export const GEMV_MAX_ROWS = 8;
 /** Float32 values per tile of the converted weights (1 MiB: stays in a core's L2 cache). */
 const TILE_VALUES = 1 << 18;
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../../../llm/engine/backend.ts";
 import { blasInUse } from "../../../llm/engine/cpu_kernels.ts";
-import { PackedMatrix, type PackedType } from "../../../llm/engine/packed_matrix.ts";
+import { GEMV_MAX_ROWS, PackedMatrix, type PackedType } from "../../../llm/engine/packed_matrix.ts";
 import { loadHfModel } from "../../../llm/families/load.ts";
 import { generate } from "../../../llm/model/generate.ts";
 import { GPTModel } from "../../../llm/model/gpt.ts";
@@ -87,6 +87,7 @@ for (const { type, rows, cols } of CASES) {
       );
       const bias = randomValues(rows, rng);
       // 1 row: the GEMV; 3 rows: GEMVs; 9 rows with BLAS: float32 tiles into sgemm.
+      assert.ok(GEMV_MAX_ROWS > 3 && GEMV_MAX_ROWS <= 9);
       for (const [n, blas] of [[1, undefined], [3, undefined], [9, blasInUse()]] as const) {
         // Inputs with a wide range inside a block (the int16 split must keep the small ones).
         const x = randomValues(n * cols, rng).map((v, i) => i % 7 === 0 ? v * 1e-3 : v);
