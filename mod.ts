@@ -171,6 +171,11 @@ export type { LinearRole, NamedLinear } from "./llm/model/gpt.ts";
 export { applyRope, ropeInverseFrequencies, RotaryEmbedding } from "./llm/model/rope.ts";
 export type { RopeAngles } from "./llm/model/rope.ts";
 export { generate, generateTextSimple } from "./llm/model/generate.ts";
+// Quantized inference: weights packed as Q8_0 / bf16 (openModelFolder's `quantize` loads so).
+export { isPacked, packModel, weightBytes } from "./llm/model/precision.ts";
+export type { Quantization } from "./llm/model/precision.ts";
+export { PackedMatrix } from "./llm/engine/packed_matrix.ts";
+export type { PackedType, Sgemm } from "./llm/engine/packed_matrix.ts";
 export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
 export { generateResponses } from "./llm/infer/responses.ts";
 export {

@@ -14,6 +14,12 @@
  *   deno task bench llama-cpp [--models gpt2-124M,qwen3-0.6B,llama-3.2-1B] [--new-tokens 200]
  *                             [--prefill 128] [--rounds 2] [--threads 2] [--settle 2] [--dir D]
  *                             [--sides ours,llama.cpp,pytorch] [--embedding-std 0.02]
+ *                             [--quantize none|int8|bf16]
+ *
+ * --quantize int8: llama.cpp reads the GGUF exported as Q8_0 (llm/export/gguf.ts's rule) and
+ * ours holds the same model packed (llm/model/precision.ts `packModel`, the same Q8_0 bytes);
+ * bf16: ours packs bf16, llama.cpp reads F16 (the export writes no BF16: the same 2 bytes a
+ * weight, rounded differently, so tokens may differ). PyTorch always runs fp32 weights.
  *
  * qwen3-tiny and llama-tiny (2 layers, the real vocabularies and RoPE settings) check the whole
  * flow in seconds. Per model and round (the order of the sides rotates): prefill of a
@@ -35,6 +41,7 @@ import type { GPTConfig } from "../llm/model/config.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { Embedding } from "../llm/model/layers.ts";
+import { packModel, parseQuantization, weightBytes } from "../llm/model/precision.ts";
 import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { flag, median, peakRssMb } from "./common.ts";
 
@@ -46,6 +53,8 @@ const threads = Number(flag("threads", "2"));
 const settleSeconds = Number(flag("settle", "2"));
 const dir = flag("dir", "/tmp/groundup-llama-cpp-bench");
 const embeddingStd = Number(flag("embedding-std", "0.02"));
+const quantize = parseQuantization(flag("quantize", "none"), "--quantize");
+const ggufDtype = quantize === "int8" ? "q8_0" : quantize === "bf16" ? "f16" : "f32";
 const SIDES = ["ours", "llama.cpp", "pytorch"] as const;
 type Side = typeof SIDES[number];
 const sides = flag("sides", SIDES.join(",")).split(",") as Side[];
@@ -272,11 +281,11 @@ for (const name of modelNames) {
   );
   const model = new GPTModel(spec.config, { seed: 123, tiedHead: spec.tiedHead });
   scaleEmbedding(model, family);
-  const gguf = join(dir, `${name}-f32.gguf`);
+  const gguf = join(dir, `${name}-${ggufDtype}.gguf`);
   const hfDir = join(dir, `${name}-hf`);
   if (modelSides.includes("llama.cpp")) {
     const written = await exportGguf(model, vocabularyFor(spec.config.vocab_size), gguf, {
-      dtype: "f32",
+      dtype: ggufDtype,
     });
     console.log(`# ${name}: ${gguf} (${(written.bytes / 2 ** 20).toFixed(0)} MiB)`);
   }
@@ -285,6 +294,8 @@ for (const name of modelNames) {
     await exportHf(model, hfDir);
     console.log(`# ${name}: ${hfDir} (HF layout, F32)`);
   }
+  // Ours holds the same numbers the GGUF does (PyTorch's folder above stays fp32).
+  packModel(model, quantize);
   const prefill = Array.from({ length: prefillTokens }, (_, i) => (i * 7919 + 13) % 50_000);
   await runOurs(model, prefill.slice(0, 8)); // warm-up: JIT, first touch of the weights
   const results = Object.fromEntries(modelSides.map((side) => [side, [] as SideResult[]]));
@@ -322,6 +333,8 @@ for (const name of modelNames) {
     model: name,
     engine: describeEngine(engine),
     threads,
+    quantize,
+    weight_mb: round2(weightBytes(model) / 2 ** 20, 1),
     new_tokens: newTokens,
     prefill_tokens: prefillTokens,
     decode_ours: round2(med("ours", "decode_tokens_per_s"), 2),

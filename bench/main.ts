@@ -36,6 +36,20 @@ const BENCHES: Record<string, Bench> = {
       "decode and prefill tokens/s, ours vs llama.cpp (node-llama-cpp) and, for Qwen3/Llama shapes, the book's PyTorch KV-cache code, on the same weights (bench/llama_cpp.ts)",
     command: ["deno", "run", "-A", "bench/llama_cpp.ts"],
   },
+  "quantized-decode": {
+    about:
+      "decode and prefill tokens/s of one model held fp32, bf16 and int8 (Q8_0) packed, in one process (bench/quantized_decode.ts)",
+    command: ["deno", "run", "-A", "bench/quantized_decode.ts"],
+  },
+  "load-8b": {
+    about:
+      "a Llama-3-8B-shaped bf16 folder (~16 GB in /tmp) loaded with quantize int8: peak RSS, load time, decode (bench/load_8b.ts)",
+    command: ["deno", "run", "-A", "bench/load_8b.ts"],
+  },
+  "load-model": {
+    about: "load time of a saved 124M folder, fp32 / int8 / bf16 (bench/load_model.ts)",
+    command: ["deno", "run", "-A", "bench/load_model.ts"],
+  },
   "responses-torch": {
     about:
       "greedy responses, one at a time and batched, ours vs the book's PyTorch KV-cache code (bench/responses_vs_torch.ts)",

@@ -12,16 +12,23 @@
  *      file is ever read whole; BF16/F16 are widened to float32 on read.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { halfToFloat } from "../weights/gguf.ts";
 import { join } from "node:path";
 import { ensureMemory } from "../../util/disk.ts";
 import { parseJson } from "../../util/files.ts";
 import { countParameters, type GPTConfig } from "../model/config.ts";
 import { GPTModel } from "../model/gpt.ts";
-import { assignStateTensor } from "../model/sharded.ts";
+import {
+  PackedModelFiller,
+  packedSlots,
+  type Quantization,
+  weightBytes,
+} from "../model/precision.ts";
 import { openSafetensors, type SafetensorsReader } from "../weights/safetensors.ts";
-import type { HfCheckpoint, ModelFamily } from "./family.ts";
+import type { ConverterContext, HfCheckpoint, ModelFamily } from "./family.ts";
 import type { HfConfig } from "./hf_config.ts";
 import { detectFamily } from "./mod.ts";
+import { buildSteps } from "./rules.ts";
 
 /** HF's file names in a model folder. */
 export const HF_CONFIG_FILE = "config.json";
@@ -66,6 +73,8 @@ export interface OpenHfCheckpoint extends HfCheckpoint, AsyncDisposable {
   files: string[];
   /** The checkpoint dtype of every tensor (F32, BF16, F16). */
   dtypes: ReadonlyMap<string, string>;
+  /** Where a tensor's bytes lie: its file and the byte offset of its first value there. */
+  locate(name: string): { path: string; offset: number; dtype: string; shape: readonly number[] };
 }
 
 /** The shard index: tensor name → shard file name. */
@@ -165,6 +174,18 @@ export async function openHfCheckpoint(dir: string): Promise<OpenHfCheckpoint> {
     files: [...readers.keys()],
     description,
     fileOf: (name) => location.get(name) ?? description,
+    locate: (name) => {
+      const path = location.get(name);
+      if (!path) throw new Error(`${description}: no tensor named "${name}"`);
+      const { header } = readers.get(path)!;
+      const info = header.tensors.get(name)!;
+      return {
+        path,
+        offset: header.dataStart + info.dataOffsets[0],
+        dtype: info.dtype,
+        shape: info.shape,
+      };
+    },
     read: async (name) => {
       const path = location.get(name);
       if (!path) throw new Error(`${description}: no tensor named "${name}"`);
@@ -187,6 +208,12 @@ export interface LoadHfModelOptions {
    * size of the model must fit in it.
    */
   availableMemory?: number;
+  /**
+   * Hold the weights packed as int8 (Q8_0) or bf16 for inference (llm/model/precision.ts): each
+   * matrix is packed as it is read, a block of rows at a time, so the float32 model is never
+   * built and the memory check counts the packed size.
+   */
+  quantize?: Quantization;
 }
 
 /** A loaded HF model and where it came from. */
@@ -221,37 +248,143 @@ export async function loadHfModel(
     config.context_length = Math.min(config.context_length, options.maxContext);
   }
 
-  const fp32Bytes = countParameters(config, { tiedHead }) * 4;
-  ensureMemory(fp32Bytes, `${dir} at fp32`, options.availableMemory);
+  const quantize = options.quantize ?? "none";
+  if (quantize === "none") {
+    const fp32Bytes = countParameters(config, { tiedHead }) * 4;
+    ensureMemory(fp32Bytes, `${dir} at fp32`, options.availableMemory);
+  }
+  return await loadInto(dir, { config, tiedHead, family, hfConfig, quantize }, options);
+}
 
-  await using checkpoint = await openHfCheckpoint(dir);
-  const model = new GPTModel(config, { init: "zeros", tiedHead });
+/** Every name and shape the converter plans against the model's, before any value is read. */
+function checkPlan(
+  checkpoint: HfCheckpoint,
+  outputs: ReadonlyMap<string, readonly number[]>,
+  expected: ReadonlyMap<string, readonly number[]>,
+  tiedHead: boolean,
+  family: ModelFamily,
+  dir: string,
+): void {
+  for (const [name, shape] of expected) {
+    if (tiedHead && name === "out_head.weight") continue;
+    const planned = outputs.get(name);
+    if (!planned || !sameShape(planned, shape)) {
+      throw new Error(
+        `${checkpoint.description}: the ${family.name} mapping gives ${
+          planned ? `[${planned}]` : "nothing"
+        } for "${name}", the model built from ${join(dir, HF_CONFIG_FILE)} expects [${shape}]`,
+      );
+    }
+  }
+}
+
+/** Bytes of checkpoint data read per call while streaming a matrix into its packed form. */
+const STREAM_CHUNK_BYTES = 16 * 2 ** 20;
+
+/**
+ * The load: the model is built "empty" (no weight matrix allocated, nothing zero-filled), and
+ * each matrix is filled as it is read: float32 (a variable over the converted values, no copy),
+ * or packed, after a memory check that counts the packed size. Packed loads of the rule-table
+ * families read the checkpoint's bytes a block of rows at a time (bf16 rows kept bit for bit
+ * under `quantize: bf16`), so no float32 matrix is ever whole in memory; GPT-2's mapping
+ * (transposes) converts one tensor at a time through its converter.
+ */
+async function loadInto(
+  dir: string,
+  context: Omit<ConverterContext, "expected"> & {
+    family: ModelFamily;
+    quantize: Quantization;
+  },
+  options: LoadHfModelOptions,
+): Promise<LoadedHfModel> {
+  const { config, tiedHead, family, hfConfig, quantize } = context;
+  const model = new GPTModel(config, { init: "empty", tiedHead });
   try {
-    const targets = new Map(model.stateTensors().map((t) => [t.name, t]));
-    const expected = new Map([...targets].map(([name, t]) => [name, t.shape]));
-    const converter = family.converter({ config, tiedHead, hfConfig, expected });
-    // Every name and shape checked before any value is read or assigned.
-    const { outputs } = converter.plan(checkpoint);
-    for (const [name, shape] of expected) {
-      if (tiedHead && name === "out_head.weight") continue;
-      const planned = outputs.get(name);
-      if (!planned || !sameShape(planned, shape)) {
-        throw new Error(
-          `${checkpoint.description}: the ${family.name} mapping gives ${
-            planned ? `[${planned}]` : "nothing"
-          } for "${name}", the model built from ${configPath} expects [${shape}]`,
-        );
+    if (quantize !== "none") {
+      ensureMemory(weightBytes(model, quantize), `${dir} at ${quantize}`, options.availableMemory);
+    }
+    await using checkpoint = await openHfCheckpoint(dir);
+    const filler = new PackedModelFiller(model, quantize);
+    const expected = new Map<string, readonly number[]>(
+      model.stateTensors().map((t) => [t.name, t.shape]),
+    );
+    for (const slot of packedSlots(model).values()) expected.set(slot.name, [slot.rows, slot.cols]);
+    if (tiedHead) expected.set("out_head.weight", expected.get("tok_emb.weight")!);
+    const converterContext = { config, tiedHead, hfConfig, expected };
+    const converter = family.converter(converterContext);
+    checkPlan(checkpoint, converter.plan(checkpoint).outputs, expected, tiedHead, family, dir);
+    if (quantize !== "none" && family.weightRules.length > 0) {
+      for (const step of buildSteps(family.weightRules, converterContext)) {
+        await streamStep(checkpoint, step, filler);
+      }
+    } else {
+      for await (const [name, tensor] of converter.convert(checkpoint)) {
+        if (tiedHead && name === "out_head.weight") continue;
+        filler.set(name, tensor.data);
       }
     }
-    for await (const [name, tensor] of converter.convert(checkpoint)) {
-      if (tiedHead && name === "out_head.weight") continue; // the embedding, already assigned
-      const target = targets.get(name);
-      if (!target) throw new Error(`${checkpoint.description}: no model tensor "${name}"`);
-      assignStateTensor(target, tensor.data);
-    }
+    filler.checkComplete(checkpoint.description);
     return { model, family, config, hfConfig };
   } catch (error) {
     model.dispose();
     throw error;
+  }
+}
+
+/**
+ * One checkpoint tensor into its target(s) (a fused tensor's row blocks, in order): packed
+ * matrices a chunk of rows at a time, straight from the file; small tensors whole.
+ */
+async function streamStep(
+  checkpoint: OpenHfCheckpoint,
+  step: { source: string; targets: { name: string; shape: number[] }[] },
+  filler: PackedModelFiller,
+): Promise<void> {
+  if (!step.targets.every((t) => filler.isPacked(t.name))) {
+    const data = await checkpoint.read(step.source);
+    let offset = 0;
+    for (const target of step.targets) {
+      const size = target.shape.reduce((a, b) => a * b, 1);
+      filler.set(target.name, data.subarray(offset, offset + size));
+      offset += size;
+    }
+    return;
+  }
+  const { path, offset, dtype } = checkpoint.locate(step.source);
+  const width = dtype === "F32" ? 4 : 2;
+  using file = await Deno.open(path, { read: true });
+  let position = offset;
+  for (const target of step.targets) {
+    const [rows, cols] = target.shape;
+    const rowBytes = cols * width;
+    const chunkRows = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / rowBytes));
+    const buffer = new Uint8Array(Math.min(rows, chunkRows) * rowBytes);
+    for (let first = 0; first < rows; first += chunkRows) {
+      const count = Math.min(chunkRows, rows - first);
+      const bytes = buffer.subarray(0, count * rowBytes);
+      await readAt(file, position, bytes, `${path}: tensor "${step.source}"`);
+      position += bytes.length;
+      if (dtype === "BF16") {
+        filler.setBf16Rows(target.name, first, new Uint16Array(bytes.buffer, 0, count * cols));
+      } else if (dtype === "F16") {
+        const half = new Uint16Array(bytes.buffer, 0, count * cols);
+        const values = new Float32Array(half.length);
+        for (let i = 0; i < half.length; i++) values[i] = halfToFloat(half[i]);
+        filler.setRows(target.name, first, values);
+      } else {
+        filler.setRows(target.name, first, new Float32Array(bytes.buffer, 0, count * cols));
+      }
+    }
+  }
+}
+
+/** Fills `into` with the file's bytes from `position` (a short file is an error). */
+async function readAt(file: Deno.FsFile, position: number, into: Uint8Array, where: string) {
+  await file.seek(position, Deno.SeekMode.Start);
+  let done = 0;
+  while (done < into.length) {
+    const n = await file.read(into.subarray(done));
+    if (n === null) throw new Error(`${where}: the file ends ${into.length - done} bytes early`);
+    done += n;
   }
 }

@@ -15,7 +15,7 @@ import type {
 } from "./family.ts";
 
 /** One checkpoint tensor and the tensors of ours it fills (row blocks, in order). */
-interface Step {
+export interface Step {
   source: string;
   /** The shape the checkpoint must have: our shapes stacked along the first axis. */
   shape: number[];
@@ -52,7 +52,7 @@ function stackedShape(targets: { name: string; shape: number[] }[]): number[] {
 }
 
 /** Works out, from our expected tensors, which checkpoint tensor fills each of them. */
-function buildSteps(rules: readonly WeightRule[], context: ConverterContext): Step[] {
+export function buildSteps(rules: readonly WeightRule[], context: ConverterContext): Step[] {
   const compiled = rules.map((rule) => {
     const ours = typeof rule.ours === "string" ? [rule.ours] : [...rule.ours];
     return { rule, ours, patterns: ours.map(templateRegex) };

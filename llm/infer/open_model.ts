@@ -9,7 +9,7 @@ import { chatFormatFor } from "../chat/mod.ts";
 import type { ChatFormat } from "../chat/format.ts";
 import { isHfModelFolder, loadHfModel } from "../families/load.ts";
 import type { GPTModel } from "../model/gpt.ts";
-import { applyPrecision, type Quantization } from "../model/precision.ts";
+import { type Quantization } from "../model/precision.ts";
 import { loadModel } from "../model/weights_io.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { readModelTokenizer } from "./model_folder.ts";
@@ -39,7 +39,10 @@ export interface OpenedModelFolder {
 export interface OpenModelOptions {
   /** Cap the context of a RoPE model (its tables grow as positions are used; this bounds them). */
   maxContext?: number;
-  /** Hold the weights as int8 (Q8_0) or bf16 for inference (see llm/model/precision.ts). */
+  /**
+   * Hold the weights as int8 (Q8_0) or bf16 for inference (see llm/model/precision.ts): packed
+   * as they are read, never as a float32 model; such a model cannot be trained.
+   */
   quantize?: Quantization;
 }
 
@@ -53,15 +56,17 @@ export async function openModelFolder(
   let model: GPTModel;
   let family = "gpt2";
   if (layout === "hf") {
-    const loaded = await loadHfModel(dir, { maxContext: options.maxContext });
+    const loaded = await loadHfModel(dir, {
+      maxContext: options.maxContext,
+      quantize: options.quantize,
+    });
     model = loaded.model;
     family = String(loaded.family.name);
   } else {
-    model = await loadModel(dir);
+    model = await loadModel(dir, { quantize: options.quantize });
     family = model.config.family ?? "gpt2";
   }
   try {
-    applyPrecision(model, options.quantize ?? "none");
     const chat = await chatFormatFor(dir, tokenizer);
     const vocabLimit = Math.min(model.config.vocab_size, tokenizer.vocabSize);
     return { dir, model, tokenizer, chat, family, layout, vocabLimit };

@@ -33,6 +33,7 @@ import {
 } from "./layers.ts";
 import { type RopeAngles, RotaryEmbedding } from "./rope.ts";
 import { backendBindingLimit } from "../engine/backend.ts";
+import type { PackedMatrix } from "../engine/packed_matrix.ts";
 import {
   groupShards,
   planRowShards,
@@ -607,5 +608,12 @@ export class GPTModel implements Module {
   /** Frees every parameter. */
   dispose(): void {
     for (const [, variable] of this.uniqueParameters()) variable.dispose();
+    // Quantized weights (not variables) give back their share of the packed-weight memory.
+    for (const { layer } of this.linearLayers()) {
+      (layer as { packed?: PackedMatrix }).packed?.dispose();
+    }
+    for (const table of [this.tok_emb, this.pos_emb]) {
+      (table as { packed?: PackedMatrix } | null)?.packed?.dispose();
+    }
   }
 }

@@ -4,8 +4,12 @@
  */
 import { SeededRandom } from "../random.ts";
 
-/** How a new layer fills its parameters: seeded random (PyTorch's defaults) or zeros (fast, for loading). */
-export type InitMode = "random" | "zeros";
+/**
+ * How a new layer fills its parameters: seeded random (PyTorch's defaults), zeros (fast, for
+ * loading), or "empty": weight matrices of linear layers and embeddings are not allocated at all,
+ * because a quantized loader packs each one in (llm/model/precision.ts); vectors are zeros.
+ */
+export type InitMode = "random" | "zeros" | "empty";
 
 /** How the layers of one model fill their parameters; they draw from one shared RNG in order. */
 export interface ParameterInit {

@@ -13,6 +13,8 @@ import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./
 import { ops } from "./ops.ts";
 import { linearInference } from "../engine/cpu_kernels.ts";
 import { recordingGradients } from "../engine/fused_ops.ts";
+import { packedLinear, packedLookup } from "../engine/packed_linear.ts";
+import type { PackedMatrix } from "../engine/packed_matrix.ts";
 
 /** A parameter with its state_dict name (e.g. `trf_blocks.0.att.W_query.weight`). */
 // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
@@ -65,10 +67,20 @@ export interface LinearLayer extends Module {
   apply(x: tf.Tensor): tf.Tensor;
 }
 
-/** nn.Linear: y = x·Wᵀ + b with W stored [out, in] as PyTorch does. */
+/**
+ * nn.Linear: y = x·Wᵀ + b with W stored [out, in] as PyTorch does.
+ *
+ * For quantized inference W may instead be `packed` (Q8_0 / fp16 / bf16 bytes, see
+ * llm/engine/packed_matrix.ts) with no float32 copy: a model built with init mode "empty"
+ * allocates no weight, and its loader packs each one in (llm/model/precision.ts). A packed
+ * layer lists only its bias among its parameters.
+ */
 export class Linear implements LinearLayer {
-  readonly weight: tf.Variable;
+  private variable: tf.Variable | null;
+  /** The bias [out] (float32 in every precision), or null. */
   readonly bias: tf.Variable | null;
+  /** The weight as packed bytes (quantized inference); null when it is the float32 `weight`. */
+  packed: PackedMatrix | null = null;
 
   constructor(
     readonly inFeatures: number,
@@ -77,23 +89,57 @@ export class Linear implements LinearLayer {
   ) {
     const { bias, init, sharedWeight } = options;
     const bound = linearInitBound(inFeatures);
-    const fill = (size: number) => init.mode === "zeros" ? "zeros" : uniform(size, bound, init.rng);
+    const fill = (size: number) =>
+      init.mode === "random" ? uniform(size, bound, init.rng) : "zeros" as const;
     if (sharedWeight) {
       if (sharedWeight.shape[0] !== outFeatures || sharedWeight.shape[1] !== inFeatures) {
         throw new Error(
           `Linear: shared weight has shape [${sharedWeight.shape}], expected [${outFeatures}, ${inFeatures}]`,
         );
       }
-      this.weight = sharedWeight;
+      this.variable = sharedWeight;
+    } else if (init.mode === "empty") {
+      this.variable = null;
     } else {
-      this.weight = newVariable([outFeatures, inFeatures], fill(outFeatures * inFeatures));
+      this.variable = newVariable([outFeatures, inFeatures], fill(outFeatures * inFeatures));
     }
     this.bias = bias ? newVariable([outFeatures], fill(outFeatures)) : null;
   }
 
+  /** W [out, in] as a float32 variable (absent when the layer holds packed weights). */
+  get weight(): tf.Variable {
+    if (this.variable) return this.variable;
+    throw new Error(
+      this.packed
+        ? `Linear [${this.outFeatures}, ${this.inFeatures}]: the weight is packed as ` +
+          `${this.packed.type} (quantized, inference only); there is no float32 copy`
+        : `Linear [${this.outFeatures}, ${this.inFeatures}]: the weight was never loaded`,
+    );
+  }
+
+  /** Replaces the float32 weight (the caller owns the old one). */
+  set weight(variable: tf.Variable) {
+    this.variable = variable;
+    this.packed = null;
+  }
+
+  /** Holds `matrix` as the weight from now on, releasing the float32 one (if any). */
+  setPacked(matrix: PackedMatrix, options: { disposeVariable?: boolean } = {}): void {
+    if (matrix.rows !== this.outFeatures || matrix.cols !== this.inFeatures) {
+      throw new Error(
+        `Linear: packed weight [${matrix.shape}] for a layer of [${this.outFeatures}, ${this.inFeatures}]`,
+      );
+    }
+    if (this.variable && options.disposeVariable !== false) this.variable.dispose();
+    this.variable = null;
+    this.packed = matrix;
+  }
+
   apply(x: tf.Tensor): tf.Tensor {
+    if (this.packed) return packedLinear(x, this.packed, this.bias);
+    const weight = this.weight;
     // Inference on the cpu engine: the same product as one kernel call (see linearInference).
-    const fast = linearInference(x, this.weight, this.bias, recordingGradients());
+    const fast = linearInference(x, weight, this.bias, recordingGradients());
     if (fast) return fast;
     // Flatten the leading axes so the product is one plain 2-D matmul (what BLAS kernels like),
     // with W transposed on the fly rather than copied.
@@ -101,7 +147,7 @@ export class Linear implements LinearLayer {
     const x2d = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
     const y = tf.fused.matMul({
       a: x2d,
-      b: this.weight as tf.Tensor2D,
+      b: weight as tf.Tensor2D,
       transposeB: true,
       bias: this.bias ?? undefined,
     });
@@ -109,7 +155,9 @@ export class Linear implements LinearLayer {
   }
 
   namedParameters(prefix: string): NamedParameter[] {
-    const params: NamedParameter[] = [[prefixed(prefix, "weight"), this.weight]];
+    const params: NamedParameter[] = this.variable
+      ? [[prefixed(prefix, "weight"), this.variable]]
+      : [];
     if (this.bias) params.push([prefixed(prefix, "bias"), this.bias]);
     return params;
   }
@@ -141,22 +189,56 @@ const embeddingLookup = tf.customGrad(
   }) as unknown as Parameters<typeof tf.customGrad>[0],
 ) as (table: tf.Tensor, ids: tf.Tensor) => tf.Tensor;
 
-/** nn.Embedding, initialised N(0, 1). */
+/**
+ * nn.Embedding, initialised N(0, 1). Like `Linear`, the table may be `packed` for quantized
+ * inference (init mode "empty" allocates none), and is then not among the parameters.
+ */
 export class Embedding implements Module {
-  /** The lookup table [numEmbeddings, dim]. */
-  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
-  readonly weight: tf.Variable;
+  private variable: tf.Variable | null;
+  /** The table as packed bytes (quantized inference); null when it is the float32 `weight`. */
+  packed: PackedMatrix | null = null;
 
   /**
    * A table of `numEmbeddings` rows of width `dim`, drawn N(0, 1) (or zeros when `init.mode` is
-   * "zeros").
+   * "zeros", nothing when "empty").
    */
   constructor(readonly numEmbeddings: number, readonly dim: number, init: ParameterInit) {
     const size = numEmbeddings * dim;
-    this.weight = newVariable(
+    this.variable = init.mode === "empty" ? null : newVariable(
       [numEmbeddings, dim],
       init.mode === "zeros" ? "zeros" : standardNormal(size, init.rng),
     );
+  }
+
+  /** The lookup table [numEmbeddings, dim] (absent when packed). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  get weight(): tf.Variable {
+    if (this.variable) return this.variable;
+    throw new Error(
+      this.packed
+        ? `Embedding [${this.numEmbeddings}, ${this.dim}]: the table is packed as ` +
+          `${this.packed.type} (quantized, inference only); there is no float32 copy`
+        : `Embedding [${this.numEmbeddings}, ${this.dim}]: the table was never loaded`,
+    );
+  }
+
+  /** Replaces the float32 table (the caller owns the old one). */
+  // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
+  set weight(variable: tf.Variable) {
+    this.variable = variable;
+    this.packed = null;
+  }
+
+  /** Holds `matrix` as the table from now on, releasing the float32 one (if any). */
+  setPacked(matrix: PackedMatrix): void {
+    if (matrix.rows !== this.numEmbeddings || matrix.cols !== this.dim) {
+      throw new Error(
+        `Embedding: packed table [${matrix.shape}] for [${this.numEmbeddings}, ${this.dim}]`,
+      );
+    }
+    this.variable?.dispose();
+    this.variable = null;
+    this.packed = matrix;
   }
 
   /** ids: int32 [...] → [..., dim]. */
@@ -165,12 +247,13 @@ export class Embedding implements Module {
     if (ids.dtype !== "int32") {
       throw new Error(`Embedding: token ids must be int32, got ${ids.dtype}`);
     }
+    if (this.packed) return packedLookup(this.packed, ids);
     return embeddingLookup(this.weight, ids);
   }
 
-  /** The table as `weight`, under `prefix`. */
+  /** The table as `weight`, under `prefix` (nothing when packed). */
   namedParameters(prefix: string): NamedParameter[] {
-    return [[prefixed(prefix, "weight"), this.weight]];
+    return this.variable ? [[prefixed(prefix, "weight"), this.variable]] : [];
   }
 }
 

@@ -331,7 +331,7 @@ export function vocabEmbedding(
   init: ParameterInit,
 ): Embedding | ShardedEmbedding {
   if (shards.length === 1) return new Embedding(vocab, dim, init);
-  const weights = init.mode === "zeros" ? "zeros" : standardNormal(vocab * dim, init.rng);
+  const weights = init.mode === "random" ? standardNormal(vocab * dim, init.rng) : "zeros";
   return new ShardedEmbedding({
     numEmbeddings: vocab,
     dim,
@@ -356,7 +356,7 @@ export function vocabHead(
   const [vocab, dim] = [tokEmb.numEmbeddings, tokEmb.dim];
   if (tokEmb instanceof ShardedEmbedding) {
     const draw = (size: number) =>
-      init.mode === "zeros" ? "zeros" as const : uniform(size, linearInitBound(dim), init.rng);
+      init.mode === "random" ? uniform(size, linearInitBound(dim), init.rng) : "zeros" as const;
     const weights = tied
       ? { shared: tokEmb.shards.map((shard) => shard.weight) }
       : draw(vocab * dim);
@@ -365,6 +365,7 @@ export function vocabHead(
   return new Linear(dim, vocab, {
     bias,
     init,
-    sharedWeight: tied ? tokEmb.weight : undefined,
+    // An "empty" (to be packed) embedding has no variable: the loader gives both the same matrix.
+    sharedWeight: tied && init.mode !== "empty" ? tokEmb.weight : undefined,
   });
 }

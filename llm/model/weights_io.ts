@@ -19,6 +19,7 @@ import { parseJson } from "../../util/files.ts";
 import { type GPTConfig, validateConfig } from "./config.ts";
 import { GPTModel } from "./gpt.ts";
 import { assignStateTensor, readStateTensor } from "./sharded.ts";
+import { isPacked, PackedModelFiller, packedSlots, type Quantization } from "./precision.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 /** Our model config (the book's keys) in a model folder. */
@@ -30,6 +31,16 @@ export const CONFIG_FILE = "gpt_config.json";
 export const LEGACY_CONFIG_FILE = "config.json";
 /** safetensors metadata key recording that the output head shares the token embedding. */
 export const TIED_HEAD_KEY = "groundup.tied_head";
+
+/** Whether two float32 arrays hold the same bits (the same array: trivially). */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
 
 const sameShape = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
@@ -50,9 +61,16 @@ export async function getStateDict(model: GPTModel): Promise<Map<string, NamedTe
   return tensors;
 }
 
-/** What the model expects under each state_dict name. */
+/** What the model expects under each state_dict name (matrices still to be packed included). */
 function expectedShapes(model: GPTModel): Map<string, number[]> {
-  return new Map(model.stateTensors().map(({ name, shape }) => [name, [...shape]]));
+  const shapes = new Map(model.stateTensors().map(({ name, shape }) => [name, [...shape]]));
+  for (const slot of packedSlots(model).values()) {
+    if (!shapes.has(slot.name)) shapes.set(slot.name, [slot.rows, slot.cols]);
+  }
+  if (model.tiedHead && !shapes.has("out_head.weight") && shapes.has("tok_emb.weight")) {
+    shapes.set("out_head.weight", shapes.get("tok_emb.weight")!);
+  }
+  return shapes;
 }
 
 /**
@@ -165,6 +183,12 @@ async function writeTextFileAtomic(path: string, text: string): Promise<void> {
 
 /** Saves `model` into `dir` as `model.safetensors` + `gpt_config.json` (each written atomically). */
 export async function saveModel(dir: string, model: GPTModel): Promise<void> {
+  if (isPacked(model)) {
+    throw new Error(
+      `saveModel ${dir}: the model's weights are quantized (packed for inference); save the ` +
+        `float32 model it was loaded from instead`,
+    );
+  }
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, NamedTensor>();
   for (const tensor of model.stateTensors()) {
@@ -211,6 +235,11 @@ export interface LoadModelOptions {
   overrides?: Pick<Partial<GPTConfig>, "drop_rate">;
   /** Seed of the dropout RNG (default 123, as any new model's). */
   seed?: number;
+  /**
+   * Hold the weights packed as int8 (Q8_0) or bf16 for inference (llm/model/precision.ts): the
+   * float32 model is never built; each matrix is packed as it is read.
+   */
+  quantize?: Quantization;
 }
 
 /**
@@ -236,17 +265,31 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   await using reader = await openSafetensors(weightsPath);
   const { header } = reader;
   const tiedHead = header.metadata[TIED_HEAD_KEY] === "true";
-  const model = new GPTModel(config, { init: "zeros", tiedHead, seed: options.seed });
+  const quantize = options.quantize ?? "none";
+  // "empty": no matrix is allocated; each is packed, or becomes a variable over the file's
+  // (mapped) values, as it is read: nothing is zero-filled and then overwritten. A vocabulary
+  // sharded for WebGPU is allocated and assigned.
+  const model = new GPTModel(config, { init: "empty", tiedHead, seed: options.seed });
   try {
     // Check names and shapes against the config before reading any data.
     const shapes = new Map([...header.tensors].map(([name, info]) => [name, info.shape]));
     checkTensorSet(model, shapes, weightsPath);
-    const tensors = new Map<string, NamedTensor>();
+    const filler = new PackedModelFiller(model, quantize);
     for (const name of header.tensors.keys()) {
-      const { shape, data } = await reader.read(name);
-      tensors.set(name, { shape, data });
+      const { data } = await reader.read(name);
+      if (tiedHead && name === "out_head.weight") {
+        // The head is the embedding: a file that ties them must hold the same values.
+        const embedding = (await reader.read("tok_emb.weight")).data;
+        if (!sameBits(data, embedding)) {
+          throw new Error(
+            `${weightsPath}: "out_head.weight" differs from "tok_emb.weight" but the model ties them`,
+          );
+        }
+        continue;
+      }
+      filler.set(name, data);
     }
-    loadStateDict(model, tensors, weightsPath);
+    filler.checkComplete(weightsPath);
     return model;
   } catch (error) {
     model.dispose();

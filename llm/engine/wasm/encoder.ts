@@ -165,6 +165,31 @@ export class FunctionBuilder {
   f32Mul(): this {
     return this.op(0x94);
   }
+  f32Add(): this {
+    return this.op(0x92);
+  }
+  i32Or(): this {
+    return this.op(0x72);
+  }
+  f32ReinterpretI32(): this {
+    return this.op(0xbe);
+  }
+  /** Loads an unsigned 16-bit value (little-endian) at address + offset. */
+  i32Load16U(offset = 0): this {
+    this.op(0x2f, 1);
+    unsignedLeb(offset, this.code);
+    return this;
+  }
+  f32Load(offset = 0): this {
+    this.op(0x2a, 2);
+    unsignedLeb(offset, this.code);
+    return this;
+  }
+  f32Store(offset = 0): this {
+    this.op(0x38, 2);
+    unsignedLeb(offset, this.code);
+    return this;
+  }
   f64Div(): this {
     return this.op(0xa3);
   }
@@ -312,6 +337,32 @@ export class FunctionBuilder {
   }
   i32x4TruncSatF32x4S(): this {
     return this.simd(0xf8);
+  }
+  f32x4ConvertI32x4S(): this {
+    return this.simd(0xfa);
+  }
+  /** Bytes 0–7 (signed) widened to eight i16 lanes. */
+  i16x8ExtendLowI8x16S(): this {
+    return this.simd(0x87);
+  }
+  /** Bytes 8–15 (signed) widened to eight i16 lanes. */
+  i16x8ExtendHighI8x16S(): this {
+    return this.simd(0x88);
+  }
+  /** i16 lanes 0–3 (signed) widened to four i32 lanes. */
+  i32x4ExtendLowI16x8S(): this {
+    return this.simd(0xa7);
+  }
+  /** i16 lanes 4–7 (signed) widened to four i32 lanes. */
+  i32x4ExtendHighI16x8S(): this {
+    return this.simd(0xa8);
+  }
+  /** Pairwise products of i16 lanes summed into four i32 lanes. */
+  i32x4DotI16x8S(): this {
+    return this.simd(0xba);
+  }
+  i32x4ShrS(): this {
+    return this.simd(0xac);
   }
 
   /** The function's code entry: locals then body. */
