@@ -342,7 +342,6 @@ export { readTokenizerFolder, TOKENIZER_SPEC_FILE } from "./llm/tokenizer/files.
 export { openModelFolder } from "./llm/infer/open_model.ts";
 export type { OpenedModelFolder, OpenModelOptions } from "./llm/infer/open_model.ts";
 export { applyPrecision, QUANTIZATIONS } from "./llm/model/precision.ts";
-export type { Quantization } from "./llm/model/precision.ts";
 export {
   answerOf,
   chatAnswer,
