@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { RopeScaling } from "./config.ts";
+import { blockKernelsActive, fusedRope } from "../engine/block_kernels.ts";
 
 const f32 = Math.fround;
 
@@ -148,6 +149,8 @@ export class RotaryEmbedding {
  */
 // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
 export function applyRope(x: tf.Tensor4D, angles: RopeAngles): tf.Tensor4D {
+  // The cpu engine: the same arithmetic in one kernel (tfjs's Slice of each half is slow there).
+  if (blockKernelsActive()) return fusedRope(x, angles.cos, angles.sin);
   const [batch, heads, tokens, headDim] = x.shape;
   const half = angles.cos.shape[3];
   const x1 = tf.slice(x, [0, 0, 0, 0], [batch, heads, tokens, half]);
