@@ -211,8 +211,10 @@ export class KVCache {
     const kvHeads = keys.shape[1];
     const shape = { batch, heads, kvHeads, tokens, headDim };
     const keep = this.keepNext;
-    if (keep && keep.length !== batch) {
-      throw new Error(`KVCache: nextPassKeeps gave ${keep.length} lengths for ${batch} rows`);
+    if (keep && (keep.length !== batch || keep.some((n) => n > tokens))) {
+      throw new Error(
+        `KVCache: nextPassKeeps gave lengths [${keep}]; the pass has ${batch} rows of ${tokens} tokens`,
+      );
     }
     // A window shorter than the context: the layer's cache is a ring of `window` slots.
     const ring = window !== undefined && window < this.maxLength ? window : undefined;

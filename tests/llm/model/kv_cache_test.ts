@@ -139,6 +139,12 @@ Deno.test("a cache refuses what it cannot hold, with the reason", async () => {
     () => model.forward(tf.tensor2d([long, long], undefined, "int32"), { cache }),
     /positions 3\.\.40 exceed context_length 40/,
   );
+  cache.nextPassKeeps([1, 3]);
+  assert.throws(
+    () => model.forward(tf.tensor2d([[1, 2], [3, 4]], undefined, "int32"), { cache }),
+    /nextPassKeeps gave lengths \[1,3\]; the pass has 2 rows of 2 tokens/,
+  );
+  assert.throws(() => model.newCache({ inPlace: false }).nextPassKeeps([1]), /only the in-place/);
   cache.dispose();
   model.dispose();
 });
