@@ -4,11 +4,14 @@
  *
  *   deno run -A bench/block_profile.ts [--native on|off] [--fast on|off] [--layers 1] [--head on]
  *   deno run -A bench/block_profile.ts --decode qwen3-0.6B|llama-3.2-1B|gpt2-124M [--layers 28]
- *                                      [--batch 1] [--prefill 64] [--steps 16]
+ *                                      [--batch 1] [--prefill 64] [--steps 16] [--ab 0]
  *
  * --decode builds the shape with random weights (--layers overrides its depth), prefills
  * --prefill tokens per row into the KV cache, times --steps decode steps, then profiles one step
- * and one prefill kernel by kernel (the output head included: it is part of every step).
+ * and one prefill kernel by kernel (the output head included: it is part of every step). With
+ * --ab N it then times N rounds of prefill + --steps decode steps with the fused block kernels
+ * (RoPE, RMSNorm, SiLU·up: llm/engine/block_kernels.ts) off and on, alternated in this process
+ * on the same weights, and checks both give the same greedy tokens.
  *
  * Builds one transformer block of the 124M model (emb 768, 12 heads, batch 2 × 256 tokens,
  * dropout 0.1) plus, with --head, the output head and the cross-entropy over 50,257 tokens,
@@ -19,6 +22,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
+import { setBlockKernelsEnabled } from "../llm/engine/block_kernels.ts";
 import type { GPTConfig } from "../llm/model/config.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
@@ -273,5 +277,48 @@ async function profileDecode(name: string): Promise<void> {
   }));
   cache.dispose();
   fresh.dispose();
+  const rounds = Number(flag("ab", "0"));
+  for (let round = 0; round < rounds; round++) {
+    const tokens: Record<string, number[]> = {};
+    for (const fused of [false, true]) {
+      setBlockKernelsEnabled(fused);
+      const abCache = model.newCache({ rows: batch, capacity: prefill + steps + 8 });
+      const t0 = performance.now();
+      let ids = rows.map(prompt);
+      const out: number[] = [];
+      let t1 = 0;
+      for (let s = 0; s <= steps; s++) {
+        const input = tf.tensor2d(ids, undefined, "int32");
+        const logits = model.forward(input, { cache: abCache, lastTokenOnly: true });
+        const values = logits.dataSync();
+        tf.dispose([input, logits]);
+        const vocab = config.vocab_size;
+        ids = rows.map((b) => {
+          let best = 0;
+          for (let v = 1; v < vocab; v++) {
+            if (values[b * vocab + v] > values[b * vocab + best]) best = v;
+          }
+          out.push(best);
+          return [best];
+        });
+        if (s === 0) t1 = performance.now();
+      }
+      const t2 = performance.now();
+      abCache.dispose();
+      tokens[String(fused)] = out;
+      console.log(JSON.stringify({
+        bench: "block_profile",
+        ab: round,
+        block_kernels: fused ? "on" : "off",
+        prefill_tok_s: +((batch * prefill * 1000) / (t1 - t0)).toFixed(1),
+        decode_tok_s: +((batch * steps * 1000) / (t2 - t1)).toFixed(2),
+        loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
+      }));
+    }
+    if (tokens["true"].join() !== tokens["false"].join()) {
+      throw new Error(`--ab: greedy tokens differ with the block kernels on and off`);
+    }
+  }
+  setBlockKernelsEnabled(true);
   model.dispose();
 }

@@ -242,12 +242,23 @@ function registerBlockKernels(): void {
   }
 }
 
+let enabled = true;
+
+/**
+ * Turns the fused block ops off (the tfjs formulas run instead) or back on: for benchmarks that
+ * compare both in one process (bench/block_profile.ts --decode). On by default.
+ */
+export function setBlockKernelsEnabled(on: boolean): void {
+  enabled = on;
+}
+
 /**
  * True when the fused block ops should run: the engine's fused ops are active (cpu backend with
- * `initEngine`'s kernels). Registers this module's kernels the first time it says so.
+ * `initEngine`'s kernels) and they were not turned off. Registers this module's kernels the
+ * first time it says so.
  */
 export function blockKernelsActive(): boolean {
-  if (!fusedOpsActive()) return false;
+  if (!enabled || !fusedOpsActive()) return false;
   if (!tf.getKernel("GroundupRope", BACKEND)) registerBlockKernels();
   return true;
 }
