@@ -3,7 +3,8 @@
  * against the tfjs ops they replace, written out here as rope.ts and layers.ts write them for
  * the other backends: forward values (RoPE and SiLU·up bit for bit, RMSNorm to float32
  * rounding) and gradients through tf.grads, on shapes with partial rotary dims, per-row angles
- * (left-padded batches), Gemma's (1 + w) gain and several rows.
+ * (left-padded batches), Gemma's (1 + w) gain and several rows; and whole open-family models,
+ * whose logits and gradients must not change when the kernels are turned off.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -13,7 +14,10 @@ import {
   fusedRmsNorm,
   fusedRope,
   fusedSiluMul,
+  setBlockKernelsEnabled,
 } from "../../../llm/engine/block_kernels.ts";
+import { GPTModel } from "../../../llm/model/gpt.ts";
+import { FAMILY_CONFIGS } from "../model/open_families.ts";
 import { applyRope, RotaryEmbedding } from "../../../llm/model/rope.ts";
 import { GatedFeedForward, RMSNorm } from "../../../llm/model/layers.ts";
 import { SeededRandom } from "../../../llm/random.ts";
@@ -114,4 +118,32 @@ Deno.test("fused SiLU·up equals tfjs's silu(gate)·up bit for bit, forward and 
   const x = random([2, 3, 40], 14);
   const want = ff.fc3.apply(stock(ff.fc1.apply(x), ff.fc2.apply(x)));
   assert.equal(maxDiff(ff.apply(x), want), 0);
+});
+
+Deno.test("a model's logits and every gradient are the same with the block kernels on and off", () => {
+  for (const name of ["llama", "qwen3", "gemma3", "phi2"]) {
+    const { config, tiedHead } = FAMILY_CONFIGS.find((f) => f.name === name)!;
+    const model = new GPTModel({ ...config, drop_rate: 0 }, { tiedHead, seed: 21 });
+    const ids = tf.tensor2d([[3, 1, 4, 1, 5, 9, 2], [6, 5, 3, 5, 8, 9, 7]], undefined, "int32");
+    const weights = random([2, 7, config.vocab_size], 22);
+    const variables = model.trainableParameters().map(([, v]) => v);
+    const run = (on: boolean) => {
+      setBlockKernelsEnabled(on);
+      try {
+        return tf.variableGrads(
+          () => tf.sum(tf.mul(model.forward(ids, { training: true }), weights)) as tf.Scalar,
+          variables,
+        );
+      } finally {
+        setBlockKernelsEnabled(true);
+      }
+    };
+    const [fused, stock] = [run(true), run(false)];
+    assert.ok(Math.abs(fused.value.dataSync()[0] - stock.value.dataSync()[0]) < 1e-3, name);
+    for (const [key, grad] of Object.entries(stock.grads)) {
+      const diff = maxDiff(fused.grads[key], grad);
+      assert.ok(diff < 1e-4, `${name}: gradient of ${key} differs by ${diff}`);
+    }
+    model.dispose();
+  }
 });
