@@ -9,11 +9,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SeededRandom } from "../random.ts";
+import { blockKernelsActive, fusedRmsNorm, fusedSiluMul } from "../engine/block_kernels.ts";
 import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
 import { ops } from "./ops.ts";
 import { linearInference } from "../engine/cpu_kernels.ts";
 import { recordingGradients } from "../engine/fused_ops.ts";
-import { blockKernelsActive, fusedRmsNorm, fusedSiluMul } from "../engine/block_kernels.ts";
 
 /** A parameter with its state_dict name (e.g. `trf_blocks.0.att.W_query.weight`). */
 // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
