@@ -36,9 +36,10 @@ function values(args: KernelArgs, name: string): Float32Array {
 // The loops (exported for the tests)
 
 /**
- * Rotates the first 2·half dims of each head of x [batch, heads, tokens, headDim] by the angles
- * cos/sin [rows (1 or batch), 1, tokens, half] (rope.ts's formula); with `inverse`, by minus the
- * angles (the backward pass: a rotation's transpose is its inverse). Other dims pass through.
+ * Rotates the first 2·half dims of each head of x [batch, heads, tokens, headDim] (or
+ * [batch, tokens, heads, headDim] with `tokenMajor`) by the angles cos/sin
+ * [rows (1 or batch), 1, tokens, half] (rope.ts's formula); with `inverse`, by minus the angles
+ * (the backward pass: a rotation's transpose is its inverse). Other dims pass through.
  */
 export function ropeForward(
   x: Float32Array,
@@ -48,15 +49,18 @@ export function ropeForward(
   half: number,
   angleRows: number,
   inverse = false,
+  tokenMajor = false,
 ): Float32Array {
-  const [batch, heads, tokens, headDim] = shape;
+  const [batch, dim1, dim2, headDim] = shape;
+  const [heads, tokens] = tokenMajor ? [dim2, dim1] : [dim1, dim2];
   const out = new Float32Array(x.length);
   const sign = inverse ? -1 : 1;
   for (let b = 0; b < batch; b++) {
     const angleBase = (angleRows === 1 ? 0 : b) * tokens * half;
     for (let h = 0; h < heads; h++) {
       for (let t = 0; t < tokens; t++) {
-        const at = ((b * heads + h) * tokens + t) * headDim;
+        const at = (tokenMajor ? (b * tokens + t) * heads + h : (b * heads + h) * tokens + t) *
+          headDim;
         const angle = angleBase + t * half;
         for (let i = 0; i < half; i++) {
           const c = cos[angle + i];
@@ -177,6 +181,7 @@ const KERNELS: Record<string, Kernel> = {
       cos.shape[3],
       cos.shape[0],
       args.attrs!.inverse as boolean,
+      args.attrs!.tokenMajor as boolean,
     );
     return args.backend.makeTensorInfo(x.shape, "float32", out);
   },
@@ -275,19 +280,27 @@ type AnyGradFunc = (...args: any[]) => { value: tf.Tensor; gradFunc: (...a: any[
 // deno-lint-ignore no-explicit-any
 const customGrad = <F>(f: AnyGradFunc): F => tf.customGrad(f as any) as unknown as F;
 
-/** rope.ts's `applyRope` as one kernel: x [batch, heads, tokens, headDim], angles [rows, 1, tokens, half]. */
-export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+/**
+ * rope.ts's `applyRope` as one kernel: x [batch, heads, tokens, headDim] (or
+ * [batch, tokens, heads, headDim] with `tokenMajor`), angles [rows, 1, tokens, half].
+ */
+export function fusedRope(
+  x: tf.Tensor4D,
+  cos: tf.Tensor4D,
+  sin: tf.Tensor4D,
+  tokenMajor = false,
+): tf.Tensor4D {
   // Inference (no tape): the kernel alone, without customGrad's scope and saved tensors.
   if (!recordingGradients()) {
-    return run("GroundupRope", { x, cos, sin }, { inverse: false }) as tf.Tensor4D;
+    return run("GroundupRope", { x, cos, sin }, { inverse: false, tokenMajor }) as tf.Tensor4D;
   }
   const op = customGrad<(x: tf.Tensor, c: tf.Tensor, s: tf.Tensor) => tf.Tensor>(
     (x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, save: tf.GradSaveFunc) => {
       save([cos, sin]);
       return {
-        value: run("GroundupRope", { x, cos, sin }, { inverse: false }) as tf.Tensor,
+        value: run("GroundupRope", { x, cos, sin }, { inverse: false, tokenMajor }) as tf.Tensor,
         gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) => [
-          run("GroundupRope", { x: dy, cos: c, sin: s }, { inverse: true }),
+          run("GroundupRope", { x: dy, cos: c, sin: s }, { inverse: true, tokenMajor }),
           tf.zerosLike(c),
           tf.zerosLike(s),
         ],

@@ -37,6 +37,46 @@ export interface AttentionShape {
   tokens: number;
   /** Width of each head. */
   headDim: number;
+  /**
+   * The call's queries, keys and values are [batch, tokens, heads, headDim] (the projections'
+   * order, no transpose) instead of [batch, heads, tokens, headDim]. Same thing for one token.
+   */
+  tokenMajor?: boolean;
+}
+
+/** Offset of token t of head h (of `heads`) of row b in a call's [b, h, t, d] or [b, t, h, d] array. */
+function callOffset(
+  shape: Pick<AttentionShape, "tokens" | "headDim" | "tokenMajor">,
+  heads: number,
+  b: number,
+  h: number,
+  t: number,
+): number {
+  const { tokens, headDim } = shape;
+  return (shape.tokenMajor ? (b * tokens + t) * heads + h : (b * heads + h) * tokens + t) * headDim;
+}
+
+/** Copies tokens first..end-1 of (row b, kv head g) of a call's array to `to` (slot after slot). */
+function copyTokens(
+  from: Float32Array,
+  to: Float32Array,
+  at: number,
+  shape: Pick<AttentionShape, "kvHeads" | "tokens" | "headDim" | "tokenMajor">,
+  b: number,
+  g: number,
+  first: number,
+  end: number,
+): void {
+  const { kvHeads, headDim } = shape;
+  if (!shape.tokenMajor) {
+    const src = callOffset(shape, kvHeads, b, g, first);
+    to.set(from.subarray(src, src + (end - first) * headDim), at);
+    return;
+  }
+  for (let t = first; t < end; t++) {
+    const src = callOffset(shape, kvHeads, b, g, t);
+    to.set(from.subarray(src, src + headDim), at + (t - first) * headDim);
+  }
 }
 
 /** One layer's cache storage: keys and values, [rowCapacity, kvHeads, capacity, headDim] each. */
@@ -63,7 +103,7 @@ export function writeKeysValues(
   keys: Float32Array,
   values: Float32Array,
   lengths: ArrayLike<number>,
-  shape: Pick<AttentionShape, "batch" | "kvHeads" | "tokens" | "headDim">,
+  shape: Pick<AttentionShape, "batch" | "kvHeads" | "tokens" | "headDim" | "tokenMajor">,
   keep?: ArrayLike<number>,
 ): void {
   const { batch, kvHeads, tokens, headDim } = shape;
@@ -79,16 +119,14 @@ export function writeKeysValues(
     // A ring keeps only the call's last `capacity` positions.
     const first = ring === undefined ? 0 : Math.max(0, count - capacity);
     for (let g = 0; g < kvHeads; g++) {
-      const from = (b * kvHeads + g) * tokens * headDim;
       const rowStart = (b * kvHeads + g) * capacity * headDim;
       for (let t = first; t < count;) {
         // Runs of consecutive slots: up to the ring's end, or all of them without a ring.
         const slot = (lengths[b] + t) % capacity;
         const run = Math.min(count - t, capacity - slot);
-        const src = from + t * headDim;
         const dst = rowStart + slot * headDim;
-        buffers.keys.set(keys.subarray(src, src + run * headDim), dst);
-        buffers.values.set(values.subarray(src, src + run * headDim), dst);
+        copyTokens(keys, buffers.keys, dst, shape, b, g, t, t + run);
+        copyTokens(values, buffers.values, dst, shape, b, g, t, t + run);
         t += run;
       }
     }
@@ -171,9 +209,8 @@ export function cachedAttention(
       scratch!.keys.set(buffers.keys.subarray(src, src + headDim), i * headDim);
       scratch!.values.set(buffers.values.subarray(src, src + headDim), i * headDim);
     }
-    const from = (b * kvHeads + g) * tokens * headDim;
-    scratch!.keys.set(fresh!.keys.subarray(from, from + tokens * headDim), visible * headDim);
-    scratch!.values.set(fresh!.values.subarray(from, from + tokens * headDim), visible * headDim);
+    copyTokens(fresh!.keys, scratch!.keys, visible * headDim, shape, b, g, 0, tokens);
+    copyTokens(fresh!.values, scratch!.values, visible * headDim, shape, b, g, 0, tokens);
     const count = visible + tokens;
     return {
       keys: scratch!.keys.subarray(0, count * headDim),
@@ -194,8 +231,10 @@ export function cachedAttention(
         const passes = tokens === 1 ? [[g * group, group]] : headsOf(g, group, tokens);
         for (const [h, rows] of passes) {
           const rowScores = scores.subarray(0, rows * count);
-          const qStart = (b * heads + h) * tokens * headDim;
-          const q = queries.subarray(qStart, qStart + rows * headDim);
+          // Token-major queries of one head are every `width`-th run of headDim.
+          const qLd = tokens > 1 && shape.tokenMajor ? width : headDim;
+          const qStart = callOffset(shape, heads, b, h, 0);
+          const q = queries.subarray(qStart, qStart + (rows - 1) * qLd + headDim);
           // scores[t, j] = q[t] · keys[j]
           blas.sgemm(
             false,
@@ -205,7 +244,7 @@ export function cachedAttention(
             headDim,
             1,
             q,
-            headDim,
+            qLd,
             keys,
             headDim,
             0,

@@ -192,7 +192,8 @@ export class KVCache {
   /**
    * In-place store: writes this call's keys/values ([rows, kvHeads, tokens, headDim]) at each
    * row's length in layer `layer` and returns the attention of `queries`
-   * ([rows, heads, tokens, headDim]) over the row's cache, [rows, tokens, heads·headDim].
+   * ([rows, heads, tokens, headDim]) over the row's cache, [rows, tokens, heads·headDim]. With
+   * `tokenMajor` the three are [rows, tokens, heads, headDim], as the projections give them.
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   attend(
@@ -202,14 +203,16 @@ export class KVCache {
     values: tf.Tensor4D,
     divisor: number,
     window?: number,
+    tokenMajor = false,
   ): tf.Tensor3D {
     const blas = blasInUse();
     if (!this.inPlace || !blas) {
       throw new Error("KVCache.attend: only the in-place store (cpu backend with BLAS) attends");
     }
-    const [batch, heads, tokens, headDim] = queries.shape;
-    const kvHeads = keys.shape[1];
-    const shape = { batch, heads, kvHeads, tokens, headDim };
+    const [batch, dim1, dim2, headDim] = queries.shape;
+    const [heads, tokens] = tokenMajor ? [dim2, dim1] : [dim1, dim2];
+    const kvHeads = keys.shape[tokenMajor ? 2 : 1];
+    const shape = { batch, heads, kvHeads, tokens, headDim, tokenMajor };
     const keep = this.keepNext;
     if (keep && (keep.length !== batch || keep.some((n) => n > tokens))) {
       throw new Error(

@@ -147,3 +147,29 @@ Deno.test("a model's logits and every gradient are the same with the block kerne
     model.dispose();
   }
 });
+
+Deno.test("token-major RoPE ([batch, tokens, heads, headDim], the in-place prefill's order) equals the heads-major one, fused and stock", () => {
+  const rope = new RotaryEmbedding(8, 10000, 64);
+  const { cos, sin } = rope.angles([[0, 1, 2, 3, 4], [4, 5, 6, 7, 8]]);
+  const x = random([2, 5, 3, 12], 31) as tf.Tensor4D; // [batch, tokens, heads, headDim]
+  const headsMajor = tf.transpose(x, [0, 2, 1, 3]) as tf.Tensor4D;
+  const want = tf.transpose(fusedRope(headsMajor, cos, sin), [0, 2, 1, 3]);
+  assert.equal(maxDiff(fusedRope(x, cos, sin, true), want), 0, "fused");
+  setBlockKernelsEnabled(false);
+  try {
+    assert.equal(maxDiff(applyRope(x, { cos, sin }, true), want), 0, "tfjs formula");
+  } finally {
+    setBlockKernelsEnabled(true);
+  }
+  const dy = random(x.shape, 32);
+  const dyHeads = tf.transpose(dy, [0, 2, 1, 3]);
+  const [g] = tf.grads((t: tf.Tensor) =>
+    tf.sum(tf.mul(fusedRope(t as tf.Tensor4D, cos, sin, true), dy))
+  )([x]);
+  const [gWant] = tf.grads((t: tf.Tensor) =>
+    tf.sum(tf.mul(stockRope(t as tf.Tensor4D, cos, sin), dyHeads))
+  )(
+    [headsMajor],
+  );
+  assert.ok(maxDiff(g, tf.transpose(gWant, [0, 2, 1, 3])) < 1e-6, "gradient");
+});
