@@ -1,7 +1,17 @@
 /**
- * Where a GPT-2-sized training step spends its time on the cpu backend, kernel by kernel.
+ * Where a GPT-2-sized training step spends its time on the cpu backend, kernel by kernel; or,
+ * with --decode, one decode step (and a prefill) of an open-model shape through the real model.
  *
  *   deno run -A bench/block_profile.ts [--native on|off] [--fast on|off] [--layers 1] [--head on]
+ *   deno run -A bench/block_profile.ts --decode qwen3-0.6B|llama-3.2-1B|gpt2-124M [--layers 28]
+ *                                      [--batch 1] [--prefill 64] [--steps 16] [--ab 0]
+ *
+ * --decode builds the shape with random weights (--layers overrides its depth), prefills
+ * --prefill tokens per row into the KV cache, times --steps decode steps, then profiles one step
+ * and one prefill kernel by kernel (the output head included: it is part of every step). With
+ * --ab N it then times N rounds of prefill + --steps decode steps with the fused block kernels
+ * (RoPE, RMSNorm, SiLU·up: llm/engine/block_kernels.ts) off and on, alternated in this process
+ * on the same weights, and checks both give the same greedy tokens.
  *
  * Builds one transformer block of the 124M model (emb 768, 12 heads, batch 2 × 256 tokens,
  * dropout 0.1) plus, with --head, the output head and the cross-entropy over 50,257 tokens,
@@ -12,10 +22,21 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
+import { setBlockKernelsEnabled } from "../llm/engine/block_kernels.ts";
+import type { GPTConfig } from "../llm/model/config.ts";
+import { GPTModel } from "../llm/model/gpt.ts";
+import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
+import type { KVCache } from "../llm/model/kv_cache.ts";
 
 function flag(name: string, fallback: string): string {
   const at = Deno.args.indexOf(`--${name}`);
   return at >= 0 ? Deno.args[at + 1] : fallback;
+}
+
+const decodeShape = flag("decode", "");
+if (decodeShape) {
+  await profileDecode(decodeShape);
+  Deno.exit(0);
 }
 
 const native = flag("native", "on") === "on";
@@ -124,3 +145,180 @@ console.log(JSON.stringify({
   kernel_ms: +kernelMs.toFixed(0),
   loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
 }));
+
+/** Kernel name → total ms and calls of one profiled call, heaviest first, as JSON lines. */
+async function printProfile(label: string, run: () => void): Promise<void> {
+  const profile = await tf.profile(run);
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of profile.kernels) {
+    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += Number(k.kernelTimeMs) || 0;
+    entry.calls++;
+    byKernel.set(k.name, entry);
+  }
+  const total = [...byKernel.values()].reduce((s, r) => s + r.ms, 0);
+  for (const [name, r] of [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms)) {
+    console.log(JSON.stringify({
+      bench: "block_profile",
+      profile: label,
+      kernel: name,
+      ms: +r.ms.toFixed(2),
+      calls: r.calls,
+      share: +(r.ms / total).toFixed(3),
+    }));
+  }
+  console.log(JSON.stringify({
+    bench: "block_profile",
+    profile: label,
+    total: true,
+    kernel_ms: +total.toFixed(1),
+    kernels: profile.kernels.length,
+  }));
+}
+
+/** The open-model shapes of bench/llama_cpp.ts (random weights: only the sizes matter). */
+function decodeConfig(name: string): { config: GPTConfig; tiedHead: boolean } {
+  const swiglu = {
+    drop_rate: 0,
+    qkv_bias: false,
+    mlp: "swiglu",
+    norm: "rmsnorm",
+    pos_emb: "rope",
+    attn_out_bias: false,
+    context_length: 1024,
+  } as const;
+  if (name === "qwen3-0.6B") {
+    return {
+      config: {
+        ...swiglu,
+        family: "qwen3",
+        vocab_size: 151_936,
+        emb_dim: 1024,
+        n_heads: 16,
+        n_layers: 28,
+        head_dim: 128,
+        n_kv_groups: 8,
+        hidden_dim: 3072,
+        norm_eps: 1e-6,
+        rope_theta: 1_000_000,
+        qk_norm: true,
+      },
+      tiedHead: true,
+    };
+  }
+  if (name === "llama-3.2-1B") {
+    return {
+      config: {
+        ...swiglu,
+        family: "llama",
+        vocab_size: 128_256,
+        emb_dim: 2048,
+        n_heads: 32,
+        n_layers: 16,
+        head_dim: 64,
+        n_kv_groups: 8,
+        hidden_dim: 8192,
+        norm_eps: 1e-5,
+        rope_theta: 500_000,
+        rope_scaling: {
+          factor: 32,
+          low_freq_factor: 1,
+          high_freq_factor: 4,
+          original_context_length: 8192,
+        },
+      },
+      tiedHead: true,
+    };
+  }
+  if (name === "gpt2-124M") return { config: gpt2Config("124M", 0), tiedHead: false };
+  throw new Error(`--decode: unknown shape "${name}" (qwen3-0.6B, llama-3.2-1B, gpt2-124M)`);
+}
+
+async function profileDecode(name: string): Promise<void> {
+  const engine = await initEngine({ backend: "cpu", log: () => {} });
+  const { config, tiedHead } = decodeConfig(name);
+  if (Deno.args.includes("--layers")) config.n_layers = Number(flag("layers", "1"));
+  const batch = Number(flag("batch", "1"));
+  const prefill = Number(flag("prefill", "64"));
+  const steps = Number(flag("steps", "16"));
+  const model = new GPTModel(config, { tiedHead, seed: 123 });
+  const prompt = (b: number) =>
+    Array.from({ length: prefill }, (_, i) => (i * 7919 + b * 31) % config.vocab_size);
+  const forward = (cache: KVCache, ids: number[][]) => {
+    const input = tf.tensor2d(ids, undefined, "int32");
+    const logits = model.forward(input, { cache, lastTokenOnly: true });
+    logits.dataSync();
+    tf.dispose([input, logits]);
+  };
+  const rows = Array.from({ length: batch }, (_, b) => b);
+  const next = (step: number) => rows.map((b) => [(step * 104729 + b) % config.vocab_size]);
+  const cache = model.newCache({ rows: batch, capacity: prefill + steps + 8 });
+  let start = performance.now();
+  forward(cache, rows.map(prompt));
+  const prefillMs = performance.now() - start;
+  forward(cache, next(0)); // first decode step: warm-up
+  start = performance.now();
+  for (let s = 1; s <= steps; s++) forward(cache, next(s));
+  const stepMs = (performance.now() - start) / steps;
+  await printProfile("decode step", () => forward(cache, next(steps + 1)));
+  const fresh = model.newCache({ rows: batch, capacity: prefill });
+  await printProfile("prefill", () => forward(fresh, rows.map(prompt)));
+  console.log(JSON.stringify({
+    bench: "block_profile",
+    decode: name,
+    layers: config.n_layers,
+    batch,
+    blas: engine.blas ?? null,
+    prefill_tokens: prefill,
+    prefill_tok_s: +((batch * prefill * 1000) / prefillMs).toFixed(1),
+    decode_step_ms: +stepMs.toFixed(1),
+    decode_tok_s: +((batch * 1000) / stepMs).toFixed(2),
+    loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
+  }));
+  cache.dispose();
+  fresh.dispose();
+  const rounds = Number(flag("ab", "0"));
+  for (let round = 0; round < rounds; round++) {
+    const tokens: Record<string, number[]> = {};
+    for (const fused of [false, true]) {
+      setBlockKernelsEnabled(fused);
+      const abCache = model.newCache({ rows: batch, capacity: prefill + steps + 8 });
+      const t0 = performance.now();
+      let ids = rows.map(prompt);
+      const out: number[] = [];
+      let t1 = 0;
+      for (let s = 0; s <= steps; s++) {
+        const input = tf.tensor2d(ids, undefined, "int32");
+        const logits = model.forward(input, { cache: abCache, lastTokenOnly: true });
+        const values = logits.dataSync();
+        tf.dispose([input, logits]);
+        const vocab = config.vocab_size;
+        ids = rows.map((b) => {
+          let best = 0;
+          for (let v = 1; v < vocab; v++) {
+            if (values[b * vocab + v] > values[b * vocab + best]) best = v;
+          }
+          out.push(best);
+          return [best];
+        });
+        if (s === 0) t1 = performance.now();
+      }
+      const t2 = performance.now();
+      abCache.dispose();
+      tokens[String(fused)] = out;
+      console.log(JSON.stringify({
+        bench: "block_profile",
+        ab: round,
+        block_kernels: fused ? "on" : "off",
+        prefill_tok_s: +((batch * prefill * 1000) / (t1 - t0)).toFixed(1),
+        decode_tok_s: +((batch * steps * 1000) / (t2 - t1)).toFixed(2),
+        loadavg: Deno.loadavg().map((x) => +x.toFixed(2)),
+      }));
+    }
+    if (tokens["true"].join() !== tokens["false"].join()) {
+      throw new Error(`--ab: greedy tokens differ with the block kernels on and off`);
+    }
+  }
+  setBlockKernelsEnabled(true);
+  model.dispose();
+}

@@ -4,8 +4,8 @@
  * matrix products see a taller left operand, which BLAS turns into better throughput).
  *
  * Each row keeps its own length in the cache (llm/model/kv_cache.ts): prompts are prefilled
- * together right-padded (a token never sees the pads after it) and each row's cache is cut back
- * to its prompt; every decode step feeds each row's last token at the row's own position, so a row computes what it would alone, up to float rounding in the matrix products
+ * together right-padded (a token never sees the pads after it) and each row's cache keeps only
+ * its prompt; every decode step feeds each row's last token at the row's own position, so a row computes what it would alone, up to float rounding in the matrix products
  * (different shapes may sum in a different order); greedy tests check token-for-token equality.
  * On the cpu engine the cache is written in place and attention reads each row over its own
  * length; on other backends the tensor store left-pads rows to the longest and masks the pads.
@@ -155,7 +155,8 @@ export async function* batchGenerateRows(
           let kept: number[];
           if (rowCache.inPlace) {
             // One pass over the prompts right-padded to the longest (a row's real tokens never
-            // see the pads that follow them); each row's cache is then cut back to its prompt.
+            // see the pads that follow them); each row's cache keeps only its prompt (announced
+            // before the pass, so a sliding layer's ring never stores the pads).
             const feed = rows.map((row) => {
               const prompt = prompts[row];
               return [
@@ -164,8 +165,8 @@ export async function* batchGenerateRows(
               ];
             });
             const last = rows.map((row, b) => b * width + prompts[row].length - 1);
+            rowCache.nextPassKeeps(rows.map((row) => prompts[row].length));
             const logits = await logitsAt(model, feed, rowCache, last);
-            rowCache.truncate(rows.map((row) => prompts[row].length));
             kept = sampleRows(fresh, logits, finished);
             rowCache.keepRows(kept);
           } else {

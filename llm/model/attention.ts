@@ -190,6 +190,7 @@ export class MultiHeadAttention implements Module {
   apply(x: tf.Tensor, context: ForwardContext, call: AttentionCall = {}): tf.Tensor {
     const { cache, layerIndex = 0, keyMask, rope } = call;
     const [batch, tokens] = x.shape;
+    if (cache?.inPlace && tokens > 1) return this.applyInPlace(x, context, call);
     let queries = this.splitHeads(this.W_query.apply(x), batch, tokens, this.numHeads);
     let keys = this.splitHeads(this.W_key.apply(x), batch, tokens, this.numKvGroups);
     let values = this.splitHeads(this.W_value.apply(x), batch, tokens, this.numKvGroups);
@@ -237,6 +238,42 @@ export class MultiHeadAttention implements Module {
       tokens,
       this.numHeads * this.headDim,
     ]);
+    return this.out_proj.apply(merged);
+  }
+
+  /**
+   * A multi-token pass (prefill) on the in-place cache: queries, keys and values stay in the
+   * projections' [batch, tokens, heads, headDim] order (a reshape, no transpose); QK-norm
+   * (over headDim) and RoPE work in that order, and the cache reads it as it is.
+   */
+  private applyInPlace(x: tf.Tensor, context: ForwardContext, call: AttentionCall): tf.Tensor {
+    const { cache, layerIndex = 0, rope } = call;
+    if (context.training && this.dropRate > 0) {
+      throw new Error("MultiHeadAttention: a KV cache is for inference, not training");
+    }
+    const [batch, tokens] = x.shape;
+    const heads = (y: tf.Tensor, n: number) =>
+      tf.reshape(y, [batch, tokens, n, this.headDim]) as tf.Tensor4D;
+    let queries = heads(this.W_query.apply(x), this.numHeads);
+    let keys = heads(this.W_key.apply(x), this.numKvGroups);
+    const values = heads(this.W_value.apply(x), this.numKvGroups);
+    if (this.q_norm && this.k_norm) {
+      queries = this.q_norm.apply(queries) as tf.Tensor4D;
+      keys = this.k_norm.apply(keys) as tf.Tensor4D;
+    }
+    if (rope) {
+      queries = applyRope(queries, rope, true);
+      keys = applyRope(keys, rope, true);
+    }
+    const merged = cache!.attend(
+      layerIndex,
+      queries,
+      keys,
+      values,
+      this.scoreDivisor,
+      call.window,
+      true,
+    );
     return this.out_proj.apply(merged);
   }
 

@@ -505,11 +505,7 @@ export class GPTModel implements Module {
    * context_length positions per row); `options` reserve room ahead (see `KVCacheOptions`).
    */
   newCache(options: Omit<KVCacheOptions, "maxLength"> = {}): KVCache {
-    // Sliding-window layers stay on the tensor store until the in-place store's window masking
-    // agrees with the references (llama.cpp's greedy tokens on the gemma3 fixture differed).
-    const sliding = this.config.layer_types?.includes("sliding") ?? false;
     return new KVCache(this.config.n_layers, {
-      ...(sliding ? { inPlace: false } : {}),
       ...options,
       maxLength: this.config.context_length,
     });

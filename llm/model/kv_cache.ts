@@ -10,6 +10,8 @@
  *   doubling up to the context length), and written at each row's own length. A decode step
  *   copies only its new keys/values; attention reads the cache where it lies
  *   (llm/engine/cached_attention.ts). Rows of different lengths need no padding or masks.
+ *   Sliding-window layers hold a ring of `window` slots instead (position p in slot p mod
+ *   window): a Gemma 3 model's local layers cost their window, not the context.
  * - **tensors** (every other backend: webgpu, wasm, plain tfjs): tfjs tensors
  *   [rows, kvHeads, slots, headDim] grown by `tf.concat`, rows of different lengths left-padded
  *   to the longest (the model masks the pad slots, see `leftPads`).
@@ -52,10 +54,12 @@ export interface KVCacheOptions {
   inPlace?: boolean;
 }
 
-/** Sizes of one layer's heads, known at its first write. */
+/** Sizes of one layer's heads (and its window), known at its first write. */
 interface HeadShape {
   kvHeads: number;
   headDim: number;
+  /** A sliding layer's window when the in-place store keeps it as a ring. */
+  ring?: number;
 }
 
 /**
@@ -74,6 +78,8 @@ export class KVCache {
   private heads: (HeadShape | null)[];
   private capacity: number;
   private rowCapacity: number;
+  /** Real tokens per row of the next pass (the rest padding), when announced. */
+  private keepNext: number[] | null = null;
 
   /** An empty cache for a model of `numLayers` blocks. */
   constructor(numLayers: number, options: KVCacheOptions = {}) {
@@ -118,6 +124,14 @@ export class KVCache {
   }
 
   /**
+   * In-place store: slots layer `layer` reserves per (row, kv head): its window at most for a
+   * sliding layer's ring; 0 before the layer's first write (and for the tensor store).
+   */
+  slots(layer: number): number {
+    return this.buffers[layer]?.capacity ?? 0;
+  }
+
+  /**
    * Called by the model before a forward pass of `batch` rows and `tokens` new tokens each: the
    * first pass sets the rows; the in-place store reserves room for the new positions.
    */
@@ -129,9 +143,32 @@ export class KVCache {
     if (this.inPlace) this.reserve(Math.max(this.rows, this.rowCapacity), this.length + tokens);
   }
 
-  /** Called by the model after the forward pass: every row holds `tokens` more positions. */
+  /**
+   * Called by the model after the forward pass: every row holds `tokens` more positions (or
+   * the real tokens announced by `nextPassKeeps`).
+   */
   advance(tokens: number): void {
-    this.rowLengths = this.rowLengths.map((n) => n + tokens);
+    const keep = this.keepNext;
+    this.keepNext = null;
+    this.rowLengths = this.rowLengths.map((n, b) => n + (keep ? keep[b] : tokens));
+  }
+
+  /**
+   * In-place store: of the next forward pass's tokens, row b keeps only its first `lengths[b]`
+   * (the rest are right padding, as batched prefill feeds). Announced before the pass, so that
+   * a sliding layer's ring never lets padding overwrite positions the row still needs
+   * (`truncate` after the pass cannot give those back).
+   */
+  nextPassKeeps(lengths: readonly number[]): void {
+    if (!this.inPlace) {
+      throw new Error(
+        "KVCache.nextPassKeeps: only the in-place store keeps rows of their own lengths",
+      );
+    }
+    if (lengths.some((n) => !(Number.isInteger(n) && n >= 0))) {
+      throw new Error(`KVCache.nextPassKeeps: lengths [${lengths}] must be whole numbers ≥ 0`);
+    }
+    this.keepNext = [...lengths];
   }
 
   /**
@@ -155,7 +192,8 @@ export class KVCache {
   /**
    * In-place store: writes this call's keys/values ([rows, kvHeads, tokens, headDim]) at each
    * row's length in layer `layer` and returns the attention of `queries`
-   * ([rows, heads, tokens, headDim]) over the row's cache, [rows, tokens, heads·headDim].
+   * ([rows, heads, tokens, headDim]) over the row's cache, [rows, tokens, heads·headDim]. With
+   * `tokenMajor` the three are [rows, tokens, heads, headDim], as the projections give them.
    */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   attend(
@@ -165,32 +203,38 @@ export class KVCache {
     values: tf.Tensor4D,
     divisor: number,
     window?: number,
+    tokenMajor = false,
   ): tf.Tensor3D {
     const blas = blasInUse();
     if (!this.inPlace || !blas) {
       throw new Error("KVCache.attend: only the in-place store (cpu backend with BLAS) attends");
     }
-    const [batch, heads, tokens, headDim] = queries.shape;
-    const kvHeads = keys.shape[1];
-    const shape = { batch, heads, kvHeads, tokens, headDim };
-    const buffers = this.layerBuffers(layer, { kvHeads, headDim });
+    const [batch, dim1, dim2, headDim] = queries.shape;
+    const [heads, tokens] = tokenMajor ? [dim2, dim1] : [dim1, dim2];
+    const kvHeads = keys.shape[tokenMajor ? 2 : 1];
+    const shape = { batch, heads, kvHeads, tokens, headDim, tokenMajor };
+    const keep = this.keepNext;
+    if (keep && (keep.length !== batch || keep.some((n) => n > tokens))) {
+      throw new Error(
+        `KVCache: nextPassKeeps gave lengths [${keep}]; the pass has ${batch} rows of ${tokens} tokens`,
+      );
+    }
+    // A window shorter than the context: the layer's cache is a ring of `window` slots.
+    const ring = window !== undefined && window < this.maxLength ? window : undefined;
+    const buffers = this.layerBuffers(layer, { kvHeads, headDim, ring });
     // On the cpu backend dataSync hands back the tensor's own array: no copy, no wait.
-    writeKeysValues(
-      buffers,
-      keys.dataSync() as Float32Array,
-      values.dataSync() as Float32Array,
-      this.rowLengths,
-      shape,
-    );
-    const out = cachedAttention(
-      blas,
-      buffers,
-      queries.dataSync() as Float32Array,
-      this.rowLengths,
-      shape,
-      divisor,
-      window,
-    );
+    const fresh = {
+      keys: keys.dataSync() as Float32Array,
+      values: values.dataSync() as Float32Array,
+    };
+    const q = queries.dataSync() as Float32Array;
+    const write = () =>
+      writeKeysValues(buffers, fresh.keys, fresh.values, this.rowLengths, shape, keep ?? undefined);
+    // A ring prefill reads the positions it is about to overwrite: attend first, then write.
+    const attendFirst = buffers.ring !== undefined && tokens > 1;
+    if (!attendFirst) write();
+    const out = cachedAttention(blas, buffers, q, this.rowLengths, shape, divisor, window, fresh);
+    if (attendFirst) write();
     return tf.tensor3d(out, [batch, tokens, heads * headDim]);
   }
 
@@ -209,6 +253,18 @@ export class KVCache {
         `KVCache.truncate: lengths [${lengths}] must be one per row, each within the row's [${this.rowLengths}]`,
       );
     }
+    // A ring that went round has overwritten the positions a shorter row would need again.
+    const ring = this.buffers.find((buffers) => buffers?.ring !== undefined);
+    lengths.forEach((n, b) => {
+      const was = this.rowLengths[b];
+      if (ring && n < was && was > ring.capacity) {
+        throw new Error(
+          `KVCache.truncate: row ${b} went round its sliding window's ring of ${ring.capacity} ` +
+            `slots (${was} positions), so it cannot be cut back to ${n}; announce the real ` +
+            `lengths before the pass with nextPassKeeps`,
+        );
+      }
+    });
     this.rowLengths = [...lengths];
   }
 
@@ -231,12 +287,13 @@ export class KVCache {
         const { kvHeads, headDim } = this.heads[layer]!;
         const block = buffers.capacity * headDim;
         // Row i takes row rows[i] ≥ i: rows before i were already read, so nothing is lost.
+        // A ring's slots move as they are (slot = position mod capacity stays true).
         rows.forEach((from, to) => {
           if (from === to) return;
           for (let g = 0; g < kvHeads; g++) {
             const src = (from * kvHeads + g) * block;
             const dst = (to * kvHeads + g) * block;
-            const used = lengths[to] * headDim;
+            const used = Math.min(lengths[to], buffers.capacity) * headDim;
             buffers.keys.copyWithin(dst, src, src + used);
             buffers.values.copyWithin(dst, src, src + used);
           }
@@ -284,10 +341,16 @@ export class KVCache {
         const mine = this.layerBuffers(layer, head);
         const { kvHeads, headDim } = head;
         other.rowLengths.forEach((length, r) => {
+          // A ring that went round is full (its window) in both caches: slots copy as they are.
+          if (length > theirs.capacity && theirs.capacity !== mine.capacity) {
+            throw new Error(
+              `KVCache.appendRows: layer ${layer}'s rings differ (${theirs.capacity} vs ${mine.capacity} slots)`,
+            );
+          }
           for (let g = 0; g < kvHeads; g++) {
             const src = (r * kvHeads + g) * theirs.capacity * headDim;
             const dst = ((this.rows + r) * kvHeads + g) * mine.capacity * headDim;
-            const used = length * headDim;
+            const used = Math.min(length, theirs.capacity) * headDim;
             mine.keys.set(theirs.keys.subarray(src, src + used), dst);
             mine.values.set(theirs.values.subarray(src, src + used), dst);
           }
@@ -330,6 +393,7 @@ export class KVCache {
     }
     this.buffers.fill(null);
     this.rowLengths = [];
+    this.keepNext = null;
   }
 
   /** Same as `reset`: frees what the cache holds. */
@@ -340,22 +404,28 @@ export class KVCache {
   /** Layer `layer`'s buffers, allocated at its first write. */
   private layerBuffers(layer: number, head: HeadShape): LayerBuffers {
     const known = this.heads[layer];
-    if (known && (known.kvHeads !== head.kvHeads || known.headDim !== head.headDim)) {
+    if (
+      known &&
+      (known.kvHeads !== head.kvHeads || known.headDim !== head.headDim || known.ring !== head.ring)
+    ) {
       throw new Error(
-        `KVCache: layer ${layer} holds ${known.kvHeads} heads of ${known.headDim}; got ` +
-          `${head.kvHeads} of ${head.headDim}`,
+        `KVCache: layer ${layer} holds ${known.kvHeads} heads of ${known.headDim} (window ` +
+          `${known.ring ?? "none"}); got ${head.kvHeads} of ${head.headDim} (window ${
+            head.ring ?? "none"
+          })`,
       );
     }
     this.heads[layer] = head;
     let buffers = this.buffers[layer];
     if (!buffers) {
       // Untouched pages of a fresh ArrayBuffer cost no memory: reserving ahead is cheap.
-      const size = Math.max(this.rowCapacity, this.rows) * head.kvHeads * this.capacity *
-        head.headDim;
+      const capacity = slotsOf(head, this.capacity);
+      const size = Math.max(this.rowCapacity, this.rows) * head.kvHeads * capacity * head.headDim;
       buffers = {
         keys: new Float32Array(size),
         values: new Float32Array(size),
-        capacity: this.capacity,
+        capacity,
+        ring: head.ring,
       };
       this.buffers[layer] = buffers;
     }
@@ -378,19 +448,26 @@ export class KVCache {
     if (capacity === this.capacity && rowCapacity === this.rowCapacity) return;
     this.buffers.forEach((old, layer) => {
       if (!old) return;
-      const { kvHeads, headDim } = this.heads[layer]!;
-      const size = rowCapacity * kvHeads * capacity * headDim;
+      const head = this.heads[layer]!;
+      const { kvHeads, headDim } = head;
+      const slots = slotsOf(head, capacity);
+      if (slots === old.capacity && rowCapacity === this.rowCapacity) return;
+      const size = rowCapacity * kvHeads * slots * headDim;
       const grown: LayerBuffers = {
         keys: new Float32Array(size),
         values: new Float32Array(size),
-        capacity,
+        capacity: slots,
+        ring: head.ring,
       };
       this.rowLengths.forEach((length, r) => {
+        // A ring only goes round once it has its full window, which it then keeps: its slots
+        // move as they are.
+        const used = Math.min(length, old.capacity) * headDim;
         for (let g = 0; g < kvHeads; g++) {
           const src = (r * kvHeads + g) * old.capacity * headDim;
-          const dst = (r * kvHeads + g) * capacity * headDim;
-          grown.keys.set(old.keys.subarray(src, src + length * headDim), dst);
-          grown.values.set(old.values.subarray(src, src + length * headDim), dst);
+          const dst = (r * kvHeads + g) * slots * headDim;
+          grown.keys.set(old.keys.subarray(src, src + used), dst);
+          grown.values.set(old.values.subarray(src, src + used), dst);
         }
       });
       this.buffers[layer] = grown;
@@ -398,4 +475,9 @@ export class KVCache {
     this.capacity = capacity;
     this.rowCapacity = rowCapacity;
   }
+}
+
+/** Slots a layer reserves when the cache reserves `capacity`: at most its window for a ring. */
+function slotsOf(head: HeadShape, capacity: number): number {
+  return head.ring === undefined ? capacity : Math.min(capacity, head.ring);
 }

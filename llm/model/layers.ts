@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SeededRandom } from "../random.ts";
+import { blockKernelsActive, fusedRmsNorm, fusedSiluMul } from "../engine/block_kernels.ts";
 import { linearInitBound, type ParameterInit, standardNormal, uniform } from "./init.ts";
 import { ops } from "./ops.ts";
 import { linearInference } from "../engine/cpu_kernels.ts";
@@ -304,6 +305,8 @@ export class RMSNorm implements Module {
   /** Normalises each row of the last axis. */
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor {
+    // The cpu engine: the same arithmetic in one kernel (five tfjs kernels otherwise).
+    if (blockKernelsActive()) return fusedRmsNorm(x, this.scale, this.eps, this.unitOffset);
     const meanSquare = tf.mean(tf.square(x), -1, true);
     const normalized = tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps)));
     return tf.mul(normalized, this.unitOffset ? tf.add(this.scale, 1) : this.scale);
@@ -405,6 +408,9 @@ export class GatedFeedForward implements Module {
   // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
   apply(x: tf.Tensor): tf.Tensor {
     const gate = this.fc1.apply(x);
+    if (this.activation === "silu" && blockKernelsActive()) {
+      return this.fc3.apply(fusedSiluMul(gate, this.fc2.apply(x)));
+    }
     const activated = this.activation === "silu" ? silu(gate) : gelu(gate);
     return this.fc3.apply(tf.mul(activated, this.fc2.apply(x)));
   }

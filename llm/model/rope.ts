@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { RopeScaling } from "./config.ts";
+import { blockKernelsActive, fusedRope } from "../engine/block_kernels.ts";
 
 const f32 = Math.fround;
 
@@ -144,21 +145,28 @@ export class RotaryEmbedding {
 
 /**
  * Rotates the first 2·half dims of x [batch, heads, tokens, headDim] by `angles` (see the module
- * comment); the remaining dims pass through unchanged.
+ * comment); the remaining dims pass through unchanged. With `tokenMajor`, x is
+ * [batch, tokens, heads, headDim] (the projections' own order, which the in-place KV cache reads
+ * without a transpose).
  */
 // deno-doc-ignore private-type-ref -- a tfjs type (deno doc counts node_modules as local)
-export function applyRope(x: tf.Tensor4D, angles: RopeAngles): tf.Tensor4D {
-  const [batch, heads, tokens, headDim] = x.shape;
+export function applyRope(x: tf.Tensor4D, angles: RopeAngles, tokenMajor = false): tf.Tensor4D {
+  // The cpu engine: the same arithmetic in one kernel (tfjs's Slice of each half is slow there).
+  if (blockKernelsActive()) return fusedRope(x, angles.cos, angles.sin, tokenMajor);
+  const [batch, dim1, dim2, headDim] = x.shape;
   const half = angles.cos.shape[3];
-  const x1 = tf.slice(x, [0, 0, 0, 0], [batch, heads, tokens, half]);
-  const x2 = tf.slice(x, [0, 0, 0, half], [batch, heads, tokens, half]);
-  const { cos, sin } = angles;
+  const x1 = tf.slice(x, [0, 0, 0, 0], [batch, dim1, dim2, half]);
+  const x2 = tf.slice(x, [0, 0, 0, half], [batch, dim1, dim2, half]);
+  // Token-major: the angles [rows, 1, tokens, half] broadcast as [rows, tokens, 1, half].
+  const [cos, sin] = tokenMajor
+    ? [angles.cos, angles.sin].map((t) => tf.reshape(t, [t.shape[0], t.shape[2], 1, half]))
+    : [angles.cos, angles.sin];
   const parts = [
     tf.sub(tf.mul(x1, cos), tf.mul(x2, sin)),
     tf.add(tf.mul(x2, cos), tf.mul(x1, sin)),
   ];
   if (2 * half < headDim) {
-    parts.push(tf.slice(x, [0, 0, 0, 2 * half], [batch, heads, tokens, headDim - 2 * half]));
+    parts.push(tf.slice(x, [0, 0, 0, 2 * half], [batch, dim1, dim2, headDim - 2 * half]));
   }
   return tf.concat(parts, 3) as tf.Tensor4D;
 }
