@@ -10,6 +10,8 @@ import { withTempDir } from "../fixtures.ts";
 import { startServeProcess } from "../server/helpers.ts";
 import { writeRoundingSensitiveModel } from "../stages/quantize_model.ts";
 import { runCli } from "./cli_helpers.ts";
+import { ChatService } from "../../server/ui_chat.ts";
+import { useCpuBackend } from "../llm/model/tf_setup.ts";
 
 const gpt2 = createTokenizer({ kind: "gpt2" });
 const tokens = { fp32Token: gpt2.encode(" A")[0], int8Token: gpt2.encode(" B")[0] };
@@ -85,5 +87,28 @@ Deno.test("generate --quantize: the text of the rounded weights; a bad value nam
     const bad = await run("int4");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--quantize: quantize must be one of none, bf16, int8 \(got "int4"\)/);
+  });
+});
+
+Deno.test("ui --quantize: the page's chat holds its models as told", async () => {
+  await useCpuBackend();
+  await withTempDir(async (dir) => {
+    await writeRoundingSensitiveModel(dir, tokens);
+    for (const [quantize, answer] of [["int8", " B B"], ["none", " A A"]] as const) {
+      const service = new ChatService("cpu", quantize);
+      try {
+        const response = service.stream(dir, {
+          messages: [{ role: "user", content: "Hello" }],
+          template: "none",
+          temperature: 0,
+          max_tokens: 2,
+        });
+        const text = [...(await response.text()).matchAll(/event: token\ndata: (.*)\n\n/g)]
+          .map(([, data]) => JSON.parse(data).text).join("");
+        assert.equal(text, answer, `quantize ${quantize}`);
+      } finally {
+        service.dispose();
+      }
+    }
   });
 });
