@@ -365,12 +365,17 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   await checkArtifact(dir, cacheDirOf(values));
   // Say the size, rather than fail in an allocation with no number (a Hugging Face folder's
   // loader checks its own, from config.json).
+  // With --quantize the loader packs the weights as it reads them; with --adapter it reads
+  // them in fp32 first (the adapter is merged, then the sum rounded).
+  const quantize = quantizeFlag(values);
   if (!isHfModelFolder(dir)) {
     const config = await loadModelConfigFile(dir);
     const parameters = countParameters(config);
+    const held: Quantization = values.adapter ? "none" : quantize;
+    const bytes = held === "int8" ? 34 / 32 : held === "bf16" ? 2 : 4;
     ensureMemory(
-      4 * parameters,
-      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+      Math.round(bytes * parameters),
+      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × ${bytes} bytes)`,
     );
   }
   if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
@@ -379,7 +384,6 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   // merged into the fp32 weights first and the sum rounded after (as a LoRA is merged and then
   // quantized for llama.cpp): what runs is one quantized model, not a rounded base plus fp32
   // deltas that the packed weights could not hold.
-  const quantize = quantizeFlag(values);
   const opened = await openModelFolder(dir, { quantize: values.adapter ? "none" : quantize });
   try {
     if (values.adapter) {

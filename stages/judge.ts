@@ -48,7 +48,7 @@ import { downloadHfModel, isRepoId } from "../datasets/hf_hub.ts";
 import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
 import { modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { bytesPerParameter, quantizationOf, quantizeParam } from "./quantize.ts";
 
 export const RESPONSES_FILE = "responses.json";
 
@@ -170,10 +170,13 @@ async function openLocalJudge(ctx: StageContext<JudgeParams>): Promise<LocalJudg
     progress: ctx.progress,
     log: ctx.log,
     signal: ctx.signal,
+    // What the judge will hold: the weights at `quantize`'s size (int8: about a quarter of fp32).
     checkSize: (size) =>
       ensureMemory(
-        size.fp32Bytes,
-        `the judge ${repo} at fp32 (${formatBytes(size.storedBytes)} of ${size.dtype} weights)`,
+        Math.round((size.fp32Bytes / 4) * bytesPerParameter(quantize)),
+        `the judge ${repo} at ${quantize === "none" ? "fp32" : quantize} (${
+          formatBytes(size.storedBytes)
+        } of ${size.dtype} weights)`,
       ),
   });
   // Every source keeps a model's files in one folder (the mirror's, the cache's commit folder).

@@ -63,6 +63,7 @@ export interface QualityProbe {
 
 /** One precision's measurements. */
 export interface QualityMeasure {
+  /** How the weights were held. */
   quantize: Quantization;
   /** Mean cross-entropy over the validation batches (the mean of the batches' means). */
   valLoss: number;
@@ -136,13 +137,17 @@ async function validation(model: GPTModel, batches: Iterable<Batch>) {
 
 /** One precision against fp32. */
 export interface QualityDelta {
+  /** How the weights were held. */
   quantize: Quantization;
+  /** Its validation loss. */
   valLoss: number;
   /** `valLoss` minus fp32's. */
   valLossDelta: number;
   /** Validation positions whose most likely next token is fp32's, over all positions. */
   nextTokenAgreement: number;
+  /** Its greedy continuation against fp32's. */
   greedy: GreedyAgreement;
+  /** Its MMLU accuracy. */
   mmluAcc?: number;
   /** Accuracy minus fp32's. */
   mmluAccDelta?: number;
