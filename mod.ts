@@ -470,6 +470,13 @@ export { accStderr, pooledStderr } from "./llm/eval/metrics.ts";
 export { evaluateMmlu } from "./llm/eval/mmlu/evaluate.ts";
 export type { MmluEvaluation, MmluSample } from "./llm/eval/mmlu/evaluate.ts";
 export { mmluContext } from "./llm/eval/mmlu/prompt.ts";
+export { greedyAgreement, measureQuality, qualityDelta } from "./llm/eval/quantize_quality.ts";
+export type {
+  GreedyAgreement,
+  QualityDelta,
+  QualityMeasure,
+  QualityProbe,
+} from "./llm/eval/quantize_quality.ts";
 export { parseMmluCsv, parseMmluParquet, readTar } from "./llm/eval/mmlu/data.ts";
 export { mmluLoader } from "./datasets/mmlu.ts";
 export type { BatchGenerateOptions, FinishedRow } from "./llm/infer/batch_generate.ts";

@@ -93,6 +93,11 @@ const BENCHES: Record<string, Bench> = {
       "MMLU scoring, ours vs the book's PyTorch model on the same weights (bench/mmlu_vs_torch.ts)",
     command: ["deno", "run", "-A", "bench/mmlu_vs_torch.ts"],
   },
+  "quantize-quality": {
+    about:
+      "bf16 and int8 vs fp32 at 124M (the workshop's pretrained model, a random GPT-2): val loss, greedy agreement, MMLU philosophy (bench/quantize_quality.ts)",
+    command: ["deno", "run", "-A", "bench/quantize_quality.ts"],
+  },
   serve: {
     about: "serve's streamed tokens/s vs complete(), and 4 concurrent clients (bench/serve.ts)",
     command: ["deno", "run", "-A", "bench/serve.ts"],

@@ -100,7 +100,9 @@ async function main(args: string[]): Promise<void> {
   const served = new ServedModel(opened);
   const interactive = Deno.stdin.isTerminal();
   console.error(
-    `chatting with ${dir} (${formatTitle(chat.name)}); /reset forgets, /exit quits, ` +
+    `chatting with ${dir} (${formatTitle(chat.name)}${
+      opened.quantize === "none" ? "" : `, ${opened.quantize} weights`
+    }); /reset forgets, /exit quits, ` +
       `a trailing \\ continues the message`,
   );
   // Prompts go to the terminal only, so piped output holds nothing but the replies.

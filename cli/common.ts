@@ -39,6 +39,12 @@ import {
 import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
 import { applyAdapter } from "../llm/infer/adapter.ts";
+import {
+  applyPrecision,
+  parseQuantization,
+  type Quantization,
+  QUANTIZATIONS,
+} from "../llm/model/precision.ts";
 
 /** A mistake in the command line: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
@@ -54,6 +60,9 @@ export const MODEL_USAGE =
   --source S           where a size comes from: openai (default) | hf
   --template T         auto (default: the template a model was instruction-tuned with, else an
                        open model's chat template) | chat | none | alpaca | phi3
+  --quantize Q         how the weights are held: ${QUANTIZATIONS.join(" | ")} (default none:
+                       fp32); bf16 (2 bytes a parameter) or int8 (GGUF's Q8_0, 34 bytes per
+                       32 parameters) for matrices, norms and biases stay fp32
   --backend B          ${BACKEND_CHOICES.join(" | ")} (default auto)
   --cache-dir DIR      artifact cache (default .groundup, or GROUNDUP_CACHE_DIR)
   --mirror DIR         local folder consulted before any download (or GROUNDUP_MIRROR)`;
@@ -72,6 +81,7 @@ export const COMMON_OPTIONS = {
   adapter: { type: "string" },
   source: { type: "string", default: "openai" },
   template: { type: "string", default: "auto" },
+  quantize: { type: "string", default: "none" },
   backend: { type: "string", default: "auto" },
   "cache-dir": { type: "string" },
   mirror: { type: "string" },
@@ -167,6 +177,16 @@ export function checkCommonFlags(values: FlagValues): void {
   }
   if (!(BACKEND_CHOICES as readonly string[]).includes(String(values.backend))) {
     throw new UsageError(`--backend ${values.backend}: expected ${BACKEND_CHOICES.join(", ")}`);
+  }
+  quantizeFlag(values);
+}
+
+/** `--quantize`, checked (a UsageError naming the flag and the choices). */
+export function quantizeFlag(values: { quantize?: string | boolean }): Quantization {
+  try {
+    return parseQuantization(values.quantize ?? "none", "--quantize");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
 }
 
@@ -270,6 +290,8 @@ export interface OpenedModel extends OpenedModelFolder {
   format: PromptFormat;
   /** The ids that end an answer in `format` (end of text; a chat's end of turn). */
   stopIds: Set<number>;
+  /** How the weights are held (`--quantize`). */
+  quantize: Quantization;
 }
 
 /**
@@ -343,20 +365,31 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   await checkArtifact(dir, cacheDirOf(values));
   // Say the size, rather than fail in an allocation with no number (a Hugging Face folder's
   // loader checks its own, from config.json).
+  // With --quantize the loader packs the weights as it reads them; with --adapter it reads
+  // them in fp32 first (the adapter is merged, then the sum rounded).
+  const quantize = quantizeFlag(values);
   if (!isHfModelFolder(dir)) {
     const config = await loadModelConfigFile(dir);
     const parameters = countParameters(config);
+    const held: Quantization = values.adapter ? "none" : quantize;
+    const bytes = held === "int8" ? 34 / 32 : held === "bf16" ? 2 : 4;
     ensureMemory(
-      4 * parameters,
-      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × 4 bytes)`,
+      Math.round(bytes * parameters),
+      `the model in ${dir} (${parameters.toLocaleString("en")} parameters × ${bytes} bytes)`,
     );
   }
   if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
-  // Ours or Hugging Face's: the model, its tokenizer and its own chat format.
-  const opened = await openModelFolder(dir);
+  // Ours or Hugging Face's: the model, its tokenizer and its own chat format. An adapter is
+  // merged into the fp32 weights first and the sum rounded after (as a LoRA is merged and then
+  // quantized for llama.cpp): what runs is one quantized model, not a rounded base plus fp32
+  // deltas that the packed weights could not hold.
+  const opened = await openModelFolder(dir, { quantize: values.adapter ? "none" : quantize });
   try {
-    if (values.adapter) await applyAdapter(opened, String(values.adapter));
+    if (values.adapter) {
+      await applyAdapter(opened, String(values.adapter));
+      applyPrecision(opened.model, quantize);
+    }
     const chat = chooseChatFormat(
       values.template as ChatTemplateChoice,
       opened.chat,
@@ -371,6 +404,7 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
       template,
       format,
       stopIds: stopIdsFor(opened, format),
+      quantize,
     };
   } catch (error) {
     opened.model.dispose();

@@ -101,7 +101,7 @@ async function main(args: string[]): Promise<void> {
 
   // A busy port fails now, not after the model has loaded.
   ensureCanListen(values.host, port);
-  const { dir, model, tokenizer, chat, family, vocabLimit } = await openModel(values);
+  const { dir, model, tokenizer, chat, family, vocabLimit, quantize } = await openModel(values);
   const spec = String(values.model);
   const modelName = values.name ?? (isGpt2Size(spec) ? `gpt2-${spec}` : basename(resolve(dir)));
   // A sharded Hugging Face model is named by its index (which lists every shard).
@@ -117,6 +117,7 @@ async function main(args: string[]): Promise<void> {
       chat,
       family,
       vocabLimit,
+      quantize,
       enableThinking: thinking === undefined ? undefined : thinking === "on",
       modelName,
       digest,
@@ -146,8 +147,8 @@ async function main(args: string[]): Promise<void> {
     : `${chat.name} template for chat`;
   console.error(
     `serving ${modelName} (${format}, ${family}, context ${model.config.context_length}${
-      apiKey ? ", API key required" : ""
-    }) at ${url}`,
+      quantize === "none" ? "" : `, ${quantize} weights`
+    }${apiKey ? ", API key required" : ""}) at ${url}`,
   );
   await server.finished;
   model.dispose();

@@ -1,10 +1,11 @@
 /**
  * `deno task ui`: the web page for runs in the artifact cache (server/ui_api.ts).
  *
- *   deno task ui [--host 127.0.0.1] [--port 8077] [--cache-dir DIR] [--backend B]
+ *   deno task ui [--host 127.0.0.1] [--port 8077] [--cache-dir DIR] [--backend B] [--quantize Q]
  */
 import { parseArgs } from "node:util";
 import { BACKEND_CHOICES, type BackendChoice } from "../llm/engine/backend.ts";
+import { parseQuantization, type Quantization, QUANTIZATIONS } from "../llm/model/precision.ts";
 import { UiApi } from "../server/ui_api.ts";
 import { ChatService } from "../server/ui_chat.ts";
 import { address, listenProblem } from "./listen.ts";
@@ -15,6 +16,8 @@ const USAGE = `usage: deno task ui [options]
   --port N            port (default 8077; 0 picks a free one)
   --cache-dir DIR     artifact cache folder (default .groundup, or GROUNDUP_CACHE_DIR)
   --backend NAME      engine for the chat playground: ${BACKEND_CHOICES.join(" | ")} (default auto)
+  --quantize Q        how the chat playground holds a model's weights: ${QUANTIZATIONS.join(" | ")}
+                      (default none: fp32)
   -h, --help          this text
 `;
 
@@ -30,6 +33,7 @@ export function main(args: string[]): number | Deno.HttpServer {
         port: { type: "string", default: "8077" },
         "cache-dir": { type: "string" },
         backend: { type: "string", default: "auto" },
+        quantize: { type: "string", default: "none" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -50,6 +54,13 @@ export function main(args: string[]): number | Deno.HttpServer {
     console.error(`error: --backend must be one of ${BACKEND_CHOICES.join(", ")}`);
     return 2;
   }
+  let quantize: Quantization;
+  try {
+    quantize = parseQuantization(values.quantize, "--quantize");
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return 2;
+  }
   const cacheDir = values["cache-dir"] ?? Deno.env.get("GROUNDUP_CACHE_DIR") ?? ".groundup";
   const loopback = LOOPBACK.includes(values.host);
   if (!loopback) {
@@ -60,7 +71,7 @@ export function main(args: string[]): number | Deno.HttpServer {
   }
   const api = new UiApi({
     cacheDir,
-    chat: new ChatService(values.backend as BackendChoice),
+    chat: new ChatService(values.backend as BackendChoice, quantize),
     // On loopback, only requests addressed to a loopback name (no DNS rebinding).
     allowedHosts: loopback ? LOOPBACK : undefined,
   });

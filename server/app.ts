@@ -23,6 +23,7 @@ import { openaiRoutes } from "./openai.ts";
 import { ModelQueue } from "./queue.ts";
 import { RequestError } from "./requests.ts";
 import { ServedModel } from "./served_model.ts";
+import type { Quantization } from "../llm/model/precision.ts";
 
 export { fileDigest } from "./http.ts";
 export { SERVE_VERSION } from "./ollama.ts";
@@ -40,6 +41,8 @@ export interface ServeOptions {
   family?: string;
   /** Ids the model may emit (default: every row of its embedding). */
   vocabLimit?: number;
+  /** How the weights are held (`--quantize`; default none), as /api/show and /v1/models say. */
+  quantize?: Quantization;
   /** The id clients name in `model` (also `<name>:latest`, as Ollama's clients may add). */
   modelName: string;
   /** "sha256:…" of the weights, reported by /api/tags. */
@@ -116,6 +119,7 @@ export function createServeHandler(options: ServeOptions): {
     chat: options.chat ?? plainChatFormat(options.tokenizer),
     family: options.family,
     vocabLimit: options.vocabLimit,
+    quantize: options.quantize,
   });
   const ctx = new ServeContext({
     served,

@@ -6,6 +6,7 @@
  */
 import type { ChatFormat } from "../llm/chat/format.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
+import type { Quantization } from "../llm/model/precision.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import {
   checkPromptIds,
@@ -26,14 +27,23 @@ export interface ServedModelParts {
   family?: string;
   /** Ids the model may emit (default: every row of the embedding). */
   vocabLimit?: number;
+  /** How the weights are held (default none: fp32). */
+  quantize?: Quantization;
 }
+
+/** Ollama's name of the number format `quantize` holds the matrices in. */
+const QUANTIZATION_LEVEL: Record<Quantization, string> = {
+  none: "F32",
+  bf16: "BF16",
+  int8: "Q8_0",
+};
 
 /** What clients are told about the model (/v1/models, /api/tags, /api/show). */
 export interface ModelInfo {
   family: string;
   parameters: number;
   contextLength: number;
-  /** The weights' number format as Ollama names it: our engine runs "F32". */
+  /** The weights' number format as Ollama names it: "F32", "BF16" or "Q8_0" (`--quantize`). */
   quantization: string;
   /** The chat format's name: "jinja", "alpaca", "phi3", "custom" or "none". */
   template: string;
@@ -59,6 +69,7 @@ export class ServedModel {
   readonly chat: ChatFormat;
   readonly family: string;
   readonly vocabLimit: number;
+  readonly quantize: Quantization;
   /** Generations wait here for their turn, one at a time. */
   readonly queue: ModelQueue;
 
@@ -68,6 +79,7 @@ export class ServedModel {
     this.chat = parts.chat;
     this.family = parts.family ?? parts.model.config.family ?? "gpt2";
     this.vocabLimit = parts.vocabLimit ?? parts.model.config.vocab_size;
+    this.quantize = parts.quantize ?? "none";
     this.queue = queue;
   }
 
@@ -81,7 +93,7 @@ export class ServedModel {
       family: this.family,
       parameters: this.model.numParameters(),
       contextLength: this.contextLength,
-      quantization: "F32",
+      quantization: QUANTIZATION_LEVEL[this.quantize],
       template: this.chat.name,
     };
   }

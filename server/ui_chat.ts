@@ -23,6 +23,7 @@ import { type BackendChoice, initEngine } from "../llm/engine/backend.ts";
 import { isHfModelFolder } from "../llm/families/load.ts";
 import { isModelFolder, readModelTemplate } from "../llm/infer/model_folder.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
+import type { Quantization } from "../llm/model/precision.ts";
 import { promptText } from "./prompt.ts";
 import { ModelQueue } from "./queue.ts";
 import { ServedModel } from "./served_model.ts";
@@ -112,7 +113,11 @@ export class ChatService {
   readonly #queue = new ModelQueue();
   #engine?: Promise<unknown>;
 
-  constructor(readonly backend: BackendChoice = "auto") {}
+  /** `quantize`: how every model it opens holds its weights (`deno task ui --quantize`). */
+  constructor(
+    readonly backend: BackendChoice = "auto",
+    readonly quantize: Quantization = "none",
+  ) {}
 
   /** The name of the model's own chat format (see {@link chatFormatNameOf}). */
   templateOf(dir: string): Promise<string> {
@@ -126,8 +131,8 @@ export class ChatService {
     this.#engine ??= initEngine({ backend: this.backend });
     await this.#engine;
     this.dispose();
-    const opened = await openModelFolder(dir);
-    const served = new ServedModel(opened, this.#queue);
+    const opened = await openModelFolder(dir, { quantize: this.quantize });
+    const served = new ServedModel({ ...opened, quantize: this.quantize }, this.#queue);
     this.#loaded = { dir, served };
     return served;
   }

@@ -34,6 +34,7 @@ import { expandMmluTasks, mmluTask } from "../llm/eval/mmlu/subjects.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
+import { quantizationOf, quantizeParam } from "./quantize.ts";
 
 export const EvaluateParams = z.strictObject({
   tasks: z.array(z.string()).min(1).default(["mmlu"]).describe(
@@ -71,6 +72,7 @@ export const EvaluateParams = z.strictObject({
   from: z.string().optional().describe(
     "which upstream stage's model to evaluate when `needs` lists several",
   ),
+  quantize: quantizeParam,
 }).superRefine((p, issues) => {
   // A named local copy is read only by its own source; anywhere else it would be ignored.
   for (const [key, source] of [["parquet_dir", "parquet"], ["tar_file", "tar"]] as const) {
@@ -166,9 +168,11 @@ export const evaluateStage: StageDefinition = defineStage({
     const source = modelInput(ctx, ctx.params.from);
     await useEngine(ctx);
     const { load, used } = dataLoader(ctx);
-    const { model, tokenizer, family } = await openModelFolder(source.dir);
+    const quantize = quantizationOf(p);
+    const { model, tokenizer, family } = await openModelFolder(source.dir, { quantize });
     ctx.log.info(
       `model from "${source.stage}" (${family}, ${model.config.n_layers} layers, emb ${model.config.emb_dim}, ` +
+        (quantize !== "none" ? `${quantize} weights, ` : "") +
         `context ${model.config.context_length}); tasks ${
           p.tasks.join(", ")
         }, ${p.num_fewshot}-shot` +
@@ -195,7 +199,12 @@ export const evaluateStage: StageDefinition = defineStage({
     }
     const results = harnessResults(evaluation, {
       model: `groundup (stage "${source.stage}")`,
-      model_args: { ...model.config, stage: source.stage, type: source.type },
+      model_args: {
+        ...model.config,
+        stage: source.stage,
+        type: source.type,
+        ...(quantize !== "none" ? { quantize } : {}),
+      },
       batch_size: p.batch_size,
       limit: p.limit ?? null,
       num_fewshot: p.num_fewshot,

@@ -29,6 +29,7 @@ import { parseJson, resolvePath } from "../util/files.ts";
 import { writeGenerations } from "../llm/artifacts/generations.ts";
 import { complete, type Completion, type SamplingSettings } from "../llm/infer/complete.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
+import type { Quantization } from "../llm/model/precision.ts";
 import {
   formatPrompt,
   type PromptFormat,
@@ -37,6 +38,7 @@ import {
 } from "../llm/infer/prompt_format.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
+import { quantizationOf, quantizeParam } from "./quantize.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parameters
@@ -95,6 +97,7 @@ export const GenerateParams = z.strictObject({
   stream: z.boolean().default(true).describe(
     "Show the text on the console as it is generated.",
   ),
+  quantize: quantizeParam,
 }).superRefine((p, issues) => {
   const given = (["prompts", "file", "dataset"] as const).filter((k) => p[k] !== undefined);
   if (given.length !== 1) {
@@ -203,9 +206,10 @@ export interface Generation {
   /**
    * `template`: the template's name (alpaca, phi3, custom, phi-2), "chat" for the model's chat
    * template, or "none" for plain text; `stop_ids`: every id that ended the text, when there are
-   * more than `stop_token` (an open model's end ids, a chat's end of turn).
+   * more than `stop_token` (an open model's end ids, a chat's end of turn); `quantize`: how
+   * the weights were held, when not fp32.
    */
-  settings: SamplingSettings & { template: string; stop_ids?: number[] };
+  settings: SamplingSettings & { template: string; stop_ids?: number[]; quantize?: Quantization };
   tokens: number;
   stopped: Completion["stopped"];
   /** For instruction entries: the entry itself, so an evaluation can compare with `output`. */
@@ -233,7 +237,8 @@ export const generateStage: StageDefinition = defineStage({
     const source = modelInput(ctx, ctx.params.from);
     const items = await collectPrompts(ctx);
     await useEngine(ctx);
-    const opened = await openModelFolder(source.dir);
+    const quantize = quantizationOf(p);
+    const opened = await openModelFolder(source.dir, { quantize });
     const { model, tokenizer } = opened;
     const sink = consoleSink(ctx);
     const generations: Generation[] = [];
@@ -252,9 +257,11 @@ export const generateStage: StageDefinition = defineStage({
         stop_token: p.stop_token === undefined ? tokenizer.endOfTextId ?? null : p.stop_token,
         seed: p.seed,
         template: format.name,
+        ...(quantize !== "none" ? { quantize } : {}),
       };
       ctx.log.info(
-        `model from "${source.stage}" (${opened.family}, ${model.config.n_layers} layers, emb ${model.config.emb_dim}), ` +
+        `model from "${source.stage}" (${opened.family}, ${model.config.n_layers} layers, emb ${model.config.emb_dim}` +
+          `${quantize !== "none" ? `, ${quantize} weights` : ""}), ` +
           `${items.length} prompt(s), template ${settings.template}`,
       );
       for (const [i, item] of items.entries()) {

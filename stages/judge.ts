@@ -50,6 +50,7 @@ import { downloadHfModel, isRepoId } from "../datasets/hf_hub.ts";
 import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
 import { modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
+import { bytesPerParameter, quantizationOf, quantizeParam } from "./quantize.ts";
 
 export { RESPONSES_FILE };
 
@@ -100,11 +101,16 @@ const JudgeParamsObject = z.strictObject({
     "retries after a connection error, a timeout, 429 (honouring Retry-After) or 5xx, with exponential backoff",
   ),
   limit: z.number().int().min(1).optional().describe("Judge only the first `limit` entries."),
+  quantize: quantizeParam.describe(
+    "`api: local`: how the judge's weights are held, `none` (default, fp32), `bf16` or `int8` " +
+      "(GGUF's Q8_0; Llama-3-8B: about 8.5 GB instead of 32). Part of the cache key and " +
+      "recorded with the judge. See docs/scale.md.",
+  ),
 });
 
 /** Keys read only by a server judge, and only by a local one. */
 const SERVER_ONLY = ["url", "api_key_env"] as const;
-const LOCAL_ONLY = ["revision", "max_new_tokens"] as const;
+const LOCAL_ONLY = ["revision", "max_new_tokens", "quantize"] as const;
 
 export const JudgeParams = JudgeParamsObject.superRefine((p, issues) => {
   const local = p.api === "local";
@@ -141,17 +147,20 @@ async function openLocalJudge(ctx: StageContext<JudgeParams>): Promise<LocalJudg
   const p = ctx.params;
   const wanted = p.model!;
   const maxNewTokens = p.max_new_tokens;
+  const quantize = quantizationOf(p);
+  // How the weights were held is part of which judge answered (recorded in judge.json).
+  const held: Record<string, string> = quantize === "none" ? {} : { quantize };
   if (ctx.inputs[wanted] || !isHubModel(wanted)) {
     const artifact = modelInput(ctx, wanted); // an error naming the needs when it is neither
     const files = Object.entries(artifact.manifest.outputs ?? {}).map(([name, file]) => ({
       name,
       sha256: file.sha256,
     }));
-    const opened = await openModelFolder(artifact.dir);
+    const opened = await openModelFolder(artifact.dir, { quantize });
     return new LocalJudge(opened, {
       name: wanted,
       digest: weightsDigest(files),
-      source: { stage: artifact.stage, type: artifact.type, key: artifact.key },
+      source: { stage: artifact.stage, type: artifact.type, key: artifact.key, ...held },
       maxNewTokens,
     });
   }
@@ -163,19 +172,22 @@ async function openLocalJudge(ctx: StageContext<JudgeParams>): Promise<LocalJudg
     progress: ctx.progress,
     log: ctx.log,
     signal: ctx.signal,
+    // What the judge will hold: the weights at `quantize`'s size (int8: about a quarter of fp32).
     checkSize: (size) =>
       ensureMemory(
-        size.fp32Bytes,
-        `the judge ${repo} at fp32 (${formatBytes(size.storedBytes)} of ${size.dtype} weights)`,
+        Math.round((size.fp32Bytes / 4) * bytesPerParameter(quantize)),
+        `the judge ${repo} at ${quantize === "none" ? "fp32" : quantize} (${
+          formatBytes(size.storedBytes)
+        } of ${size.dtype} weights)`,
       ),
   });
   // Every source keeps a model's files in one folder (the mirror's, the cache's commit folder).
   const config = fetched.files.find((file) => file.name === "config.json")!;
-  const opened = await openModelFolder(dirname(config.path));
+  const opened = await openModelFolder(dirname(config.path), { quantize });
   return new LocalJudge(opened, {
     name: repo,
     digest: weightsDigest(fetched.files),
-    source: { repo, revision, commit: fetched.commit, from: fetched.source },
+    source: { repo, revision, commit: fetched.commit, from: fetched.source, ...held },
     maxNewTokens,
   });
 }

@@ -34,6 +34,7 @@ import { inputOfType, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { openInstructionsArtifact } from "./instructions.ts";
 import { writeResponses } from "../llm/artifacts/responses.ts";
+import { quantizationOf, quantizeParam } from "./quantize.ts";
 
 export const ResponsesParams = z.strictObject({
   split: z.enum(["test", "val", "train"]).default("test").describe(
@@ -66,6 +67,7 @@ export const ResponsesParams = z.strictObject({
     "Qwen3's `enable_thinking` for chat templates that read it: true lets the model think in a " +
       "`<think>` block first (removed from the answer); default false, an answer at once.",
   ),
+  quantize: quantizeParam,
 });
 export type ResponsesParams = z.infer<typeof ResponsesParams>;
 
@@ -211,7 +213,7 @@ export const responsesStage: StageDefinition = defineStage({
       if (skip.size > 0) {
         ctx.log.info(`${field}: ${skip.size} of ${entries.length} answers already done, resuming`);
       }
-      const opened = await openModelFolder(dir);
+      const opened = await openModelFolder(dir, { quantize: quantizationOf(p) });
       const { model, tokenizer } = opened;
       const started = performance.now();
       let tokens = 0;
@@ -221,7 +223,10 @@ export const responsesStage: StageDefinition = defineStage({
         const used = format;
         ctx.log.info(
           `${field}: ${entries.length - skip.size} entries with the model of "${stage}" ` +
-            `(${opened.family}), template ${used.name}`,
+            `(${opened.family}${
+              p.quantize && p.quantize !== "none" ? `, ${p.quantize} weights` : ""
+            }), ` +
+            `template ${used.name}`,
         );
         const prompt = (entry: InstructionFields) =>
           formatPrompt(opened, used, entry, { enableThinking: p.enable_thinking });
@@ -267,6 +272,7 @@ export const responsesStage: StageDefinition = defineStage({
       stats[field] = {
         stage,
         template: format.name,
+        ...(p.quantize && p.quantize !== "none" ? { quantize: p.quantize } : {}),
         mean_new_tokens: lines.reduce((n, l) => n + l.new_tokens, 0) / lines.length,
         stopped: lines.filter((l) => l.stopped).length,
         tokens_per_second: seconds > 0 ? Math.round(tokens / seconds) : 0,
