@@ -40,7 +40,7 @@ import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
 import { applyAdapter } from "../llm/infer/adapter.ts";
 import {
-  applyPrecision,
+  packModel,
   parseQuantization,
   type Quantization,
   QUANTIZATIONS,
@@ -381,14 +381,14 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
   if (values.backend === "auto" || values.backend === "webgpu") ensureRuntimeDir();
   await initEngine({ backend: values.backend as BackendChoice });
   // Ours or Hugging Face's: the model, its tokenizer and its own chat format. An adapter is
-  // merged into the fp32 weights first and the sum rounded after (as a LoRA is merged and then
+  // merged into the fp32 weights first and the sum packed after (as a LoRA is merged and then
   // quantized for llama.cpp): what runs is one quantized model, not a rounded base plus fp32
   // deltas that the packed weights could not hold.
   const opened = await openModelFolder(dir, { quantize: values.adapter ? "none" : quantize });
   try {
     if (values.adapter) {
       await applyAdapter(opened, String(values.adapter));
-      applyPrecision(opened.model, quantize);
+      packModel(opened.model, quantize);
     }
     const chat = chooseChatFormat(
       values.template as ChatTemplateChoice,

@@ -5,6 +5,9 @@
  * changes its greedy answer (" A" in fp32 and bf16, " B" in int8; tests/stages/quantize_model.ts).
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { applyLora, saveAdapter } from "../../llm/model/lora.ts";
+import { loadModel } from "../../llm/model/weights_io.ts";
 import { createTokenizer } from "../../llm/tokenizer/mod.ts";
 import { withTempDir } from "../fixtures.ts";
 import { startServeProcess } from "../server/helpers.ts";
@@ -87,6 +90,41 @@ Deno.test("generate --quantize: the text of the rounded weights; a bad value nam
     const bad = await run("int4");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--quantize: quantize must be one of none, bf16, int8 \(got "int4"\)/);
+  });
+});
+
+Deno.test("generate --adapter --quantize int8: the adapter is merged, then the sum is packed", async () => {
+  await useCpuBackend();
+  await withTempDir(async (dir) => {
+    const modelDir = join(dir, "model");
+    await writeRoundingSensitiveModel(modelDir, tokens);
+    // A freshly initialised LoRA has B = 0: the merged model is the base, so int8 must still
+    // flip the answer — which it does only if the merged weights are packed afterwards.
+    const model = await loadModel(modelDir);
+    const adapters = applyLora(model, { rank: 2, alpha: 2 });
+    await saveAdapter(join(dir, "adapter"), model, adapters, modelDir);
+    model.dispose();
+    const run = (quantize: string) =>
+      runCli("generate", [
+        "--model",
+        modelDir,
+        "--adapter",
+        join(dir, "adapter"),
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "3",
+        "--backend",
+        "cpu",
+        "--quantize",
+        quantize,
+      ]);
+    const int8 = await run("int8");
+    assert.equal(int8.code, 0, int8.stderr);
+    assert.equal(int8.stdout, "Hello B B B\n");
+    const fp32 = await run("none");
+    assert.equal(fp32.code, 0, fp32.stderr);
+    assert.equal(fp32.stdout, "Hello A A A\n");
   });
 });
 
