@@ -23,9 +23,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
 import { setBlockKernelsEnabled } from "../llm/engine/block_kernels.ts";
-import type { GPTConfig } from "../llm/model/config.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
-import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
+import { benchShape } from "./shapes.ts";
 import type { KVCache } from "../llm/model/kv_cache.ts";
 
 function flag(name: string, fallback: string): string {
@@ -176,67 +175,9 @@ async function printProfile(label: string, run: () => void): Promise<void> {
   }));
 }
 
-/** The open-model shapes of bench/llama_cpp.ts (random weights: only the sizes matter). */
-function decodeConfig(name: string): { config: GPTConfig; tiedHead: boolean } {
-  const swiglu = {
-    drop_rate: 0,
-    qkv_bias: false,
-    mlp: "swiglu",
-    norm: "rmsnorm",
-    pos_emb: "rope",
-    attn_out_bias: false,
-    context_length: 1024,
-  } as const;
-  if (name === "qwen3-0.6B") {
-    return {
-      config: {
-        ...swiglu,
-        family: "qwen3",
-        vocab_size: 151_936,
-        emb_dim: 1024,
-        n_heads: 16,
-        n_layers: 28,
-        head_dim: 128,
-        n_kv_groups: 8,
-        hidden_dim: 3072,
-        norm_eps: 1e-6,
-        rope_theta: 1_000_000,
-        qk_norm: true,
-      },
-      tiedHead: true,
-    };
-  }
-  if (name === "llama-3.2-1B") {
-    return {
-      config: {
-        ...swiglu,
-        family: "llama",
-        vocab_size: 128_256,
-        emb_dim: 2048,
-        n_heads: 32,
-        n_layers: 16,
-        head_dim: 64,
-        n_kv_groups: 8,
-        hidden_dim: 8192,
-        norm_eps: 1e-5,
-        rope_theta: 500_000,
-        rope_scaling: {
-          factor: 32,
-          low_freq_factor: 1,
-          high_freq_factor: 4,
-          original_context_length: 8192,
-        },
-      },
-      tiedHead: true,
-    };
-  }
-  if (name === "gpt2-124M") return { config: gpt2Config("124M", 0), tiedHead: false };
-  throw new Error(`--decode: unknown shape "${name}" (qwen3-0.6B, llama-3.2-1B, gpt2-124M)`);
-}
-
 async function profileDecode(name: string): Promise<void> {
   const engine = await initEngine({ backend: "cpu", log: () => {} });
-  const { config, tiedHead } = decodeConfig(name);
+  const { config, tiedHead } = benchShape(name, "--decode");
   if (Deno.args.includes("--layers")) config.n_layers = Number(flag("layers", "1"));
   const batch = Number(flag("batch", "1"));
   const prefill = Number(flag("prefill", "64"));

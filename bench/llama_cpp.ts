@@ -37,13 +37,12 @@ import { exportGguf } from "../llm/export/gguf.ts";
 import { exportHf } from "../llm/export/hf.ts";
 import { gpt2Vocabulary } from "../llm/export/vocab.ts";
 import type { GgufVocabulary } from "../llm/export/vocab.ts";
-import type { GPTConfig } from "../llm/model/config.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { Embedding } from "../llm/model/layers.ts";
 import { packModel, parseQuantization, weightBytes } from "../llm/model/precision.ts";
-import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { flag, median, peakRssMb } from "./common.ts";
+import { benchShape } from "./shapes.ts";
 
 const modelNames = flag("models", "gpt2-124M").split(",");
 const newTokens = Number(flag("new-tokens", "200"));
@@ -63,86 +62,6 @@ for (const side of sides) {
 }
 if (!sides.includes("ours")) throw new Error(`--sides: "ours" is the reference; keep it`);
 const PROMPT = [15496, 11, 314, 716]; // "Hello, I am" in GPT-2 BPE
-
-/** The shapes compared; random weights, so only the architecture and sizes matter. */
-const MODELS: Record<string, { config: GPTConfig; tiedHead: boolean }> = {
-  "gpt2-124M": { config: gpt2Config("124M", 0), tiedHead: false },
-  "qwen3-0.6B": {
-    config: {
-      family: "qwen3",
-      vocab_size: 151_936,
-      context_length: 1024,
-      emb_dim: 1024,
-      n_heads: 16,
-      n_layers: 28,
-      drop_rate: 0,
-      qkv_bias: false,
-      head_dim: 128,
-      n_kv_groups: 8,
-      hidden_dim: 3072,
-      mlp: "swiglu",
-      norm: "rmsnorm",
-      norm_eps: 1e-6,
-      pos_emb: "rope",
-      rope_theta: 1_000_000,
-      qk_norm: true,
-      attn_out_bias: false,
-    },
-    tiedHead: true,
-  },
-  "llama-3.2-1B": {
-    config: {
-      family: "llama",
-      vocab_size: 128_256,
-      context_length: 1024,
-      emb_dim: 2048,
-      n_heads: 32,
-      n_layers: 16,
-      drop_rate: 0,
-      qkv_bias: false,
-      n_kv_groups: 8,
-      hidden_dim: 8192,
-      mlp: "swiglu",
-      norm: "rmsnorm",
-      norm_eps: 1e-5,
-      pos_emb: "rope",
-      rope_theta: 500_000,
-      rope_scaling: {
-        factor: 32,
-        low_freq_factor: 1,
-        high_freq_factor: 4,
-        original_context_length: 8192,
-      },
-      attn_out_bias: false,
-    },
-    tiedHead: true,
-  },
-};
-
-/** 2-layer twins of the open shapes: same vocabularies, RoPE and norms, small enough to check the flow. */
-MODELS["qwen3-tiny"] = {
-  config: {
-    ...MODELS["qwen3-0.6B"].config,
-    emb_dim: 64,
-    n_heads: 4,
-    head_dim: 32,
-    n_kv_groups: 2,
-    hidden_dim: 128,
-    n_layers: 2,
-  },
-  tiedHead: true,
-};
-MODELS["llama-tiny"] = {
-  config: {
-    ...MODELS["llama-3.2-1B"].config,
-    emb_dim: 64,
-    n_heads: 4,
-    n_kv_groups: 2,
-    hidden_dim: 128,
-    n_layers: 2,
-  },
-  tiedHead: true,
-};
 
 /** GPT-2's vocabulary, padded with placeholder tokens to `size` rows: random weights need no more. */
 function vocabularyFor(size: number): GgufVocabulary {
@@ -273,8 +192,7 @@ await Deno.mkdir(dir, { recursive: true });
 const summary: Record<string, unknown>[] = [];
 const round2 = (x: number, digits: number) => +x.toFixed(digits);
 for (const name of modelNames) {
-  const spec = MODELS[name];
-  if (!spec) throw new Error(`--models: unknown "${name}" (known: ${Object.keys(MODELS)})`);
+  const spec = benchShape(name, "--models");
   const family = spec.config.family ?? "gpt2";
   const modelSides = sides.filter((side) =>
     side !== "pytorch" || family === "qwen3" || family === "llama"

@@ -11,12 +11,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
-import type { GPTConfig } from "../llm/model/config.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
-import { gpt2Config } from "../llm/model/gpt2_sizes.ts";
 import { packModel, type Quantization, weightBytes } from "../llm/model/precision.ts";
 import { flag, median, peakRssMb } from "./common.ts";
+import { benchShape } from "./shapes.ts";
 
 const modelName = flag("model", "gpt2-124M");
 const newTokens = Number(flag("new-tokens", "64"));
@@ -24,33 +23,13 @@ const prefillTokens = Number(flag("prefill", "64"));
 const rounds = Number(flag("rounds", "3"));
 const threads = Number(flag("threads", "2"));
 
-const QWEN3_06B: GPTConfig = {
-  family: "qwen3",
-  vocab_size: 151_936,
-  context_length: 1024,
-  emb_dim: 1024,
-  n_heads: 16,
-  n_layers: 28,
-  drop_rate: 0,
-  qkv_bias: false,
-  head_dim: 128,
-  n_kv_groups: 8,
-  hidden_dim: 3072,
-  mlp: "swiglu",
-  norm: "rmsnorm",
-  norm_eps: 1e-6,
-  pos_emb: "rope",
-  rope_theta: 1_000_000,
-  qk_norm: true,
-  attn_out_bias: false,
-};
-const config = modelName === "qwen3-0.6B" ? QWEN3_06B : gpt2Config("124M", 0);
+const { config, tiedHead } = benchShape(modelName, "--model");
 
 await initEngine({ backend: "cpu", blasThreads: threads, log: () => {} });
 const PRECISIONS: Quantization[] = ["none", "bf16", "int8"];
 const models = new Map<Quantization, GPTModel>();
 for (const quantize of PRECISIONS) {
-  const model = new GPTModel(config, { seed: 123, tiedHead: modelName === "qwen3-0.6B" });
+  const model = new GPTModel(config, { seed: 123, tiedHead });
   packModel(model, quantize);
   models.set(quantize, model);
 }
