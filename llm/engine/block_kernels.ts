@@ -17,7 +17,7 @@
  * wasm, plain cpu) runs the tfjs formulas in rope.ts and layers.ts.
  */
 import * as tf from "@tensorflow/tfjs";
-import { fusedOpsActive, recordingGradients } from "./fused_ops.ts";
+import { customGrad, fusedOpsActive, recordingGradients, run } from "./fused_ops.ts";
 import type { KernelArgs } from "./kernel_registry.ts";
 
 const BACKEND = "cpu";
@@ -270,15 +270,6 @@ export function blockKernelsActive(): boolean {
 
 // ---------------------------------------------------------------------------------------------
 // Ops
-
-function run(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}) {
-  return tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor | tf.Tensor[];
-}
-
-// deno-lint-ignore no-explicit-any
-type AnyGradFunc = (...args: any[]) => { value: tf.Tensor; gradFunc: (...a: any[]) => any };
-// deno-lint-ignore no-explicit-any
-const customGrad = <F>(f: AnyGradFunc): F => tf.customGrad(f as any) as unknown as F;
 
 /**
  * rope.ts's `applyRope` as one kernel: x [batch, heads, tokens, headDim] (or

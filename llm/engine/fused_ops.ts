@@ -264,15 +264,21 @@ export function fusedOpsActive(): boolean {
 // ---------------------------------------------------------------------------------------------
 // Ops
 
-function run(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}) {
+/** One of our registered kernels on the active backend (also block_kernels.ts's). */
+export function run(
+  kernelName: string,
+  inputs: tf.NamedTensorMap,
+  attrs: tf.NamedAttrMap = {},
+): tf.Tensor | tf.Tensor[] {
   return tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor | tf.Tensor[];
 }
 
 /** customGrad's typing is variadic over (Tensor | GradSaveFunc); ours take tensors then `save`. */
 // deno-lint-ignore no-explicit-any
 type AnyGradFunc = (...args: any[]) => { value: tf.Tensor; gradFunc: (...a: any[]) => any };
+/** tf.customGrad typed for our ops (`F` is the op's own signature). */
 // deno-lint-ignore no-explicit-any
-const customGrad = <F>(f: AnyGradFunc): F => tf.customGrad(f as any) as unknown as F;
+export const customGrad = <F>(f: AnyGradFunc): F => tf.customGrad(f as any) as unknown as F;
 
 /** Layer norm over the last axis: scale·(x − mean)/√(var + eps) + shift (biased variance). */
 export function fusedLayerNorm(

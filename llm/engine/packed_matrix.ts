@@ -11,6 +11,7 @@
  * (a prompt) convert W a tile of rows at a time into float32 scratch and hand each tile to
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
+import type { Blas } from "./blas.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import {
   instantiatePackedKernels,
@@ -18,25 +19,8 @@ import {
   type PackedKernelExports,
 } from "./wasm/packed_kernels.ts";
 
-/** What the many-row product needs of a BLAS library (llm/engine/blas.ts `Blas` has it). */
-export interface Sgemm {
-  /** C = alpha·op(A)·op(B) + beta·C, row-major (cblas_sgemm). */
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void;
-}
+/** What the many-row product needs of a BLAS library. */
+export type Sgemm = Pick<Blas, "sgemm">;
 
 /** How a packed matrix stores its values (GGUF's type names). */
 export type PackedType = "Q8_0" | "F16" | "BF16";
