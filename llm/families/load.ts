@@ -257,7 +257,7 @@ export async function loadHfModel(
 }
 
 /** Every name and shape the converter plans against the model's, before any value is read. */
-function checkPlan(
+export function checkPlan(
   checkpoint: HfCheckpoint,
   outputs: ReadonlyMap<string, readonly number[]>,
   expected: ReadonlyMap<string, readonly number[]>,

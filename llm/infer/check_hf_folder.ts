@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import { chatFormatFor } from "../chat/mod.ts";
-import { HF_CONFIG_FILE, openHfCheckpoint, readHfConfig } from "../families/load.ts";
+import { checkPlan, HF_CONFIG_FILE, openHfCheckpoint, readHfConfig } from "../families/load.ts";
 import { detectFamily } from "../families/mod.ts";
 import type { ModelFamily } from "../families/family.ts";
 import { expectedStateShapes } from "../families/state_shapes.ts";
@@ -41,9 +41,6 @@ export interface HfFolderReport {
   dtypes: string[];
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) =>
-  a.length === b.length && a.every((d, i) => d === b[i]);
-
 /** Checks the folder as the module comment says; throws naming the file and the place. */
 export async function checkHfFolder(dir: string): Promise<HfFolderReport> {
   const configPath = join(dir, HF_CONFIG_FILE);
@@ -56,18 +53,7 @@ export async function checkHfFolder(dir: string): Promise<HfFolderReport> {
   {
     await using checkpoint = await openHfCheckpoint(dir);
     const converter = family.converter({ config, tiedHead, hfConfig, expected });
-    const { outputs } = converter.plan(checkpoint);
-    for (const [name, shape] of expected) {
-      if (tiedHead && name === "out_head.weight") continue;
-      const planned = outputs.get(name);
-      if (!planned || !sameShape(planned, shape)) {
-        throw new Error(
-          `${checkpoint.description}: the ${family.name} mapping gives ${
-            planned ? `[${planned}]` : "nothing"
-          } for "${name}", the model built from ${configPath} expects [${shape}]`,
-        );
-      }
-    }
+    checkPlan(checkpoint, converter.plan(checkpoint).outputs, expected, tiedHead, family, dir);
     dtypes = [...new Set(checkpoint.dtypes.values())].sort();
   }
 
