@@ -1,5 +1,6 @@
 /** Small helpers the benchmark scripts share: flags, medians, peak memory, PyTorch side runs. */
 import * as tf from "@tensorflow/tfjs";
+import type { GPTModel } from "../llm/model/gpt.ts";
 
 /** `--name value` from the command line, else `fallback`. */
 export function flag(name: string, fallback: string): string {
@@ -132,4 +133,17 @@ export async function kernelProfile(
     calls: r.calls,
     share: +(r.ms / total).toFixed(3),
   }));
+}
+
+/** Seconds of one prefill: a forward pass over `prompt` into a fresh KV cache (last position's logits). */
+export async function timePrefill(model: GPTModel, prompt: number[]): Promise<number> {
+  const cache = model.newCache({ rows: 1, capacity: prompt.length });
+  const input = tf.tensor2d([prompt], undefined, "int32");
+  const start = performance.now();
+  const logits = model.forward(input, { cache, lastTokenOnly: true });
+  await logits.data();
+  const seconds = (performance.now() - start) / 1000;
+  tf.dispose([input, logits]);
+  cache.dispose();
+  return seconds;
 }

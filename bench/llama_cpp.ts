@@ -41,7 +41,7 @@ import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { Embedding } from "../llm/model/layers.ts";
 import { packModel, parseQuantization, weightBytes } from "../llm/model/precision.ts";
-import { flag, median, peakRssMb } from "./common.ts";
+import { flag, median, peakRssMb, timePrefill } from "./common.ts";
 import { benchShape } from "./shapes.ts";
 
 const modelNames = flag("models", "gpt2-124M").split(",");
@@ -101,18 +101,10 @@ interface SideResult {
 }
 
 async function runOurs(model: GPTModel, prefill: number[]): Promise<SideResult> {
-  // Prefill: one forward pass over the long prompt into a fresh cache.
-  const cache = model.newCache({ rows: 1, capacity: prefill.length });
-  const input = tf.tensor2d([prefill], undefined, "int32");
-  let start = performance.now();
-  const logits = model.forward(input, { cache, lastTokenOnly: true });
-  await logits.data();
-  const prefillSeconds = (performance.now() - start) / 1000;
-  tf.dispose([input, logits]);
-  cache.dispose();
+  const prefillSeconds = await timePrefill(model, prefill);
 
   let firstTokenSeconds = 0;
-  start = performance.now();
+  let start = performance.now();
   const tokens = await generate(model, PROMPT, {
     maxNewTokens: newTokens,
     onToken: (_token, index) => {

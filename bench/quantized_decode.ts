@@ -9,12 +9,11 @@
  * One JSON line per precision and round (with the load average), then the medians and each
  * precision's ratio to float32, its weight bytes and whether its greedy tokens equal float32's.
  */
-import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { packModel, type Quantization, weightBytes } from "../llm/model/precision.ts";
-import { flag, median, peakRssMb } from "./common.ts";
+import { flag, median, peakRssMb, timePrefill } from "./common.ts";
 import { benchShape } from "./shapes.ts";
 
 const modelName = flag("model", "gpt2-124M");
@@ -37,15 +36,8 @@ const PROMPT = [15496, 11, 314, 716];
 const prefill = Array.from({ length: prefillTokens }, (_, i) => (i * 7919 + 13) % 50_000);
 
 async function run(model: GPTModel) {
-  const cache = model.newCache({ rows: 1, capacity: prefill.length });
-  const input = tf.tensor2d([prefill], undefined, "int32");
+  const prefillSeconds = await timePrefill(model, prefill);
   let start = performance.now();
-  const logits = model.forward(input, { cache, lastTokenOnly: true });
-  await logits.data();
-  const prefillSeconds = (performance.now() - start) / 1000;
-  tf.dispose([input, logits]);
-  cache.dispose();
-  start = performance.now();
   const tokens = await generate(model, PROMPT, {
     maxNewTokens: newTokens,
     onToken: (_t, index) => {
