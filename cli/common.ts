@@ -40,6 +40,7 @@ import { findHfModel } from "../datasets/hf_models.ts";
 import { isRepoId } from "../datasets/hf_hub.ts";
 import { applyAdapter } from "../llm/infer/adapter.ts";
 import {
+  bytesPerParameter,
   packModel,
   parseQuantization,
   type Quantization,
@@ -372,7 +373,7 @@ export async function openModel(values: FlagValues): Promise<OpenedModel> {
     const config = await loadModelConfigFile(dir);
     const parameters = countParameters(config);
     const held: Quantization = values.adapter ? "none" : quantize;
-    const bytes = held === "int8" ? 34 / 32 : held === "bf16" ? 2 : 4;
+    const bytes = bytesPerParameter(held);
     ensureMemory(
       Math.round(bytes * parameters),
       `the model in ${dir} (${parameters.toLocaleString("en")} parameters × ${bytes} bytes)`,

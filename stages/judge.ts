@@ -50,7 +50,8 @@ import { downloadHfModel, isRepoId } from "../datasets/hf_hub.ts";
 import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
 import { modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { bytesPerParameter, quantizationOf, quantizeParam } from "./quantize.ts";
+import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { bytesPerParameter } from "../llm/model/precision.ts";
 
 export { RESPONSES_FILE };
 

@@ -19,13 +19,6 @@ export const quantizeParam = z.enum(QUANTIZATIONS, {
     "parameters); norms and biases stay fp32. Part of the cache key. See docs/scale.md.",
 );
 
-/**
- * Bytes per parameter of the matrices as `quantize` holds them (Q8_0: 34 bytes per block of
- * 32), for memory checks before a model is read; vectors, a small share, are left out.
- */
-export const bytesPerParameter = (quantize: Quantization): number =>
-  quantize === "int8" ? 34 / 32 : quantize === "bf16" ? 2 : 4;
-
 /** The quantization a stage's parameters ask for. */
 export const quantizationOf = (params: { quantize?: Quantization }): Quantization =>
   params.quantize ?? "none";

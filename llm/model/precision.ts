@@ -31,6 +31,14 @@ export type Quantization = "none" | "bf16" | "int8";
 /** Every value of {@link Quantization}, for schemas and flags. */
 export const QUANTIZATIONS: readonly Quantization[] = ["none", "bf16", "int8"];
 
+/**
+ * Bytes per parameter of the matrices as `quantize` holds them (Q8_0: 34 bytes per block of
+ * 32), for memory checks before a model is read; vectors, a small share, are left out.
+ */
+export function bytesPerParameter(quantize: Quantization): number {
+  return quantize === "int8" ? 34 / 32 : quantize === "bf16" ? 2 : 4;
+}
+
 /** The storage type of one weight of `shape` under `quantize` (GGUF's names). */
 export function storageType(shape: readonly number[], quantize: Quantization): GgmlType {
   if (quantize === "none" || shape.length < 2) return "F32";
