@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Blas } from "./blas.ts";
+import { recordingGradients } from "./fused_ops.ts";
 import { type CpuBackend, float32Values, type KernelArgs } from "./kernel_registry.ts";
 
 const BACKEND = "cpu";
@@ -182,12 +183,6 @@ export function unregisterLoraKernels(): void {
 /** True when the current backend is cpu and the LoRA linear kernels are registered. */
 export function loraKernelsActive(): boolean {
   return tf.getBackend() === BACKEND && tf.getKernel(FORWARD, BACKEND) !== undefined;
-}
-
-/** Whether tfjs is recording operations for a gradient (as in fused_ops.ts). */
-function recordingGradients(): boolean {
-  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
-  return typeof engine.isTapeOn === "function" ? engine.isTapeOn() : true;
 }
 
 function run(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) {
