@@ -176,6 +176,7 @@ export { isPacked, packModel, weightBytes } from "./llm/model/precision.ts";
 export type { Quantization } from "./llm/model/precision.ts";
 export { PackedMatrix } from "./llm/engine/packed_matrix.ts";
 export type { PackedType, Sgemm } from "./llm/engine/packed_matrix.ts";
+export type { Blas } from "./llm/engine/blas.ts";
 export { batchGenerate, batchGenerateRows } from "./llm/infer/batch_generate.ts";
 export { generateResponses } from "./llm/infer/responses.ts";
 export {
