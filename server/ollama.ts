@@ -56,7 +56,7 @@ function tags(ctx: ServeContext, modifiedAt: string): Response {
       name: ctx.modelName,
       model: ctx.modelName,
       modified_at: modifiedAt,
-      size: ctx.served.info().parameters * 4,
+      size: ctx.served.info().bytes,
       digest: (ctx.digest ?? "").replace(/^sha256:/, ""),
       details: details(ctx.served),
     }],

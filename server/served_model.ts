@@ -6,7 +6,7 @@
  */
 import type { ChatFormat } from "../llm/chat/format.ts";
 import type { GPTModel } from "../llm/model/gpt.ts";
-import type { Quantization } from "../llm/model/precision.ts";
+import { type Quantization, weightBytes } from "../llm/model/precision.ts";
 import type { Tokenizer } from "../llm/tokenizer/mod.ts";
 import {
   checkPromptIds,
@@ -42,6 +42,8 @@ const QUANTIZATION_LEVEL: Record<Quantization, string> = {
 export interface ModelInfo {
   family: string;
   parameters: number;
+  /** Bytes the weights take in memory: packed matrices at their stored size (Ollama's `size`). */
+  bytes: number;
   contextLength: number;
   /** The weights' number format as Ollama names it: "F32", "BF16" or "Q8_0" (`--quantize`). */
   quantization: string;
@@ -92,6 +94,7 @@ export class ServedModel {
     return {
       family: this.family,
       parameters: this.model.numParameters(),
+      bytes: weightBytes(this.model),
       contextLength: this.contextLength,
       quantization: QUANTIZATION_LEVEL[this.quantize],
       template: this.chat.name,

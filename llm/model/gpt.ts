@@ -554,10 +554,21 @@ export class GPTModel implements Module {
     return this.uniqueParameters().filter(([, variable]) => variable.trainable);
   }
 
-  /** Number of distinct scalars, optionally only the trainable ones. */
+  /**
+   * Number of distinct scalars, optionally only the trainable ones. Matrices held packed
+   * (quantized inference, no float32 variable) count too, each once (a tied head shares the
+   * embedding's); they are never trainable.
+   */
   numParameters(options: { trainableOnly?: boolean } = {}): number {
     const params = options.trainableOnly ? this.trainableParameters() : this.uniqueParameters();
-    return params.reduce((sum, [, v]) => sum + v.size, 0);
+    const variables = params.reduce((sum, [, v]) => sum + v.size, 0);
+    if (options.trainableOnly) return variables;
+    const packed = new Set<{ rows: number; cols: number }>();
+    for (const layer of [this.tok_emb, this.pos_emb, ...this.linearLayers().map((l) => l.layer)]) {
+      const matrix = layer && "packed" in layer ? layer.packed : null;
+      if (matrix) packed.add(matrix);
+    }
+    return [...packed].reduce((sum, m) => sum + m.rows * m.cols, variables);
   }
 
   /** The count `countParameters` predicts for this model's config (a consistency check). */

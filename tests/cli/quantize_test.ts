@@ -32,6 +32,7 @@ async function post(url: string, body: unknown) {
 Deno.test("serve --quantize int8: reports Q8_0 and answers from the rounded weights; bf16 keeps fp32's answer", async () => {
   await withTempDir(async (dir) => {
     await writeRoundingSensitiveModel(dir, tokens);
+    const listed: Record<string, { size: number; parameters: string; count: number }> = {};
     for (
       const [quantize, level, answer] of [
         ["int8", "Q8_0", " B B B"],
@@ -51,6 +52,11 @@ Deno.test("serve --quantize int8: reports Q8_0 and answers from the rounded weig
         assert.equal(tags.models[0].details.quantization_level, level);
         const show = await post(`${served.url}/api/show`, { model: "tiny" });
         assert.equal(show.details.quantization_level, level);
+        listed[level] = {
+          size: tags.models[0].size,
+          parameters: tags.models[0].details.parameter_size,
+          count: show.model_info["general.parameter_count"],
+        };
         const completion = await post(`${served.url}/v1/completions`, {
           model: "tiny",
           prompt: "Hello",
@@ -62,6 +68,11 @@ Deno.test("serve --quantize int8: reports Q8_0 and answers from the rounded weig
         await served.stop();
       }
     }
+    // Packed matrices are still parameters; the size is what the weights take in memory.
+    assert.equal(listed.Q8_0.count, listed.F32.count);
+    assert.equal(listed.BF16.parameters, listed.F32.parameters);
+    assert.ok(listed.F32.size > listed.BF16.size, JSON.stringify(listed));
+    assert.ok(listed.BF16.size > listed.Q8_0.size, JSON.stringify(listed));
   });
 });
 
