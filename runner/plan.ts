@@ -213,12 +213,19 @@ async function hashLocalFiles(
 /**
  * The parameters as they enter the cache key: each of the stage's cadence parameters (how
  * often it checkpoints, not what it computes) is replaced by its schema default, so changing
- * it does not re-run the stage and a pipeline on the defaults keeps the key it always had.
+ * it does not re-run the stage and a pipeline on the defaults keeps the key it always had; a
+ * neutral parameter given its neutral value (`quantize: none`) is left out, as if absent.
  */
 export function keyParams(definition: StageDefinition<unknown>, params: unknown): unknown {
   const cadence = definition.cadenceParams ?? [];
-  if (cadence.length === 0 || params === null || typeof params !== "object") return params;
+  const neutral = Object.entries(definition.neutralParams ?? {});
+  if (cadence.length + neutral.length === 0 || params === null || typeof params !== "object") {
+    return params;
+  }
   const out: Record<string, unknown> = { ...(params as Record<string, unknown>) };
+  for (const [name, value] of neutral) {
+    if (out[name] === value) delete out[name];
+  }
   for (const name of cadence) {
     // deno-lint-ignore no-explicit-any
     const field = schemaAt(definition.params, [name]) as any;

@@ -178,6 +178,12 @@ export interface StageDefinition<P = unknown> {
    */
   cadenceParams?: string[];
   /**
+   * Optional top-level parameters with the value that means the same as leaving them out
+   * (`quantize: none`): given that value, the parameter is left out of the cache key, so
+   * spelling out the default does not re-run the stage.
+   */
+  neutralParams?: Readonly<Record<string, unknown>>;
+  /**
    * About how many bytes the stage writes (artifact plus checkpoints), checked against the
    * free space of the cache folder before it starts so a full disk fails early.
    */

@@ -34,7 +34,7 @@ import { expandMmluTasks, mmluTask } from "../llm/eval/mmlu/subjects.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { openModelFolder } from "../llm/infer/open_model.ts";
-import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { quantizationOf, QUANTIZE_NEUTRAL, quantizeParam } from "./quantize.ts";
 
 export const EvaluateParams = z.strictObject({
   tasks: z.array(z.string()).min(1).default(["mmlu"]).describe(
@@ -139,6 +139,7 @@ const round = (value: number, digits = 4) =>
 export const evaluateStage: StageDefinition = defineStage({
   type: "evaluate",
   version: "1",
+  neutralParams: QUANTIZE_NEUTRAL,
   description: "MMLU as the LM Evaluation Harness computes it; write results.json + samples.jsonl",
   params: EvaluateParams,
   outputs: ["mmlu"],

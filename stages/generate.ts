@@ -38,7 +38,7 @@ import {
 } from "../llm/infer/prompt_format.ts";
 import { fetchForStage, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { quantizationOf, QUANTIZE_NEUTRAL, quantizeParam } from "./quantize.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parameters
@@ -226,6 +226,7 @@ export const generateStage: StageDefinition = defineStage({
   type: "generate",
   // 2: `template: auto` follows the model's template.json (phi3, custom), not only Alpaca.
   version: "2",
+  neutralParams: QUANTIZE_NEUTRAL,
   description: "Continue prompts with an upstream model; stream them; write generations.json",
   params: GenerateParams,
   outputs: ["generations"],

@@ -50,7 +50,7 @@ import { downloadHfModel, isRepoId } from "../datasets/hf_hub.ts";
 import { findHfModel, hfModelIds } from "../datasets/hf_models.ts";
 import { modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
-import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { quantizationOf, QUANTIZE_NEUTRAL, quantizeParam } from "./quantize.ts";
 import { bytesPerParameter } from "../llm/model/precision.ts";
 
 export { RESPONSES_FILE };
@@ -229,6 +229,7 @@ function responsesSource(
 export const judgeStage: StageDefinition = defineStage({
   type: "judge",
   version: "1",
+  neutralParams: QUANTIZE_NEUTRAL,
   description:
     "Score responses 0–100 with an LLM judge (a server or in-process); pairwise preference",
   params: JudgeParams,

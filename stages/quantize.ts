@@ -3,8 +3,8 @@
  * responses, evaluate, judge with `api: local`): how the weights are held while the stage runs
  * (llm/model/precision.ts). It is optional rather than defaulted, so a pipeline that does not
  * set it keeps the cache keys it had before the option existed; set, it is part of the key
- * (int8 and bf16 give other numbers than fp32). Fine-tuning stages train in fp32 and have no
- * such key.
+ * (int8 and bf16 give other numbers than fp32), except `none`, which keys as if absent
+ * (`QUANTIZE_NEUTRAL`). Fine-tuning stages train in fp32 and have no such key.
  */
 import { z } from "zod";
 import { type Quantization, QUANTIZATIONS } from "../llm/model/precision.ts";
@@ -22,3 +22,6 @@ export const quantizeParam = z.enum(QUANTIZATIONS, {
 /** The quantization a stage's parameters ask for. */
 export const quantizationOf = (params: { quantize?: Quantization }): Quantization =>
   params.quantize ?? "none";
+
+/** A stage's `neutralParams` entry: `quantize: none` is the same stage as no `quantize`. */
+export const QUANTIZE_NEUTRAL = { quantize: "none" } as const;

@@ -34,7 +34,7 @@ import { inputOfType, modelInput } from "./common.ts";
 import { useEngine } from "./engine.ts";
 import { openInstructionsArtifact } from "./instructions.ts";
 import { writeResponses } from "../llm/artifacts/responses.ts";
-import { quantizationOf, quantizeParam } from "./quantize.ts";
+import { quantizationOf, QUANTIZE_NEUTRAL, quantizeParam } from "./quantize.ts";
 
 export const ResponsesParams = z.strictObject({
   split: z.enum(["test", "val", "train"]).default("test").describe(
@@ -153,6 +153,7 @@ async function formatOf(
 export const responsesStage: StageDefinition = defineStage({
   type: "responses",
   version: "1",
+  neutralParams: QUANTIZE_NEUTRAL,
   description: "Answer a split of the instruction data with one or more models (responses.json)",
   params: ResponsesParams,
   outputs: ["responses"],

@@ -14,6 +14,9 @@ import { defineStage } from "../../runner/stage.ts";
 import { builtinStages } from "../../stages/mod.ts";
 import { evaluateStage } from "../../stages/evaluate.ts";
 import { generateStage } from "../../stages/generate.ts";
+import { responsesStage } from "../../stages/responses.ts";
+import { judgeStage } from "../../stages/judge.ts";
+import { keyParams } from "../../runner/plan.ts";
 import { useEngine } from "../../stages/engine.ts";
 import { loadModelConfig } from "../../llm/model/config.ts";
 import { GPTModel } from "../../llm/model/gpt.ts";
@@ -167,6 +170,23 @@ Deno.test("quantize: unset, the parameters are what they were (cache keys unchan
       .quantize,
     "int8",
   );
+});
+
+Deno.test("quantize: none keys as if unset (spelling out the default re-runs nothing); int8 does not", () => {
+  for (const stage of [generateStage, evaluateStage, responsesStage, judgeStage]) {
+    const base = stage.type === "generate"
+      ? { prompts: ["x"] }
+      : stage.type === "judge"
+      ? { api: "local", model: "m" }
+      : {};
+    const plain = keyParams(stage, stage.params.parse(base));
+    assert.deepEqual(keyParams(stage, stage.params.parse({ ...base, quantize: "none" })), plain);
+    assert.notDeepEqual(
+      keyParams(stage, stage.params.parse({ ...base, quantize: "int8" })),
+      plain,
+      stage.type,
+    );
+  }
 });
 
 Deno.test("quantize: a bad value, a training stage and a server judge are refused naming file, stage and key", async () => {
