@@ -25,9 +25,10 @@
  * own source.json: repository, revision asked for, commit resolved, and every file with its
  * size and sha256.
  *
- * Before the weights are fetched, their size at fp32 (what our engine loads) is checked against
- * the memory available; a model that cannot fit is refused with both sizes (`allow_large: true`
- * fetches it anyway).
+ * Before the weights are fetched, their size is checked against the memory available: a model
+ * that cannot fit even at int8 (`quantize: int8`, the smallest our engine holds) is refused
+ * with both sizes (`allow_large: true` fetches it anyway); one that fits only quantized is
+ * fetched with a note.
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -43,6 +44,8 @@ import {
 import { didYouMean } from "../runner/suggest.ts";
 import { resolvePath, writeFileAtomic } from "../util/files.ts";
 import { ensureMemory, formatBytes } from "../util/disk.ts";
+import { bytesPerParameter } from "../llm/model/precision.ts";
+import type { Logger } from "../util/progress.ts";
 import {
   downloadHfModel,
   HF_OPTIONAL_FILES,
@@ -339,14 +342,27 @@ function localFilesToHash(params: LoadHfModelParams, pipeline: PipelineSettings)
   return picked.map((name) => join(folder, name));
 }
 
-/** Refuses weights whose fp32 size exceeds the memory available, unless allowed. */
-function memoryCheck(what: string, allowLarge: boolean) {
+/**
+ * Refuses weights that cannot fit in the memory available even as int8 (the smallest our
+ * engine holds them: `quantize: int8`), unless allowed; weights that fit only quantized are
+ * fetched with a note saying so, since the stages that load them must then set `quantize`.
+ */
+function memoryCheck(what: string, allowLarge: boolean, log: Logger) {
   return (size: HfSizeEstimate) => {
     if (allowLarge) return;
+    const available = Deno.systemMemoryInfo().available;
+    if (size.fp32Bytes <= available) return;
+    const smallest = Math.round((size.fp32Bytes / 4) * bytesPerParameter("int8"));
     ensureMemory(
-      size.fp32Bytes,
-      `${what} at fp32 (${formatBytes(size.storedBytes)} of ${size.dtype} weights); ` +
+      smallest,
+      `${what} even at int8 (${formatBytes(size.fp32Bytes)} at fp32, from ` +
+        `${formatBytes(size.storedBytes)} of ${size.dtype} weights); ` +
         "set allow_large: true to fetch it anyway",
+      available,
+    );
+    log.warn(
+      `${what}: ${formatBytes(size.fp32Bytes)} at fp32 does not fit in the ` +
+        `${formatBytes(available)} available; load it with quantize: int8 or bf16`,
     );
   };
 }
@@ -396,7 +412,7 @@ async function fetchFiles(
   if (p.source === "local") {
     const folder = resolvePath(p.path, ctx.pipeline.baseDir);
     const local = await readLocalHfFolder(folder, {
-      checkSize: memoryCheck(`the model in ${folder}`, p.allow_large),
+      checkSize: memoryCheck(`the model in ${folder}`, p.allow_large, ctx.log),
     });
     return { repo: "", revision: "", commit: null, source: "local", ...local };
   }
@@ -405,7 +421,7 @@ async function fetchFiles(
     progress: ctx.progress,
     log: ctx.log,
     signal: ctx.signal,
-    checkSize: memoryCheck(p.repo, p.allow_large),
+    checkSize: memoryCheck(p.repo, p.allow_large, ctx.log),
   });
 }
 

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { ensureMemory } from "../../util/disk.ts";
 import { parseJson } from "../../util/files.ts";
 import { countParameters, type GPTConfig } from "../model/config.ts";
+import { bytesPerParameter } from "../model/precision.ts";
 import { GPTModel } from "../model/gpt.ts";
 import {
   PackedModelFiller,
@@ -249,10 +250,12 @@ export async function loadHfModel(
   }
 
   const quantize = options.quantize ?? "none";
-  if (quantize === "none") {
-    const fp32Bytes = countParameters(config, { tiedHead }) * 4;
-    ensureMemory(fp32Bytes, `${dir} at fp32`, options.availableMemory);
-  }
+  const bytes = countParameters(config, { tiedHead }) * bytesPerParameter(quantize);
+  ensureMemory(
+    Math.round(bytes),
+    `${dir} at ${quantize === "none" ? "fp32" : quantize}`,
+    options.availableMemory,
+  );
   return await loadInto(dir, { config, tiedHead, family, hfConfig, quantize }, options);
 }
 

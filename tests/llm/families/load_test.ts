@@ -18,6 +18,7 @@ import type { NamedTensor } from "../../../llm/weights/safetensors.ts";
 import { useCpuBackend } from "../model/tf_setup.ts";
 import { checkpointSourceFromMap, loadGpt2Weights } from "../../../llm/model/gpt2_mapping.ts";
 import { hfFromOpenai, openaiGpt2Tensors } from "../weights/gpt2_test_weights.ts";
+import type { Quantization } from "../../../llm/model/precision.ts";
 
 await useCpuBackend();
 
@@ -345,7 +346,12 @@ async function loadError(
     tensors: [string, NamedTensor][],
     hf: Record<string, unknown>,
   ) => Promise<void> | void,
-  options: { shards?: number; availableMemory?: number; family?: string } = {},
+  options: {
+    shards?: number;
+    availableMemory?: number;
+    family?: string;
+    quantize?: Quantization;
+  } = {},
 ): Promise<string> {
   const source = await randomHfModel(options.family ?? "phi3");
   source.model.dispose();
@@ -354,7 +360,10 @@ async function loadError(
     const tensors = source.tensors.map(([n, t]): [string, NamedTensor] => [n, t]);
     await writeFolder(dir, source.hf, tensors, { shards: options.shards });
     await edit(dir, tensors, { ...source.hf });
-    const error = await loadHfModel(dir, { availableMemory: options.availableMemory }).then(
+    const error = await loadHfModel(dir, {
+      availableMemory: options.availableMemory,
+      quantize: options.quantize,
+    }).then(
       (loaded) => {
         loaded.model.dispose();
         throw new Error("expected the load to fail");
@@ -479,6 +488,10 @@ Deno.test("bad folders are refused, naming the tensor, the file and the shapes",
       "needs about",
       "10.0 KB available",
     );
+  });
+  await t.step("not enough memory even quantized: the quantized size", async () => {
+    const message = await loadError(() => {}, { availableMemory: 10_000, quantize: "int8" });
+    assertIncludes(message, "not enough memory for <dir> at int8", "10.0 KB available");
   });
 });
 
