@@ -106,7 +106,7 @@ const ParamsInput = z.strictObject({
       "and model.safetensors (or model.safetensors.index.json and its shards).",
   ),
   allow_large: z.boolean().default(false).describe(
-    "Fetch a model even when its fp32 size exceeds the memory available now.",
+    "Fetch a model even when it cannot fit in the memory available now, even at int8.",
   ),
   family: z.enum(["qwen3", "llama"]).optional().describe(
     "For `source: random`: `qwen3` (QK-norm, Qwen3's tokenizer and chat template; default) or " +
