@@ -19,6 +19,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { type BlasLoadResult, loadBlas } from "./blas.ts";
 import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
+import { startFewRowsHelper, stopFewRowsHelper } from "./few_rows_gemm.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
 import { registerLoraKernels, unregisterLoraKernels } from "./lora_kernels.ts";
 import {
@@ -142,6 +143,7 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   if (options.nativeKernels === false) {
     unregisterFastKernels();
     unregisterFusedKernels();
+    stopFewRowsHelper();
     unregisterBlasKernels();
     unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
@@ -157,12 +159,15 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
 
   const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {
+    stopFewRowsHelper();
     unregisterBlasKernels();
     unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`] };
   }
   registerBlasKernels(loaded.blas);
   registerLoraKernels(loaded.blas);
+  const helper = await startFewRowsHelper(loaded.blas);
+  if (helper.ok) notes.push("few-row products on a helper thread");
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
   return { backend: "cpu", blas, notes };
