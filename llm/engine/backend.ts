@@ -77,6 +77,11 @@ export interface EngineOptions {
    * where the runtime has it).
    */
   simd?: boolean;
+  /**
+   * false: no helper thread; products with a few rows (batched decoding) run on BLAS's own
+   * threads like any other (default: split with a helper thread, see few_rows_gemm.ts).
+   */
+  helperThread?: boolean;
   /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
   log?: (line: string) => void;
 }
@@ -166,8 +171,10 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   }
   registerBlasKernels(loaded.blas);
   registerLoraKernels(loaded.blas);
-  const helper = await startFewRowsHelper(loaded.blas);
-  if (helper.ok) notes.push("few-row products on a helper thread");
+  if (options.helperThread === false) stopFewRowsHelper();
+  else if ((await startFewRowsHelper(loaded.blas)).ok) {
+    notes.push("few-row products on a helper thread");
+  }
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
   return { backend: "cpu", blas, notes };
