@@ -73,13 +73,20 @@ interface Helper extends FewRowsHelper {
 let active: Helper | undefined;
 let products = 0;
 
+type StartResult = { ok: true; helper: FewRowsHelper } | { ok: false; reason: string };
+/** A start in progress: a second caller meanwhile (two engines started at once) shares it. */
+let starting: Promise<StartResult> | undefined;
+
 /**
  * Starts the helper thread for `blas` (an OpenBLAS whose thread count can be set), or says why
  * not. Resolves once the helper has opened the library; the split path is used from then on.
  */
-export async function startFewRowsHelper(
-  blas: Blas,
-): Promise<{ ok: true; helper: FewRowsHelper } | { ok: false; reason: string }> {
+export function startFewRowsHelper(blas: Blas): Promise<StartResult> {
+  starting ??= start(blas).finally(() => starting = undefined);
+  return starting;
+}
+
+async function start(blas: Blas): Promise<StartResult> {
   const threads = blas.threads();
   if (active?.blas === blas && threads !== undefined && threads > 1) {
     return { ok: true, helper: active };
