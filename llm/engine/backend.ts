@@ -172,8 +172,13 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   registerBlasKernels(loaded.blas);
   registerLoraKernels(loaded.blas);
   if (options.helperThread === false) stopFewRowsHelper();
-  else if ((await startFewRowsHelper(loaded.blas)).ok) {
-    notes.push("few-row products on a helper thread");
+  else {
+    const helper = await startFewRowsHelper(loaded.blas);
+    notes.push(
+      helper.ok
+        ? "few-row products on a helper thread"
+        : `few-row products on BLAS's threads (${helper.reason})`,
+    );
   }
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;

@@ -99,7 +99,13 @@ async function start(blas: Blas): Promise<StartResult> {
   const control = new SharedArrayBuffer(64 + 3 * 8);
   const words = new Int32Array(control, 0, 16);
   words[CLAIM] = closed(0);
-  const worker = new Worker(new URL("./few_rows_worker.ts", import.meta.url));
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL("./few_rows_worker.ts", import.meta.url));
+  } catch (error) {
+    // e.g. no read permission for the worker's module: the plain path still works.
+    return { ok: false, reason: `no helper thread: ${(error as Error).message ?? error}` };
+  }
   const started = new Promise<{ ready: boolean; reason?: string }>((resolve) => {
     worker.once("message", resolve);
     worker.once("error", (error) => resolve({ ready: false, reason: String(error) }));

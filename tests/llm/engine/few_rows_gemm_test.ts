@@ -115,3 +115,21 @@ Deno.test("one row, more than FEW_ROWS_MAX rows, or no helper: the plain path", 
   }
   assert.equal(fewRowsProduct(values(4 * k), w, new Float32Array(4 * n), 4, n, k), true);
 });
+
+Deno.test("one BLAS thread asked for: no helper (one core), and it comes back with two", async () => {
+  const threads = blasInUse()?.threads();
+  if (threads === undefined || threads < 2) return;
+  try {
+    const one = await initEngine({ backend: "cpu", blasThreads: 1, log: () => {} });
+    assert.ok(one.notes.includes("few-row products on BLAS's threads (BLAS runs on one thread)"));
+    assert.equal(fewRowsStats().helper, false);
+    const [m, n, k] = [8, 40, 16];
+    assert.equal(
+      fewRowsProduct(values(m * k), values(n * k), new Float32Array(m * n), m, n, k),
+      false,
+    );
+  } finally {
+    await initEngine({ backend: "cpu", blasThreads: threads, log: () => {} });
+  }
+  assert.equal(fewRowsStats().helper, true);
+});
