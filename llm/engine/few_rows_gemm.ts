@@ -5,7 +5,7 @@
  *
  * Why: for 8 rows OpenBLAS's own two threads are slower than one (measured on the 2-core VM,
  * a whole 124M decode step's products: 92–106 ms on 2 threads, 55–70 ms on 1; bench/RESULTS.md
- * "batched decode"), yet one thread leaves the second core idle while the step streams 500 MB
+ * "Batched decode: few-row products on a helper thread"), yet one thread leaves the second core idle while the step streams 500 MB
  * of weights. Splitting the weight's rows (the output columns) in chunks that both threads
  * claim from a shared counter uses both cores, and when the other core is busy (another
  * process), the calling thread simply claims the chunks the helper has not taken: it never
