@@ -3,16 +3,19 @@
  * output columns between the calling thread and one helper thread, each running sgemm on ONE
  * BLAS thread.
  *
- * Why: for 8 rows OpenBLAS's own two threads are slower than one (measured on the 2-core VM,
- * a whole 124M decode step's products: 92–106 ms on 2 threads, 55–70 ms on 1; bench/RESULTS.md
- * "Batched decode: few-row products on a helper thread"), yet one thread leaves the second core idle while the step streams 500 MB
- * of weights. Splitting the weight's rows (the output columns) in chunks that both threads
- * claim from a shared counter uses both cores, and when the other core is busy (another
- * process), the calling thread simply claims the chunks the helper has not taken: it never
- * waits for a helper that is not running, only for a chunk already in progress.
+ * Why: at 8 rows OpenBLAS's own two threads gain nothing over one when the other core is free,
+ * and lose half the speed when it is busy (a whole 124M decode step's products on the shared
+ * 2-core VM: 92–106 ms on 2 threads, 55–70 ms on 1; bench/RESULTS.md, "Batched decode: few-row
+ * products on a helper thread"), yet one thread leaves the second core idle while the step
+ * streams 500 MB of weights. Splitting the weight's rows (the output columns) in chunks that both
+ * threads claim from a shared counter uses both cores, and when the other core is busy (another
+ * process), the calling thread simply claims the chunks the helper has not taken: it never waits
+ * for a helper that is not running, only for a chunk already in progress.
  *
- * Every output element is the same sgemm dot product over k as in one whole call (OpenBLAS
- * splits the work by rows and columns, never by k), so the values match the plain path.
+ * Values match the plain path up to float rounding: OpenBLAS's kernels sum in an order that
+ * depends on the column range and thread count (its own 1- and 2-thread results already differ
+ * in the last bits at 768 columns), so greedy tokens are compared, not bits; small products are
+ * identical.
  *
  * The helper (few_rows_worker.ts) is a node:worker_threads Worker, unref'd so it never keeps
  * the process alive, that opens the same library: the threads meet in a SharedArrayBuffer
