@@ -7,6 +7,7 @@
  *
  *   deno task bench responses-torch [--size 124M|355M] [--entries 16] [--new-tokens 32]
  *                                   [--batch 8] [--rounds 2] [--threads 0] [--settle 3]
+ *                                   [--helper-thread on|off]
  *
  * Modes, each timed on both sides in every round (which side goes first alternates):
  *   one at a time  ours: batchGenerateRows (the engine of the `responses` stage) with one row;
@@ -44,10 +45,19 @@ const rounds = Number(flag("rounds", "2"));
 const threads = flag("threads", "0");
 // Seconds of rest before each timed side (an OpenBLAS pool that just finished still spins).
 const settleSeconds = Number(flag("settle", "3"));
+// off: our few-row products on BLAS's own threads, without the helper thread (the before).
+const helperThread = flag("helper-thread", "on");
 if (size !== "124M" && size !== "355M") throw new Error(`--size ${size}: expected 124M or 355M`);
 
 const config = gpt2Config(size);
-const engine = await initEngine({ backend: "cpu", log: () => {} });
+if (helperThread !== "on" && helperThread !== "off") {
+  throw new Error(`--helper-thread ${helperThread}: expected on or off`);
+}
+const engine = await initEngine({
+  backend: "cpu",
+  log: () => {},
+  helperThread: helperThread === "on",
+});
 const model = new GPTModel(config, { seed: 123 });
 const tokenizer = new Gpt2Tokenizer();
 const data = await readInstructionData(sharedFixture("workshop", "instruction-data.json"));
@@ -137,6 +147,7 @@ try {
     prompt_tokens: { min: Math.min(...lengths), max: Math.max(...lengths) },
     new_tokens_each: newTokens,
     torch_threads: Number(threads),
+    helper_thread: helperThread,
     same_tokens_one_at_a_time: `${sameTokens}/${torchTokens?.length ?? 0}`,
   };
   for (const mode of modes) {

@@ -19,6 +19,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { type BlasLoadResult, loadBlas } from "./blas.ts";
 import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_kernels.ts";
+import { startFewRowsHelper, stopFewRowsHelper } from "./few_rows_gemm.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
 import { registerLoraKernels, unregisterLoraKernels } from "./lora_kernels.ts";
 import {
@@ -76,6 +77,11 @@ export interface EngineOptions {
    * where the runtime has it).
    */
   simd?: boolean;
+  /**
+   * false: no helper thread; products with a few rows (batched decoding) run on BLAS's own
+   * threads like any other (default: split with a helper thread, see few_rows_gemm.ts).
+   */
+  helperThread?: boolean;
   /** Where the one-line summary goes (default: stderr, so stdout stays clean for data). */
   log?: (line: string) => void;
 }
@@ -142,6 +148,7 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   if (options.nativeKernels === false) {
     unregisterFastKernels();
     unregisterFusedKernels();
+    stopFewRowsHelper();
     unregisterBlasKernels();
     unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, "native kernels off: plain tfjs cpu kernels"] };
@@ -157,12 +164,22 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
 
   const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {
+    stopFewRowsHelper();
     unregisterBlasKernels();
     unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`] };
   }
   registerBlasKernels(loaded.blas);
   registerLoraKernels(loaded.blas);
+  if (options.helperThread === false) stopFewRowsHelper();
+  else {
+    const helper = await startFewRowsHelper(loaded.blas);
+    notes.push(
+      helper.ok
+        ? "few-row products on a helper thread"
+        : `few-row products on BLAS's threads (${helper.reason})`,
+    );
+  }
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
   return { backend: "cpu", blas, notes };

@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Blas } from "./blas.ts";
+import { fewRowsProduct } from "./few_rows_gemm.ts";
 import {
   type CpuBackend,
   float32Values,
@@ -83,7 +84,10 @@ function linearKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   const [outFeatures, inFeatures] = weight!.shape;
   const rows = xValues.length / inFeatures;
   const out = new Float32Array(rows * outFeatures);
-  if (out.length > 0 && inFeatures > 0) {
+  // A few rows (batched decoding): split over two threads, each on one BLAS thread.
+  const split = out.length > 0 && inFeatures > 0 &&
+    fewRowsProduct(xValues, w, out, rows, outFeatures, inFeatures);
+  if (!split && out.length > 0 && inFeatures > 0) {
     blas.sgemm(
       false,
       true,
