@@ -13,11 +13,7 @@
  */
 import type { Blas } from "./blas.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
-import {
-  instantiatePackedKernels,
-  LOW_PART_SCALE,
-  type PackedKernelExports,
-} from "./wasm/packed_kernels.ts";
+import { instantiatePackedKernels, type PackedKernelExports } from "./wasm/packed_kernels.ts";
 
 /** What the many-row product needs of a BLAS library. */
 export type Sgemm = Pick<Blas, "sgemm">;
@@ -247,15 +243,15 @@ export class PackedMatrix {
     }
     const blocks = cols / 32;
     const scratch = alignUp(arena.used, ALIGN);
-    const inputBytes = this.type === "Q8_0" ? blocks * 128 + blocks * 4 : cols * 4;
+    const inputBytes = this.type === "Q8_0" ? blocks * 64 + blocks * 4 : cols * 4;
     const yAt = alignUp(scratch + inputBytes, ALIGN);
     arena.reserve(yAt + rows * 4);
     const buffer = arena.memory.buffer;
     if (this.type === "Q8_0") {
-      const xs = scratch + blocks * 128;
-      splitInt16(
+      const xs = scratch + blocks * 64;
+      quantizeActivationsQ8_0(
         x,
-        new Int16Array(buffer, scratch, blocks * 64),
+        new Int16Array(buffer, scratch, blocks * 32),
         new Float32Array(buffer, xs, blocks),
       );
       arena.kernels.q8Gemv(this.offset, scratch, xs, yAt, rows, blocks);
@@ -269,6 +265,10 @@ export class PackedMatrix {
   /** Many rows: W a tile of rows at a time into float32, each tile one sgemm. */
   private tiledSgemm(blas: Sgemm, x: Float32Array, n: number, out: Float32Array): void {
     const { rows, cols, arena } = this;
+    if (this.type === "Q8_0") {
+      // The input on the grid the GEMV quantizes it to (a copy: x is the caller's).
+      x = roundToQ8_0Grid(x.subarray(0, n * cols), new Float32Array(n * cols));
+    }
     const tileRows = Math.max(1, Math.min(rows, Math.floor(TILE_VALUES / cols)));
     // Q8_0 tiles are decoded by the SIMD kernel into the arena's scratch; others in JS.
     const inArena = this.type === "Q8_0";
@@ -332,10 +332,17 @@ function gemvByTiles(matrix: PackedMatrix, x: Float32Array, y: Float32Array): vo
 }
 
 /**
- * x per block of 32 → two int16 parts with one float32 scale d = max|x|/32767 per block:
- * x ≈ d·(high + low/32768). `parts` holds per block the 32 high parts then the 32 low ones.
+ * The input row of a Q8_0 product quantized as llama.cpp's CPU backend does it (ggml's x86
+ * `quantize_row_q8_0`, its vec_dot_type for Q8_0 weights): per block of 32, amax = max|x|,
+ * d = amax/127 stored as fp16, q = round-half-even(x · (127/amax)) (0 for an all-zero block).
+ * `q` gets the int8 values widened to int16 (the GEMV kernel's layout), `scales` each block's
+ * fp16 d as float32.
  */
-export function splitInt16(x: Float32Array, parts: Int16Array, scales: Float32Array): void {
+export function quantizeActivationsQ8_0(
+  x: Float32Array,
+  q: Int16Array,
+  scales: Float32Array,
+): void {
   for (let b = 0; b < scales.length; b++) {
     const start = b * 32;
     let amax = 0;
@@ -343,17 +350,31 @@ export function splitInt16(x: Float32Array, parts: Int16Array, scales: Float32Ar
       const a = Math.abs(x[start + j]);
       if (a > amax) amax = a;
     }
-    const d = Math.fround(amax / 32767);
-    scales[b] = d;
-    const inverse = d > 0 ? 1 / d : 0;
-    const at = b * 64;
-    for (let j = 0; j < 32; j++) {
-      const scaled = x[start + j] * inverse;
-      const high = Math.round(scaled);
-      parts[at + j] = high;
-      parts[at + 32 + j] = Math.round((scaled - high) * LOW_PART_SCALE);
-    }
+    scales[b] = halfTable[floatToHalf(fround(amax / 127))];
+    const id = amax !== 0 ? fround(127 / amax) : 0;
+    for (let j = 0; j < 32; j++) q[start + j] = roundHalfEven(fround(x[start + j] * id));
   }
+}
+
+/** Nearest integer, ties to even (the SIMD rounding mode, not C's roundf). */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v); // ties toward +∞
+  return r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r;
+}
+
+/**
+ * `x` (whole blocks of 32) replaced by the values its Q8_0 quantization stands for, q · d
+ * (`quantizeActivationsQ8_0`'s grid): the many-row product rounds its input to the grid the
+ * one-row GEMV multiplies, so a prompt computed at once and token by token agree.
+ */
+export function roundToQ8_0Grid(x: Float32Array, out: Float32Array = x): Float32Array {
+  const q = new Int16Array(32);
+  const scale = new Float32Array(1);
+  for (let start = 0; start < x.length; start += 32) {
+    quantizeActivationsQ8_0(x.subarray(start, start + 32), q, scale);
+    for (let j = 0; j < 32; j++) out[start + j] = q[j] * scale[0];
+  }
+  return out;
 }
 
 const fround = Math.fround;

@@ -21,70 +21,147 @@ import { buildModule, FunctionBuilder } from "./encoder.ts";
 
 /** 2^112: an fp16's exponent field shifted 13 bits up is a float32's, off by 2^-112. */
 const HALF_EXPONENT_FIX = 2 ** 112;
-/** The low int16 part of the input counts 1/32768 of a step of the high part. */
-export const LOW_PART_SCALE = 32768;
 
-/**
- * q8Gemv(w, xq, xs, y, rows, blocks): y[o] = Σ_b d_w[o,b] · xs[b] · Σ_j q_w[o,b,j] ·
- * (high[b,j] + low[b,j]/32768), with w the rows' Q8_0 blocks (`blocks` per row, 34 bytes each),
- * xq per block the 32 int16 high parts then the 32 low parts (128 bytes), xs the float32 scale
- * per block.
- */
-function q8Gemv(): FunctionBuilder {
-  const f = new FunctionBuilder("q8Gemv", ["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [w, xq, xs, y, rows, blocks] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
-  const [lsum, lo, hi] = [f.local("v128"), f.local("v128"), f.local("v128")];
-  const [row, block, wp, xp, sp, isum, facc, v, h] = [
-    f.local("i32"),
-    f.local("i32"),
-    f.local("i32"),
-    f.local("i32"),
-    f.local("i32"),
-    f.local("v128"),
-    f.local("v128"),
-    f.local("v128"),
-    f.local("i32"),
-  ];
-  f.get(w).set(wp);
-  f.i32Const(0).set(row);
-  f.block().loop();
-  f.get(row).get(rows).i32GeS().brIf(1);
-  f.i32x4Const(0, 0, 0, 0).set(facc);
-  f.get(xq).set(xp);
-  f.get(xs).set(sp);
-  f.i32Const(0).set(block);
-  f.block().loop();
-  f.get(block).get(blocks).i32GeS().brIf(1);
-  // Integer dot products of the block with both parts of the input: two halves of 16 int8
-  // weights, each widened to two i16x8 and multiplied with the high and the low int16 parts.
-  for (const half of [0, 16]) {
-    f.get(wp).v128Load(2 + half).set(v);
-    f.get(v).i16x8ExtendLowI8x16S().set(lo);
-    f.get(v).i16x8ExtendHighI8x16S().set(hi);
-    for (const [sum, part] of [[isum, 0], [lsum, 64]] as const) {
-      f.get(lo).get(xp).v128Load(part + half * 2).i32x4DotI16x8S();
-      f.get(hi).get(xp).v128Load(part + half * 2 + 16).i32x4DotI16x8S();
-      f.i32x4Add();
-      if (half === 0) f.set(sum);
-      else f.get(sum).i32x4Add().set(sum);
-    }
-  }
-  // The weight scale: fp16 bits → float32 (finite values; subnormals too, by the 2^112 factor).
-  f.get(wp).i32Load16U().set(h);
+type Local = ReturnType<FunctionBuilder["local"]>;
+
+/** How the Q8_0 GEMV is unrolled (the benchmark tries several; the module uses the default). */
+export interface Q8GemvShape {
+  /** Output rows computed together, sharing each block's input loads. */
+  rowsPerStep: number;
+  /** With one row per step: four blocks per iteration, their four scales computed as a vector. */
+  groupBlocks: boolean;
+}
+
+export const Q8_GEMV_SHAPE: Q8GemvShape = { rowsPerStep: 1, groupBlocks: true };
+
+/** Pushes the float32 value of the fp16 scale at `address` (finite values and subnormals). */
+function emitHalfScale(f: FunctionBuilder, address: Local, h: Local): void {
+  f.get(address).i32Load16U().set(h);
   f.get(h).i32Const(0x7fff).i32And().i32Const(13).i32Shl();
   f.get(h).i32Const(0x8000).i32And().i32Const(16).i32Shl().i32Or().f32ReinterpretI32();
-  f.f32Const(HALF_EXPONENT_FIX).f32Mul().get(sp).f32Load().f32Mul().f32x4Splat();
-  f.get(lsum).f32x4ConvertI32x4S().f32Const(1 / LOW_PART_SCALE).f32x4Splat().f32x4Mul();
-  f.get(isum).f32x4ConvertI32x4S().f32x4Add();
-  f.f32x4Mul().get(facc).f32x4Add().set(facc);
-  f.get(wp).i32Const(34).i32Add().set(wp);
-  f.get(xp).i32Const(128).i32Add().set(xp);
-  f.get(sp).i32Const(4).i32Add().set(sp);
-  f.get(block).i32Const(1).i32Add().set(block);
-  f.br(0).end().end();
-  emitStoreLaneSum(f, facc, y, row);
-  f.get(row).i32Const(1).i32Add().set(row);
-  f.br(0).end().end();
+  f.f32Const(HALF_EXPONENT_FIX).f32Mul();
+}
+
+/**
+ * Pushes Σ_j q_w[j] · q_x[j] over one block as four i32 lanes: the weights at wp + at (after
+ * the 2-byte scale), the input's four i16x8 either in locals or loaded from xp + xAt.
+ */
+function emitBlockDot(
+  f: FunctionBuilder,
+  wp: Local,
+  at: number,
+  x: Local[] | { xp: Local; xAt: number },
+): void {
+  const pushX = (k: number) => {
+    if (Array.isArray(x)) f.get(x[k]);
+    else f.get(x.xp).v128Load(x.xAt + 16 * k);
+  };
+  const pushProduct = (k: number) => {
+    f.get(wp).v128Load8x8S(at + 2 + 8 * k);
+    pushX(k);
+    f.i32x4DotI16x8S();
+  };
+  // Four products of 8, summed as a tree.
+  pushProduct(0);
+  pushProduct(1);
+  f.i32x4Add();
+  pushProduct(2);
+  pushProduct(3);
+  f.i32x4Add().i32x4Add();
+}
+
+/** i32x4 lanes picked from two vectors (0–3 the first, 4–7 the second) as a byte shuffle. */
+function i32Lanes(lanes: number[]): number[] {
+  return lanes.flatMap((lane) => [0, 1, 2, 3].map((b) => lane * 4 + b));
+}
+
+/**
+ * q8Gemv(w, xq, xs, y, rows, blocks): y[o] = Σ_b (d_w[o,b] · xs[b]) · Σ_j q_w[o,b,j] · xq[b,j],
+ * llama.cpp's Q8_0 × Q8_0 dot product: w the rows' Q8_0 blocks (`blocks` per row, 34 bytes
+ * each), xq the input's int8 values (each widened to int16, 64 bytes per block), xs the input's
+ * block scales as float32 (fp16 values). Each block's sum is exact integer arithmetic (one
+ * i32x4.dot_i16x8_s per 8 weights, loaded and sign-extended by v128.load8x8_s); its scale is
+ * the float32 product of the two fp16 scales; the blocks are summed in float32.
+ */
+export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuilder {
+  const f = new FunctionBuilder("q8Gemv", ["i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [w, xq, xs, y, rows, blocks] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
+  const [row, block, xp, sp, rowBytes, h] = [0, 1, 2, 3, 4, 5].map(() => f.local("i32"));
+  const xScale = f.local("f32");
+  const xv = [0, 1, 2, 3].map(() => f.local("v128"));
+  const sums = [0, 1, 2, 3].map(() => f.local("v128"));
+  const [pairs0, pairs1, scales] = [0, 1, 2].map(() => f.local("v128"));
+  const wp = Array.from({ length: shape.rowsPerStep }, () => f.local("i32"));
+  const acc = Array.from({ length: shape.rowsPerStep }, () => f.local("v128"));
+  f.get(blocks).i32Const(34).i32Mul().set(rowBytes);
+  f.i32Const(0).set(row);
+  // Rows `step` at a time while that many are left, then one at a time.
+  for (const step of new Set([shape.rowsPerStep, 1])) {
+    f.block().loop();
+    f.get(row).i32Const(step).i32Add().get(rows).i32GtS().brIf(1);
+    for (let r = 0; r < step; r++) {
+      f.get(row).i32Const(r).i32Add().get(rowBytes).i32Mul().get(w).i32Add().set(wp[r]);
+      f.i32x4Const(0, 0, 0, 0).set(acc[r]);
+    }
+    f.get(xq).set(xp);
+    f.get(xs).set(sp);
+    f.i32Const(0).set(block);
+    if (step === 1 && shape.groupBlocks) {
+      // Four blocks at a time: their sums reduced to one vector [S0, S1, S2, S3], times the
+      // vector of their four scales.
+      f.block().loop();
+      f.get(block).i32Const(4).i32Add().get(blocks).i32GtS().brIf(1);
+      for (let k = 0; k < 4; k++) {
+        emitBlockDot(f, wp[0], 34 * k, { xp, xAt: 64 * k });
+        f.set(sums[k]);
+      }
+      for (const [pairs, a, b] of [[pairs0, 0, 1], [pairs1, 2, 3]] as const) {
+        f.get(sums[a]).get(sums[b]).i8x16Shuffle(i32Lanes([0, 4, 1, 5]));
+        f.get(sums[a]).get(sums[b]).i8x16Shuffle(i32Lanes([2, 6, 3, 7])).i32x4Add().set(pairs);
+      }
+      f.get(pairs0).get(pairs1).i8x16Shuffle(i32Lanes([0, 1, 4, 5]));
+      f.get(pairs0).get(pairs1).i8x16Shuffle(i32Lanes([2, 3, 6, 7])).i32x4Add();
+      f.f32x4ConvertI32x4S();
+      // The four fp16 weight scales into the low halves of four i32 lanes, then to float32.
+      f.i32x4Const(0, 0, 0, 0).set(scales);
+      for (let k = 0; k < 4; k++) {
+        f.get(wp[0]).get(scales).v128Load16Lane(2 * k, 34 * k).set(scales);
+      }
+      f.get(scales).i32x4Const(0x7fff, 0x7fff, 0x7fff, 0x7fff).v128And().i32Const(13).i32x4Shl();
+      f.get(scales).i32x4Const(0x8000, 0x8000, 0x8000, 0x8000).v128And().i32Const(16).i32x4Shl();
+      f.v128Or().f32Const(HALF_EXPONENT_FIX).f32x4Splat().f32x4Mul();
+      f.get(sp).v128Load().f32x4Mul();
+      f.f32x4Mul().get(acc[0]).f32x4Add().set(acc[0]);
+      f.get(wp[0]).i32Const(4 * 34).i32Add().set(wp[0]);
+      f.get(xp).i32Const(4 * 64).i32Add().set(xp);
+      f.get(sp).i32Const(16).i32Add().set(sp);
+      f.get(block).i32Const(4).i32Add().set(block);
+      f.br(0).end().end();
+    }
+    // One block at a time (the last few blocks of a row, or every block with several rows).
+    f.block().loop();
+    f.get(block).get(blocks).i32GeS().brIf(1);
+    for (let k = 0; k < 4; k++) f.get(xp).v128Load(16 * k).set(xv[k]);
+    f.get(sp).f32Load().set(xScale);
+    for (let r = 0; r < step; r++) {
+      emitBlockDot(f, wp[r], 0, xv);
+      f.f32x4ConvertI32x4S();
+      emitHalfScale(f, wp[r], h);
+      f.get(xScale).f32Mul().f32x4Splat();
+      f.f32x4Mul().get(acc[r]).f32x4Add().set(acc[r]);
+      f.get(wp[r]).i32Const(34).i32Add().set(wp[r]);
+    }
+    f.get(xp).i32Const(64).i32Add().set(xp);
+    f.get(sp).i32Const(4).i32Add().set(sp);
+    f.get(block).i32Const(1).i32Add().set(block);
+    f.br(0).end().end();
+    for (let r = 0; r < step; r++) {
+      f.get(row).i32Const(r).i32Add().set(h);
+      emitStoreLaneSum(f, acc[r], y, h);
+    }
+    f.get(row).i32Const(step).i32Add().set(row);
+    f.br(0).end().end();
+  }
   return f;
 }
 
@@ -175,10 +252,8 @@ function q8Decode(): FunctionBuilder {
   f.get(w).get(blocks).i32Const(34).i32Mul().i32Add().set(end);
   f.block().loop();
   f.get(wp).get(end).i32GeS().brIf(1);
-  f.get(wp).i32Load16U().set(h);
-  f.get(h).i32Const(0x7fff).i32And().i32Const(13).i32Shl();
-  f.get(h).i32Const(0x8000).i32And().i32Const(16).i32Shl().i32Or().f32ReinterpretI32();
-  f.f32Const(HALF_EXPONENT_FIX).f32Mul().f32x4Splat().set(d);
+  emitHalfScale(f, wp, h);
+  f.f32x4Splat().set(d);
   for (const half of [0, 16]) {
     f.get(wp).v128Load(2 + half).set(v);
     for (const [high, at] of [[false, 0], [true, 8]] as const) {
@@ -215,7 +290,7 @@ let compiled: WebAssembly.Module | null | undefined;
 export function instantiatePackedKernels(): PackedKernelExports | undefined {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(buildModule([q8Gemv(), bf16Gemv(), q8Decode()]));
+      compiled = new WebAssembly.Module(buildModule([q8GemvBuilder(), bf16Gemv(), q8Decode()]));
     } catch {
       compiled = null;
     }
