@@ -243,6 +243,7 @@ export class PackedMatrix {
     }
     const blocks = cols / 32;
     const scratch = alignUp(arena.used, ALIGN);
+    // Q8_0: the input's int8 values widened to int16, then one scale per block.
     const inputBytes = this.type === "Q8_0" ? blocks * 64 + blocks * 4 : cols * 4;
     const yAt = alignUp(scratch + inputBytes, ALIGN);
     arena.reserve(yAt + rows * 4);
@@ -343,23 +344,23 @@ export function quantizeActivationsQ8_0(
   q: Int16Array,
   scales: Float32Array,
 ): void {
-  for (let b = 0; b < scales.length; b++) {
-    const start = b * 32;
-    let amax = 0;
-    for (let j = 0; j < 32; j++) {
-      const a = Math.abs(x[start + j]);
-      if (a > amax) amax = a;
-    }
-    scales[b] = halfTable[floatToHalf(fround(amax / 127))];
-    const id = amax !== 0 ? fround(127 / amax) : 0;
-    for (let j = 0; j < 32; j++) q[start + j] = roundHalfEven(fround(x[start + j] * id));
-  }
+  for (let b = 0; b < scales.length; b++) scales[b] = quantizeActivationBlock(x, b * 32, q);
 }
 
-/** Nearest integer, ties to even (the SIMD rounding mode, not C's roundf). */
-function roundHalfEven(v: number): number {
-  const r = Math.round(v); // ties toward +∞
-  return r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r;
+/** One block of `quantizeActivationsQ8_0`: x[start..start+32) → q[start..], returns d. */
+function quantizeActivationBlock(x: Float32Array, start: number, q: Int16Array): number {
+  let amax = 0;
+  for (let j = start; j < start + 32; j++) {
+    const a = Math.abs(x[j]);
+    if (a > amax) amax = a;
+  }
+  const id = amax !== 0 ? fround(127 / amax) : 0;
+  for (let j = start; j < start + 32; j++) {
+    // Adding and subtracting 1.5·2^52 rounds a double to an integer, ties to even (the SIMD
+    // rounding mode; Math.round sends ties toward +∞). x·id is a float32 value, |x·id| ≤ 128.
+    q[j] = fround(x[j] * id) + ROUND_TO_EVEN - ROUND_TO_EVEN;
+  }
+  return halfTable[floatToHalf(fround(amax / 127))];
 }
 
 /**
@@ -368,16 +369,17 @@ function roundHalfEven(v: number): number {
  * one-row GEMV multiplies, so a prompt computed at once and token by token agree.
  */
 export function roundToQ8_0Grid(x: Float32Array, out: Float32Array = x): Float32Array {
-  const q = new Int16Array(32);
-  const scale = new Float32Array(1);
+  const q = new Int16Array(x.length);
   for (let start = 0; start < x.length; start += 32) {
-    quantizeActivationsQ8_0(x.subarray(start, start + 32), q, scale);
-    for (let j = 0; j < 32; j++) out[start + j] = q[j] * scale[0];
+    const d = quantizeActivationBlock(x, start, q);
+    for (let j = start; j < start + 32; j++) out[j] = q[j] * d;
   }
   return out;
 }
 
 const fround = Math.fround;
+/** 1.5·2^52: doubles from here on are integers (see quantizeActivationBlock). */
+const ROUND_TO_EVEN = 1.5 * 2 ** 52;
 
 /**
  * Q8_0 blocks of `values` into `out` (34 bytes per 32 values): the same bytes as gguf.ts

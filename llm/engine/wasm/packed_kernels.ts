@@ -290,7 +290,9 @@ let compiled: WebAssembly.Module | null | undefined;
 export function instantiatePackedKernels(): PackedKernelExports | undefined {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(buildModule([q8GemvBuilder(), bf16Gemv(), q8Decode()]));
+      compiled = new WebAssembly.Module(
+        buildModule([q8GemvBuilder(), bf16Gemv(), q8Decode()]),
+      );
     } catch {
       compiled = null;
     }

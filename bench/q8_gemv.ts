@@ -1,0 +1,96 @@
+/**
+ * The Q8_0 GEMV kernel alone (llm/engine/wasm/packed_kernels.ts `q8Gemv`): GMAC/s (multiply-adds
+ * per second, one thread) of its unrollings, in one process, over GPT-2 124M's and Qwen3-0.6B's
+ * matrix shapes and a 4096×4096 one. Each variant is its own module instance holding the same
+ * random weights; the input is quantized once (`quantizeActivationsQ8_0`), as a call does.
+ *
+ *   deno run -A bench/q8_gemv.ts [--shapes 4096x4096,2304x768] [--seconds 0.3]
+ *
+ * Variants: `rowsPerStep` output rows sharing each block's input loads, `groupBlocks` four blocks
+ * per iteration of one row with their scales as one vector (the default the module uses). Rows
+ * read together are separate memory streams: shapes larger than the caches show what that costs.
+ * Every variant's output is checked against the default's first. Prints one JSON line per shape.
+ */
+import { buildModule } from "../llm/engine/wasm/encoder.ts";
+import {
+  Q8_GEMV_SHAPE,
+  q8GemvBuilder,
+  type Q8GemvShape,
+} from "../llm/engine/wasm/packed_kernels.ts";
+import { quantizeActivationsQ8_0, quantizeQ8_0Into } from "../llm/engine/packed_matrix.ts";
+import { flag } from "./common.ts";
+import { SeededRandom } from "../llm/random.ts";
+
+const SHAPES = flag(
+  "shapes",
+  // 4096²; GPT-2 124M: qkv, attention out, MLP up, MLP down, head; Qwen3-0.6B: q, k/v, o, MLP
+  // gate/up, MLP down.
+  "4096x4096,2304x768,768x768,3072x768,768x3072,50257x768,2048x1024,1024x1024,1024x2048," +
+    "3072x1024,1024x3072",
+).split(",").map((s) => s.split("x").map(Number) as [number, number]);
+const seconds = Number(flag("seconds", "0.3"));
+
+const VARIANTS: Record<string, Q8GemvShape> = {
+  "1 row, 4 blocks (default)": Q8_GEMV_SHAPE,
+  "1 row, 1 block": { rowsPerStep: 1, groupBlocks: false },
+  "2 rows": { rowsPerStep: 2, groupBlocks: true },
+  "4 rows": { rowsPerStep: 4, groupBlocks: true },
+};
+
+interface Kernel {
+  memory: WebAssembly.Memory;
+  q8Gemv(w: number, xq: number, xs: number, y: number, rows: number, blocks: number): void;
+}
+
+const kernels = Object.entries(VARIANTS).map(([name, shape]) => {
+  const module = new WebAssembly.Module(buildModule([q8GemvBuilder(shape)]));
+  return { name, kernel: new WebAssembly.Instance(module, {}).exports as unknown as Kernel };
+});
+
+const rng = new SeededRandom(1);
+for (const [rows, cols] of SHAPES) {
+  const blocks = cols / 32;
+  const weightBytes = rows * blocks * 34;
+  const packed = new Uint8Array(weightBytes);
+  quantizeQ8_0Into(Float32Array.from({ length: rows * cols }, () => 2 * rng.next() - 1), packed);
+  const x = Float32Array.from({ length: cols }, () => 2 * rng.next() - 1);
+  const q = new Int16Array(cols);
+  const scales = new Float32Array(blocks);
+  quantizeActivationsQ8_0(x, q, scales);
+  const line: Record<string, unknown> = {
+    shape: `${rows}x${cols}`,
+    mb: +(weightBytes / 1e6).toFixed(1),
+  };
+  let reference: Float32Array | undefined;
+  for (const { name, kernel } of kernels) {
+    // Layout: weights, then the input (int16 values, float32 scales), then the output.
+    const xqAt = 64 + Math.ceil(weightBytes / 64) * 64;
+    const xsAt = xqAt + cols * 2;
+    const yAt = xsAt + blocks * 4;
+    const need = yAt + rows * 4;
+    const have = kernel.memory.buffer.byteLength;
+    if (need > have) kernel.memory.grow(Math.ceil((need - have) / 65536));
+    new Uint8Array(kernel.memory.buffer, 64, weightBytes).set(packed);
+    new Int16Array(kernel.memory.buffer, xqAt, cols).set(q);
+    new Float32Array(kernel.memory.buffer, xsAt, blocks).set(scales);
+    const call = () => kernel.q8Gemv(64, xqAt, xsAt, yAt, rows, blocks);
+    call();
+    const y = new Float32Array(kernel.memory.buffer, yAt, rows).slice();
+    reference ??= y;
+    for (let o = 0; o < rows; o++) {
+      if (Math.abs(y[o] - reference[o]) > 1e-4 * (1 + Math.abs(reference[o]))) {
+        throw new Error(`${name} [${rows}, ${cols}] row ${o}: ${y[o]} vs ${reference[o]}`);
+      }
+    }
+    // Best of 5 timed batches, each about `seconds` / 5 long.
+    const perBatch = Math.max(1, Math.round((seconds / 5) * 8e9 / (rows * cols)));
+    let best = Infinity;
+    for (let batch = 0; batch < 5; batch++) {
+      const start = performance.now();
+      for (let i = 0; i < perBatch; i++) call();
+      best = Math.min(best, (performance.now() - start) / 1000 / perBatch);
+    }
+    line[name] = +((rows * cols) / best / 1e9).toFixed(2);
+  }
+  console.log(JSON.stringify({ bench: "q8-gemv", unit: "GMAC/s", ...line }));
+}
