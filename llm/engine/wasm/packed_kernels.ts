@@ -5,13 +5,13 @@
  * cost is in reading and widening the weights, not in the arithmetic: a Q8_0 weight is 1.06
  * bytes where fp32 is 4.
  *
- * Q8_0 × activations: the input row is first split per block of 32 into two int16 parts with
- * one float scale d = max|x|/32767: x ≈ d·(high + low/32768), an error below 5e-10 of the block's
- * largest value (float32 itself rounds at 6e-8; llama.cpp quantizes the input to int8 instead).
- * Each block's dot products are then exact integer arithmetic (i32x4.dot_i16x8_s over the
- * weights widened to int16), scaled once by d_weight · d_input: the result is the float32
- * product with the decoded weights up to summation order. bf16 needs no arithmetic to widen: its bits are a float32's upper half,
- * so a byte shuffle with zeros makes four float32 lanes.
+ * Q8_0 × activations: as in llama.cpp's CPU backend, the input row is quantized to Q8_0 as well
+ * (packed_matrix.ts `quantizeActivationsQ8_0`: per block of 32, an fp16 scale and int8 values),
+ * and each block's dot product is exact integer arithmetic (the weights sign-extended to int16
+ * as they are loaded, one i32x4.dot_i16x8_s per 8 weights), scaled by the float32 product of
+ * the two fp16 scales and summed in float32: ggml's vec_dot_q8_0_q8_0 up to summation order.
+ * bf16 needs no arithmetic to widen: its bits are a float32's upper half, so a byte shuffle
+ * with zeros makes four float32 lanes.
  *
  * The module is assembled at start-up by encoder.ts; its memory holds the weights themselves
  * (see packed_matrix.ts: each arena is one instance), so a call copies only the input and
@@ -81,7 +81,8 @@ function i32Lanes(lanes: number[]): number[] {
  * each), xq the input's int8 values (each widened to int16, 64 bytes per block), xs the input's
  * block scales as float32 (fp16 values). Each block's sum is exact integer arithmetic (one
  * i32x4.dot_i16x8_s per 8 weights, loaded and sign-extended by v128.load8x8_s); its scale is
- * the float32 product of the two fp16 scales; the blocks are summed in float32.
+ * the float32 product of the two fp16 scales; the blocks are summed in float32. Rows are
+ * independent: (w + first·34·blocks, xq, xs, y + 4·first, count) computes rows first.. alone.
  */
 export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuilder {
   const f = new FunctionBuilder("q8Gemv", ["i32", "i32", "i32", "i32", "i32", "i32"]);
