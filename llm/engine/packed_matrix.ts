@@ -13,7 +13,11 @@
  */
 import type { Blas } from "./blas.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
-import { instantiatePackedKernels, type PackedKernelExports } from "./wasm/packed_kernels.ts";
+import {
+  instantiatePackedKernels,
+  type PackedKernelExports,
+  Q8_INPUT_LAYOUT,
+} from "./wasm/packed_kernels.ts";
 
 /** What the many-row product needs of a BLAS library. */
 export type Sgemm = Pick<Blas, "sgemm">;
@@ -250,11 +254,14 @@ export class PackedMatrix {
     const buffer = arena.memory.buffer;
     if (this.type === "Q8_0") {
       const xs = scratch + blocks * 64;
-      quantizeActivationsQ8_0(
-        x,
-        new Int16Array(buffer, scratch, blocks * 32),
-        new Float32Array(buffer, xs, blocks),
-      );
+      const scales = new Float32Array(buffer, xs, blocks);
+      if (Q8_INPUT_LAYOUT === "int16") {
+        quantizeActivationsQ8_0(x, new Int16Array(buffer, scratch, blocks * 32), scales);
+      } else {
+        const q = inputScratch(cols);
+        quantizeActivationsQ8_0(x, q, scales);
+        toMagnitudeSign(q, new Uint8Array(buffer, scratch, blocks * 64));
+      }
       arena.kernels.q8Gemv(this.offset, scratch, xs, yAt, rows, blocks);
     } else {
       new Float32Array(buffer, scratch, cols).set(x);
@@ -345,6 +352,29 @@ export function quantizeActivationsQ8_0(
   scales: Float32Array,
 ): void {
   for (let b = 0; b < scales.length; b++) scales[b] = quantizeActivationBlock(x, b * 32, q);
+}
+
+let inputValues = new Int16Array(0);
+
+/** A reused buffer for `length` quantized input values. */
+function inputScratch(length: number): Int16Array {
+  if (inputValues.length < length) inputValues = new Int16Array(length);
+  return inputValues.subarray(0, length);
+}
+
+/**
+ * Quantized input values (int8 range) → the "magnitude-sign" layout of the relaxed-SIMD q8Gemv:
+ * per block of 32, the 32 bytes |q| then 32 bytes 0xff where q < 0, 0 elsewhere.
+ */
+export function toMagnitudeSign(q: Int16Array, out: Uint8Array): void {
+  for (let start = 0; start < q.length; start += 32) {
+    const at = start * 2;
+    for (let j = 0; j < 32; j++) {
+      const v = q[start + j];
+      out[at + j] = v < 0 ? -v : v;
+      out[at + 32 + j] = v < 0 ? 0xff : 0;
+    }
+  }
 }
 
 /** One block of `quantizeActivationsQ8_0`: x[start..start+32) → q[start..], returns d. */

@@ -7,9 +7,12 @@
  *
  * Q8_0 × activations: as in llama.cpp's CPU backend, the input row is quantized to Q8_0 as well
  * (packed_matrix.ts `quantizeActivationsQ8_0`: per block of 32, an fp16 scale and int8 values),
- * and each block's dot product is exact integer arithmetic (the weights sign-extended to int16
- * as they are loaded, one i32x4.dot_i16x8_s per 8 weights), scaled by the float32 product of
+ * and each block's dot product is exact integer arithmetic, scaled by the float32 product of
  * the two fp16 scales and summed in float32: ggml's vec_dot_q8_0_q8_0 up to summation order.
+ * Where the engine has relaxed SIMD (Deno 2's V8 does) the integer products are
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s, 16 weights an instruction, used only within its exact
+ * range (the input as magnitudes 0–127 and signs); elsewhere i32x4.dot_i16x8_s over weights
+ * sign-extended as they are loaded, 8 weights an instruction. Both give the same sums.
  * bf16 needs no arithmetic to widen: its bits are a float32's upper half, so a byte shuffle
  * with zeros makes four float32 lanes.
  *
@@ -30,9 +33,40 @@ export interface Q8GemvShape {
   rowsPerStep: number;
   /** With one row per step: four blocks per iteration, their four scales computed as a vector. */
   groupBlocks: boolean;
+  /**
+   * The integer products by relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s (16 weights an
+   * instruction) over the input as magnitudes and signs (`Q8InputLayout` "magnitude-sign"),
+   * instead of i32x4.dot_i16x8_s over the input widened to int16 ("int16").
+   */
+  relaxedDot: boolean;
 }
 
-export const Q8_GEMV_SHAPE: Q8GemvShape = { rowsPerStep: 1, groupBlocks: true };
+/**
+ * How q8Gemv wants the input's int8 values q, 64 bytes per block of 32: "int16", each widened to
+ * int16; "magnitude-sign", the 32 bytes |q| then 32 bytes of 0x00 (q ≥ 0) or 0xff (q < 0).
+ */
+export type Q8InputLayout = "int16" | "magnitude-sign";
+
+/** Whether this engine validates a module using relaxed SIMD's dot product (Deno 2's V8 does). */
+function hasRelaxedDot(): boolean {
+  const f = new FunctionBuilder("probe", ["i32"], ["v128"]);
+  f.get(f.param(0)).v128Load().get(f.param(0)).v128Load().get(f.param(0)).v128Load();
+  f.i32x4RelaxedDotI8x16I7x16AddS();
+  try {
+    return WebAssembly.validate(buildModule([f]));
+  } catch {
+    return false;
+  }
+}
+
+export const Q8_GEMV_SHAPE: Q8GemvShape = {
+  rowsPerStep: 1,
+  groupBlocks: true,
+  relaxedDot: hasRelaxedDot(),
+};
+
+/** The input layout the module's q8Gemv reads. */
+export const Q8_INPUT_LAYOUT: Q8InputLayout = Q8_GEMV_SHAPE.relaxedDot ? "magnitude-sign" : "int16";
 
 /** Pushes the float32 value of the fp16 scale at `address` (finite values and subnormals). */
 function emitHalfScale(f: FunctionBuilder, address: Local, h: Local): void {
@@ -44,18 +78,37 @@ function emitHalfScale(f: FunctionBuilder, address: Local, h: Local): void {
 
 /**
  * Pushes Σ_j q_w[j] · q_x[j] over one block as four i32 lanes: the weights at wp + at (after
- * the 2-byte scale), the input's four i16x8 either in locals or loaded from xp + xAt.
+ * the 2-byte scale), the input's four vectors (its 64 bytes) either in locals or loaded from
+ * xp + xAt. `relaxed`: the input is |q_x| then the sign masks, the signs move onto the weights
+ * ((w ^ m) − m is −w where m = −1), and w·sign · |q_x| is the relaxed dot product (|q_x| ≤ 127:
+ * its exact range; |w| ≤ 127 too, as every Q8_0 quantizer writes them).
  */
 function emitBlockDot(
   f: FunctionBuilder,
   wp: Local,
   at: number,
   x: Local[] | { xp: Local; xAt: number },
+  relaxed: { part: Local } | null,
 ): void {
   const pushX = (k: number) => {
     if (Array.isArray(x)) f.get(x[k]);
     else f.get(x.xp).v128Load(x.xAt + 16 * k);
   };
+  if (relaxed) {
+    for (const half of [0, 1]) {
+      f.get(wp).v128Load(at + 2 + 16 * half);
+      pushX(2 + half);
+      f.v128Xor();
+      pushX(2 + half);
+      f.i8x16Sub();
+      pushX(half);
+      if (half === 0) f.i32x4Const(0, 0, 0, 0);
+      else f.get(relaxed.part);
+      f.i32x4RelaxedDotI8x16I7x16AddS();
+      if (half === 0) f.set(relaxed.part);
+    }
+    return;
+  }
   const pushProduct = (k: number) => {
     f.get(wp).v128Load8x8S(at + 2 + 8 * k);
     pushX(k);
@@ -78,10 +131,10 @@ function i32Lanes(lanes: number[]): number[] {
 /**
  * q8Gemv(w, xq, xs, y, rows, blocks): y[o] = Σ_b (d_w[o,b] · xs[b]) · Σ_j q_w[o,b,j] · xq[b,j],
  * llama.cpp's Q8_0 × Q8_0 dot product: w the rows' Q8_0 blocks (`blocks` per row, 34 bytes
- * each), xq the input's int8 values (each widened to int16, 64 bytes per block), xs the input's
- * block scales as float32 (fp16 values). Each block's sum is exact integer arithmetic (one
- * i32x4.dot_i16x8_s per 8 weights, loaded and sign-extended by v128.load8x8_s); its scale is
- * the float32 product of the two fp16 scales; the blocks are summed in float32. Rows are
+ * each), xq the input's int8 values (64 bytes per block, as `Q8InputLayout` says), xs the
+ * input's block scales as float32 (fp16 values). Each block's sum is exact integer arithmetic;
+ * its scale is the float32 product of the two fp16 scales; the blocks are summed in float32
+ * (four lanes, one block each in turn). Rows are
  * independent: (w + first·34·blocks, xq, xs, y + 4·first, count) computes rows first.. alone.
  */
 export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuilder {
@@ -92,6 +145,7 @@ export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuild
   const xv = [0, 1, 2, 3].map(() => f.local("v128"));
   const sums = [0, 1, 2, 3].map(() => f.local("v128"));
   const [pairs0, pairs1, scales] = [0, 1, 2].map(() => f.local("v128"));
+  const relaxed = shape.relaxedDot ? { part: f.local("v128") } : null;
   const wp = Array.from({ length: shape.rowsPerStep }, () => f.local("i32"));
   const acc = Array.from({ length: shape.rowsPerStep }, () => f.local("v128"));
   f.get(blocks).i32Const(34).i32Mul().set(rowBytes);
@@ -113,7 +167,7 @@ export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuild
       f.block().loop();
       f.get(block).i32Const(4).i32Add().get(blocks).i32GtS().brIf(1);
       for (let k = 0; k < 4; k++) {
-        emitBlockDot(f, wp[0], 34 * k, { xp, xAt: 64 * k });
+        emitBlockDot(f, wp[0], 34 * k, { xp, xAt: 64 * k }, relaxed);
         f.set(sums[k]);
       }
       for (const [pairs, a, b] of [[pairs0, 0, 1], [pairs1, 2, 3]] as const) {
@@ -145,7 +199,7 @@ export function q8GemvBuilder(shape: Q8GemvShape = Q8_GEMV_SHAPE): FunctionBuild
     for (let k = 0; k < 4; k++) f.get(xp).v128Load(16 * k).set(xv[k]);
     f.get(sp).f32Load().set(xScale);
     for (let r = 0; r < step; r++) {
-      emitBlockDot(f, wp[r], 0, xv);
+      emitBlockDot(f, wp[r], 0, xv, relaxed);
       f.f32x4ConvertI32x4S();
       emitHalfScale(f, wp[r], h);
       f.get(xScale).f32Mul().f32x4Splat();

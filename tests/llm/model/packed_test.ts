@@ -21,7 +21,10 @@ import {
   type PackedType,
   quantizeActivationsQ8_0,
   roundToQ8_0Grid,
+  toMagnitudeSign,
 } from "../../../llm/engine/packed_matrix.ts";
+import { buildModule } from "../../../llm/engine/wasm/encoder.ts";
+import { Q8_GEMV_SHAPE, q8GemvBuilder } from "../../../llm/engine/wasm/packed_kernels.ts";
 import { loadHfModel } from "../../../llm/families/load.ts";
 import { generate } from "../../../llm/model/generate.ts";
 import { GPTModel } from "../../../llm/model/gpt.ts";
@@ -176,6 +179,58 @@ Deno.test("Q8_0 GEMV = ggml's q8_0 × q8_0 dot product over the stored bytes", (
     } finally {
       matrix.dispose();
     }
+  }
+});
+
+Deno.test("every q8Gemv unrolling, with and without relaxed SIMD, = ggml's dot product", () => {
+  const rng = new SeededRandom(11);
+  const [rows, cols] = [13, 800]; // 13 rows: a multiple of no step; 25 blocks: groups and a tail
+  const blocks = cols / 32;
+  const matrix = PackedMatrix.fromFloat32("Q8_0", rows, cols, randomValues(rows * cols, rng));
+  const x = randomValues(cols, rng).map((v, i) => i % 5 === 0 ? -v * 1e-2 : v);
+  const quantized = ggmlQuantizeRow(x);
+  const q = Int16Array.from(quantized.q);
+  const want = Array.from(
+    { length: rows },
+    (_, o) =>
+      ggmlDotQ8_0(
+        matrix.bytes().subarray(o * matrix.rowBytes, (o + 1) * matrix.rowBytes),
+        quantized,
+      ),
+  );
+  try {
+    for (const relaxedDot of Q8_GEMV_SHAPE.relaxedDot ? [false, true] : [false]) {
+      const unrollings: [number, boolean][] = [[1, true], [1, false], [4, false], [3, true]];
+      for (const [rowsPerStep, groupBlocks] of unrollings) {
+        const shape = { rowsPerStep, groupBlocks, relaxedDot };
+        const module = new WebAssembly.Module(buildModule([q8GemvBuilder(shape)]));
+        const kernel = new WebAssembly.Instance(module, {}).exports as unknown as {
+          memory: WebAssembly.Memory;
+          q8Gemv(w: number, xq: number, xs: number, y: number, rows: number, b: number): void;
+        };
+        kernel.memory.grow(1);
+        // y (52 bytes) at 0, the weights at 64, then the input's values and scales.
+        const xqAt = 64 * Math.ceil((64 + matrix.byteLength) / 64);
+        const [xsAt, yAt] = [xqAt + cols * 2, 0];
+        new Uint8Array(kernel.memory.buffer, 64, matrix.byteLength).set(matrix.bytes());
+        const xq = new Uint8Array(kernel.memory.buffer, xqAt, cols * 2);
+        if (relaxedDot) toMagnitudeSign(q, xq);
+        else xq.set(new Uint8Array(q.buffer));
+        new Float32Array(kernel.memory.buffer, xsAt, blocks).set(quantized.d);
+        // Rows 2.. alone, as a thread's share of the rows is computed.
+        kernel.q8Gemv(64 + 2 * matrix.rowBytes, xqAt, xsAt, yAt + 8, rows - 2, blocks);
+        kernel.q8Gemv(64, xqAt, xsAt, yAt, 2, blocks);
+        const got = new Float32Array(kernel.memory.buffer, yAt, rows);
+        for (let o = 0; o < rows; o++) {
+          assert.ok(
+            Math.abs(got[o] - want[o]) <= 1e-6 * cols,
+            `${JSON.stringify(shape)} row ${o}: ${got[o]} vs ${want[o]}`,
+          );
+        }
+      }
+    }
+  } finally {
+    matrix.dispose();
   }
 });
 
