@@ -247,7 +247,7 @@ export class PackedMatrix {
     }
     const blocks = cols / 32;
     const scratch = alignUp(arena.used, ALIGN);
-    // Q8_0: the input's int8 values widened to int16, then one scale per block.
+    // Q8_0: the input's int8 values (64 bytes a block, in the kernel's layout), then its scales.
     const inputBytes = this.type === "Q8_0" ? blocks * 64 + blocks * 4 : cols * 4;
     const yAt = alignUp(scratch + inputBytes, ALIGN);
     arena.reserve(yAt + rows * 4);
@@ -343,7 +343,7 @@ function gemvByTiles(matrix: PackedMatrix, x: Float32Array, y: Float32Array): vo
  * The input row of a Q8_0 product quantized as llama.cpp's CPU backend does it (ggml's x86
  * `quantize_row_q8_0`, its vec_dot_type for Q8_0 weights): per block of 32, amax = max|x|,
  * d = amax/127 stored as fp16, q = round-half-even(x · (127/amax)) (0 for an all-zero block).
- * `q` gets the int8 values widened to int16 (the GEMV kernel's layout), `scales` each block's
+ * `q` gets the int8 values (as int16: the "int16" layout of the GEMV kernel), `scales` each block's
  * fp16 d as float32.
  */
 export function quantizeActivationsQ8_0(
