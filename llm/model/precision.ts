@@ -16,10 +16,11 @@
  * as llama.cpp's CPU backend does: llm/engine/packed_matrix.ts `quantizeActivationsQ8_0`), so
  * its reference is applyPrecision plus that rounding before each such linear layer (what
  * tests/llm/model/packed_test.ts builds). The memory saving comes from holding the packed
- * bytes instead (llm/engine/packed_matrix.ts): the loaders (`loadHfModel`, `loadModel` with `quantize`, which
- * `openModelFolder` calls) build an "empty" model and fill it with `PackedModelFiller`, matrix
- * by matrix; `packModel` packs a model already in memory. A packed model is inference-only:
- * its linear layers and embeddings refuse to record gradients, and `saveModel` refuses it.
+ * bytes instead (llm/engine/packed_matrix.ts): the loaders (`loadHfModel`, `loadModel` with
+ * `quantize`, which `openModelFolder` calls) build an "empty" model and fill it with
+ * `PackedModelFiller`, matrix by matrix; `packModel` packs a model already in memory. A packed
+ * model is inference-only: its linear layers and embeddings refuse to record gradients, and
+ * `saveModel` refuses it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { packedByteLength, PackedMatrix, type PackedType } from "../engine/packed_matrix.ts";
