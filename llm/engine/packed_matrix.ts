@@ -15,8 +15,8 @@ import type { Blas } from "./blas.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import {
   instantiatePackedKernels,
-  LOW_PART_SCALE,
   type PackedKernelExports,
+  Q8_INPUT_LAYOUT,
 } from "./wasm/packed_kernels.ts";
 
 /** What the many-row product needs of a BLAS library. */
@@ -247,17 +247,21 @@ export class PackedMatrix {
     }
     const blocks = cols / 32;
     const scratch = alignUp(arena.used, ALIGN);
-    const inputBytes = this.type === "Q8_0" ? blocks * 128 + blocks * 4 : cols * 4;
+    // Q8_0: the input's int8 values (64 bytes a block, in the kernel's layout), then its scales.
+    const inputBytes = this.type === "Q8_0" ? blocks * 64 + blocks * 4 : cols * 4;
     const yAt = alignUp(scratch + inputBytes, ALIGN);
     arena.reserve(yAt + rows * 4);
     const buffer = arena.memory.buffer;
     if (this.type === "Q8_0") {
-      const xs = scratch + blocks * 128;
-      splitInt16(
-        x,
-        new Int16Array(buffer, scratch, blocks * 64),
-        new Float32Array(buffer, xs, blocks),
-      );
+      const xs = scratch + blocks * 64;
+      const scales = new Float32Array(buffer, xs, blocks);
+      if (Q8_INPUT_LAYOUT === "int16") {
+        quantizeActivationsQ8_0(x, new Int16Array(buffer, scratch, blocks * 32), scales);
+      } else {
+        const q = inputScratch(cols);
+        quantizeActivationsQ8_0(x, q, scales);
+        toMagnitudeSign(q, new Uint8Array(buffer, scratch, blocks * 64));
+      }
       arena.kernels.q8Gemv(this.offset, scratch, xs, yAt, rows, blocks);
     } else {
       new Float32Array(buffer, scratch, cols).set(x);
@@ -269,6 +273,10 @@ export class PackedMatrix {
   /** Many rows: W a tile of rows at a time into float32, each tile one sgemm. */
   private tiledSgemm(blas: Sgemm, x: Float32Array, n: number, out: Float32Array): void {
     const { rows, cols, arena } = this;
+    if (this.type === "Q8_0") {
+      // The input on the grid the GEMV quantizes it to (a copy: x is the caller's).
+      x = roundToQ8_0Grid(x.subarray(0, n * cols), new Float32Array(n * cols));
+    }
     const tileRows = Math.max(1, Math.min(rows, Math.floor(TILE_VALUES / cols)));
     // Q8_0 tiles are decoded by the SIMD kernel into the arena's scratch; others in JS.
     const inArena = this.type === "Q8_0";
@@ -332,31 +340,76 @@ function gemvByTiles(matrix: PackedMatrix, x: Float32Array, y: Float32Array): vo
 }
 
 /**
- * x per block of 32 → two int16 parts with one float32 scale d = max|x|/32767 per block:
- * x ≈ d·(high + low/32768). `parts` holds per block the 32 high parts then the 32 low ones.
+ * The input row of a Q8_0 product quantized as llama.cpp's CPU backend does it (ggml's x86
+ * `quantize_row_q8_0`, its vec_dot_type for Q8_0 weights): per block of 32, amax = max|x|,
+ * d = amax/127 stored as fp16, q = round-half-even(x · (127/amax)) (0 for an all-zero block).
+ * `q` gets the int8 values (as int16: the "int16" layout of the GEMV kernel), `scales` each block's
+ * fp16 d as float32.
  */
-export function splitInt16(x: Float32Array, parts: Int16Array, scales: Float32Array): void {
-  for (let b = 0; b < scales.length; b++) {
-    const start = b * 32;
-    let amax = 0;
+export function quantizeActivationsQ8_0(
+  x: Float32Array,
+  q: Int16Array,
+  scales: Float32Array,
+): void {
+  for (let b = 0; b < scales.length; b++) scales[b] = quantizeActivationBlock(x, b * 32, q);
+}
+
+let inputValues = new Int16Array(0);
+
+/** A reused buffer for `length` quantized input values. */
+function inputScratch(length: number): Int16Array {
+  if (inputValues.length < length) inputValues = new Int16Array(length);
+  return inputValues.subarray(0, length);
+}
+
+/**
+ * Quantized input values (int8 range) → the "magnitude-sign" layout of the relaxed-SIMD q8Gemv:
+ * per block of 32, the 32 bytes |q| then 32 bytes 0xff where q < 0, 0 elsewhere.
+ */
+export function toMagnitudeSign(q: Int16Array, out: Uint8Array): void {
+  for (let start = 0; start < q.length; start += 32) {
+    const at = start * 2;
     for (let j = 0; j < 32; j++) {
-      const a = Math.abs(x[start + j]);
-      if (a > amax) amax = a;
-    }
-    const d = Math.fround(amax / 32767);
-    scales[b] = d;
-    const inverse = d > 0 ? 1 / d : 0;
-    const at = b * 64;
-    for (let j = 0; j < 32; j++) {
-      const scaled = x[start + j] * inverse;
-      const high = Math.round(scaled);
-      parts[at + j] = high;
-      parts[at + 32 + j] = Math.round((scaled - high) * LOW_PART_SCALE);
+      const v = q[start + j];
+      out[at + j] = v < 0 ? -v : v;
+      out[at + 32 + j] = v < 0 ? 0xff : 0;
     }
   }
 }
 
+/** One block of `quantizeActivationsQ8_0`: x[start..start+32) → q[start..], returns d. */
+function quantizeActivationBlock(x: Float32Array, start: number, q: Int16Array): number {
+  let amax = 0;
+  for (let j = start; j < start + 32; j++) {
+    const a = Math.abs(x[j]);
+    if (a > amax) amax = a;
+  }
+  const id = amax !== 0 ? fround(127 / amax) : 0;
+  for (let j = start; j < start + 32; j++) {
+    // Adding and subtracting 1.5·2^52 rounds a double to an integer, ties to even (the SIMD
+    // rounding mode; Math.round sends ties toward +∞). x·id is a float32 value, |x·id| ≤ 128.
+    q[j] = fround(x[j] * id) + ROUND_TO_EVEN - ROUND_TO_EVEN;
+  }
+  return halfTable[floatToHalf(fround(amax / 127))];
+}
+
+/**
+ * `x` (whole blocks of 32) replaced by the values its Q8_0 quantization stands for, q · d
+ * (`quantizeActivationsQ8_0`'s grid): the many-row product rounds its input to the grid the
+ * one-row GEMV multiplies, so a prompt computed at once and token by token agree.
+ */
+export function roundToQ8_0Grid(x: Float32Array, out: Float32Array = x): Float32Array {
+  const q = new Int16Array(x.length);
+  for (let start = 0; start < x.length; start += 32) {
+    const d = quantizeActivationBlock(x, start, q);
+    for (let j = start; j < start + 32; j++) out[j] = q[j] * d;
+  }
+  return out;
+}
+
 const fround = Math.fround;
+/** 1.5·2^52: doubles from here on are integers (see quantizeActivationBlock). */
+const ROUND_TO_EVEN = 1.5 * 2 ** 52;
 
 /**
  * Q8_0 blocks of `values` into `out` (34 bytes per 32 values): the same bytes as gguf.ts

@@ -10,13 +10,17 @@
  * - bf16: every matrix becomes bf16 (round to nearest even);
  * - vectors (norm scales, biases) stay fp32 in both.
  *
- * `applyPrecision` is the reference: it rounds each weight through the 16- or 8-bit codec and
- * stores the result back in fp32, so its numbers are exactly what the packed kernels compute
- * (up to summation order). The memory saving comes from holding the packed bytes instead
- * (llm/engine/packed_matrix.ts): the loaders (`loadHfModel`, `loadModel` with `quantize`, which
- * `openModelFolder` calls) build an "empty" model and fill it with `PackedModelFiller`, matrix
- * by matrix; `packModel` packs a model already in memory. A packed model is inference-only:
- * its linear layers and embeddings refuse to record gradients, and `saveModel` refuses it.
+ * `applyPrecision` rounds each weight through the 16- or 8-bit codec and stores the result back
+ * in fp32: for bf16 its numbers are what the packed kernels compute (up to summation order).
+ * int8 also rounds the input of every Q8_0 product to Q8_0 (per block of 32 of the input row,
+ * as llama.cpp's CPU backend does: llm/engine/packed_matrix.ts `quantizeActivationsQ8_0`), so
+ * its reference is applyPrecision plus that rounding before each such linear layer (what
+ * tests/llm/model/packed_test.ts builds). The memory saving comes from holding the packed
+ * bytes instead (llm/engine/packed_matrix.ts): the loaders (`loadHfModel`, `loadModel` with
+ * `quantize`, which `openModelFolder` calls) build an "empty" model and fill it with
+ * `PackedModelFiller`, matrix by matrix; `packModel` packs a model already in memory. A packed
+ * model is inference-only: its linear layers and embeddings refuse to record gradients, and
+ * `saveModel` refuses it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { packedByteLength, PackedMatrix, type PackedType } from "../engine/packed_matrix.ts";

@@ -137,7 +137,9 @@ Deno.test("quantize: int8 and bf16 on generate and evaluate: their own cache key
     assert.equal(q8.length, fp32.length);
     const deltas = fp32.map((v, i) => Math.abs(v - q8[i]));
     assert.ok(deltas.every((d) => d > 0), `unchanged log-likelihoods: ${deltas}`);
-    assert.ok(Math.max(...deltas) < 0.01, `int8 moved a log-likelihood by ${Math.max(...deltas)}`);
+    // int8 rounds the weights and, as llama.cpp does, the inputs of the Q8_0 products:
+    // measured 0.0115 at most (weights alone: under 0.01).
+    assert.ok(Math.max(...deltas) < 0.03, `int8 moved a log-likelihood by ${Math.max(...deltas)}`);
     const results = JSON.parse(
       await Deno.readTextFile(join(artifacts["eval-int8"].dir, "results.json")),
     );

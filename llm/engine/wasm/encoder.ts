@@ -144,6 +144,9 @@ export class FunctionBuilder {
   i32GeS(): this {
     return this.op(0x4e);
   }
+  i32GtS(): this {
+    return this.op(0x4a);
+  }
   i32Add(): this {
     return this.op(0x6a);
   }
@@ -363,6 +366,30 @@ export class FunctionBuilder {
   }
   i32x4ShrS(): this {
     return this.simd(0xac);
+  }
+  i8x16Sub(): this {
+    return this.simd(0x71);
+  }
+  /**
+   * Relaxed SIMD: pops a (i8x16), b (i8x16 with values 0–127), c (i32x4); each i32 lane of c
+   * plus the four products a·b of its bytes. Exact (no saturation, the same on every engine)
+   * while b stays within 0–127; x64 runs it as one vpdpbusd where AVX-VNNI exists.
+   */
+  i32x4RelaxedDotI8x16I7x16AddS(): this {
+    return this.simd(0x113);
+  }
+  /** Loads 8 bytes and widens each (signed) to an i16 lane: 8 int8 weights → i16x8. */
+  v128Load8x8S(offset = 0): this {
+    this.simd(0x01, 0);
+    unsignedLeb(offset, this.code);
+    return this;
+  }
+  /** Pops an address and a v128; loads 2 bytes into i16 lane `lane` of the v128. */
+  v128Load16Lane(lane: number, offset = 0): this {
+    this.simd(0x55, 0);
+    unsignedLeb(offset, this.code);
+    this.code.push(lane);
+    return this;
   }
 
   /** The function's code entry: locals then body. */
