@@ -41,7 +41,7 @@ import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { Embedding } from "../llm/model/layers.ts";
 import { packModel, parseQuantization, weightBytes } from "../llm/model/precision.ts";
-import { flag, median, peakRssMb, timePrefill } from "./common.ts";
+import { flag, median, peakRssMb, settleWriteback, timePrefill } from "./common.ts";
 import { benchShape } from "./shapes.ts";
 
 const modelNames = flag("models", "gpt2-124M").split(",");
@@ -204,6 +204,8 @@ for (const name of modelNames) {
     await exportHf(model, hfDir);
     console.log(`# ${name}: ${hfDir} (HF layout, F32)`);
   }
+  // The files just written must be on disk before anything is timed (writeback competes).
+  console.log(`# ${name}: page cache written back in ${(await settleWriteback()).toFixed(1)} s`);
   // Ours holds the same numbers the GGUF does (PyTorch's folder above stays fp32).
   packModel(model, quantize);
   const prefill = Array.from({ length: prefillTokens }, (_, i) => (i * 7919 + 13) % 50_000);
