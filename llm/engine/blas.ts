@@ -11,10 +11,37 @@
  */
 
 /** Row-major storage, the layout of every tfjs tensor (CBLAS_ORDER). */
-const CBLAS_ROW_MAJOR = 101;
+export const CBLAS_ROW_MAJOR = 101;
 /** CBLAS_TRANSPOSE values. */
-const CBLAS_NO_TRANS = 111;
-const CBLAS_TRANS = 112;
+export const CBLAS_NO_TRANS = 111;
+export const CBLAS_TRANS = 112;
+
+/**
+ * The FFI signature of cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+ * C, ldc), its matrices passed as `matrices`: "buffer" (typed arrays, this thread) or "pointer"
+ * (raw addresses, a helper thread computing into the caller's arrays).
+ */
+export function sgemmSignature<T extends "buffer" | "pointer">(matrices: T) {
+  return {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      matrices,
+      "i32",
+      matrices,
+      "i32",
+      "f32",
+      matrices,
+      "i32",
+    ],
+    result: "void",
+  } as const;
+}
 
 /** Where the library is looked for, most specific first (a bare name lets the loader search). */
 const CANDIDATES: Record<string, string[]> = {
@@ -44,26 +71,7 @@ const CANDIDATES: Record<string, string[]> = {
 };
 
 const SYMBOLS = {
-  // void cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-  cblas_sgemm: {
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-    ],
-    result: "void",
-  },
+  cblas_sgemm: sgemmSignature("buffer"),
   // void cblas_sgemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)
   cblas_sgemv: {
     parameters: [

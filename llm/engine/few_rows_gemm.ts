@@ -31,17 +31,18 @@
 import { Worker } from "node:worker_threads";
 import type { Blas } from "./blas.ts";
 
-const CLAIM = 0;
-const FINISHED = 1;
-const CHUNKS = 2;
-const M = 3;
-const N = 4;
-const K = 5;
-const WIDTH = 6;
-const STOP = 7;
+// The control block's Int32 words (few_rows_worker.ts imports them).
+export const CLAIM = 0;
+export const FINISHED = 1;
+export const CHUNKS = 2;
+export const M = 3;
+export const N = 4;
+export const K = 5;
+export const WIDTH = 6;
+export const STOP = 7;
 /** Chunks the helper has computed since it started (what `fewRowsStats` reports). */
-const HELPER_CHUNKS = 8;
-const CHUNK_BITS = 0xffff;
+export const HELPER_CHUNKS = 8;
+export const CHUNK_BITS = 0xffff;
 /** A CLAIM whose chunk index no job reaches: nothing can be claimed between jobs. */
 const closed = (job: number) => (job << 16) | CHUNK_BITS;
 

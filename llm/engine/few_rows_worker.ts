@@ -4,26 +4,23 @@
  * with sgemm on one BLAS thread, until told to stop. The protocol (which word means what, and
  * why a chunk is claimed by compare-and-swap) is described in few_rows_gemm.ts.
  *
- * Self-contained on purpose: a worker loads its own module graph, and this one needs nothing
- * but Deno's FFI.
+ * A worker loads its own module graph: this one imports only blas.ts's CBLAS constants and
+ * signature and few_rows_gemm.ts's control words (neither pulls in tfjs).
  */
 import { parentPort } from "node:worker_threads";
-
-// The control block's words (keep in step with few_rows_gemm.ts).
-const CLAIM = 0;
-const FINISHED = 1;
-const CHUNKS = 2;
-const M = 3;
-const N = 4;
-const K = 5;
-const WIDTH = 6;
-const STOP = 7;
-const HELPER_CHUNKS = 8;
-const CHUNK_BITS = 0xffff;
-
-const CBLAS_ROW_MAJOR = 101;
-const CBLAS_NO_TRANS = 111;
-const CBLAS_TRANS = 112;
+import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, sgemmSignature } from "./blas.ts";
+import {
+  CHUNK_BITS,
+  CHUNKS,
+  CLAIM,
+  FINISHED,
+  HELPER_CHUNKS,
+  K,
+  M,
+  N,
+  STOP,
+  WIDTH,
+} from "./few_rows_gemm.ts";
 
 interface Start {
   library: string;
@@ -36,26 +33,8 @@ parentPort!.once("message", ({ library, control }: Start) => {
     lib = Deno.dlopen(
       library,
       {
-        cblas_sgemm: {
-          parameters: [
-            "i32",
-            "i32",
-            "i32",
-            "i32",
-            "i32",
-            "i32",
-            "f32",
-            "pointer",
-            "i32",
-            "pointer",
-            "i32",
-            "f32",
-            "pointer",
-            "i32",
-          ],
-          result: "void",
-        },
-      } as const,
+        cblas_sgemm: sgemmSignature("pointer"),
+      },
     );
   } catch (error) {
     parentPort!.postMessage({ ready: false, reason: String(error) });
