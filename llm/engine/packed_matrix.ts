@@ -13,6 +13,7 @@
  */
 import type { Blas } from "./blas.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
+import { closeArena, openArena, runRows } from "./gemv_pool.ts";
 import {
   instantiatePackedKernels,
   LOW_PART_SCALE,
@@ -43,11 +44,20 @@ const ALIGN = 64;
 
 const alignUp = (n: number, to: number) => Math.ceil(n / to) * to;
 
-/** One kernel instance and the weights its memory holds. */
+/**
+ * One kernel instance and the weights its memory holds. The memory is shared with the GEMV
+ * worker threads (gemv_pool.ts), which hold their own instances over it; a SharedArrayBuffer
+ * grows in place, but views made before a growth keep their old length, so views are taken
+ * afresh after every `reserve`.
+ */
 class Arena {
   /** Bytes used by weights (the scratch of a call lies after them). */
   used = ALIGN;
-  constructor(readonly kernels: PackedKernelExports) {}
+  /** The name the GEMV workers know this arena by. */
+  readonly id: number;
+  constructor(readonly kernels: PackedKernelExports) {
+    this.id = openArena(kernels.memory);
+  }
 
   get memory(): WebAssembly.Memory {
     return this.kernels.memory;
@@ -90,6 +100,7 @@ function arenaFor(bytes: number): Arena {
  */
 function releaseArena(arena: Arena): void {
   arenas = arenas.filter((a) => a !== arena);
+  closeArena(arena.id);
 }
 
 const liveMatrices = new WeakMap<Arena, number>();
@@ -258,10 +269,19 @@ export class PackedMatrix {
         new Int16Array(buffer, scratch, blocks * 64),
         new Float32Array(buffer, xs, blocks),
       );
-      arena.kernels.q8Gemv(this.offset, scratch, xs, yAt, rows, blocks);
+      runRows(arena.kernels, arena.id, {
+        kernel: "q8Gemv",
+        w: this.offset,
+        rowBytes: this.rowBytes,
+        inputs: [scratch, xs],
+        y: yAt,
+        rows,
+        width: blocks,
+      });
     } else {
       new Float32Array(buffer, scratch, cols).set(x);
-      arena.kernels.bf16Gemv(this.offset, scratch, yAt, rows, cols);
+      const job = { w: this.offset, rowBytes: this.rowBytes, inputs: [scratch], y: yAt };
+      runRows(arena.kernels, arena.id, { kernel: "bf16Gemv", ...job, rows, width: cols });
     }
     y.set(new Float32Array(arena.memory.buffer, yAt, rows));
   }

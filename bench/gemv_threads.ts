@@ -1,0 +1,109 @@
+/**
+ * Packed GEMV on one thread against several (llm/engine/gemv_pool.ts), in one process with the
+ * two settings interleaved so that the machine's load falls on both alike:
+ *
+ * - the hand-off: a product of 2 rows split over the threads (the kernel work is nothing), so
+ *   the time is the notify → worker wakes → worker answers → main sees it round trip;
+ * - GPT-2 124M's and Qwen3-0.6B's decode shapes at Q8_0 and bf16: µs per product and the
+ *   speed-up of the threads over one.
+ *
+ *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
+ *
+ * One JSON line per shape (medians over rounds) plus one for the hand-off.
+ */
+import {
+  gemvThreads,
+  gemvThreadsError,
+  setGemvThreads,
+  setMinBytesPerThread,
+} from "../llm/engine/gemv_pool.ts";
+import { PackedMatrix, type PackedType } from "../llm/engine/packed_matrix.ts";
+import { flag, median } from "./common.ts";
+
+const threads = Number(flag("threads", "2"));
+const rounds = Number(flag("rounds", "5"));
+const budgetMs = Number(flag("ms", "300"));
+const round1 = (x: number) => +x.toFixed(1);
+
+/** µs per call of `step`, over about budgetMs / 2 of calls. */
+function timeCalls(step: () => void): number {
+  step();
+  let calls = 0;
+  const start = performance.now();
+  while (performance.now() - start < budgetMs / 2) {
+    step();
+    calls++;
+  }
+  return ((performance.now() - start) * 1000) / calls;
+}
+
+/** Medians of µs per call with one thread and with `threads`, the settings interleaved. */
+function compare(step: () => void): { one: number; many: number } {
+  const one: number[] = [];
+  const many: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    setGemvThreads(1);
+    one.push(timeCalls(step));
+    setGemvThreads(threads);
+    many.push(timeCalls(step));
+  }
+  return { one: median(one), many: median(many) };
+}
+
+function randomMatrix(type: PackedType, rows: number, cols: number): PackedMatrix {
+  const values = new Float32Array(rows * cols);
+  for (let i = 0; i < values.length; i++) values[i] = Math.sin(i * 0.7071) * 0.05;
+  return PackedMatrix.fromFloat32(type, rows, cols, values);
+}
+
+setGemvThreads(threads);
+if (gemvThreads() !== threads) {
+  throw new Error(`could not start ${threads} GEMV threads: ${gemvThreadsError() ?? "?"}`);
+}
+const loadavg = () => Deno.loadavg().map((x) => +x.toFixed(2));
+
+// The hand-off: split even the smallest product.
+const previous = setMinBytesPerThread(0);
+const tiny = randomMatrix("Q8_0", 2, 32);
+const x32 = new Float32Array(32).fill(0.5);
+const handOff = compare(() => tiny.multiply(x32, 1));
+console.log(JSON.stringify({
+  bench: "gemv-threads",
+  shape: "hand-off [2, 32] Q8_0",
+  threads,
+  one_thread_us: round1(handOff.one),
+  threads_us: round1(handOff.many),
+  hand_off_us: round1(handOff.many - handOff.one),
+  loadavg: loadavg(),
+}));
+tiny.dispose();
+setMinBytesPerThread(previous);
+
+const SHAPES: [string, number, number][] = [
+  ["gpt2 attn.proj", 768, 768],
+  ["gpt2 attn.qkv", 2304, 768],
+  ["gpt2 mlp.fc", 3072, 768],
+  ["gpt2 mlp.proj", 768, 3072],
+  ["gpt2 head", 50257, 768],
+  ["qwen3-0.6B k/v", 1024, 1024],
+  ["qwen3-0.6B q", 2048, 1024],
+  ["qwen3-0.6B gate/up", 3072, 1024],
+  ["qwen3-0.6B down", 1024, 3072],
+];
+for (const type of ["Q8_0", "BF16"] as const) {
+  for (const [name, rows, cols] of SHAPES) {
+    const matrix = randomMatrix(type, rows, cols);
+    const x = Float32Array.from({ length: cols }, (_, i) => Math.cos(i));
+    const { one, many } = compare(() => matrix.multiply(x, 1));
+    console.log(JSON.stringify({
+      bench: "gemv-threads",
+      shape: `${name} [${rows}, ${cols}] ${type}`,
+      threads,
+      one_thread_us: round1(one),
+      threads_us: round1(many),
+      speedup: +(one / many).toFixed(2),
+      loadavg: loadavg(),
+    }));
+    matrix.dispose();
+  }
+}
