@@ -127,16 +127,21 @@ class GemvPool {
 
   constructor(readonly threads: number, module: WebAssembly.Module) {
     const adopt = [...memories];
-    for (let index = 1; index < threads; index++) {
-      const worker = new Worker(new URL("./gemv_worker.ts", import.meta.url), {
-        workerData: { control: this.control.buffer, index },
-      });
-      worker.unref();
-      this.workers.push(worker);
-      worker.postMessage({ module, adopt } satisfies WorkerMail);
+    try {
+      for (let index = 1; index < threads; index++) {
+        const worker = new Worker(new URL("./gemv_worker.ts", import.meta.url), {
+          workerData: { control: this.control.buffer, index },
+        });
+        worker.unref();
+        this.workers.push(worker);
+        worker.postMessage({ module, adopt } satisfies WorkerMail);
+      }
+      // Each worker answers its first message once it holds its instances.
+      this.waitForWorkers(START_TIMEOUT_MS, "start");
+    } catch (error) {
+      this.close();
+      throw error;
     }
-    // Each worker answers its first message once it holds its instances.
-    this.waitForWorkers(START_TIMEOUT_MS, "start");
   }
 
   /** Sends `mail` to every worker and waits until each has read it. */
@@ -203,35 +208,50 @@ class GemvPool {
 /** Arenas' memories by id, for workers started later and for announcements. */
 const memories = new Map<number, WebAssembly.Memory>();
 let nextArenaId = 1;
+/** Threads asked for by `setGemvThreads`. */
 let requested = 1;
+/** The workers, started by the first product worth splitting. */
 let pool: GemvPool | undefined;
+/** Why the workers could not start (then products stay on one thread). */
 let failure: string | undefined;
 
 /**
- * Threads for packed GEMV from now on (the engine passes its BLAS thread count); 1 stops the
- * workers. Where workers cannot start, stays on one thread (`gemvThreadsError` says why).
+ * Threads for packed GEMV from now on (the engine passes its BLAS thread count; 1, the default,
+ * means no workers). The workers start with the first product worth splitting, so a process
+ * that never multiplies packed weights never starts them; where they cannot start, products
+ * stay on one thread (`gemvThreadsError` says why).
  */
 export function setGemvThreads(threads: number): void {
   const n = Math.max(1, Math.floor(threads));
-  if (n === requested && (pool || n === 1 || failure)) return;
+  if (n === requested) return;
   requested = n;
   pool?.close();
   pool = undefined;
   failure = undefined;
-  if (n === 1) return;
-  try {
-    const compiled = packedKernelModule();
-    if (!compiled) throw new Error("no WebAssembly SIMD");
-    if (!compiled.shared) throw new Error("no shared WebAssembly memory");
-    pool = new GemvPool(n, compiled.module);
-  } catch (error) {
-    failure = (error as Error).message;
-  }
 }
 
-/** Threads packed GEMV runs on now (1 when workers are off or could not start). */
+/** The running pool, started if threads were asked for and it is not running yet. */
+function runningPool(): GemvPool | undefined {
+  if (requested < 2 || failure !== undefined) return undefined;
+  if (!pool) {
+    try {
+      const compiled = packedKernelModule();
+      if (!compiled) throw new Error("no WebAssembly SIMD");
+      if (!compiled.shared) throw new Error("no shared WebAssembly memory");
+      pool = new GemvPool(requested, compiled.module);
+    } catch (error) {
+      failure = (error as Error).message;
+    }
+  }
+  return pool;
+}
+
+/**
+ * Threads packed GEMV runs on: those asked for, once the workers are running (this starts
+ * them), or 1 where they could not start.
+ */
 export function gemvThreads(): number {
-  return pool?.threads ?? 1;
+  return runningPool()?.threads ?? 1;
 }
 
 /** Why the workers asked for by `setGemvThreads` are not running, or undefined. */
@@ -259,11 +279,12 @@ export function closeArena(id: number): void {
  * the one-thread result.
  */
 export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob): void {
-  const threads = pool?.threads ?? 1;
+  const threads = failure === undefined ? requested : 1;
   const worth = minBytesPerThread > 0
     ? Math.floor((job.rows * job.rowBytes) / minBytesPerThread)
     : Infinity;
   const parts = Math.min(threads, job.rows, worth);
-  if (parts < 2 || !memories.has(arena)) runRange(kernels, job, 0, job.rows);
-  else pool!.run(kernels, arena, job, parts);
+  const workers = parts >= 2 && memories.has(arena) ? runningPool() : undefined;
+  if (workers) workers.run(kernels, arena, job, parts);
+  else runRange(kernels, job, 0, job.rows);
 }
