@@ -5,12 +5,16 @@
  * - the hand-off: a product of 2 rows split over the threads (the kernel work is nothing), so
  *   the time is the notify → worker wakes → worker answers → main sees it round trip;
  * - GPT-2 124M's and Qwen3-0.6B's decode shapes at Q8_0 and bf16: µs per product and the
- *   speed-up of the threads over one.
+ *   speed-up of the threads over one;
+ * - with --decode gpt2-124M (or qwen3-0.6B): a whole model's decode rate (random weights,
+ *   packed int8 and bf16), GEMV threads 1 against --threads, BLAS on --threads throughout.
  *
  *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
+ *                                     [--decode gpt2-124M] [--new-tokens 32]
  *
- * One JSON line per shape (medians over rounds) plus one for the hand-off.
+ * One JSON line per shape or model (medians over rounds) plus one for the hand-off.
  */
+import { initEngine } from "../llm/engine/backend.ts";
 import {
   gemvThreads,
   gemvThreadsError,
@@ -18,11 +22,17 @@ import {
   setMinBytesPerThread,
 } from "../llm/engine/gemv_pool.ts";
 import { PackedMatrix, type PackedType } from "../llm/engine/packed_matrix.ts";
+import { generate } from "../llm/model/generate.ts";
+import { GPTModel } from "../llm/model/gpt.ts";
+import { packModel } from "../llm/model/precision.ts";
 import { flag, median } from "./common.ts";
+import { benchShape } from "./shapes.ts";
 
 const threads = Number(flag("threads", "2"));
 const rounds = Number(flag("rounds", "5"));
 const budgetMs = Number(flag("ms", "300"));
+const decodeModel = flag("decode", "");
+const newTokens = Number(flag("new-tokens", "32"));
 const round1 = (x: number) => +x.toFixed(1);
 
 /** µs per call of `step`, over about budgetMs / 2 of calls. */
@@ -56,7 +66,7 @@ function randomMatrix(type: PackedType, rows: number, cols: number): PackedMatri
   return PackedMatrix.fromFloat32(type, rows, cols, values);
 }
 
-setGemvThreads(threads);
+await initEngine({ backend: "cpu", blasThreads: threads, log: () => {} });
 if (gemvThreads() !== threads) {
   throw new Error(`could not start ${threads} GEMV threads: ${gemvThreadsError() ?? "?"}`);
 }
@@ -78,6 +88,45 @@ console.log(JSON.stringify({
 }));
 tiny.dispose();
 setMinBytesPerThread(previous);
+
+if (decodeModel) {
+  const { config, tiedHead } = benchShape(decodeModel, "--decode");
+  for (const quantize of ["int8", "bf16"] as const) {
+    const model = new GPTModel(config, { seed: 123, tiedHead });
+    packModel(model, quantize);
+    const rate = async () => {
+      let start = performance.now();
+      const tokens = await generate(model, [15496, 11, 314, 716], {
+        maxNewTokens: newTokens,
+        onToken: (_t, index) => {
+          if (index === 0) start = performance.now();
+        },
+      });
+      return (tokens.length - 1) / ((performance.now() - start) / 1000);
+    };
+    await rate(); // warm-up
+    const one: number[] = [];
+    const many: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      setGemvThreads(1);
+      one.push(await rate());
+      setGemvThreads(threads);
+      many.push(await rate());
+    }
+    console.log(JSON.stringify({
+      bench: "gemv-threads",
+      decode: decodeModel,
+      quantize,
+      threads,
+      one_thread_tokens_per_s: round1(median(one)),
+      threads_tokens_per_s: round1(median(many)),
+      speedup: +(median(many) / median(one)).toFixed(2),
+      loadavg: loadavg(),
+    }));
+    model.dispose();
+  }
+  Deno.exit(0);
+}
 
 const SHAPES: [string, number, number][] = [
   ["gpt2 attn.proj", 768, 768],

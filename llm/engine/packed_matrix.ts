@@ -12,8 +12,8 @@
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
 import type { Blas } from "./blas.ts";
-import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import { closeArena, openArena, runRows } from "./gemv_pool.ts";
+import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import {
   instantiatePackedKernels,
   LOW_PART_SCALE,
