@@ -6,8 +6,9 @@
  *   the time is the notify → worker wakes → worker answers → main sees it round trip;
  * - GPT-2 124M's and Qwen3-0.6B's decode shapes at Q8_0 and bf16: µs per product and the
  *   speed-up of the threads over one;
- * - with --decode gpt2-124M (or qwen3-0.6B): a whole model's decode rate (random weights,
- *   packed int8 and bf16), GEMV threads 1 against --threads, BLAS on --threads throughout.
+ * - with --decode gpt2-124M (or qwen3-0.6B): a whole model's decode and 64-token prefill rates
+ *   (random weights, packed int8 and bf16), GEMV threads 1 against --threads (the prefill's
+ *   Q8_0 tile decoding too), BLAS on --threads throughout.
  *
  *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
  *                                     [--decode gpt2-124M] [--new-tokens 32]
@@ -25,7 +26,7 @@ import { PackedMatrix, type PackedType } from "../llm/engine/packed_matrix.ts";
 import { generate } from "../llm/model/generate.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
 import { packModel } from "../llm/model/precision.ts";
-import { flag, median } from "./common.ts";
+import { flag, median, timePrefill } from "./common.ts";
 import { benchShape } from "./shapes.ts";
 
 const threads = Number(flag("threads", "2"));
@@ -104,14 +105,20 @@ if (decodeModel) {
       });
       return (tokens.length - 1) / ((performance.now() - start) / 1000);
     };
+    const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % 50_000);
+    const prefillRate = async () => prompt.length / await timePrefill(model, prompt);
     await rate(); // warm-up
     const one: number[] = [];
     const many: number[] = [];
+    const prefillOne: number[] = [];
+    const prefillMany: number[] = [];
     for (let round = 0; round < rounds; round++) {
       setGemvThreads(1);
       one.push(await rate());
+      prefillOne.push(await prefillRate());
       setGemvThreads(threads);
       many.push(await rate());
+      prefillMany.push(await prefillRate());
     }
     console.log(JSON.stringify({
       bench: "gemv-threads",
@@ -121,6 +128,9 @@ if (decodeModel) {
       one_thread_tokens_per_s: round1(median(one)),
       threads_tokens_per_s: round1(median(many)),
       speedup: +(median(many) / median(one)).toFixed(2),
+      prefill_one_thread_tokens_per_s: round1(median(prefillOne)),
+      prefill_threads_tokens_per_s: round1(median(prefillMany)),
+      prefill_speedup: +(median(prefillMany) / median(prefillOne)).toFixed(2),
       loadavg: loadavg(),
     }));
     model.dispose();

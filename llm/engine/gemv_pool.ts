@@ -20,10 +20,17 @@
 import { Worker } from "node:worker_threads";
 import { type PackedKernelExports, packedKernelModule } from "./wasm/packed_kernels.ts";
 
-/** The row kernels a job may name; both take (w, inputs..., y, rows, width). */
-export type RowKernel = "q8Gemv" | "bf16Gemv";
+/**
+ * The row kernels a job may name: the GEMVs take (w, inputs..., y, rows, width) and write one
+ * float32 per row; q8Decode(w, out, blocks) writes a row's width·32 float32 values (a tile of
+ * a prompt's product).
+ */
+export type RowKernel = "q8Gemv" | "bf16Gemv" | "q8Decode";
 
-/** One product for `runRows`: row r of the result is kernel(w + r·rowBytes, inputs, y + 4r, 1, width). */
+/**
+ * One job for `runRows`, row r computed as kernel(w + r·rowBytes, inputs, y + r·(bytes of an
+ * output row), 1, width).
+ */
 export interface RowJob {
   kernel: RowKernel;
   /** Byte offset of row 0 of the weights. */
@@ -34,7 +41,7 @@ export interface RowJob {
   /** Byte offset of y[0] (float32). */
   y: number;
   rows: number;
-  /** The kernel's last argument: blocks per row (q8Gemv) or columns (bf16Gemv). */
+  /** The kernel's last argument: blocks per row (q8Gemv, q8Decode) or columns (bf16Gemv). */
   width: number;
 }
 
@@ -75,7 +82,7 @@ export const WIDTH = 11;
 /** Ranges the rows are split into (worker i takes range i; workers past it just answer). */
 export const PARTS = 12;
 export const CONTROL_SLOTS = 16;
-export const KERNEL_IDS: readonly RowKernel[] = ["q8Gemv", "bf16Gemv"];
+export const KERNEL_IDS: readonly RowKernel[] = ["q8Gemv", "bf16Gemv", "q8Decode"];
 /** Leave the wait loop and read the pending message (an arena opened or closed). */
 export const MAIL = 100;
 /** Leave the wait loop for good. */
@@ -96,11 +103,12 @@ export function runRange(
 ): void {
   if (count === 0) return;
   const w = job.w + first * job.rowBytes;
-  const y = job.y + first * 4;
   if (job.kernel === "q8Gemv") {
-    kernels.q8Gemv(w, job.inputs[0], job.inputs[1], y, count, job.width);
+    kernels.q8Gemv(w, job.inputs[0], job.inputs[1], job.y + first * 4, count, job.width);
+  } else if (job.kernel === "bf16Gemv") {
+    kernels.bf16Gemv(w, job.inputs[0], job.y + first * 4, count, job.width);
   } else {
-    kernels.bf16Gemv(w, job.inputs[0], y, count, job.width);
+    kernels.q8Decode(w, job.y + first * job.width * 128, count * job.width);
   }
 }
 
@@ -157,7 +165,7 @@ class GemvPool {
     args[ARENA] = arena;
     args[W] = job.w;
     args[ROW_BYTES] = job.rowBytes;
-    args[INPUT0] = job.inputs[0];
+    args[INPUT0] = job.inputs[0] ?? 0;
     args[INPUT1] = job.inputs[1] ?? 0;
     args[Y] = job.y;
     args[ROWS] = job.rows;
@@ -280,9 +288,9 @@ export function closeArena(id: number): void {
  */
 export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob): void {
   const threads = failure === undefined ? requested : 1;
-  const worth = minBytesPerThread > 0
-    ? Math.floor((job.rows * job.rowBytes) / minBytesPerThread)
-    : Infinity;
+  // Bytes the job reads (and, decoding a tile, writes: 4 per value).
+  const bytes = job.rows * (job.rowBytes + (job.kernel === "q8Decode" ? job.width * 128 : 0));
+  const worth = minBytesPerThread > 0 ? Math.floor(bytes / minBytesPerThread) : Infinity;
   const parts = Math.min(threads, job.rows, worth);
   const workers = parts >= 2 && memories.has(arena) ? runningPool() : undefined;
   if (workers) workers.run(kernels, arena, job, parts);

@@ -300,7 +300,9 @@ export class PackedMatrix {
     for (let first = 0; first < rows; first += tileRows) {
       const count = Math.min(tileRows, rows - first);
       if (inArena) {
-        arena.kernels.q8Decode(this.offset + first * this.rowBytes, tileAt, (count * cols) / 32);
+        const w = this.offset + first * this.rowBytes;
+        const tileJob = { w, rowBytes: this.rowBytes, inputs: [], y: tileAt, width: cols / 32 };
+        runRows(arena.kernels, arena.id, { kernel: "q8Decode", ...tileJob, rows: count });
         tile = new Float32Array(arena.memory.buffer, tileAt, count * cols);
       } else {
         this.decodeRows(first, count, tile);

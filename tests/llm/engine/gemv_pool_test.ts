@@ -17,7 +17,8 @@ import {
   setGemvThreads,
   setMinBytesPerThread,
 } from "../../../llm/engine/gemv_pool.ts";
-import { PackedMatrix, type PackedType } from "../../../llm/engine/packed_matrix.ts";
+import { blasInUse } from "../../../llm/engine/cpu_kernels.ts";
+import { GEMV_MAX_ROWS, PackedMatrix, type PackedType } from "../../../llm/engine/packed_matrix.ts";
 import { instantiatePackedKernels } from "../../../llm/engine/wasm/packed_kernels.ts";
 import { loadHfModel } from "../../../llm/families/load.ts";
 import { generate } from "../../../llm/model/generate.ts";
@@ -75,6 +76,22 @@ for (const { type, rows, cols, threads } of CASES) {
     }
   });
 }
+
+Deno.test("a prompt's product (Q8_0 tiles decoded on 3 threads, then sgemm) = on one thread", () => {
+  const [rows, cols, n] = [700, 32 * 40, 12];
+  const matrix = PackedMatrix.fromFloat32("Q8_0", rows, cols, randomValues(rows * cols, 11));
+  try {
+    assert.ok(n >= GEMV_MAX_ROWS, "the tiled path");
+    const x = randomValues(n * cols, 12);
+    setGemvThreads(3);
+    assert.equal(gemvThreads(), 3);
+    const split = matrix.multiply(x, n, undefined, blasInUse());
+    setGemvThreads(1);
+    assertSameBits(split, matrix.multiply(x, n, undefined, blasInUse()), "tiled");
+  } finally {
+    matrix.dispose();
+  }
+});
 
 Deno.test("a matrix made after the workers started (the arena grown under them) splits right", () => {
   const small = PackedMatrix.fromFloat32("Q8_0", 64, 64, randomValues(64 * 64, 1));
