@@ -246,6 +246,8 @@ function runningPool(): GemvPool | undefined {
       const compiled = packedKernelModule();
       if (!compiled) throw new Error("no WebAssembly SIMD");
       if (!compiled.shared) throw new Error("no shared WebAssembly memory");
+      // Deno lets the main thread block in Atomics.wait; browsers' main threads throw here.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
       pool = new GemvPool(requested, compiled.module);
     } catch (error) {
       failure = (error as Error).message;
