@@ -19,7 +19,7 @@ import { initEngine } from "../llm/engine/backend.ts";
 import {
   gemvThreads,
   gemvThreadsError,
-  setGemvThreads,
+  MIN_BYTES_PER_THREAD,
   setMinBytesPerThread,
 } from "../llm/engine/gemv_pool.ts";
 import { PackedMatrix, type PackedType } from "../llm/engine/packed_matrix.ts";
@@ -48,16 +48,32 @@ function timeCalls(step: () => void): number {
   return ((performance.now() - start) * 1000) / calls;
 }
 
-/** Medians of µs per call with one thread and with `threads`, the settings interleaved. */
-function compare(step: () => void): { one: number; many: number } {
+/**
+ * One thread or all: the workers stay up either way (the split threshold moves), so switching is
+ * free and the two settings can alternate often, which is what makes a ratio on a loaded
+ * machine mean something.
+ */
+let splitBytes = MIN_BYTES_PER_THREAD;
+function useThreads(on: boolean): void {
+  setMinBytesPerThread(on ? splitBytes : Infinity);
+}
+
+/**
+ * Medians over rounds of `measure()` with one thread and with all, in the order one, all, all,
+ * one, one, ... (drift in the machine's load falls on both alike).
+ */
+async function compare(
+  measure: () => number | Promise<number>,
+): Promise<{ one: number; many: number }> {
   const one: number[] = [];
   const many: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    setGemvThreads(1);
-    one.push(timeCalls(step));
-    setGemvThreads(threads);
-    many.push(timeCalls(step));
+    for (const on of round % 2 ? [true, false] : [false, true]) {
+      useThreads(on);
+      (on ? many : one).push(await measure());
+    }
   }
+  useThreads(true);
   return { one: median(one), many: median(many) };
 }
 
@@ -74,10 +90,10 @@ if (gemvThreads() !== threads) {
 const loadavg = () => Deno.loadavg().map((x) => +x.toFixed(2));
 
 // The hand-off: split even the smallest product.
-const previous = setMinBytesPerThread(0);
+splitBytes = 0;
 const tiny = randomMatrix("Q8_0", 2, 32);
 const x32 = new Float32Array(32).fill(0.5);
-const handOff = compare(() => tiny.multiply(x32, 1));
+const handOff = await compare(() => timeCalls(() => tiny.multiply(x32, 1)));
 console.log(JSON.stringify({
   bench: "gemv-threads",
   shape: "hand-off [2, 32] Q8_0",
@@ -88,7 +104,7 @@ console.log(JSON.stringify({
   loadavg: loadavg(),
 }));
 tiny.dispose();
-setMinBytesPerThread(previous);
+splitBytes = MIN_BYTES_PER_THREAD;
 
 if (decodeModel) {
   const { config, tiedHead } = benchShape(decodeModel, "--decode");
@@ -108,29 +124,20 @@ if (decodeModel) {
     const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % 50_000);
     const prefillRate = async () => prompt.length / await timePrefill(model, prompt);
     await rate(); // warm-up
-    const one: number[] = [];
-    const many: number[] = [];
-    const prefillOne: number[] = [];
-    const prefillMany: number[] = [];
-    for (let round = 0; round < rounds; round++) {
-      setGemvThreads(1);
-      one.push(await rate());
-      prefillOne.push(await prefillRate());
-      setGemvThreads(threads);
-      many.push(await rate());
-      prefillMany.push(await prefillRate());
-    }
+    const decode = await compare(rate);
+    const prefill = await compare(prefillRate);
     console.log(JSON.stringify({
       bench: "gemv-threads",
       decode: decodeModel,
       quantize,
       threads,
-      one_thread_tokens_per_s: round1(median(one)),
-      threads_tokens_per_s: round1(median(many)),
-      speedup: +(median(many) / median(one)).toFixed(2),
-      prefill_one_thread_tokens_per_s: round1(median(prefillOne)),
-      prefill_threads_tokens_per_s: round1(median(prefillMany)),
-      prefill_speedup: +(median(prefillMany) / median(prefillOne)).toFixed(2),
+      rounds,
+      one_thread_tokens_per_s: round1(decode.one),
+      threads_tokens_per_s: round1(decode.many),
+      speedup: +(decode.many / decode.one).toFixed(2),
+      prefill_one_thread_tokens_per_s: round1(prefill.one),
+      prefill_threads_tokens_per_s: round1(prefill.many),
+      prefill_speedup: +(prefill.many / prefill.one).toFixed(2),
       loadavg: loadavg(),
     }));
     model.dispose();
@@ -153,7 +160,7 @@ for (const type of ["Q8_0", "BF16"] as const) {
   for (const [name, rows, cols] of SHAPES) {
     const matrix = randomMatrix(type, rows, cols);
     const x = Float32Array.from({ length: cols }, (_, i) => Math.cos(i));
-    const { one, many } = compare(() => matrix.multiply(x, 1));
+    const { one, many } = await compare(() => timeCalls(() => matrix.multiply(x, 1)));
     console.log(JSON.stringify({
       bench: "gemv-threads",
       shape: `${name} [${rows}, ${cols}] ${type}`,
