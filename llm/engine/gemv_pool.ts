@@ -46,8 +46,10 @@ export interface RowJob {
 }
 
 /**
- * Weights (bytes) below which a range is not worth a thread: the hand-off costs ~10 µs each way
- * while one core reads ~0.25 MB in that time (bench/gemv_threads.ts).
+ * Bytes of weights below which a range is not worth a thread. The hand-off (notify, the worker
+ * wakes, answers, this thread sees it) takes 8–20 µs here, while one core runs the Q8_0 GEMV at
+ * ~6 MB/ms, so a 256 KiB range (~40 µs) still gains and smaller ones barely do
+ * (bench/gemv_threads.ts).
  */
 export const MIN_BYTES_PER_THREAD = 1 << 18;
 let minBytesPerThread = MIN_BYTES_PER_THREAD;
