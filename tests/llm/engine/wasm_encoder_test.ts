@@ -68,9 +68,13 @@ Deno.test("an imported shared memory: two instances see each other's stores, gro
   assert.throws(() => new WebAssembly.Instance(module, { env: { memory: unshared } }), /shared/);
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
   assert.ok(memory.buffer instanceof SharedArrayBuffer);
-  // deno-lint-ignore no-explicit-any
+  type Exports = {
+    memory: WebAssembly.Memory;
+    store(at: number, from: number): void;
+    load(at: number): number;
+  };
   const [a, b] = [0, 1].map(() =>
-    new WebAssembly.Instance(module, { env: { memory } }).exports as any
+    new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Exports
   );
   assert.equal(a.memory, memory);
   memory.grow(1);
