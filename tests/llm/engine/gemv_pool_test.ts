@@ -66,10 +66,12 @@ for (const { type, rows, cols, threads } of CASES) {
         const split = productOn(threads, matrix, x);
         const one = productOn(1, matrix, x);
         assertSameBits(split, one, `trial ${trial}`);
-        // The one-thread result is the product itself (not, say, zeros both ways).
+        // The one-thread result is the product itself (not, say, zeros both ways), up to the
+        // rounding of the input (Q8_0 products may quantize x to int8 per block: < 1/127 of it).
         const first = matrix.decodeRows(0, 1);
         const dot = first.reduce((sum, w, i) => sum + w * x[i], 0);
-        assert.ok(Math.abs(one[0] - dot) < 1e-4 * (1 + Math.abs(dot)), `${one[0]} vs ${dot}`);
+        const size = first.reduce((sum, w, i) => sum + Math.abs(w * x[i]), 0);
+        assert.ok(Math.abs(one[0] - dot) <= 0.01 * size, `${one[0]} vs ${dot}`);
       }
     } finally {
       matrix.dispose();
