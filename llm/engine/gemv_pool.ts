@@ -6,12 +6,14 @@
  *
  * The pool holds threads − 1 workers (gemv_worker.ts): each instantiates the compiled kernel
  * module over every arena's shared WebAssembly memory (packed_matrix.ts announces arenas here
- * as they open and close). The main thread computes the first range itself. The hand-off goes
- * through an Int32Array over a SharedArrayBuffer: the main thread writes a job's arguments and
- * bumps a generation counter (Atomics.notify); workers, spinning briefly and then blocked in
- * Atomics.wait, run their range and count themselves done; the main thread spins briefly on
- * the done counter, then waits for it. No event loop is involved, so a hand-off costs
- * microseconds, where a postMessage round trip costs a fraction of a millisecond.
+ * as they open and close). The hand-off goes through an Int32Array over a SharedArrayBuffer: the
+ * main thread writes a job's arguments and bumps a generation counter (Atomics.notify); workers
+ * wake from Atomics.wait. The rows are cut into a few chunks per thread, and every thread, the
+ * main one included, claims the next chunk with a compare-and-swap until none is left: a worker
+ * that wakes late (a busy machine) simply finds fewer chunks, instead of the main thread
+ * waiting for its fixed share. The main thread then waits (a short spin, then Atomics.wait) for
+ * the chunks others still run. No event loop is involved, so a hand-off costs microseconds,
+ * where a postMessage round trip costs a fraction of a millisecond.
  *
  * Workers are `node:worker_threads` Workers, unref'd: unlike Web Workers in Deno they do not
  * keep the process alive, so a CLI run ends by itself and tests need not stop the pool.
@@ -64,10 +66,15 @@ export function setMinBytesPerThread(bytes: number): number {
   return previous;
 }
 
+/** Chunks per thread a product is cut into (late threads then take fewer). */
+const CHUNKS_PER_THREAD = 4;
+/** At most this many chunks (the claim word keeps the next chunk's index in 8 bits). */
+const MAX_CHUNKS = 255;
+
 // The control block: Int32 slots of the SharedArrayBuffer shared with every worker.
 /** Bumped once per job; workers wait for it to change. */
 export const GENERATION = 0;
-/** Counts workers that finished a job (or processed a message). */
+/** Counts workers that processed a message (their start, an arena opened or closed). */
 export const DONE = 1;
 /** Set by a worker whose kernel threw. */
 export const FAILED = 2;
@@ -81,8 +88,17 @@ export const INPUT1 = 8;
 export const Y = 9;
 export const ROWS = 10;
 export const WIDTH = 11;
-/** Ranges the rows are split into (worker i takes range i; workers past it just answer). */
-export const PARTS = 12;
+/** Chunks the rows are cut into. */
+export const CHUNKS = 12;
+/**
+ * The claim word: the job's generation (low 24 bits) above the next unclaimed chunk (8 bits),
+ * so that a worker still holding the last job's arguments cannot claim a chunk of this one.
+ */
+export const CLAIM = 13;
+/** Chunks of the current job finished (by whichever thread). */
+export const FINISHED = 14;
+/** Chunks run by workers since the pool started (tests check the workers took part). */
+export const WORKER_CHUNKS = 15;
 export const CONTROL_SLOTS = 16;
 export const KERNEL_IDS: readonly RowKernel[] = ["q8Gemv", "bf16Gemv", "q8Decode"];
 /** Leave the wait loop and read the pending message (an arena opened or closed). */
@@ -94,6 +110,45 @@ export const EXIT = 101;
 export function rowRange(rows: number, parts: number, part: number): [number, number] {
   const first = Math.floor((part * rows) / parts);
   return [first, Math.floor(((part + 1) * rows) / parts) - first];
+}
+
+/** The claim word of a job of generation `generation` whose next free chunk is 0. */
+export function claimWord(generation: number): number {
+  return ((generation & 0xffffff) << 8) | 0;
+}
+
+/**
+ * Claims and runs chunks of the job of `generation` until none is left (or a newer job has
+ * replaced it); returns the first error a chunk threw. A failed chunk sets FAILED and still
+ * counts as finished, both before the count, so that no thread waits for it forever and the
+ * main thread sees the failure. Every thread runs this, the main one too (`worker` false).
+ */
+export function runChunks(
+  control: Int32Array,
+  generation: number,
+  kernels: PackedKernelExports | undefined,
+  job: RowJob,
+  chunks: number,
+  worker: boolean,
+): { error?: unknown } {
+  const tag = generation & 0xffffff;
+  let error: unknown;
+  for (;;) {
+    const word = Atomics.load(control, CLAIM);
+    const chunk = word & 0xff;
+    if (word >>> 8 !== tag || chunk >= chunks) return { error };
+    if (Atomics.compareExchange(control, CLAIM, word, word + 1) !== word) continue;
+    try {
+      if (!kernels) throw new Error(`no kernel instance for arena ${control[ARENA]}`);
+      const [first, count] = rowRange(job.rows, chunks, chunk);
+      runRange(kernels, job, first, count);
+      if (worker) Atomics.add(control, WORKER_CHUNKS, 1);
+    } catch (thrown) {
+      error ??= thrown;
+      Atomics.store(control, FAILED, 1);
+    }
+    if (Atomics.add(control, FINISHED, 1) + 1 === chunks) Atomics.notify(control, FINISHED);
+  }
 }
 
 /** Calls the job's kernel on rows [first, first + count). */
@@ -161,9 +216,12 @@ class GemvPool {
     this.waitForWorkers(WORKER_TIMEOUT_MS, "read a message");
   }
 
-  /** The rows of `job` over `parts` threads (this one takes range 0), back when all are done. */
-  run(kernels: PackedKernelExports, arena: number, job: RowJob, parts: number): void {
-    const { args } = this;
+  /**
+   * The rows of `job` in `chunks` chunks, claimed by this thread and the workers alike, back
+   * when all are done.
+   */
+  run(kernels: PackedKernelExports, arena: number, job: RowJob, chunks: number): void {
+    const { args, control } = this;
     args[ARENA] = arena;
     args[W] = job.w;
     args[ROW_BYTES] = job.rowBytes;
@@ -172,18 +230,36 @@ class GemvPool {
     args[Y] = job.y;
     args[ROWS] = job.rows;
     args[WIDTH] = job.width;
-    args[PARTS] = parts;
+    args[CHUNKS] = chunks;
+    const generation = (Atomics.load(control, GENERATION) + 1) | 0;
+    Atomics.store(control, CLAIM, claimWord(generation));
+    Atomics.store(control, FINISHED, 0);
     this.post(KERNEL_IDS.indexOf(job.kernel));
-    const [first, count] = rowRange(job.rows, parts, 0);
-    try {
-      runRange(kernels, job, first, count);
-    } finally {
-      // Never return while workers still write into the arena, even when this range threw.
-      this.waitForWorkers(WORKER_TIMEOUT_MS, "finish a product");
+    const own: { error?: unknown } = leaveRowsToWorkers
+      ? {}
+      : runChunks(control, generation, kernels, job, chunks, false);
+    // Never return while workers still write into the arena, even when a chunk here threw.
+    let spins = 0;
+    for (;;) {
+      const finished = Atomics.load(control, FINISHED);
+      if (finished === chunks) break;
+      if (++spins < MAIN_SPINS) continue;
+      if (Atomics.wait(control, FINISHED, finished, WORKER_TIMEOUT_MS) === "timed-out") {
+        throw new Error(
+          `packed GEMV: worker threads did not finish a product in ${WORKER_TIMEOUT_MS} ms`,
+        );
+      }
     }
-    if (Atomics.exchange(this.control, FAILED, 0) !== 0) {
+    const failed = Atomics.exchange(control, FAILED, 0) !== 0;
+    if (own.error !== undefined) throw own.error;
+    if (failed) {
       throw new Error("packed GEMV: a worker thread's kernel failed (see its error above)");
     }
+  }
+
+  /** Chunks the workers have run since the pool started. */
+  workerChunks(): number {
+    return Atomics.load(this.control, WORKER_CHUNKS);
   }
 
   /** Stops the workers (they leave their loop; terminate then ends the threads). */
@@ -213,6 +289,24 @@ class GemvPool {
       }
     }
   }
+}
+
+/** Tests: the calling thread claims no chunks, so every row runs on a worker. */
+let leaveRowsToWorkers = false;
+
+/**
+ * Tests only: with true the calling thread takes no rows of a split product (the workers run
+ * them all), so a test sees what the workers compute; returns the previous setting.
+ */
+export function setLeaveRowsToWorkers(on: boolean): boolean {
+  const previous = leaveRowsToWorkers;
+  leaveRowsToWorkers = on;
+  return previous;
+}
+
+/** Chunks of products the workers have run since they started (0 without workers). */
+export function gemvWorkerChunks(): number {
+  return pool?.workerChunks() ?? 0;
 }
 
 /** Arenas' memories by id, for workers started later and for announcements. */
@@ -297,6 +391,7 @@ export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob
   const worth = minBytesPerThread > 0 ? Math.floor(bytes / minBytesPerThread) : Infinity;
   const parts = Math.min(threads, job.rows, worth);
   const workers = parts >= 2 && memories.has(arena) ? runningPool() : undefined;
-  if (workers) workers.run(kernels, arena, job, parts);
-  else runRange(kernels, job, 0, job.rows);
+  if (workers) {
+    workers.run(kernels, arena, job, Math.min(job.rows, MAX_CHUNKS, parts * CHUNKS_PER_THREAD));
+  } else runRange(kernels, job, 0, job.rows);
 }

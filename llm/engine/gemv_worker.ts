@@ -1,7 +1,7 @@
 /**
  * One worker thread of the packed GEMV pool (gemv_pool.ts): instances of the kernel module over
- * the arenas' shared memories, and a loop that waits on the control block for a job and runs
- * this worker's range of its rows.
+ * the arenas' shared memories, and a loop that waits on the control block for a job and claims
+ * chunks of its rows until none is left.
  *
  * Messages (arenas opened or closed) arrive through the event loop, which the wait loop blocks:
  * the main thread posts the message, then a MAIL job that ends the loop; the message handler
@@ -10,20 +10,18 @@
 import { parentPort, workerData } from "node:worker_threads";
 import {
   ARENA,
+  CHUNKS,
   DONE,
   EXIT,
-  FAILED,
   GENERATION,
   INPUT0,
   INPUT1,
   KERNEL_IDS,
   KIND,
   MAIL,
-  PARTS,
   ROW_BYTES,
-  rowRange,
   ROWS,
-  runRange,
+  runChunks,
   W,
   WIDTH,
   type WorkerMail,
@@ -60,29 +58,18 @@ function serve(): void {
     if (kind === MAIL) return;
     // EXIT: out of the wait, so that the pool's terminate() can end the thread.
     if (kind === EXIT) return;
-    try {
-      const [first, count] = index < args[PARTS]
-        ? rowRange(args[ROWS], args[PARTS], index)
-        : [0, 0];
-      runRange(
-        instances.get(args[ARENA])!,
-        {
-          kernel: KERNEL_IDS[kind],
-          w: args[W],
-          rowBytes: args[ROW_BYTES],
-          inputs: [args[INPUT0], args[INPUT1]],
-          y: args[Y],
-          rows: args[ROWS],
-          width: args[WIDTH],
-        },
-        first,
-        count,
-      );
-    } catch (error) {
-      console.error(`packed GEMV worker ${index}:`, error);
-      Atomics.store(control, FAILED, 1);
-    }
-    answer();
+    const job = {
+      kernel: KERNEL_IDS[kind],
+      w: args[W],
+      rowBytes: args[ROW_BYTES],
+      inputs: [args[INPUT0], args[INPUT1]],
+      y: args[Y],
+      rows: args[ROWS],
+      width: args[WIDTH],
+    };
+    const kernels = instances.get(args[ARENA]);
+    const { error } = runChunks(control, seen, kernels, job, args[CHUNKS], true);
+    if (error !== undefined) console.error(`packed GEMV worker ${index}:`, error);
   }
 }
 

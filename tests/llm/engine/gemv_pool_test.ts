@@ -2,8 +2,10 @@
  * Packed GEMV on several threads (llm/engine/gemv_pool.ts): the split products bit for bit
  * equal to one thread's (the same kernel on every row, whichever thread runs it) for Q8_0 and
  * bf16, odd row counts, fewer rows than threads, arenas opened before and after the workers
- * start, memory grown under them; a model's decoding unchanged; a worker's failure reported
- * instead of hanging; and a process using the workers exiting by itself.
+ * start, memory grown under them; a model's decoding unchanged; a failing chunk reported
+ * instead of hanging; and a process using the workers exiting by itself. Where it matters the
+ * main thread leaves every chunk to the workers (`setLeaveRowsToWorkers`), so that what the
+ * workers compute is what gets checked (otherwise a fast main thread may take every chunk).
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -12,9 +14,11 @@ import {
   closeArena,
   gemvThreads,
   gemvThreadsError,
+  gemvWorkerChunks,
   openArena,
   runRows,
   setGemvThreads,
+  setLeaveRowsToWorkers,
   setMinBytesPerThread,
 } from "../../../llm/engine/gemv_pool.ts";
 import { blasInUse } from "../../../llm/engine/cpu_kernels.ts";
@@ -33,11 +37,24 @@ function randomValues(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => 2 * rng.next() - 1);
 }
 
-/** x·Wᵀ for one row with `threads` threads (asserting that they run). */
-function productOn(threads: number, matrix: PackedMatrix, x: Float32Array): Float32Array {
+/**
+ * x·Wᵀ for one row with `threads` threads (asserting that they run); `workersOnly`: the main
+ * thread takes no chunk.
+ */
+function productOn(
+  threads: number,
+  matrix: PackedMatrix,
+  x: Float32Array,
+  workersOnly = false,
+): Float32Array {
   setGemvThreads(threads);
   assert.equal(gemvThreads(), threads, gemvThreadsError());
-  return matrix.multiply(x, 1);
+  const previous = setLeaveRowsToWorkers(workersOnly);
+  try {
+    return matrix.multiply(x, 1);
+  } finally {
+    setLeaveRowsToWorkers(previous);
+  }
 }
 
 /** The same bits, NaN and -0 included. */
@@ -63,9 +80,13 @@ for (const { type, rows, cols, threads } of CASES) {
         // Threads first: the output scratch then holds the last trial's values, so rows a
         // worker failed to write would show.
         const x = randomValues(cols, 1000 * trial + cols);
-        const split = productOn(threads, matrix, x);
+        const before = gemvWorkerChunks();
+        const byWorkers = productOn(threads, matrix, x, true);
+        if (rows > 1) assert.ok(gemvWorkerChunks() > before, "the workers ran the chunks");
+        const shared = productOn(threads, matrix, x);
         const one = productOn(1, matrix, x);
-        assertSameBits(split, one, `trial ${trial}`);
+        assertSameBits(byWorkers, one, `trial ${trial}, workers only`);
+        assertSameBits(shared, one, `trial ${trial}`);
         // The one-thread result is the product itself (not, say, zeros both ways), up to the
         // rounding of the input (Q8_0 products may quantize x to int8 per block: < 1/127 of it).
         const first = matrix.decodeRows(0, 1);
@@ -87,7 +108,9 @@ Deno.test("a prompt's product (Q8_0 tiles decoded on 3 threads, then sgemm) = on
     const x = randomValues(n * cols, 12);
     setGemvThreads(3);
     assert.equal(gemvThreads(), 3);
+    setLeaveRowsToWorkers(true);
     const split = matrix.multiply(x, n, undefined, blasInUse());
+    setLeaveRowsToWorkers(false);
     setGemvThreads(1);
     assertSameBits(split, matrix.multiply(x, n, undefined, blasInUse()), "tiled");
   } finally {
@@ -103,7 +126,7 @@ Deno.test("a matrix made after the workers started (the arena grown under them) 
   const large = PackedMatrix.fromFloat32("Q8_0", 3000, 1024, randomValues(3000 * 1024, 3));
   const xLarge = randomValues(1024, 4);
   try {
-    const split = productOn(2, large, xLarge);
+    const split = productOn(2, large, xLarge, true);
     assertSameBits(split, productOn(1, large, xLarge), "grown arena");
   } finally {
     large.dispose();
@@ -149,12 +172,14 @@ Deno.test("two arenas, one opened after the workers started, one closed: each sp
   const aOne = a.result();
   setGemvThreads(3); // a new pool: adopts the arenas already open
   assert.equal(gemvThreads(), 3);
+  setLeaveRowsToWorkers(true);
   const b = arenaWithMatrix(257, 5, 8);
   const bId = openArena(b.kernels.memory);
   runRows(a.kernels, aId, a.job);
   assertSameBits(a.result(), aOne, "arena a");
   runRows(b.kernels, bId, b.job);
   const bThreads = b.result();
+  setLeaveRowsToWorkers(false);
   closeArena(aId);
   setGemvThreads(1);
   runRows(b.kernels, bId, b.job);
@@ -162,17 +187,28 @@ Deno.test("two arenas, one opened after the workers started, one closed: each sp
   closeArena(bId);
 });
 
-Deno.test("a worker whose kernel traps fails the product instead of hanging", () => {
+Deno.test("a chunk whose kernel traps fails the product instead of hanging", () => {
   setGemvThreads(2);
   assert.equal(gemvThreads(), 2);
-  const { kernels, job } = arenaWithMatrix(2, 1, 9);
+  const { kernels, job, result } = arenaWithMatrix(2, 1, 9);
   const id = openArena(kernels.memory);
   try {
-    // Row 0 (this thread's) lies in memory; row 1 (the worker's) 4 GiB past it.
+    setGemvThreads(1);
+    runRows(kernels, id, job);
+    const want = result();
+    setGemvThreads(2);
+    // Row 0 lies in memory, row 1 (a chunk of its own) 4 GiB past it.
     const farRows = { ...job, rowBytes: 2 ** 32 - 64 - 1024 };
+    setLeaveRowsToWorkers(true);
     assert.throws(() => runRows(kernels, id, farRows), /worker thread's kernel failed/);
-    runRows(kernels, id, job); // the pool still works
+    setLeaveRowsToWorkers(false);
+    // Whoever takes row 1 now (this thread or the worker), the product fails.
+    assert.throws(() => runRows(kernels, id, farRows), /out of bounds|kernel failed/);
+    // And the pool still works, the failure not carried over.
+    runRows(kernels, id, job);
+    assertSameBits(result(), want, "after the failures");
   } finally {
+    setLeaveRowsToWorkers(false);
     closeArena(id);
   }
 });
@@ -184,6 +220,7 @@ Deno.test("a quantized model decodes the same tokens and logits on 2 threads as 
     const run = async (threads: number) => {
       setGemvThreads(threads);
       assert.equal(gemvThreads(), threads);
+      setLeaveRowsToWorkers(threads > 1); // every split product's rows on the workers
       // One position: the packed GEMV (several would go through tiles and sgemm).
       const logits = tf.tidy(() =>
         model.forward(tf.tensor2d([[17]], undefined, "int32")).dataSync() as Float32Array
@@ -192,10 +229,12 @@ Deno.test("a quantized model decodes the same tokens and logits on 2 threads as 
       return { logits, tokens };
     };
     const two = await run(2);
+    setLeaveRowsToWorkers(false);
     const one = await run(1);
     assertSameBits(two.logits, one.logits, "logits");
     assert.deepEqual(two.tokens, one.tokens);
   } finally {
+    setLeaveRowsToWorkers(false);
     model.dispose();
   }
 });
