@@ -130,18 +130,20 @@ export function runChunks(
   job: RowJob,
   chunks: number,
   worker: boolean,
-): { error?: unknown } {
+): { error?: unknown; ran: number } {
   const tag = generation & 0xffffff;
   let error: unknown;
+  let ran = 0;
   for (;;) {
     const word = Atomics.load(control, CLAIM);
     const chunk = word & 0xff;
-    if (word >>> 8 !== tag || chunk >= chunks) return { error };
+    if (word >>> 8 !== tag || chunk >= chunks) return { error, ran };
     if (Atomics.compareExchange(control, CLAIM, word, word + 1) !== word) continue;
     try {
       if (!kernels) throw new Error(`no kernel instance for arena ${control[ARENA]}`);
       const [first, count] = rowRange(job.rows, chunks, chunk);
       runRange(kernels, job, first, count);
+      ran++;
       if (worker) Atomics.add(control, WORKER_CHUNKS, 1);
     } catch (thrown) {
       error ??= thrown;
@@ -218,9 +220,11 @@ class GemvPool {
 
   /**
    * The rows of `job` in `chunks` chunks, claimed by this thread and the workers alike, back
-   * when all are done.
+   * when all are done. Returns how much the split saved: the time this thread's chunks took,
+   * scaled to all chunks (one thread's time), less the time the product took, as a fraction
+   * of the former; NaN where this thread ran no chunk.
    */
-  run(kernels: PackedKernelExports, arena: number, job: RowJob, chunks: number): void {
+  run(kernels: PackedKernelExports, arena: number, job: RowJob, chunks: number): number {
     const { args, control } = this;
     args[ARENA] = arena;
     args[W] = job.w;
@@ -235,9 +239,11 @@ class GemvPool {
     Atomics.store(control, CLAIM, claimWord(generation));
     Atomics.store(control, FINISHED, 0);
     this.post(KERNEL_IDS.indexOf(job.kernel));
-    const own: { error?: unknown } = leaveRowsToWorkers
-      ? {}
+    const start = performance.now();
+    const own: { error?: unknown; ran: number } = leaveRowsToWorkers
+      ? { ran: 0 }
       : runChunks(control, generation, kernels, job, chunks, false);
+    const ownEnd = performance.now();
     // Never return while workers still write into the arena, even when a chunk here threw.
     let spins = 0;
     for (;;) {
@@ -255,6 +261,8 @@ class GemvPool {
     if (failed) {
       throw new Error("packed GEMV: a worker thread's kernel failed (see its error above)");
     }
+    const alone = ((ownEnd - start) / own.ran) * chunks;
+    return (alone - (performance.now() - start)) / alone;
   }
 
   /** Chunks the workers have run since the pool started. */
@@ -332,6 +340,7 @@ export function setGemvThreads(threads: number): void {
   pool?.close();
   pool = undefined;
   failure = undefined;
+  splitRecords.clear();
 }
 
 /** The running pool, started if threads were asked for and it is not running yet. */
@@ -390,8 +399,53 @@ export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob
   const bytes = job.rows * (job.rowBytes + (job.kernel === "q8Decode" ? job.width * 128 : 0));
   const worth = minBytesPerThread > 0 ? Math.floor(bytes / minBytesPerThread) : Infinity;
   const parts = Math.min(threads, job.rows, worth);
-  const workers = parts >= 2 && memories.has(arena) ? runningPool() : undefined;
-  if (workers) {
-    workers.run(kernels, arena, job, Math.min(job.rows, MAX_CHUNKS, parts * CHUNKS_PER_THREAD));
-  } else runRange(kernels, job, 0, job.rows);
+  const record = parts >= 2 ? splitRecord(bytes) : undefined;
+  if (record && record.pausedFor > 0 && !leaveRowsToWorkers) {
+    record.pausedFor--;
+    runRange(kernels, job, 0, job.rows);
+    return;
+  }
+  const workers = record && memories.has(arena) ? runningPool() : undefined;
+  if (!workers) {
+    runRange(kernels, job, 0, job.rows);
+    return;
+  }
+  const chunks = Math.min(job.rows, MAX_CHUNKS, parts * CHUNKS_PER_THREAD);
+  const saved = workers.run(kernels, arena, job, chunks);
+  if (Number.isNaN(saved)) return;
+  // One product's saving, clamped: a single descheduled worker may cost 20 products' time.
+  const clamped = Math.max(-1, Math.min(1, saved));
+  record!.gain += GAIN_SMOOTHING * (clamped - record!.gain);
+  if (record!.gain < 0) {
+    // Splitting products of this size has lately cost more than it saved (typically a machine
+    // busier than its cores, where a worker is descheduled mid-chunk): one thread for a while.
+    record!.pausedFor = PAUSE_PRODUCTS;
+    record!.gain = GAIN_PRIOR;
+  }
+}
+
+/** How splitting has paid for products of one size class (a power of two of bytes). */
+interface SplitRecord {
+  /** Moving average of `GemvPool.run`'s saving (a fraction of one thread's time). */
+  gain: number;
+  /** Products of this size left on one thread before the workers are tried again. */
+  pausedFor: number;
+}
+
+/** Weight of the newest product in a size class's moving average. */
+const GAIN_SMOOTHING = 0.05;
+/**
+ * Where a size class's average starts: splitting presumed to pay (two threads save up to 0.5),
+ * so a few slow products in a row, not one, send it back to one thread.
+ */
+const GAIN_PRIOR = 0.2;
+/** Products a size class stays on one thread once splitting it stopped paying. */
+const PAUSE_PRODUCTS = 400;
+const splitRecords = new Map<number, SplitRecord>();
+
+function splitRecord(bytes: number): SplitRecord {
+  const sizeClass = Math.floor(Math.log2(Math.max(1, bytes)));
+  let record = splitRecords.get(sizeClass);
+  if (!record) splitRecords.set(sizeClass, record = { gain: GAIN_PRIOR, pausedFor: 0 });
+  return record;
 }
