@@ -11,7 +11,7 @@
  *   Q8_0 tile decoding too), BLAS on --threads throughout.
  *
  *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
- *                                     [--decode gpt2-124M] [--new-tokens 32]
+ *                                     [--decode gpt2-124M] [--new-tokens 32] [--blas-threads T]
  *
  * One JSON line per shape or model (medians over rounds) plus one for the hand-off.
  */
@@ -20,6 +20,7 @@ import {
   gemvThreads,
   gemvThreadsError,
   MIN_BYTES_PER_THREAD,
+  setGemvThreads,
   setLeaveRowsToWorkers,
   setMinBytesPerThread,
 } from "../llm/engine/gemv_pool.ts";
@@ -31,6 +32,7 @@ import { flag, median, timePrefill } from "./common.ts";
 import { benchShape } from "./shapes.ts";
 
 const threads = Number(flag("threads", "2"));
+const blasThreads = Number(flag("blas-threads", String(threads)));
 const rounds = Number(flag("rounds", "5"));
 const budgetMs = Number(flag("ms", "300"));
 const decodeModel = flag("decode", "");
@@ -84,7 +86,8 @@ function randomMatrix(type: PackedType, rows: number, cols: number): PackedMatri
   return PackedMatrix.fromFloat32(type, rows, cols, values);
 }
 
-await initEngine({ backend: "cpu", blasThreads: threads, log: () => {} });
+await initEngine({ backend: "cpu", blasThreads, log: () => {} });
+setGemvThreads(threads);
 if (gemvThreads() !== threads) {
   throw new Error(`could not start ${threads} GEMV threads: ${gemvThreadsError() ?? "?"}`);
 }
@@ -134,6 +137,7 @@ if (decodeModel) {
       decode: decodeModel,
       quantize,
       threads,
+      blas_threads: blasThreads,
       rounds,
       one_thread_tokens_per_s: round1(decode.one),
       threads_tokens_per_s: round1(decode.many),
