@@ -12,6 +12,10 @@
  *
  *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
  *                                     [--decode gpt2-124M] [--new-tokens 32] [--blas-threads T]
+ *                                     [--raw]
+ *
+ * --raw turns off the pool's adaptation (products of a size whose split has stopped paying go
+ * back to one thread for a while), to see what the split itself costs or saves.
  *
  * One JSON line per shape or model (medians over rounds) plus one for the hand-off.
  */
@@ -23,6 +27,7 @@ import {
   setGemvThreads,
   setLeaveRowsToWorkers,
   setMinBytesPerThread,
+  setSplitAdaptation,
 } from "../llm/engine/gemv_pool.ts";
 import { PackedMatrix, type PackedType } from "../llm/engine/packed_matrix.ts";
 import { generate } from "../llm/model/generate.ts";
@@ -33,6 +38,8 @@ import { benchShape } from "./shapes.ts";
 
 const threads = Number(flag("threads", "2"));
 const blasThreads = Number(flag("blas-threads", String(threads)));
+/** --raw: every product worth it is split, whether or not splitting has been paying. */
+const raw = Deno.args.includes("--raw");
 const rounds = Number(flag("rounds", "5"));
 const budgetMs = Number(flag("ms", "300"));
 const decodeModel = flag("decode", "");
@@ -88,6 +95,7 @@ function randomMatrix(type: PackedType, rows: number, cols: number): PackedMatri
 
 await initEngine({ backend: "cpu", blasThreads, log: () => {} });
 setGemvThreads(threads);
+setSplitAdaptation(!raw);
 if (gemvThreads() !== threads) {
   throw new Error(`could not start ${threads} GEMV threads: ${gemvThreadsError() ?? "?"}`);
 }
@@ -138,6 +146,7 @@ if (decodeModel) {
       quantize,
       threads,
       blas_threads: blasThreads,
+      raw,
       rounds,
       one_thread_tokens_per_s: round1(decode.one),
       threads_tokens_per_s: round1(decode.many),
@@ -172,6 +181,7 @@ for (const type of ["Q8_0", "BF16"] as const) {
       bench: "gemv-threads",
       shape: `${name} [${rows}, ${cols}] ${type}`,
       threads,
+      raw,
       one_thread_us: round1(one),
       threads_us: round1(many),
       speedup: +(one / many).toFixed(2),

@@ -400,7 +400,7 @@ export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob
   const worth = minBytesPerThread > 0 ? Math.floor(bytes / minBytesPerThread) : Infinity;
   const parts = Math.min(threads, job.rows, worth);
   const record = parts >= 2 ? splitRecord(bytes) : undefined;
-  if (record && record.pausedFor > 0 && !leaveRowsToWorkers) {
+  if (record && record.pausedFor > 0 && adaptive && !leaveRowsToWorkers) {
     record.pausedFor--;
     runRange(kernels, job, 0, job.rows);
     return;
@@ -430,6 +430,17 @@ interface SplitRecord {
   gain: number;
   /** Products of this size left on one thread before the workers are tried again. */
   pausedFor: number;
+}
+
+/** Whether splitting pauses where it does not pay (benches turn it off to see the raw split). */
+let adaptive = true;
+
+/** Benches: false splits every product worth it, paying or not; returns the previous setting. */
+export function setSplitAdaptation(on: boolean): boolean {
+  const previous = adaptive;
+  adaptive = on;
+  splitRecords.clear();
+  return previous;
 }
 
 /** Weight of the newest product in a size class's moving average. */
