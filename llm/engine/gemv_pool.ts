@@ -220,11 +220,9 @@ class GemvPool {
 
   /**
    * The rows of `job` in `chunks` chunks, claimed by this thread and the workers alike, back
-   * when all are done. Returns how much the split saved: the time this thread's chunks took,
-   * scaled to all chunks (one thread's time), less the time the product took, as a fraction
-   * of the former; NaN where this thread ran no chunk.
+   * when all are done.
    */
-  run(kernels: PackedKernelExports, arena: number, job: RowJob, chunks: number): number {
+  run(kernels: PackedKernelExports, arena: number, job: RowJob, chunks: number): void {
     const { args, control } = this;
     args[ARENA] = arena;
     args[W] = job.w;
@@ -239,11 +237,9 @@ class GemvPool {
     Atomics.store(control, CLAIM, claimWord(generation));
     Atomics.store(control, FINISHED, 0);
     this.post(KERNEL_IDS.indexOf(job.kernel));
-    const start = performance.now();
-    const own: { error?: unknown; ran: number } = leaveRowsToWorkers
-      ? { ran: 0 }
+    const own: { error?: unknown } = leaveRowsToWorkers
+      ? {}
       : runChunks(control, generation, kernels, job, chunks, false);
-    const ownEnd = performance.now();
     // Never return while workers still write into the arena, even when a chunk here threw.
     let spins = 0;
     for (;;) {
@@ -261,8 +257,6 @@ class GemvPool {
     if (failed) {
       throw new Error("packed GEMV: a worker thread's kernel failed (see its error above)");
     }
-    const alone = ((ownEnd - start) / own.ran) * chunks;
-    return (alone - (performance.now() - start)) / alone;
   }
 
   /** Chunks the workers have run since the pool started. */
@@ -340,7 +334,7 @@ export function setGemvThreads(threads: number): void {
   pool?.close();
   pool = undefined;
   failure = undefined;
-  splitRecords.clear();
+  timingRecords.clear();
 }
 
 /** The running pool, started if threads were asked for and it is not running yet. */
@@ -392,6 +386,12 @@ export function closeArena(id: number): void {
  * y = W·x for `job`, over as many threads as the weights are worth (`MIN_BYTES_PER_THREAD`
  * per thread, at most one per row): the same kernel on every row, so the result is bit for bit
  * the one-thread result.
+ *
+ * Whether a split pays depends on the machine: a core's share of memory bandwidth, other jobs
+ * on the cores (a descheduled worker holds up the product), BLAS threads spinning between
+ * calls. So each kind and size class of product keeps the measured time per byte of both ways
+ * (moving averages) and takes the faster, trying the other way every `EXPLORE_EVERY`-th time
+ * so that the averages follow the machine as it changes.
  */
 export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob): void {
   const threads = failure === undefined ? requested : 1;
@@ -399,64 +399,64 @@ export function runRows(kernels: PackedKernelExports, arena: number, job: RowJob
   const bytes = job.rows * (job.rowBytes + (job.kernel === "q8Decode" ? job.width * 128 : 0));
   const worth = minBytesPerThread > 0 ? Math.floor(bytes / minBytesPerThread) : Infinity;
   const parts = Math.min(threads, job.rows, worth);
-  const record = parts >= 2 ? splitRecord(bytes) : undefined;
-  if (record && record.pausedFor > 0 && adaptive && !leaveRowsToWorkers) {
-    record.pausedFor--;
-    runRange(kernels, job, 0, job.rows);
-    return;
-  }
-  const workers = record && memories.has(arena) ? runningPool() : undefined;
+  const workers = parts >= 2 && memories.has(arena) ? runningPool() : undefined;
   if (!workers) {
     runRange(kernels, job, 0, job.rows);
     return;
   }
-  const chunks = Math.min(job.rows, MAX_CHUNKS, parts * CHUNKS_PER_THREAD);
-  const saved = workers.run(kernels, arena, job, chunks);
-  if (Number.isNaN(saved)) return;
-  // One product's saving, clamped: a single descheduled worker may cost 20 products' time.
-  const clamped = Math.max(-1, Math.min(1, saved));
-  record!.gain += GAIN_SMOOTHING * (clamped - record!.gain);
-  if (record!.gain < 0) {
-    // Splitting products of this size has lately cost more than it saved (typically a machine
-    // busier than its cores, where a worker is descheduled mid-chunk): one thread for a while.
-    record!.pausedFor = PAUSE_PRODUCTS;
-    record!.gain = GAIN_PRIOR;
+  const record = timings(job.kernel, bytes);
+  const split = !adaptive || leaveRowsToWorkers || chooseSplit(record);
+  const start = performance.now();
+  if (split) {
+    workers.run(kernels, arena, job, Math.min(job.rows, MAX_CHUNKS, parts * CHUNKS_PER_THREAD));
+  } else {
+    runRange(kernels, job, 0, job.rows);
   }
+  const perByte = (performance.now() - start) / bytes;
+  const mean = split ? "split" : "single";
+  record[mean] = Number.isNaN(record[mean])
+    ? perByte
+    : record[mean] + TIMING_SMOOTHING * (perByte - record[mean]);
 }
 
-/** How splitting has paid for products of one size class (a power of two of bytes). */
-interface SplitRecord {
-  /** Moving average of `GemvPool.run`'s saving (a fraction of one thread's time). */
-  gain: number;
-  /** Products of this size left on one thread before the workers are tried again. */
-  pausedFor: number;
+/** Measured ms per byte of one kind and size class of product, on one thread and split. */
+interface Timings {
+  single: number;
+  split: number;
+  /** Products seen. */
+  count: number;
 }
 
-/** Whether splitting pauses where it does not pay (benches turn it off to see the raw split). */
+/** The faster way by the averages, the other one every `EXPLORE_EVERY`-th product. */
+function chooseSplit(record: Timings): boolean {
+  const n = record.count++;
+  // Both ways once each at first (their first products also pay for warming caches up).
+  if (n < 4) return n % 2 === 1;
+  const splitFaster = record.split < record.single;
+  return n % EXPLORE_EVERY === 0 ? !splitFaster : splitFaster;
+}
+
+/** Whether products choose between one thread and a split (benches turn it off: always split). */
 let adaptive = true;
 
 /** Benches: false splits every product worth it, paying or not; returns the previous setting. */
 export function setSplitAdaptation(on: boolean): boolean {
   const previous = adaptive;
   adaptive = on;
-  splitRecords.clear();
+  timingRecords.clear();
   return previous;
 }
 
-/** Weight of the newest product in a size class's moving average. */
-const GAIN_SMOOTHING = 0.05;
-/**
- * Where a size class's average starts: splitting presumed to pay (two threads save up to 0.5),
- * so a few slow products in a row, not one, send it back to one thread.
- */
-const GAIN_PRIOR = 0.2;
-/** Products a size class stays on one thread once splitting it stopped paying. */
-const PAUSE_PRODUCTS = 400;
-const splitRecords = new Map<number, SplitRecord>();
+/** Weight of the newest product in a moving average of its time per byte. */
+const TIMING_SMOOTHING = 0.1;
+/** Every this many products of a class take the way the averages do not prefer. */
+const EXPLORE_EVERY = 16;
+const timingRecords = new Map<string, Timings>();
 
-function splitRecord(bytes: number): SplitRecord {
-  const sizeClass = Math.floor(Math.log2(Math.max(1, bytes)));
-  let record = splitRecords.get(sizeClass);
-  if (!record) splitRecords.set(sizeClass, record = { gain: GAIN_PRIOR, pausedFor: 0 });
+/** The timings of `kernel`'s products of about `bytes` bytes (within a factor of two). */
+function timings(kernel: RowKernel, bytes: number): Timings {
+  const key = `${kernel} ${Math.floor(Math.log2(Math.max(1, bytes)))}`;
+  let record = timingRecords.get(key);
+  if (!record) timingRecords.set(key, record = { single: NaN, split: NaN, count: 0 });
   return record;
 }

@@ -20,6 +20,7 @@ import {
   setGemvThreads,
   setLeaveRowsToWorkers,
   setMinBytesPerThread,
+  setSplitAdaptation,
 } from "../../../llm/engine/gemv_pool.ts";
 import { blasInUse } from "../../../llm/engine/cpu_kernels.ts";
 import { GEMV_MAX_ROWS, PackedMatrix, type PackedType } from "../../../llm/engine/packed_matrix.ts";
@@ -29,8 +30,10 @@ import { generate } from "../../../llm/model/generate.ts";
 import { SeededRandom } from "../../../llm/random.ts";
 
 await initEngine({ backend: "cpu", log: () => {} });
-// Split every product, however small, so that the tiny test matrices reach the workers.
+// Split every product, however small and whether or not splitting has been faster, so that the
+// tiny test matrices reach the workers.
 setMinBytesPerThread(0);
+setSplitAdaptation(false);
 
 function randomValues(n: number, seed: number): Float32Array {
   const rng = new SeededRandom(seed);
@@ -99,6 +102,22 @@ for (const { type, rows, cols, threads } of CASES) {
     }
   });
 }
+
+Deno.test("choosing per product between one thread and a split keeps every result the same", () => {
+  // The pool times both ways and takes the faster, trying the other now and then: whichever it
+  // takes, product after product, the bits are the one-thread bits.
+  const matrix = PackedMatrix.fromFloat32("Q8_0", 300, 256, randomValues(300 * 256, 21));
+  const inputs = Array.from({ length: 40 }, (_, i) => randomValues(256, 100 + i));
+  try {
+    const want = inputs.map((x) => productOn(1, matrix, x));
+    setSplitAdaptation(true);
+    const got = inputs.map((x) => productOn(2, matrix, x));
+    got.forEach((y, i) => assertSameBits(y, want[i], `product ${i}`));
+  } finally {
+    setSplitAdaptation(false);
+    matrix.dispose();
+  }
+});
 
 Deno.test("a prompt's product (Q8_0 tiles decoded on 3 threads, then sgemm) = on one thread", () => {
   const [rows, cols, n] = [700, 32 * 40, 12];
@@ -197,7 +216,8 @@ Deno.test("a chunk whose kernel traps fails the product instead of hanging", () 
     runRows(kernels, id, job);
     const want = result();
     setGemvThreads(2);
-    // Row 0 lies in memory, row 1 (a chunk of its own) 4 GiB past it.
+    // Row 0 lies in memory, row 1 (a chunk of its own) 4 GiB past it (when split: one thread
+    // runs the rows at the kernel's own stride).
     const farRows = { ...job, rowBytes: 2 ** 32 - 64 - 1024 };
     setLeaveRowsToWorkers(true);
     assert.throws(() => runRows(kernels, id, farRows), /worker thread's kernel failed/);
