@@ -383,6 +383,30 @@ export function closeArena(id: number): void {
 }
 
 /**
+ * The kernels of `instance` (over arena `arena`) with each call's rows split over the threads
+ * by `runRows`: same signatures, same results. A Q8_0 row is blocks·34 bytes, a bf16 row
+ * cols·2; q8Decode is split by blocks (any block boundary will do for a tile).
+ */
+export function splitKernels(instance: PackedKernelExports, arena: number): PackedKernelExports {
+  return {
+    ...instance,
+    memory: instance.memory,
+    q8Gemv(w, xq, xs, y, rows, blocks) {
+      const job = { w, rowBytes: blocks * 34, inputs: [xq, xs], y, rows, width: blocks };
+      runRows(instance, arena, { kernel: "q8Gemv", ...job });
+    },
+    bf16Gemv(w, x, y, rows, cols) {
+      const job = { w, rowBytes: cols * 2, inputs: [x], y, rows, width: cols };
+      runRows(instance, arena, { kernel: "bf16Gemv", ...job });
+    },
+    q8Decode(w, out, blocks) {
+      const job = { w, rowBytes: 34, inputs: [], y: out, rows: blocks, width: 1 };
+      runRows(instance, arena, { kernel: "q8Decode", ...job });
+    },
+  };
+}
+
+/**
  * y = W·x for `job`, over as many threads as the weights are worth (`MIN_BYTES_PER_THREAD`
  * per thread, at most one per row): the same kernel on every row, so the result is bit for bit
  * the one-thread result.

@@ -12,7 +12,7 @@
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
 import type { Blas } from "./blas.ts";
-import { closeArena, openArena, runRows } from "./gemv_pool.ts";
+import { closeArena, openArena, splitKernels } from "./gemv_pool.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import {
   instantiatePackedKernels,
@@ -46,17 +46,20 @@ const alignUp = (n: number, to: number) => Math.ceil(n / to) * to;
 
 /**
  * One kernel instance and the weights its memory holds. The memory is shared with the GEMV
- * worker threads (gemv_pool.ts), which hold their own instances over it; a SharedArrayBuffer
- * grows in place, but views made before a growth keep their old length, so views are taken
- * afresh after every `reserve`.
+ * worker threads (gemv_pool.ts), which hold their own instances over it, and `kernels` are the
+ * instance's kernels with their rows split over those threads. A SharedArrayBuffer grows in
+ * place, but views made before a growth keep their old length, so views are taken afresh after
+ * every `reserve`.
  */
 class Arena {
   /** Bytes used by weights (the scratch of a call lies after them). */
   used = ALIGN;
   /** The name the GEMV workers know this arena by. */
   readonly id: number;
-  constructor(readonly kernels: PackedKernelExports) {
-    this.id = openArena(kernels.memory);
+  readonly kernels: PackedKernelExports;
+  constructor(instance: PackedKernelExports) {
+    this.id = openArena(instance.memory);
+    this.kernels = splitKernels(instance, this.id);
   }
 
   get memory(): WebAssembly.Memory {
@@ -269,19 +272,10 @@ export class PackedMatrix {
         new Int16Array(buffer, scratch, blocks * 64),
         new Float32Array(buffer, xs, blocks),
       );
-      runRows(arena.kernels, arena.id, {
-        kernel: "q8Gemv",
-        w: this.offset,
-        rowBytes: this.rowBytes,
-        inputs: [scratch, xs],
-        y: yAt,
-        rows,
-        width: blocks,
-      });
+      arena.kernels.q8Gemv(this.offset, scratch, xs, yAt, rows, blocks);
     } else {
       new Float32Array(buffer, scratch, cols).set(x);
-      const job = { w: this.offset, rowBytes: this.rowBytes, inputs: [scratch], y: yAt };
-      runRows(arena.kernels, arena.id, { kernel: "bf16Gemv", ...job, rows, width: cols });
+      arena.kernels.bf16Gemv(this.offset, scratch, yAt, rows, cols);
     }
     y.set(new Float32Array(arena.memory.buffer, yAt, rows));
   }
@@ -300,9 +294,7 @@ export class PackedMatrix {
     for (let first = 0; first < rows; first += tileRows) {
       const count = Math.min(tileRows, rows - first);
       if (inArena) {
-        const w = this.offset + first * this.rowBytes;
-        const tileJob = { w, rowBytes: this.rowBytes, inputs: [], y: tileAt, width: cols / 32 };
-        runRows(arena.kernels, arena.id, { kernel: "q8Decode", ...tileJob, rows: count });
+        arena.kernels.q8Decode(this.offset + first * this.rowBytes, tileAt, (count * cols) / 32);
         tile = new Float32Array(arena.memory.buffer, tileAt, count * cols);
       } else {
         this.decodeRows(first, count, tile);
