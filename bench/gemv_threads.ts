@@ -7,8 +7,8 @@
  * - GPT-2 124M's and Qwen3-0.6B's decode shapes at Q8_0 and bf16: µs per product and the
  *   speed-up of the threads over one;
  * - with --decode gpt2-124M (or qwen3-0.6B): a whole model's decode and 64-token prefill rates
- *   (random weights, packed int8 and bf16), GEMV threads 1 against --threads (the prefill's
- *   Q8_0 tile decoding too), BLAS on --threads throughout.
+ *   (random weights, packed int8 and bf16) with BLAS threads × GEMV threads each 1 or --threads
+ *   (the prefill's Q8_0 tile decoding counts as GEMV), the four settings alternating.
  *
  *   deno run -A bench/gemv_threads.ts [--threads 2] [--rounds 5] [--ms 300]
  *                                     [--decode gpt2-124M] [--new-tokens 32] [--blas-threads T]
@@ -20,6 +20,7 @@
  * One JSON line per shape or model (medians over rounds) plus one for the hand-off.
  */
 import { initEngine } from "../llm/engine/backend.ts";
+import { blasInUse } from "../llm/engine/cpu_kernels.ts";
 import {
   gemvThreads,
   gemvThreadsError,
@@ -138,22 +139,37 @@ if (decodeModel) {
     const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % 50_000);
     const prefillRate = async () => prompt.length / await timePrefill(model, prompt);
     await rate(); // warm-up
-    const decode = await compare(rate);
-    const prefill = await compare(prefillRate);
+    // BLAS threads × GEMV threads, 1 or --threads each, the four settings in turn (reversed
+    // every other round); the GEMV workers stop and start with their setting.
+    const settings = [[1, 1], [threads, 1], [1, threads], [threads, threads]];
+    const decode = new Map<string, number[]>();
+    const prefill = new Map<string, number[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const [blas, gemv] of round % 2 ? [...settings].reverse() : settings) {
+        blasInUse()?.setThreads(blas);
+        setGemvThreads(gemv);
+        const key = `blas ${blas}, gemv ${gemv}`;
+        decode.set(key, [...decode.get(key) ?? [], await rate()]);
+        prefill.set(key, [...prefill.get(key) ?? [], await prefillRate()]);
+      }
+    }
+    const medians = (rates: Map<string, number[]>) =>
+      Object.fromEntries([...rates].map(([key, values]) => [key, round1(median(values))]));
+    const base = `blas ${threads}, gemv 1`; // the engine before GEMV threads
+    const both = `blas ${threads}, gemv ${threads}`; // the engine's default now
     console.log(JSON.stringify({
       bench: "gemv-threads",
       decode: decodeModel,
       quantize,
       threads,
-      blas_threads: blasThreads,
       raw,
       rounds,
-      one_thread_tokens_per_s: round1(decode.one),
-      threads_tokens_per_s: round1(decode.many),
-      speedup: +(decode.many / decode.one).toFixed(2),
-      prefill_one_thread_tokens_per_s: round1(prefill.one),
-      prefill_threads_tokens_per_s: round1(prefill.many),
-      prefill_speedup: +(prefill.many / prefill.one).toFixed(2),
+      decode_tokens_per_s: medians(decode),
+      prefill_tokens_per_s: medians(prefill),
+      decode_gemv_threads_speedup: +(median(decode.get(both)!) / median(decode.get(base)!))
+        .toFixed(2),
+      prefill_gemv_threads_speedup: +(median(prefill.get(both)!) / median(prefill.get(base)!))
+        .toFixed(2),
       loadavg: loadavg(),
     }));
     model.dispose();
