@@ -1,8 +1,10 @@
 /**
- * Packed GEMV on several threads: a product's output rows split into contiguous ranges, one per
- * thread, each range the same kernel call over the same shared weights. Decoding reads every
- * weight once per token, so one thread is bound by how fast one core streams memory; a second
- * core doubles what can be read (llama.cpp splits its rows across its threads the same way).
+ * Packed GEMV on several threads: a product's output rows split into contiguous ranges, each
+ * range the same kernel call over the same shared weights. Decoding reads every weight once per
+ * token, so one thread is bound by how fast one core widens and multiplies them or streams them
+ * from memory; more cores add arithmetic and, where one core does not saturate the memory,
+ * bandwidth (llama.cpp splits its rows across its threads the same way). Where a split does
+ * not pay (see `runRows`), products stay on one thread.
  *
  * The pool holds threads − 1 workers (gemv_worker.ts): each instantiates the compiled kernel
  * module over every arena's shared WebAssembly memory (packed_matrix.ts announces arenas here
