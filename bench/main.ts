@@ -41,6 +41,11 @@ const BENCHES: Record<string, Bench> = {
       "decode and prefill tokens/s of one model held fp32, bf16 and int8 (Q8_0) packed, in one process (bench/quantized_decode.ts)",
     command: ["deno", "run", "-A", "bench/quantized_decode.ts"],
   },
+  "gemv-threads": {
+    about:
+      "packed (Q8_0, bf16) GEMV on 1 thread vs --threads: the hand-off, per-shape µs, and with --decode a model's decode/prefill (bench/gemv_threads.ts)",
+    command: ["deno", "run", "-A", "bench/gemv_threads.ts"],
+  },
   "load-8b": {
     about:
       "a Llama-3-8B-shaped bf16 folder (~16 GB in /tmp) loaded with quantize int8: peak RSS, load time, decode (bench/load_8b.ts)",

@@ -22,6 +22,7 @@ import { blasInUse, registerBlasKernels, unregisterBlasKernels } from "./cpu_ker
 import { startFewRowsHelper, stopFewRowsHelper } from "./few_rows_gemm.ts";
 import { registerFastKernels, unregisterFastKernels } from "./cpu_fast_kernels.ts";
 import { registerLoraKernels, unregisterLoraKernels } from "./lora_kernels.ts";
+import { setGemvThreads } from "./gemv_pool.ts";
 import {
   FUSED_OPS,
   fusedOpsUseSimd,
@@ -63,7 +64,10 @@ export interface EngineOptions {
   backend?: BackendChoice;
   /** BLAS library to use (else GROUNDUP_BLAS, else the platform's usual names). */
   blasPath?: string;
-  /** Threads for OpenBLAS (default: its own choice, the core count). */
+  /**
+   * Threads for OpenBLAS (default: its own choice, the core count), and for the packed (Q8_0,
+   * bf16) GEMV of decoding (default: as many as BLAS uses; 1 without BLAS).
+   */
   blasThreads?: number;
   /** false: plain tfjs cpu kernels even where BLAS exists (benchmarks' baseline). */
   nativeKernels?: boolean;
@@ -146,6 +150,7 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   if ("firstUse" in cpu) cpu.firstUse = false;
 
   if (options.nativeKernels === false) {
+    setGemvThreads(options.blasThreads ?? 1);
     unregisterFastKernels();
     unregisterFusedKernels();
     stopFewRowsHelper();
@@ -165,6 +170,7 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   const loaded = reuseOrLoadBlas(options);
   if (!loaded.ok) {
     stopFewRowsHelper();
+    setGemvThreads(options.blasThreads ?? 1);
     unregisterBlasKernels();
     unregisterLoraKernels();
     return { backend: "cpu", notes: [...notes, `plain tfjs matmul (slow): ${loaded.reason}`] };
@@ -182,6 +188,10 @@ async function startCpu(options: EngineOptions, notes: string[]): Promise<Engine
   }
   const threads = loaded.blas.threads();
   const blas = `${loaded.blas.description}${threads ? `, ${threads} threads` : ""}`;
+  // Decoding's packed products split their rows over as many threads as BLAS uses.
+  const gemvThreads = options.blasThreads ?? threads ?? 1;
+  setGemvThreads(gemvThreads);
+  if (gemvThreads > 1) notes.push(`packed GEMV on ${gemvThreads} threads`);
   return { backend: "cpu", blas, notes };
 }
 

@@ -12,6 +12,7 @@
  * sgemm when BLAS is loaded, so the float32 copy never exceeds one tile.
  */
 import type { Blas } from "./blas.ts";
+import { closeArena, openArena, splitKernels } from "./gemv_pool.ts";
 import { decodeTensor, encodeTensor, floatToHalf, halfToFloat } from "../weights/gguf.ts";
 import {
   instantiatePackedKernels,
@@ -43,11 +44,23 @@ const ALIGN = 64;
 
 const alignUp = (n: number, to: number) => Math.ceil(n / to) * to;
 
-/** One kernel instance and the weights its memory holds. */
+/**
+ * One kernel instance and the weights its memory holds. The memory is shared with the GEMV
+ * worker threads (gemv_pool.ts), which hold their own instances over it, and `kernels` are the
+ * instance's kernels with their rows split over those threads. A SharedArrayBuffer grows in
+ * place, but views made before a growth keep their old length, so views are taken afresh after
+ * every `reserve`.
+ */
 class Arena {
   /** Bytes used by weights (the scratch of a call lies after them). */
   used = ALIGN;
-  constructor(readonly kernels: PackedKernelExports) {}
+  /** The name the GEMV workers know this arena by. */
+  readonly id: number;
+  readonly kernels: PackedKernelExports;
+  constructor(instance: PackedKernelExports) {
+    this.id = openArena(instance.memory);
+    this.kernels = splitKernels(instance, this.id);
+  }
 
   get memory(): WebAssembly.Memory {
     return this.kernels.memory;
@@ -90,6 +103,7 @@ function arenaFor(bytes: number): Arena {
  */
 function releaseArena(arena: Arena): void {
   arenas = arenas.filter((a) => a !== arena);
+  closeArena(arena.id);
 }
 
 const liveMatrices = new WeakMap<Arena, number>();

@@ -4,10 +4,11 @@
  *
  * A `FunctionBuilder` collects one function's body as a stack-machine instruction stream (the
  * method names follow the text format: `f32x4Add()` is `f32x4.add`); `buildModule` wraps the
- * functions in a module with one exported, growable linear memory. Opcodes are those of the
- * WebAssembly 2.0 core spec (fixed-width SIMD: prefix 0xfd + LEB128 sub-opcode); they were
- * checked against wabt's `wat2wasm` output when this file was written, and the tests run every
- * kernel against the plain-JS loops.
+ * functions in a module with one growable linear memory, its own or imported (shared between
+ * threads). Opcodes are those of the WebAssembly 2.0 core spec (fixed-width SIMD: prefix 0xfd +
+ * LEB128 sub-opcode), plus the threads proposal's shared-memory limits flag; they were checked
+ * against wabt's `wat2wasm` output when this file was written, and the tests run every kernel
+ * against the plain-JS loops.
  */
 
 export type ValueType = "i32" | "f32" | "f64" | "v128";
@@ -412,13 +413,26 @@ function section(id: number, content: number[], out: number[]): void {
   out.push(...content);
 }
 
+/** Where a module's memory comes from (see `buildModule`). */
+export interface ImportedMemory {
+  /**
+   * true: a shared memory (a SharedArrayBuffer underneath) that several instances on several
+   * threads use at once; it must be declared with a maximum, here the full 4 GiB.
+   */
+  shared: boolean;
+}
+
 /**
  * A module with the functions (exported under their names) and one memory exported as "memory"
- * (`initialPages` of 64 KiB; growable to 4 GiB).
+ * (`initialPages` of 64 KiB; growable to 4 GiB). With `importMemory` the memory is not the
+ * module's own but imported as env.memory (and exported again under the same name), so the
+ * caller creates it, e.g. `new WebAssembly.Memory({ initial, maximum: 65536, shared: true })`,
+ * and instances on other threads can share it.
  */
 export function buildModule(
   functions: FunctionBuilder[],
   initialPages = 1,
+  importMemory?: ImportedMemory,
 ): Uint8Array<ArrayBuffer> {
   const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const types: number[] = [];
@@ -431,14 +445,22 @@ export function buildModule(
     types.push(...f.results.map((t) => VALUE_TYPE[t]));
   }
   section(1, types, out);
+  // Memory limits: flag 0x01 = a minimum and a maximum; 0x03 = the same, shared.
+  const limits: number[] = [importMemory?.shared ? 0x03 : 0x01];
+  unsignedLeb(initialPages, limits);
+  unsignedLeb(65536, limits);
+  if (importMemory) {
+    const imports: number[] = [1];
+    encodeName("env", imports);
+    encodeName("memory", imports);
+    imports.push(0x02, ...limits); // import kind 2: a memory
+    section(2, imports, out);
+  }
   const funcs: number[] = [];
   unsignedLeb(functions.length, funcs);
   functions.forEach((_, i) => unsignedLeb(i, funcs));
   section(3, funcs, out);
-  const memory: number[] = [1, 0x01];
-  unsignedLeb(initialPages, memory);
-  unsignedLeb(65536, memory);
-  section(5, memory, out);
+  if (!importMemory) section(5, [1, ...limits], out);
   const exports: number[] = [];
   unsignedLeb(functions.length + 1, exports);
   functions.forEach((f, i) => {

@@ -18,7 +18,8 @@
  *
  * The module is assembled at start-up by encoder.ts; its memory holds the weights themselves
  * (see packed_matrix.ts: each arena is one instance), so a call copies only the input and
- * output rows.
+ * output rows. The memory is imported and shared, so worker threads hold instances over the same
+ * weights and split a product's rows (gemv_pool.ts).
  */
 import { buildModule, FunctionBuilder } from "./encoder.ts";
 
@@ -344,17 +345,59 @@ export interface PackedKernelExports {
   q8Decode(w: number, out: number, blocks: number): void;
 }
 
-let compiled: WebAssembly.Module | null | undefined;
+/** The compiled kernels and the kind of memory their instances import. */
+export interface PackedKernelModule {
+  module: WebAssembly.Module;
+  /** The imported memory is shared (threads can run the kernels on it at once). */
+  shared: boolean;
+}
 
-/** A fresh instance (its own memory), or undefined where WebAssembly SIMD is unavailable. */
-export function instantiatePackedKernels(): PackedKernelExports | undefined {
+let compiled: PackedKernelModule | null | undefined;
+
+/** Whether this runtime makes shared WebAssembly memories (SharedArrayBuffer underneath). */
+function sharedMemoryWorks(): boolean {
+  try {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    return memory.buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The compiled kernel module (once per process), importing its memory as env.memory: a shared
+ * one where the runtime has them, so that worker threads run the same kernels over the same
+ * weights (gemv_pool.ts); undefined where WebAssembly SIMD is unavailable.
+ */
+export function packedKernelModule(): PackedKernelModule | undefined {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(buildModule([q8Gemv(), bf16Gemv(), q8Decode()]));
+      const shared = sharedMemoryWorks();
+      const bytes = buildModule([q8Gemv(), bf16Gemv(), q8Decode()], 1, { shared });
+      compiled = { module: new WebAssembly.Module(bytes), shared };
     } catch {
       compiled = null;
     }
   }
-  if (!compiled) return undefined;
-  return new WebAssembly.Instance(compiled, {}).exports as unknown as PackedKernelExports;
+  return compiled ?? undefined;
+}
+
+/** The kernels of `module` over `memory` (a worker's instance over an arena made elsewhere). */
+export function packedKernelsOver(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+): PackedKernelExports {
+  return new WebAssembly.Instance(module, { env: { memory } })
+    .exports as unknown as PackedKernelExports;
+}
+
+/**
+ * A fresh instance over a new memory (growable to 4 GiB, shared where possible), or undefined
+ * where WebAssembly SIMD is unavailable.
+ */
+export function instantiatePackedKernels(): PackedKernelExports | undefined {
+  const kernels = packedKernelModule();
+  if (!kernels) return undefined;
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: kernels.shared });
+  return packedKernelsOver(kernels.module, memory);
 }

@@ -56,3 +56,42 @@ Deno.test("the exported memory starts at one page and grows; v128 loads and stor
   exports.copy4(40_000 * 4, 2 * 65536);
   assert.deepEqual([...heap.subarray(2 * 16384, 2 * 16384 + 4)], [1.5, -2, 3.25, NaN]);
 });
+
+Deno.test("an imported shared memory: two instances see each other's stores, growth included", () => {
+  const store = new FunctionBuilder("store", ["i32", "i32"]);
+  store.get(store.param(0)).get(store.param(1)).v128Load8x4U().v128Store32Lane(0);
+  const load = new FunctionBuilder("load", ["i32"], ["f32"]);
+  load.get(load.param(0)).f32Load();
+  const module = new WebAssembly.Module(buildModule([store, load], 2, { shared: true }));
+  // The import asks for a shared memory (limits flag 0x03): an unshared one does not link.
+  const unshared = new WebAssembly.Memory({ initial: 2, maximum: 65536 });
+  assert.throws(() => new WebAssembly.Instance(module, { env: { memory: unshared } }), /shared/);
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
+  assert.ok(memory.buffer instanceof SharedArrayBuffer);
+  type Exports = {
+    memory: WebAssembly.Memory;
+    store(at: number, from: number): void;
+    load(at: number): number;
+  };
+  const [a, b] = [0, 1].map(() =>
+    new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Exports
+  );
+  assert.equal(a.memory, memory);
+  memory.grow(1);
+  const at = 2 * 65536 + 64;
+  new Float32Array(memory.buffer).set([6.5], at / 4);
+  assert.equal(b.load(at), 6.5);
+  new Uint8Array(memory.buffer).set([1, 0, 255, 7], 100);
+  a.store(at + 8, 100); // the low byte of each of 4 lanes: 1, 0, 255, 7 → the first one stored
+  assert.equal(new Int32Array(memory.buffer)[(at + 8) / 4], 1);
+});
+
+Deno.test("an imported unshared memory links only with an unshared memory", () => {
+  const module = new WebAssembly.Module(buildModule([], 1, { shared: false }));
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  // deno-lint-ignore no-explicit-any
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  assert.equal(exports.memory, memory);
+  const shared = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+  assert.throws(() => new WebAssembly.Instance(module, { env: { memory: shared } }));
+});
