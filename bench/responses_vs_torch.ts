@@ -15,7 +15,10 @@
  *   batched        ours: --batch rows, left-padded with per-row positions and masks, continuous
  *                  batching; PyTorch: the book's code takes no padding mask, so its rows in a
  *                  group are cut from the left to the group's shortest prompt (see
- *                  tools/torch_responses_bench.py) — a little less work than ours.
+ *                  tools/torch_responses_bench.py) — less prefill work than ours.
+ *   batched, same prompts
+ *                  ours fed the prompts cut exactly as the book's code cuts them: equal work
+ *                  (PyTorch runs its batched mode again).
  *
  * Prints one JSON line per round, mode and side, then a summary with tokens/s (median over the
  * rounds) and the ratio of our tokens/s to PyTorch's (≥ 1.0: ours at least as fast).
@@ -66,12 +69,33 @@ const prompts = entries.map((e) => tokenizer.encode(formatInstructionPrompt(e)))
 // Shortest first, as the responses stage orders them (a batch then holds similar lengths).
 const order = prompts.map((_, i) => i).sort((a, b) => prompts[a].length - prompts[b].length);
 
-/** Our greedy tokens for every prompt (in prompt order) and the seconds it took. */
-async function ours(rows: number): Promise<{ seconds: number; tokens: number[][] }> {
+/**
+ * The prompts as the book's batched code takes them (tools/torch_responses_bench.py): longest
+ * first, in groups of `rows`, each prompt cut from the left to its group's shortest.
+ */
+function cutAsTheBook(rows: number): number[][] {
+  const longestFirst = prompts.map((_, i) => i).sort((a, b) =>
+    prompts[b].length - prompts[a].length || a - b
+  );
+  const cut: number[][] = new Array(prompts.length);
+  for (let first = 0; first < longestFirst.length; first += rows) {
+    const group = longestFirst.slice(first, first + rows);
+    const shortest = Math.min(...group.map((i) => prompts[i].length));
+    for (const i of group) cut[i] = prompts[i].slice(prompts[i].length - shortest);
+  }
+  return cut;
+}
+
+/**
+ * Our greedy tokens for every prompt (in prompt order) and the seconds it took; `cut`: the
+ * prompts cut as the book's batched code cuts them (the same work as its side).
+ */
+async function ours(rows: number, cut = false): Promise<{ seconds: number; tokens: number[][] }> {
+  const fed = cut ? cutAsTheBook(rows) : prompts;
   const tokens: number[][] = new Array(prompts.length);
   const start = performance.now();
   for await (
-    const done of batchGenerateRows(model, order.map((i) => prompts[i]), {
+    const done of batchGenerateRows(model, order.map((i) => fed[i]), {
       maxNewTokens: newTokens,
       maxRows: rows,
     })
@@ -93,10 +117,14 @@ try {
   await worker.nextLine(); // ready
   await ours(1), await ours(2); // warm-up: JIT and first-touch allocations
 
-  const modes = [{ name: "one at a time", rows: 1 }, {
-    name: `batch ${batchSize}`,
-    rows: batchSize,
-  }];
+  // The book's batched code cuts each group's prompts to the shortest: "batch N" compares each
+  // side as it works (ours decodes the whole prompts: more prefill), "batch N, same prompts"
+  // feeds ours the prompts cut the same way (equal work on both sides).
+  const modes = [
+    { name: "one at a time", rows: 1, cut: false },
+    { name: `batch ${batchSize}`, rows: batchSize, cut: false },
+    { name: `batch ${batchSize}, same prompts`, rows: batchSize, cut: true },
+  ];
   const seconds: Record<string, { ours: number[]; torch: number[] }> = {};
   for (const mode of modes) seconds[mode.name] = { ours: [], torch: [] };
   // One-at-a-time greedy tokens of each side (the first run of each), compared at the end.
@@ -116,7 +144,7 @@ try {
           delete result.tokens;
           console.log(JSON.stringify({ bench: "responses_vs_torch", round, ...result }));
         } else {
-          const result = await ours(mode.rows);
+          const result = await ours(mode.rows, mode.cut);
           if (mode.rows === 1) ourTokens ??= result.tokens;
           seconds[mode.name].ours.push(result.seconds);
           console.log(JSON.stringify({
