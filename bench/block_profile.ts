@@ -5,13 +5,15 @@
  *   deno run -A bench/block_profile.ts [--native on|off] [--fast on|off] [--layers 1] [--head on]
  *   deno run -A bench/block_profile.ts --decode qwen3-0.6B|llama-3.2-1B|gpt2-124M [--layers 28]
  *                                      [--batch 1] [--prefill 64] [--steps 16] [--ab 0]
+ *                                      [--quantize none|int8|bf16]
  *
  * --decode builds the shape with random weights (--layers overrides its depth), prefills
  * --prefill tokens per row into the KV cache, times --steps decode steps, then profiles one step
  * and one prefill kernel by kernel (the output head included: it is part of every step). With
  * --ab N it then times N rounds of prefill + --steps decode steps with the fused block kernels
  * (RoPE, RMSNorm, SiLU·up: llm/engine/block_kernels.ts) off and on, alternated in this process
- * on the same weights, and checks both give the same greedy tokens.
+ * on the same weights, and checks both give the same greedy tokens. --quantize packs the
+ * matrices first (their products are not tfjs kernels, so the profile shows what is left).
  *
  * Builds one transformer block of the 124M model (emb 768, 12 heads, batch 2 × 256 tokens,
  * dropout 0.1) plus, with --head, the output head and the cross-entropy over 50,257 tokens,
@@ -24,6 +26,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../llm/engine/backend.ts";
 import { setBlockKernelsEnabled } from "../llm/engine/block_kernels.ts";
 import { GPTModel } from "../llm/model/gpt.ts";
+import { packModel, parseQuantization } from "../llm/model/precision.ts";
 import { benchShape } from "./shapes.ts";
 import type { KVCache } from "../llm/model/kv_cache.ts";
 
@@ -183,6 +186,8 @@ async function profileDecode(name: string): Promise<void> {
   const prefill = Number(flag("prefill", "64"));
   const steps = Number(flag("steps", "16"));
   const model = new GPTModel(config, { tiedHead, seed: 123 });
+  // --quantize int8|bf16: the matrices packed as the engine holds them for quantized inference.
+  packModel(model, parseQuantization(flag("quantize", "none"), "--quantize"));
   const prompt = (b: number) =>
     Array.from({ length: prefill }, (_, i) => (i * 7919 + b * 31) % config.vocab_size);
   const forward = (cache: KVCache, ids: number[][]) => {
