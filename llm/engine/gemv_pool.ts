@@ -243,17 +243,7 @@ class GemvPool {
       ? {}
       : runChunks(control, generation, kernels, job, chunks, false);
     // Never return while workers still write into the arena, even when a chunk here threw.
-    let spins = 0;
-    for (;;) {
-      const finished = Atomics.load(control, FINISHED);
-      if (finished === chunks) break;
-      if (++spins < MAIN_SPINS) continue;
-      if (Atomics.wait(control, FINISHED, finished, WORKER_TIMEOUT_MS) === "timed-out") {
-        throw new Error(
-          `packed GEMV: worker threads did not finish a product in ${WORKER_TIMEOUT_MS} ms`,
-        );
-      }
-    }
+    awaitCount(control, FINISHED, chunks, WORKER_TIMEOUT_MS, "finish a product");
     const failed = Atomics.exchange(control, FAILED, 0) !== 0;
     if (own.error !== undefined) throw own.error;
     if (failed) {
@@ -282,15 +272,28 @@ class GemvPool {
   private waitForWorkers(timeoutMs: number, what: string): void {
     const target = (this.done + this.workers.length) | 0;
     this.done = target;
-    const { control } = this;
-    let spins = 0;
-    for (;;) {
-      const now = Atomics.load(control, DONE);
-      if (now === target) return;
-      if (++spins < MAIN_SPINS) continue;
-      if (Atomics.wait(control, DONE, now, timeoutMs) === "timed-out") {
-        throw new Error(`packed GEMV: worker threads did not ${what} within ${timeoutMs} ms`);
-      }
+    awaitCount(this.control, DONE, target, timeoutMs, what);
+  }
+}
+
+/**
+ * Until control[slot] reaches `target`: a short spin (a chunk takes ~20–200 µs), then
+ * Atomics.wait; throws saying the workers did not `what` when a wait times out.
+ */
+function awaitCount(
+  control: Int32Array,
+  slot: number,
+  target: number,
+  timeoutMs: number,
+  what: string,
+): void {
+  let spins = 0;
+  for (;;) {
+    const now = Atomics.load(control, slot);
+    if (now === target) return;
+    if (++spins < MAIN_SPINS) continue;
+    if (Atomics.wait(control, slot, now, timeoutMs) === "timed-out") {
+      throw new Error(`packed GEMV: worker threads did not ${what} within ${timeoutMs} ms`);
     }
   }
 }
